@@ -1,0 +1,19 @@
+"""onnxprune: structured pruning of ONNX models as a compiler pass framework.
+
+    >>> import onnxprune
+    >>> graph = onnxprune.load("model.onnx")
+    >>> onnxprune.save(graph, "copy.onnx")
+"""
+
+from importlib.metadata import PackageNotFoundError, version as _version
+
+from .errors import CheckFailed, IRError, ModelError, OnnxpruneError, PipelineError, UserError
+from .ir import Graph, Op, Value, load, save
+
+try:
+    __version__ = _version("onnxprune")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = ["Graph", "Op", "Value", "load", "save", "OnnxpruneError", "UserError", "ModelError",
+           "PipelineError", "CheckFailed", "IRError", "__version__"]

@@ -1,0 +1,237 @@
+"""The `onnxprune` command.
+
+Exit status: 0 on success, 2 for bad usage or bad input (one line on stderr saying what and where),
+1 for an internal error (a bug: rerun with --debug for the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import onnx
+
+from . import __version__
+from .errors import UserError
+from .files import atomic_write, same_file
+from .ir import Graph, load, save, validate
+from .passmanager import REGISTRY, AnalysisPass, PassManager
+
+
+# ---------------------------------------------------------------------- shared helpers
+def load_model(path: str, *, allow_custom_ops: bool = False) -> Graph:
+    """Load and validate a model given on the command line."""
+    graph = load(path)
+    validate(graph, path, allow_custom_domains=allow_custom_ops)
+    return graph
+
+
+def check_output_path(model: str, output: str) -> None:
+    """Refuse to write over the input model or into a folder that does not exist."""
+    if Path(output).exists() and same_file(model, output):
+        raise UserError(f"{output}: refusing to overwrite the input model; choose another output path")
+    if not Path(output).parent.exists() and str(Path(output).parent):
+        raise UserError(f"{output}: folder {Path(output).parent} does not exist")
+
+
+def dtype_name(elem_type: int | None) -> str:
+    """'float', 'int64', ... for an ONNX element type."""
+    return onnx.TensorProto.DataType.Name(elem_type).lower() if elem_type else "?"
+
+
+def shape_text(shape) -> str:
+    """'[N, 3, 32, 32]' (or '?' if the rank is unknown)."""
+    if shape is None:
+        return "?"
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+def write_json(path: str, data: Any) -> None:
+    """Write JSON atomically."""
+    with atomic_write(path, "w") as handle:
+        json.dump(data, handle, indent=2)
+        handle.write("\n")
+
+
+# ---------------------------------------------------------------------- commands
+def cmd_passes(args: argparse.Namespace) -> int:
+    """List every registered pass with its one-line doc and options."""
+    rows = []
+    for name in REGISTRY.names():
+        cls = REGISTRY.get(name)
+        kind = "analysis" if issubclass(cls, AnalysisPass) else "transform"
+        rows.append({"name": name, "kind": kind, "summary": cls.summary(), "origin": REGISTRY.origin(name),
+                     "options": [{"name": n, "type": t, "default": d} for n, t, d in cls.option_specs()]})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    width = max(len(r["name"]) for r in rows)
+    for row in rows:
+        origin = "" if row["origin"] == "builtin" else f"  [{row['origin']}]"
+        print(f"{row['name']:<{width}}  {row['kind']:<9}  {row['summary']}{origin}")
+        for option in row["options"]:
+            print(f"{'':<{width}}    {option['name']}={option['type']} (default {option['default']})")
+    return 0
+
+
+def cmd_opt(args: argparse.Namespace) -> int:
+    """Run a pipeline over a model and write the result."""
+    check_output_path(args.model, args.output)
+    manager = PassManager(args.passes, verify_each=args.verify_each, dump_after=args.dump_after or (),
+                          dump_dir=args.dump_dir)
+    graph = load_model(args.model, allow_custom_ops=args.allow_custom_ops)
+    report = manager.run(graph)
+    save(graph, args.output, external_data=True if args.external_data else None)
+    if args.time_passes:
+        print(report.format_timings(), file=sys.stderr)
+    changed = "changed" if report.modified else "unchanged"
+    print(f"wrote {args.output} ({len(graph)} ops; {changed} by {manager.pipeline})", file=sys.stderr)
+    return 0
+
+
+def analyze(graph: Graph, path: str) -> dict[str, Any]:
+    """The `analyze` summary as plain data."""
+    from .passmanager import AnalysisManager
+
+    am = AnalysisManager(graph)
+    cost = am.get("cost")
+    shapes = am.get("shapes")
+
+    def describe(value):
+        found = shapes.get(value.name)
+        shape = value.shape if value.shape is not None else (found.shape if found else None)
+        return {"name": value.name, "dtype": dtype_name(value.dtype), "shape": list(shape) if shape else shape}
+
+    return {
+        "model": path,
+        "ir_version": graph.ir_version,
+        "opset_imports": graph.opset_imports,
+        "producer": f"{graph.model.producer_name} {graph.model.producer_version}".strip(),
+        "inputs": [describe(v) for v in graph.inputs if not v.is_initializer],
+        "outputs": [describe(v) for v in graph.outputs],
+        "ops": len(graph),
+        "parameters": cost.parameters,
+        "parameter_bytes": cost.parameter_bytes,
+        "constants": cost.constants,
+        "initializers": len(graph.initializers),
+        "macs": cost.macs,
+        "flops": cost.flops,
+        "op_types": {t: {"count": cost.op_counts[t], "macs": c.macs, "flops": c.flops}
+                     for t, c in cost.by_type().items()},
+        "unknown_cost_ops": [{"name": o.name, "op_type": o.op_type} for o in cost.unknown],
+        "per_op": [{"name": o.name, "op_type": o.op_type, "macs": o.cost.macs if o.cost else None,
+                    "flops": o.cost.flops if o.cost else None} for o in cost.ops],
+        "notes": ["MACs and FLOPs count symbolic dimensions (such as the batch) as 1"],
+    }
+
+
+def format_analysis(data: dict[str, Any]) -> str:
+    """The `analyze` summary as text."""
+    opsets = ", ".join(f"{d or 'ai.onnx'} {v}" for d, v in data["opset_imports"].items())
+    lines = [f"{data['model']}: IR version {data['ir_version']}, opset {opsets}"
+             + (f", produced by {data['producer']}" if data["producer"] else "")]
+    for title in ("inputs", "outputs"):
+        lines.append(title)
+        for v in data[title]:
+            lines.append(f"  {v['name']}  {v['dtype']} {shape_text(v['shape'])}")
+    kib = data["parameter_bytes"] / 1024
+    lines.append(f"parameters  {data['parameters']:,} ({kib:,.1f} KiB) in {data['initializers']} initializers"
+                 f"; {data['constants']:,} elements of non-float constants")
+    lines.append(f"compute     {data['macs']:,} MACs, {data['flops']:,} FLOPs per run "
+                 f"(symbolic dims such as the batch count as 1)")
+    lines.append("")
+    lines.append(f"{'op type':<24}{'count':>7}{'MACs':>16}{'FLOPs':>16}{'FLOPs %':>9}")
+    total = data["flops"] or 1
+    for op_type, entry in data["op_types"].items():
+        lines.append(f"{op_type:<24}{entry['count']:>7}{entry['macs']:>16,}{entry['flops']:>16,}"
+                     f"{100 * entry['flops'] / total:>9.1f}")
+    lines.append(f"{'total':<24}{data['ops']:>7}{data['macs']:>16,}{data['flops']:>16,}{100.0:>9.1f}")
+    if data["unknown_cost_ops"]:
+        names = ", ".join(f"{o['op_type']} {o['name']!r}" for o in data["unknown_cost_ops"][:5])
+        more = len(data["unknown_cost_ops"]) - 5
+        lines.append(f"cost unknown (shapes or op type not known) for {names}" + (f" and {more} more" if more > 0 else ""))
+    return "\n".join(lines)
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    """Summarise a model: interface, ops, parameters, MACs and FLOPs."""
+    graph = load_model(args.model, allow_custom_ops=args.allow_custom_ops)
+    data = analyze(graph, args.model)
+    print(format_analysis(data))
+    if args.json:
+        write_json(args.json, data)
+    return 0
+
+
+# ---------------------------------------------------------------------- entry point
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every sub-command."""
+    parser = argparse.ArgumentParser(prog="onnxprune", description="Structured pruning for ONNX models.")
+    parser.add_argument("--version", action="version", version=f"onnxprune {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    passes = commands.add_parser("passes", help="list the available passes")
+    passes.add_argument("--json", action="store_true", help="print the list as JSON")
+    passes.set_defaults(func=cmd_passes)
+
+    opt = commands.add_parser("opt", help="run a pass pipeline over a model")
+    opt.add_argument("model", help="input .onnx file (never modified)")
+    opt.add_argument("--passes", required=True, metavar="PIPELINE",
+                     help='passes to run, e.g. "shapes,cleanup{keep-identity=true},check"')
+    opt.add_argument("-o", "--output", required=True, help="output .onnx file (written atomically)")
+    opt.add_argument("--verify-each", action="store_true", help="check the IR after every pass")
+    opt.add_argument("--dump-after", action="append", metavar="PASS", help="save the graph after this pass")
+    opt.add_argument("--dump-dir", default=".", help="folder for --dump-after files (default: .)")
+    opt.add_argument("--time-passes", action="store_true", help="print per-pass timings")
+    opt.add_argument("--external-data", action="store_true", help="store weights in OUTPUT.data beside the model")
+    opt.add_argument("--allow-custom-ops", action="store_true", help="accept ops from unknown domains as opaque")
+    opt.set_defaults(func=cmd_opt)
+
+    analyze_cmd = commands.add_parser("analyze", help="summarise a model: ops, parameters, FLOPs")
+    analyze_cmd.add_argument("model", help="input .onnx file")
+    analyze_cmd.add_argument("--json", metavar="FILE", help="also write the summary as JSON")
+    analyze_cmd.add_argument("--allow-custom-ops", action="store_true",
+                             help="accept ops from unknown domains as opaque")
+    analyze_cmd.set_defaults(func=cmd_analyze)
+    return parser
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"onnxprune: warning: {message}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    warnings.showwarning = _show_warning
+    try:
+        return args.func(args)
+    except UserError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"onnxprune: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("onnxprune: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug in onnxprune: say so, keep the traceback behind --debug
+        if args.debug:
+            traceback.print_exc()
+        print(f"onnxprune: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback "
+              "and report it)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["main", "build_parser", "analyze", "format_analysis", "load_model"]

@@ -1,0 +1,100 @@
+"""Cost formulas for each op family (see `rule.py` for the conventions)."""
+
+from __future__ import annotations
+
+from .rule import Cost, OpRule, OpView, numel
+
+
+def _per_output_element(flops_per_element: int):
+    def cost(view: OpView) -> Cost | None:
+        shape = view.output_shape(0)
+        return None if shape is None else Cost(0, flops_per_element * numel(shape))
+    return cost
+
+
+def _per_input_element(view: OpView) -> Cost | None:
+    shape = view.input_shape(0)
+    return None if shape is None else Cost(0, numel(shape))
+
+
+def _free(view: OpView) -> Cost:
+    return Cost()
+
+
+def conv_cost(view: OpView) -> Cost | None:
+    """Conv: N * Cout * out_spatial * (Cin / group) * kernel MACs; bias adds one FLOP per output."""
+    out, weight = view.output_shape(0), view.input_shape(1)
+    if out is None or weight is None:
+        return None
+    macs = numel(out) * numel(weight[1:])  # weight is [Cout, Cin/group, k...]
+    bias = numel(out) if view.has_input(2) else 0
+    return Cost(macs, 2 * macs + bias)
+
+
+def conv_transpose_cost(view: OpView) -> Cost | None:
+    """ConvTranspose: every input element scatters into Cout/group * kernel outputs."""
+    x, weight, out = view.input_shape(0), view.input_shape(1), view.output_shape(0)
+    if x is None or weight is None or out is None:
+        return None
+    macs = numel(x) * numel(weight[1:])  # weight is [Cin, Cout/group, k...]
+    bias = numel(out) if view.has_input(2) else 0
+    return Cost(macs, 2 * macs + bias)
+
+
+def gemm_cost(view: OpView) -> Cost | None:
+    """Gemm: M*N*K MACs, plus M*N for the C input."""
+    a, out = view.input_shape(0), view.output_shape(0)
+    if a is None or out is None:
+        return None
+    k = a[0] if view.op.attr("transA", 0) else a[1]
+    macs = numel(out) * k
+    return Cost(macs, 2 * macs + (numel(out) if view.has_input(2) else 0))
+
+
+def matmul_cost(view: OpView) -> Cost | None:
+    """MatMul: output elements * K MACs (K is the contracted axis of the first input)."""
+    a, out = view.input_shape(0), view.output_shape(0)
+    if a is None or out is None:
+        return None
+    macs = numel(out) * a[-1]
+    return Cost(macs, 2 * macs)
+
+
+def window_pool_cost(view: OpView) -> Cost | None:
+    """MaxPool/AveragePool/LpPool: one FLOP per window element per output element."""
+    out = view.output_shape(0)
+    kernel = view.op.attr("kernel_shape")
+    if out is None or kernel is None:
+        return None
+    return Cost(0, numel(out) * numel(tuple(kernel)))
+
+
+ELEMENTWISE = (
+    "Relu", "LeakyRelu", "PRelu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Gelu", "Erf",
+    "Softplus", "Softsign", "Elu", "Selu", "Celu", "Mish", "ThresholdedRelu", "Sqrt", "Abs", "Neg", "Exp",
+    "Log", "Reciprocal", "Floor", "Ceil", "Round", "Sign", "Sin", "Cos", "Tan", "Not",
+    "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean", "Where", "Mod", "And", "Or", "Xor",
+    "Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "IsNaN", "IsInf",
+)
+DATA_MOVEMENT = (
+    "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Concat", "Split", "Slice", "Gather",
+    "GatherElements", "GatherND", "Expand", "Tile", "Pad", "Shape", "Size", "Constant", "ConstantOfShape",
+    "Range", "Identity", "Cast", "CastLike", "Dropout", "DepthToSpace", "SpaceToDepth", "Resize", "Upsample",
+    "ScatterND", "ScatterElements", "NonZero", "Trilu", "EyeLike",
+)
+
+COST_RULES: tuple[OpRule, ...] = (
+    OpRule(("Conv",), conv_cost),
+    OpRule(("ConvTranspose",), conv_transpose_cost),
+    OpRule(("Gemm",), gemm_cost),
+    OpRule(("MatMul",), matmul_cost),
+    OpRule(ELEMENTWISE, _per_output_element(1)),
+    OpRule(("BatchNormalization",), _per_output_element(2)),
+    OpRule(("LayerNormalization", "GroupNormalization", "InstanceNormalization"), _per_output_element(5)),
+    OpRule(("Softmax", "LogSoftmax"), _per_output_element(3)),
+    OpRule(("MaxPool", "AveragePool", "LpPool"), window_pool_cost),
+    OpRule(("GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool", "ReduceMean", "ReduceSum", "ReduceMax",
+            "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceSumSquare", "ReduceLogSum",
+            "ReduceLogSumExp", "ArgMax", "ArgMin"), _per_input_element),
+    OpRule(DATA_MOVEMENT, _free),
+)

@@ -1,0 +1,189 @@
+"""`AnalysisManager` (cached analyses, invalidation) and `PassManager` (runs a pipeline)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ..errors import IRError
+from ..ir import Graph, save
+from .base import AnalysisPass, Pass, PassResult, TransformPass
+from .registry import REGISTRY, Registry
+
+AnalysisKey = tuple[str, tuple]
+
+
+def _key(analysis: AnalysisPass) -> AnalysisKey:
+    return analysis.name, tuple(dataclasses.astuple(analysis.options))
+
+
+class AnalysisManager:
+    """Computes analyses of one graph on demand and caches them.
+
+    A cached result stays valid until a transform that did not preserve it runs, or until the graph
+    is edited behind the manager's back (its `version` moved without an `invalidate`). Results that
+    were computed from another analysis are dropped with it.
+    """
+
+    def __init__(self, graph: Graph, registry: Registry = REGISTRY) -> None:
+        self.graph = graph
+        self.registry = registry
+        self._cache: dict[AnalysisKey, tuple[Any, int]] = {}
+        self._deps: dict[AnalysisKey, set[AnalysisKey]] = {}
+        self._stack: list[AnalysisKey] = []
+        self.computed: list[str] = []  # names of analyses actually run, in order (for tests and timing)
+
+    def get(self, analysis: str | type[AnalysisPass] | AnalysisPass, **options: Any) -> Any:
+        """The result of `analysis` on this graph, computing it if needed."""
+        if isinstance(analysis, str):
+            cls = self.registry.get(analysis)
+            if not issubclass(cls, AnalysisPass):
+                raise TypeError(f"'{analysis}' is a transform, not an analysis")
+            analysis = cls(**options)
+        elif isinstance(analysis, type):
+            analysis = analysis(**options)
+        key = _key(analysis)
+        if self._stack:
+            self._deps.setdefault(self._stack[-1], set()).add(key)
+        cached = self._cache.get(key)
+        if cached is not None and cached[1] == self.graph.version:
+            return cached[0]
+        self._deps.pop(key, None)
+        self._stack.append(key)
+        try:
+            result = analysis.run(self.graph, self)
+        finally:
+            self._stack.pop()
+        self._cache[key] = (result, self.graph.version)
+        self.computed.append(analysis.name)
+        return result
+
+    def is_cached(self, name: str) -> bool:
+        """True if some result of analysis `name` is cached and valid."""
+        return any(k[0] == name and v[1] == self.graph.version for k, v in self._cache.items())
+
+    def invalidate(self, preserved) -> None:
+        """After a transform: drop every result not in `preserved` (a set of names or ALL), and every
+        result computed from a dropped one; the survivors are valid for the graph as it is now."""
+        dropped = {k for k in self._cache if k[0] not in preserved}
+        changed = True
+        while changed:
+            changed = False
+            for key, deps in self._deps.items():
+                if key in self._cache and key not in dropped and deps & dropped:
+                    dropped.add(key)
+                    changed = True
+        for key in dropped:
+            self._cache.pop(key, None)
+            self._deps.pop(key, None)
+        for key, (result, _) in list(self._cache.items()):
+            self._cache[key] = (result, self.graph.version)
+
+    def clear(self) -> None:
+        """Forget everything."""
+        self._cache.clear()
+        self._deps.clear()
+
+
+@dataclass
+class PassRecord:
+    """What one pass did in a pipeline run."""
+
+    name: str
+    spec: str
+    kind: str  # "analysis" or "transform"
+    seconds: float
+    modified: bool = False
+    ops_before: int = 0
+    ops_after: int = 0
+
+
+@dataclass
+class PipelineReport:
+    """The outcome of `PassManager.run`: one record per pass, and the analyses' results by name."""
+
+    records: list[PassRecord] = field(default_factory=list)
+    results: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def modified(self) -> bool:
+        """True if any transform changed the graph."""
+        return any(r.modified for r in self.records)
+
+    def format_timings(self) -> str:
+        """A per-pass timing table, like LLVM's -time-passes."""
+        total = sum(r.seconds for r in self.records) or 1e-12
+        lines = [f"{'seconds':>9} {'%':>6}  {'ops':>11}  pass"]
+        for r in self.records:
+            ops = f"{r.ops_before}->{r.ops_after}" if r.kind == "transform" else str(r.ops_before)
+            mark = "*" if r.modified else " "
+            lines.append(f"{r.seconds:9.4f} {100 * r.seconds / total:5.1f}%  {ops:>11} {mark}{r.spec}")
+        lines.append(f"{total:9.4f} 100.0%  total ('*' = changed the graph)")
+        return "\n".join(lines)
+
+
+class PassManager:
+    """Runs passes in order over one graph, sharing an AnalysisManager.
+
+    `verify_each` checks the IR after every pass (and that a pass reporting "unchanged" really left
+    the graph alone); `dump_after` names passes after which the graph is saved to `dump_dir` as
+    `NN-name.onnx`; `on_pass` is called with each PassRecord as it completes.
+    """
+
+    def __init__(self, passes: str | Sequence[Pass], *, registry: Registry = REGISTRY, verify_each: bool = False,
+                 dump_after: Sequence[str] = (), dump_dir: str | Path | None = None,
+                 on_pass: Callable[[PassRecord], None] | None = None) -> None:
+        self.registry = registry
+        self.passes = registry.build(passes) if isinstance(passes, str) else list(passes)
+        self.verify_each = verify_each
+        self.dump_after = set(dump_after)
+        unknown = self.dump_after - {p.name for p in self.passes}
+        if unknown:
+            from ..errors import PipelineError
+            raise PipelineError(f"--dump-after names {', '.join(sorted(unknown))}, which the pipeline does not run")
+        self.dump_dir = Path(dump_dir) if dump_dir is not None else Path(".")
+        self.on_pass = on_pass
+
+    @property
+    def pipeline(self) -> str:
+        """The pipeline in canonical string form."""
+        return ",".join(p.spec() for p in self.passes)
+
+    def run(self, graph: Graph, am: AnalysisManager | None = None) -> PipelineReport:
+        """Run every pass on `graph` (in place) and report what happened."""
+        am = am or AnalysisManager(graph, self.registry)
+        report = PipelineReport()
+        for index, p in enumerate(self.passes):
+            ops_before = len(graph)
+            start = time.perf_counter()
+            if isinstance(p, AnalysisPass):
+                report.results[p.name] = am.get(p)
+                record = PassRecord(p.name, p.spec(), "analysis", time.perf_counter() - start, False, ops_before,
+                                    ops_before)
+            elif isinstance(p, TransformPass):
+                version = graph.version
+                result = p.run(graph, am)
+                if not isinstance(result, PassResult):
+                    raise TypeError(f"pass '{p.name}' returned {type(result).__name__}, not PassResult")
+                if not result.modified and graph.version != version:
+                    raise IRError(f"pass '{p.name}' changed the graph but reported that it did not")
+                am.invalidate(result.preserved)
+                record = PassRecord(p.name, p.spec(), "transform", time.perf_counter() - start, result.modified,
+                                    ops_before, len(graph))
+            else:
+                raise TypeError(f"{p!r} is not a pass")
+            if self.verify_each:
+                try:
+                    graph.verify()
+                except IRError as exc:
+                    raise IRError(f"the IR is broken after pass '{p.name}': {exc}") from None
+            report.records.append(record)
+            if p.name in self.dump_after:
+                self.dump_dir.mkdir(parents=True, exist_ok=True)
+                save(graph, self.dump_dir / f"{index + 1:02d}-{p.name}.onnx")
+            if self.on_pass is not None:
+                self.on_pass(record)
+        return report

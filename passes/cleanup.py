@@ -1,0 +1,96 @@
+"""`cleanup`: remove what does not contribute to the outputs and put ops in topological order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from onnxprune.ir import Graph, Op
+from onnxprune.passmanager import PassResult, TransformPass
+
+
+@dataclass(frozen=True)
+class CleanupOptions:
+    """Options of `cleanup`."""
+
+    keep_identity: bool = False  # leave Identity ops in place
+
+
+class Cleanup(TransformPass):
+    """Remove Identity ops, dead ops, unused initializers and values; sort ops topologically.
+
+    Graph inputs and outputs never change (an Identity feeding a graph output is folded by renaming
+    its input, when that is safe).
+    """
+
+    name = "cleanup"
+    Options = CleanupOptions
+
+    def run(self, graph: Graph, am) -> PassResult:
+        version = graph.version
+        if not self.options.keep_identity:
+            for op in [op for op in graph.ops() if op.op_type == "Identity" and op.domain in ("", "ai.onnx")]:
+                remove_identity(graph, op)
+        remove_dead_ops(graph)
+        remove_unused_values(graph)
+        graph.renumber(graph.topological_order())
+        return PassResult.changed() if graph.version != version else PassResult.unchanged()
+
+
+def remove_identity(graph: Graph, op: Op) -> bool:
+    """Bypass and delete an Identity op; return False where that would change the model's interface
+    or touch a name a subgraph reads."""
+    (source,) = [v for v in graph.inputs_of(op)]
+    (target,) = [v for v in graph.outputs_of(op)]
+    if source is None or target is None or graph.captures_of(op):
+        return False
+    if any(not isinstance(k, int) for _, _, k in graph.nx.out_edges(target, keys=True)):
+        return False  # a subgraph reads the output by name
+    if not graph.is_output(target):
+        graph.replace_uses(target, source)
+        graph.remove_op(op)
+        return True
+    # The output's name is part of the interface: give it to the source, if the source is an
+    # ordinary intermediate value (not an input, initializer, output, or read by name in a subgraph).
+    if graph.producer(source) is None or graph.is_output(source) or \
+            any(not isinstance(k, int) for _, _, k in graph.nx.out_edges(source, keys=True)):
+        return False
+    name, declared = target.name, target.info
+    graph.replace_uses(target, source)
+    graph.remove_op(op)
+    graph.rename_value(source, name)
+    source.info = declared
+    return True
+
+
+def live_nodes(graph: Graph) -> set:
+    """Every op and value that some graph output depends on (one backward sweep)."""
+    live: set = set()
+    stack: list = list(graph.outputs)
+    while stack:
+        node = stack.pop()
+        if node in live:
+            continue
+        live.add(node)
+        stack.extend(graph.nx.predecessors(node))
+    return live
+
+
+def remove_dead_ops(graph: Graph) -> None:
+    """Delete ops whose results reach no graph output."""
+    live = live_nodes(graph)
+    for op in [op for op in graph.ops() if op not in live]:
+        for value in graph.outputs_of(op):
+            if value is not None:
+                for consumer, slot in graph.uses(value):  # readers are dead too; detach them first
+                    graph.set_input(consumer, slot, None)
+        graph.remove_op(op, remove_outputs=False)  # its outputs go with remove_unused_values
+
+
+def remove_unused_values(graph: Graph) -> None:
+    """Delete initializers and other values nothing reads (graph inputs are part of the interface)."""
+    for value in list(graph.values()):
+        if not graph.nx.degree(value) and not graph.is_input(value) and not graph.is_output(value):
+            graph.remove_value(value)
+
+
+__all__ = ["Cleanup", "remove_identity", "remove_dead_ops", "remove_unused_values", "live_nodes"]
