@@ -39,15 +39,15 @@ class Check(AnalysisPass):
     Options = CheckOptions
 
     def run(self, graph: Graph, am) -> CheckReport:
+        if self.options.ort and graph.ir_version > MAX_ORT_IR_VERSION:
+            raise CheckFailed(f"check failed: IR version {graph.ir_version} is newer than onnxruntime 1.19 loads "
+                              f"({MAX_ORT_IR_VERSION})")
         try:
             validate(graph, "the model", allow_custom_domains=True, full=True)
         except ModelError as exc:
             raise CheckFailed(f"check failed: {exc.problem}") from None
         if not self.options.ort:
             return CheckReport(True, False)
-        if graph.ir_version > MAX_ORT_IR_VERSION:
-            raise CheckFailed(f"check failed: IR version {graph.ir_version} is newer than onnxruntime 1.19 loads "
-                              f"({MAX_ORT_IR_VERSION})")
         load_in_onnxruntime(graph)
         return CheckReport(True, True)
 

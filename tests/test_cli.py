@@ -1,0 +1,189 @@
+"""The command line: every command works, and bad input gets one clear line and exit status 2."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+import onnxprune
+from onnxprune.cli import main
+
+from .conftest import ZOO, assert_same_outputs, file_digest, random_feeds, run_ort
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    status = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_console_script_version_and_exit_codes(tmp_path):
+    exe = shutil.which("onnxprune")
+    assert exe, "the onnxprune console script is not installed"
+    done = subprocess.run([exe, "--version"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == f"onnxprune {onnxprune.__version__}"
+    done = subprocess.run([exe, "analyze", str(tmp_path / "missing.onnx")], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [f"onnxprune: error: {tmp_path / 'missing.onnx'}: no such file"]
+    done = subprocess.run([sys.executable, "-m", "onnxprune", "frobnicate"], capture_output=True, text=True)
+    assert done.returncode == 2 and "invalid choice" in done.stderr
+
+
+def test_passes_lists_builtins_with_docs(capsys):
+    status, out, _ = run_cli(capsys, "passes")
+    assert status == 0
+    for name in ("shapes", "infer-shapes", "cleanup", "check", "cost"):
+        assert any(line.startswith(name + " ") for line in out.splitlines())
+    assert "keep-identity=bool (default False)" in out
+    status, out, _ = run_cli(capsys, "passes", "--json")
+    assert {row["name"] for row in json.loads(out)} >= {"cleanup", "check"}
+
+
+def test_analyze_text_and_json(capsys, tmp_path):
+    status, out, err = run_cli(capsys, "analyze", ZOO / "vgg.onnx", "--json", tmp_path / "a.json")
+    assert status == 0, err
+    assert "input  float [N, 3, 32, 32]" in out
+    assert "9,889,792 MACs" in out
+    data = json.loads((tmp_path / "a.json").read_text())
+    assert data["macs"] == 9_889_792
+    assert data["op_types"]["Conv"]["count"] == 6
+    assert data["inputs"] == [{"name": "input", "dtype": "float", "shape": ["N", 3, 32, 32]}]
+    assert sum(e["flops"] for e in data["op_types"].values()) == data["flops"]
+
+
+def test_opt_runs_a_pipeline(capsys, tmp_path):
+    source = tmp_path / "in.onnx"
+    shutil.copy(ZOO / "resnet.onnx", source)
+    digest = file_digest(source)
+    out = tmp_path / "out.onnx"
+    status, _, err = run_cli(capsys, "opt", source, "--passes", "infer-shapes,cleanup,check", "-o", out,
+                             "--verify-each", "--time-passes", "--dump-after", "cleanup", "--dump-dir", tmp_path / "d")
+    assert status == 0, err
+    assert "total" in err and f"wrote {out}" in err
+    assert (tmp_path / "d" / "02-cleanup.onnx").exists()
+    assert file_digest(source) == digest
+    feeds = random_feeds(onnx.load(source))
+    assert_same_outputs(run_ort(source, feeds), run_ort(out, feeds))
+    assert len(onnx.load(out).graph.value_info) > 0
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporary files
+
+
+def test_opt_refuses_to_overwrite_its_input(capsys, tmp_path):
+    source = tmp_path / "in.onnx"
+    shutil.copy(ZOO / "mlp.onnx", source)
+    status, _, err = run_cli(capsys, "opt", source, "--passes", "cleanup", "-o", source)
+    assert status == 2 and "refusing to overwrite the input model" in err
+
+
+def test_bad_pipeline_is_a_usage_error(capsys, tmp_path):
+    status, _, err = run_cli(capsys, "opt", ZOO / "mlp.onnx", "--passes", "cleanup,claenup", "-o", tmp_path / "o.onnx")
+    assert status == 2
+    assert err.strip() == "onnxprune: error: unknown pass 'claenup'; did you mean 'cleanup'? (`onnxprune passes` lists them)"
+    assert not (tmp_path / "o.onnx").exists()
+
+
+# ---------------------------------------------------------------------- bad input files
+def _model_file(tmp_path: Path, name: str, model: onnx.ModelProto) -> Path:
+    path = tmp_path / name
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def _relu_model(domain: str = "", opset: int = 17, out_type: int = TensorProto.FLOAT) -> onnx.ModelProto:
+    imports = [helper.make_opsetid("", opset)] + ([helper.make_opsetid(domain, 1)] if domain else [])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], domain=domain)], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info("y", out_type, [2])])
+    model = helper.make_model(graph, opset_imports=imports)
+    model.ir_version = 8
+    return model
+
+
+def _not_onnx(tmp_path):
+    path = tmp_path / "notes.onnx"
+    path.write_text("these are my notes, not a model\n")
+    return path
+
+
+def _empty(tmp_path):
+    path = tmp_path / "e.onnx"
+    path.write_bytes(b"")
+    return path
+
+
+def _truncated(tmp_path):
+    path = tmp_path / "cut.onnx"
+    path.write_bytes((ZOO / "vgg.onnx").read_bytes()[:100_000])
+    return path
+
+
+def _checker_failure(tmp_path):
+    model = _relu_model()
+    model.graph.node[0].input.append("x")  # Relu takes one input
+    return _model_file(tmp_path, "bad.onnx", model)
+
+
+BAD_INPUTS = {
+    "missing file": (lambda p: p / "nope.onnx", "no such file"),
+    "directory": (lambda p: p, "is a directory, not an ONNX model file"),
+    "empty file": (_empty, "is empty, not an ONNX model"),
+    "not onnx": (_not_onnx, "is not an ONNX model"),
+    "truncated": (_truncated, "is truncated: the protobuf data ends in the middle of a field"),
+    "checker": (_checker_failure, "fails the ONNX checker: "),
+    "unknown opset": (lambda p: _model_file(p, "o.onnx", _relu_model(opset=99)),
+                      "uses ai.onnx opset 99, newer than the 22 that onnxprune's onnx knows"),
+    "custom domain": (lambda p: _model_file(p, "c.onnx", _relu_model(domain="com.acme")),
+                      "uses operators from custom domain 'com.acme' (Relu) that onnxprune does not know"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_gets_one_line_and_status_2(case, capsys, tmp_path):
+    make, message = BAD_INPUTS[case]
+    path = make(tmp_path)
+    status, out, err = run_cli(capsys, "analyze", path)
+    assert status == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"onnxprune: error: {path}: ")
+    assert message in lines[0]
+    assert "Traceback" not in err
+    status, _, err = run_cli(capsys, "--debug", "analyze", path)
+    assert status == 2 and "Traceback" in err
+
+
+def test_custom_domain_can_be_allowed(capsys, tmp_path):
+    path = _model_file(tmp_path, "c.onnx", _relu_model(domain="com.acme"))
+    status, out, err = run_cli(capsys, "analyze", path, "--allow-custom-ops")
+    assert status == 0, err
+    assert "cost unknown" in out and "Relu" in out
+
+
+def test_internal_errors_exit_1_without_traceback(capsys, monkeypatch):
+    import onnxprune.cli as cli
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("kaboom")
+
+    monkeypatch.setattr(cli, "analyze", explode)
+    status, _, err = run_cli(capsys, "analyze", ZOO / "mlp.onnx")
+    assert status == 1
+    assert err.strip() == ("onnxprune: internal error: RuntimeError: kaboom (rerun with --debug for the traceback "
+                           "and report it)")
+
+
+def test_quick_start_model_is_accurate():
+    """The README's trained model really classifies its bundled data."""
+    data = np.load(ZOO / "digits.npz")
+    test = data["is_test"].astype(bool)
+    (logits,) = run_ort(ZOO / "digits_cnn.onnx", {"input": data["input"][test]})
+    accuracy = float((logits.argmax(1) == data["labels"][test]).mean())
+    assert accuracy >= 0.95
