@@ -277,3 +277,17 @@ def test_dump_after_and_timings(graph, tmp_path):
     assert "total" in report.format_timings()
     with pytest.raises(PipelineError, match="does not run"):
         PassManager("shapes", dump_after=["cleanup"])
+
+
+# ---------------------------------------------------------------------- property: format/parse round trip
+from hypothesis import given, strategies as st  # noqa: E402
+
+_names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_\-.:]{0,12}", fullmatch=True)
+_keys = st.from_regex(r"[A-Za-z_][A-Za-z0-9_\-]{0,8}", fullmatch=True)
+_values = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12).filter(
+    lambda v: v.strip() == v and v.strip())
+
+
+@given(st.lists(st.builds(PipelineEntry, _names, st.dictionaries(_keys, _values, max_size=3)), min_size=1, max_size=5))
+def test_any_pipeline_formats_and_parses_back(entries):
+    assert parse_pipeline(format_pipeline(entries)) == entries
