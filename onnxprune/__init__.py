@@ -5,7 +5,8 @@
     >>> onnxprune.save(graph, "copy.onnx")
 """
 
-from importlib.metadata import PackageNotFoundError, version as _version
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
 
 from .errors import CheckFailed, IRError, ModelError, OnnxpruneError, PipelineError, UserError
 from .ir import Graph, Op, Value, load, save
@@ -15,5 +16,17 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["Graph", "Op", "Value", "load", "save", "OnnxpruneError", "UserError", "ModelError",
-           "PipelineError", "CheckFailed", "IRError", "__version__"]
+__all__ = [
+    "CheckFailed",
+    "Graph",
+    "IRError",
+    "ModelError",
+    "OnnxpruneError",
+    "Op",
+    "PipelineError",
+    "UserError",
+    "Value",
+    "__version__",
+    "load",
+    "save",
+]

@@ -11,8 +11,9 @@ import json
 import sys
 import traceback
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import onnx
 
@@ -234,4 +235,4 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["main", "build_parser", "analyze", "format_analysis", "load_model"]
+__all__ = ["analyze", "build_parser", "format_analysis", "load_model", "main"]

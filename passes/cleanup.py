@@ -93,4 +93,4 @@ def remove_unused_values(graph: Graph) -> None:
             graph.remove_value(value)
 
 
-__all__ = ["Cleanup", "remove_identity", "remove_dead_ops", "remove_unused_values", "live_nodes"]
+__all__ = ["Cleanup", "live_nodes", "remove_dead_ops", "remove_identity", "remove_unused_values"]

@@ -9,12 +9,25 @@ from dataclasses import dataclass
 from typing import Literal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import onnxprune
 from onnxprune.errors import IRError, PipelineError
-from onnxprune.passmanager import (ALL, REGISTRY, AnalysisManager, AnalysisPass, PassManager, PassResult,
-                                   PipelineEntry, PluginWarning, Registry, TransformPass, format_pipeline,
-                                   parse_pipeline)
+from onnxprune.passmanager import (
+    ALL,
+    REGISTRY,
+    AnalysisManager,
+    AnalysisPass,
+    PassManager,
+    PassResult,
+    PipelineEntry,
+    PluginWarning,
+    Registry,
+    TransformPass,
+    format_pipeline,
+    parse_pipeline,
+)
 
 from .conftest import ZOO
 
@@ -280,8 +293,6 @@ def test_dump_after_and_timings(graph, tmp_path):
 
 
 # ---------------------------------------------------------------------- property: format/parse round trip
-from hypothesis import given, strategies as st  # noqa: E402
-
 _names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_\-.:]{0,12}", fullmatch=True)
 _keys = st.from_regex(r"[A-Za-z_][A-Za-z0-9_\-]{0,8}", fullmatch=True)
 _values = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12).filter(

@@ -6,5 +6,17 @@ from .shapes import TensorType, infer_shapes
 from .tensor import Tensor
 from .validate import custom_domains, validate
 
-__all__ = ["Graph", "Op", "Value", "Tensor", "TensorType", "load", "save", "to_onnx", "infer_shapes",
-           "validate", "custom_domains", "MAX_ORT_IR_VERSION"]
+__all__ = [
+           "MAX_ORT_IR_VERSION",
+           "Graph",
+           "Op",
+           "Tensor",
+           "TensorType",
+           "Value",
+           "custom_domains",
+           "infer_shapes",
+           "load",
+           "save",
+           "to_onnx",
+           "validate",
+]

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import copy as _copy
 import itertools
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import networkx as nx
 import numpy as np

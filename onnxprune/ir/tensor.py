@@ -35,7 +35,7 @@ class Tensor:
     the original TensorProto untouched. Tensors are immutable: to change a weight, make a new Tensor.
     """
 
-    __slots__ = ("header", "_raw", "_array", "_proto")
+    __slots__ = ("_array", "_proto", "_raw", "header")
 
     def __init__(self, header: TensorProto, *, raw=None, array: np.ndarray | None = None,
                  proto: TensorProto | None = None) -> None:

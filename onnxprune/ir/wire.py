@@ -9,8 +9,9 @@ back, streaming tensor bytes straight from their arrays. Field numbers are onnx.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 # onnx.proto field numbers used here.
 MODEL_GRAPH = 7

@@ -13,8 +13,8 @@ Conventions for cost (used by `analyze` and reports):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

@@ -5,6 +5,22 @@ from .manager import AnalysisManager, PassManager, PassRecord, PipelineReport
 from .pipeline import PipelineEntry, format_pipeline, parse_pipeline
 from .registry import ENTRY_POINT_GROUP, REGISTRY, PluginWarning, Registry
 
-__all__ = ["ALL", "AnalysisPass", "NoOptions", "Pass", "PassResult", "TransformPass", "AnalysisManager",
-           "PassManager", "PassRecord", "PipelineReport", "PipelineEntry", "format_pipeline", "parse_pipeline",
-           "ENTRY_POINT_GROUP", "REGISTRY", "PluginWarning", "Registry"]
+__all__ = [
+           "ALL",
+           "ENTRY_POINT_GROUP",
+           "REGISTRY",
+           "AnalysisManager",
+           "AnalysisPass",
+           "NoOptions",
+           "Pass",
+           "PassManager",
+           "PassRecord",
+           "PassResult",
+           "PipelineEntry",
+           "PipelineReport",
+           "PluginWarning",
+           "Registry",
+           "TransformPass",
+           "format_pipeline",
+           "parse_pipeline",
+]
