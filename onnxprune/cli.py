@@ -21,7 +21,7 @@ from . import __version__
 from .errors import UserError
 from .files import atomic_write, same_file
 from .ir import Graph, load, save, validate
-from .passmanager import REGISTRY, AnalysisPass, PassManager
+from .passmanager import REGISTRY, AnalysisManager, AnalysisPass, PassManager
 
 
 # ---------------------------------------------------------------------- shared helpers
@@ -95,13 +95,11 @@ def cmd_opt(args: argparse.Namespace) -> int:
     return 0
 
 
-def analyze(graph: Graph, path: str) -> dict[str, Any]:
-    """The `analyze` summary as plain data."""
-    from .passmanager import AnalysisManager
-
+def analyze(graph: Graph, path: str, input_shapes: Sequence[str] = ()) -> dict[str, Any]:
+    """The `analyze` summary as plain data (`input_shapes`: 'name=1x3x224x224' bindings)."""
     am = AnalysisManager(graph)
-    cost = am.get("cost")
-    shapes = am.get("shapes")
+    cost = am.get("cost", input_shapes=tuple(input_shapes))
+    shapes = am.get("shapes", input_shapes=tuple(input_shapes))
 
     def describe(value):
         found = shapes.get(value.name)
@@ -127,6 +125,7 @@ def analyze(graph: Graph, path: str) -> dict[str, Any]:
         "unknown_cost_ops": [{"name": o.name, "op_type": o.op_type} for o in cost.unknown],
         "per_op": [{"name": o.name, "op_type": o.op_type, "macs": o.cost.macs if o.cost else None,
                     "flops": o.cost.flops if o.cost else None} for o in cost.ops],
+        "input_shapes": list(input_shapes),
         "notes": ["MACs and FLOPs count symbolic dimensions (such as the batch) as 1"],
     }
 
@@ -141,10 +140,11 @@ def format_analysis(data: dict[str, Any]) -> str:
         for v in data[title]:
             lines.append(f"  {v['name']}  {v['dtype']} {shape_text(v['shape'])}")
     kib = data["parameter_bytes"] / 1024
-    lines.append(f"parameters  {data['parameters']:,} ({kib:,.1f} KiB) in {data['initializers']} initializers"
-                 f"; {data['constants']:,} elements of non-float constants")
+    lines.append(f"parameters  {data['parameters']:,} ({kib:,.1f} KiB); {data['constants']:,} elements of "
+                 f"non-float constants; {data['initializers']} initializers")
+    bound = f"inputs bound to {', '.join(data['input_shapes'])}; " if data["input_shapes"] else ""
     lines.append(f"compute     {data['macs']:,} MACs, {data['flops']:,} FLOPs per run "
-                 f"(symbolic dims such as the batch count as 1)")
+                 f"({bound}symbolic dims count as 1)")
     lines.append("")
     lines.append(f"{'op type':<24}{'count':>7}{'MACs':>16}{'FLOPs':>16}{'FLOPs %':>9}")
     total = data["flops"] or 1
@@ -162,7 +162,7 @@ def format_analysis(data: dict[str, Any]) -> str:
 def cmd_analyze(args: argparse.Namespace) -> int:
     """Summarise a model: interface, ops, parameters, MACs and FLOPs."""
     graph = load_model(args.model, allow_custom_ops=args.allow_custom_ops)
-    data = analyze(graph, args.model)
+    data = analyze(graph, args.model, args.input_shape or ())
     print(format_analysis(data))
     if args.json:
         write_json(args.json, data)
@@ -198,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     analyze_cmd = commands.add_parser("analyze", help="summarise a model: ops, parameters, FLOPs")
     analyze_cmd.add_argument("model", help="input .onnx file")
     analyze_cmd.add_argument("--json", metavar="FILE", help="also write the summary as JSON")
+    analyze_cmd.add_argument("--input-shape", action="append", metavar="NAME=DIMS",
+                             help="bind a dynamic input's shape, e.g. input=1x3x224x224 (repeatable)")
     analyze_cmd.add_argument("--allow-custom-ops", action="store_true",
                              help="accept ops from unknown domains as opaque")
     analyze_cmd.set_defaults(func=cmd_analyze)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+import numpy as np
+import onnx
 from onnx import TensorProto
 
 from onnxprune.ir import Graph
@@ -29,7 +31,7 @@ class OpCost:
 class CostReport:
     """Model size and compute. MACs and FLOPs are per execution with symbolic dims counted as 1."""
 
-    parameters: int  # elements of floating-point initializers
+    parameters: int  # elements of floating-point initializers and Constant-node tensors
     parameter_bytes: int
     constants: int  # elements of other initializers (shape tensors, indices)
     ops: tuple[OpCost, ...]
@@ -62,20 +64,38 @@ class CostReport:
         return {k: Cost(m, f) for k, (m, f) in ranked}
 
 
+@dataclass(frozen=True)
+class CostOptions:
+    """Options of `cost`."""
+
+    input_shapes: tuple[str, ...] = ()  # passed to `shapes`: bind dynamic input dims first
+
+
 class CostAnalysis(AnalysisPass):
-    """Count parameters, and MACs/FLOPs per op from inferred shapes (symbolic dims = 1, so per sample)."""
+    """Count parameters, and MACs/FLOPs per op from inferred shapes (symbolic dims = 1, so per sample).
+
+    Parameters are the floating-point initializers and Constant-node tensors (some exporters store
+    weights as Constant ops)."""
 
     name = "cost"
+    Options = CostOptions
 
     def run(self, graph: Graph, am) -> CostReport:
-        types = am.get(ShapesAnalysis)
+        types = am.get(ShapesAnalysis, input_shapes=self.options.input_shapes)
         parameters = parameter_bytes = constants = 0
-        for value in graph.initializers:
-            if value.tensor.data_type in FLOAT_TYPES:
-                parameters += value.tensor.size
-                parameter_bytes += value.tensor.nbytes
+        tensors = [(v.tensor.data_type, v.tensor.size, v.tensor.nbytes) for v in graph.initializers]
+        for op in graph.ops():
+            value = op.attributes.get("value")
+            if op.op_type == "Constant" and op.domain in ("", "ai.onnx") and value is not None and value.HasField("t"):
+                size = int(np.prod(value.t.dims, dtype=np.int64))
+                itemsize = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(value.t.data_type)).itemsize
+                tensors.append((value.t.data_type, size, size * itemsize))
+        for data_type, size, nbytes in tensors:
+            if data_type in FLOAT_TYPES:
+                parameters += size
+                parameter_bytes += nbytes
             else:
-                constants += value.tensor.size
+                constants += size
         ops = []
         for op in graph.topological_order():
             rule = rule_for(op)

@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from onnxprune.ir import Graph, TensorType, infer_shapes
+from onnxprune.ir.shapes import parse_input_shape
 from onnxprune.passmanager import ALL, AnalysisPass, PassResult, TransformPass
+
+
+@dataclass(frozen=True)
+class ShapesOptions:
+    """Options of `shapes`."""
+
+    input_shapes: tuple[str, ...] = ()  # bind inputs first, e.g. "input=1x3x224x224;mask=1x128"
 
 
 class ShapesAnalysis(AnalysisPass):
@@ -13,9 +23,10 @@ class ShapesAnalysis(AnalysisPass):
     """
 
     name = "shapes"
+    Options = ShapesOptions
 
     def run(self, graph: Graph, am) -> dict[str, TensorType]:
-        return infer_shapes(graph)
+        return infer_shapes(graph, dict(parse_input_shape(text) for text in self.options.input_shapes))
 
 
 class InferShapes(TransformPass):

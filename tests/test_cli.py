@@ -57,6 +57,10 @@ def test_analyze_text_and_json(capsys, tmp_path):
     assert data["op_types"]["Conv"]["count"] == 6
     assert data["inputs"] == [{"name": "input", "dtype": "float", "shape": ["N", 3, 32, 32]}]
     assert sum(e["flops"] for e in data["op_types"].values()) == data["flops"]
+    status, out, err = run_cli(capsys, "analyze", ZOO / "vgg.onnx", "--input-shape", "input=2x3x32x32")
+    assert status == 0 and f"{2 * 9_889_792:,} MACs" in out
+    status, _, err = run_cli(capsys, "analyze", ZOO / "vgg.onnx", "--input-shape", "input=2x3")
+    assert status == 2 and "input 'input' has rank 4, but the shape given has 2 dims" in err
 
 
 def test_opt_runs_a_pipeline(capsys, tmp_path):

@@ -51,3 +51,23 @@ def test_unknown_ops_are_listed_not_guessed():
     cost = AnalysisManager(onnxprune.load(model)).get("cost")
     assert [o.op_type for o in cost.unknown] == ["Mystery"]
     assert cost.flops == 0 and np.isfinite(cost.macs)
+
+
+def test_constant_node_weights_count_and_minus_one_dims_count_as_one():
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.ones((4, 3), np.float32))
+    graph = helper.make_graph(
+        [helper.make_node("Constant", [], ["w"], value=weight), helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [-1, 4])],  # "-1" as some exporters write it
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [-1, 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    cost = AnalysisManager(onnxprune.load(model)).get("cost")
+    assert cost.parameters == 12
+    assert (cost.macs, cost.flops) == (12, 24)
+
+
+def test_binding_input_shapes_scales_the_count():
+    am = AnalysisManager(onnxprune.load(ZOO / "vgg.onnx"))
+    assert am.get("cost", input_shapes=("input=4x3x32x32",)).macs == 4 * am.get("cost").macs

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import onnx
 
+from ..errors import UserError
 from .graph import Graph, shape_of_type
 
 Dim = int | str | None
@@ -37,10 +38,36 @@ class TensorType:
         return f"{dtype}[{dims}]"
 
 
-def infer_shapes(graph: Graph) -> dict[str, TensorType]:
+def parse_input_shape(text: str) -> tuple[str, tuple[int, ...]]:
+    """Parse 'name=1x3x224x224' (or with commas) into (name, dims)."""
+    name, sep, dims = text.rpartition("=")
+    try:
+        parsed = tuple(int(d) for d in dims.replace(",", "x").split("x"))
+    except ValueError:
+        parsed = ()
+    if not sep or not name or not parsed or any(d <= 0 for d in parsed):
+        raise UserError(f"bad input shape '{text}': write NAME=DIMS, for example input=1x3x224x224")
+    return name, parsed
+
+
+def infer_shapes(graph: Graph, input_shapes: dict[str, tuple[int, ...]] | None = None) -> dict[str, TensorType]:
     """Run ONNX shape inference (with data propagation, so shapes computed by Shape/Gather/Concat
-    chains resolve) and return the type of every value it could type. Weights are not copied."""
+    chains resolve) and return the type of every value it could type. Weights are not copied.
+
+    `input_shapes` binds graph inputs to concrete shapes first (for models with dynamic dims)."""
     proto = graph.to_onnx(weights=False)
+    for name, dims in (input_shapes or {}).items():
+        info = next((i for i in proto.graph.input if i.name == name), None)
+        if info is None:
+            known = ", ".join(v.name for v in graph.inputs if not v.is_initializer)
+            raise UserError(f"input shape given for '{name}', but the model's inputs are: {known}")
+        declared = shape_of_type(info.type)
+        if declared is not None and len(declared) != len(dims):
+            raise UserError(f"input '{name}' has rank {len(declared)}, but the shape given has {len(dims)} dims")
+        shape = info.type.tensor_type.shape
+        shape.ClearField("dim")
+        for dim in dims:
+            shape.dim.add().dim_value = dim
     try:
         inferred = onnx.shape_inference.infer_shapes(proto, check_type=False, strict_mode=False, data_prop=True)
     except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, RuntimeError):

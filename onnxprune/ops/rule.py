@@ -8,7 +8,8 @@ Conventions for cost (used by `analyze` and reports):
   Softmax/LogSoftmax three per element; Reduce* and global pools one per input element; windowed pools
   one per window element per output element.
 - Ops that only move or reshape data (Reshape, Transpose, Concat, Gather, Slice, ...) cost nothing.
-- Symbolic dimensions (the batch axis `N`, say) count as 1, so figures are per sample.
+- Symbolic dimensions (the batch axis `N`, say) count as 1, so figures are per sample; bind dynamic
+  spatial dims with the `shapes` analysis's `input-shapes` option (CLI: `--input-shape`).
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ def _concrete(tensor_type: TensorType | None) -> tuple[int, ...] | None:
         return None
     if any(d is None for d in tensor_type.shape):
         return None
-    return tuple(d if isinstance(d, int) else 1 for d in tensor_type.shape)
+    # Symbolic dims, and the -1 some exporters write for "dynamic", count as 1.
+    return tuple(d if isinstance(d, int) and d > 0 else 1 for d in tensor_type.shape)
 
 
 def numel(shape: tuple[int, ...]) -> int:
