@@ -32,17 +32,34 @@ def load_model(path: str, *, allow_custom_ops: bool = False) -> Graph:
     return graph
 
 
-def check_output_path(model: str, output: str) -> None:
-    """Refuse to write over the input model or into a folder that does not exist."""
-    if Path(output).exists() and same_file(model, output):
-        raise UserError(f"{output}: refusing to overwrite the input model; choose another output path")
-    if not Path(output).parent.exists() and str(Path(output).parent):
-        raise UserError(f"{output}: folder {Path(output).parent} does not exist")
+def check_output_path(output: str | Path, sources: Sequence[str | Path] = (), *, folder_made_later: bool = False
+                      ) -> None:
+    """Refuse, before any work is done, an output that is a folder, sits in a missing folder (unless
+    the command makes it), or would overwrite one of `sources` (the input model and its data files)."""
+    path = Path(output)
+    if path.is_dir():
+        raise UserError(f"{output}: is a folder; give a file name for the output")
+    if not folder_made_later and not path.parent.is_dir():
+        raise UserError(f"{output}: folder {path.parent} does not exist")
+    for source in sources:
+        if path.exists() and same_file(source, path):
+            raise UserError(f"{output}: refusing to overwrite the input model or its data; choose another output path")
+
+
+def check_folder(folder: str | Path, what: str) -> None:
+    """Refuse a path that exists but is not a folder."""
+    if Path(folder).exists() and not Path(folder).is_dir():
+        raise UserError(f"{folder}: {what} is a file, not a folder")
 
 
 def dtype_name(elem_type: int | None) -> str:
-    """'float', 'int64', ... for an ONNX element type."""
-    return onnx.TensorProto.DataType.Name(elem_type).lower() if elem_type else "?"
+    """'float', 'int64', ... for an ONNX element type ('type<n>' for one this onnx does not know)."""
+    if not elem_type:
+        return "?"
+    try:
+        return onnx.TensorProto.DataType.Name(elem_type).lower()
+    except ValueError:
+        return f"type{elem_type}"
 
 
 def shape_text(shape) -> str:
@@ -82,10 +99,15 @@ def cmd_passes(args: argparse.Namespace) -> int:
 
 def cmd_opt(args: argparse.Namespace) -> int:
     """Run a pipeline over a model and write the result."""
-    check_output_path(args.model, args.output)
     manager = PassManager(args.passes, verify_each=args.verify_each, dump_after=args.dump_after or (),
                           dump_dir=args.dump_dir)
+    check_folder(args.dump_dir, "--dump-dir")
     graph = load_model(args.model, allow_custom_ops=args.allow_custom_ops)
+    sources = graph.source_files or (args.model,)
+    for path in (args.output, f"{args.output}.data"):
+        check_output_path(path, sources)
+    for path in manager.dump_paths():
+        check_output_path(path, sources, folder_made_later=True)
     report = manager.run(graph)
     save(graph, args.output, external_data=True if args.external_data else None)
     if args.time_passes:
@@ -161,6 +183,8 @@ def format_analysis(data: dict[str, Any]) -> str:
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     """Summarise a model: interface, ops, parameters, MACs and FLOPs."""
+    if args.json:
+        check_output_path(args.json, (args.model,))
     graph = load_model(args.model, allow_custom_ops=args.allow_custom_ops)
     data = analyze(graph, args.model, args.input_shape or ())
     print(format_analysis(data))

@@ -27,21 +27,22 @@ class Cleanup(TransformPass):
 
     def run(self, graph: Graph, am) -> PassResult:
         version = graph.version
+        keep = graph.names_used_outside()
         if not self.options.keep_identity:
             for op in [op for op in graph.ops() if op.op_type == "Identity" and op.domain in ("", "ai.onnx")]:
-                remove_identity(graph, op)
+                remove_identity(graph, op, keep)
         remove_dead_ops(graph)
-        remove_unused_values(graph)
+        remove_unused_values(graph, keep)
         graph.renumber(graph.topological_order())
         return PassResult.changed() if graph.version != version else PassResult.unchanged()
 
 
-def remove_identity(graph: Graph, op: Op) -> bool:
+def remove_identity(graph: Graph, op: Op, keep: set[str] = frozenset()) -> bool:
     """Bypass and delete an Identity op; return False where that would change the model's interface
-    or touch a name a subgraph reads."""
-    (source,) = [v for v in graph.inputs_of(op)]
-    (target,) = [v for v in graph.outputs_of(op)]
-    if source is None or target is None or graph.captures_of(op):
+    or touch a name that a subgraph, training info or annotation (`keep`) refers to."""
+    (source,) = graph.inputs_of(op)
+    (target,) = graph.outputs_of(op)
+    if source is None or target is None or graph.captures_of(op) or {source.name, target.name} & keep:
         return False
     if any(not isinstance(k, int) for _, _, k in graph.nx.out_edges(target, keys=True)):
         return False  # a subgraph reads the output by name
@@ -86,10 +87,12 @@ def remove_dead_ops(graph: Graph) -> None:
         graph.remove_op(op, remove_outputs=False)  # its outputs go with remove_unused_values
 
 
-def remove_unused_values(graph: Graph) -> None:
-    """Delete initializers and other values nothing reads (graph inputs are part of the interface)."""
+def remove_unused_values(graph: Graph, keep: set[str] = frozenset()) -> None:
+    """Delete initializers and other values nothing reads (graph inputs are part of the interface, and
+    names in `keep` are read from outside the graph's nodes)."""
     for value in list(graph.values()):
-        if not graph.nx.degree(value) and not graph.is_input(value) and not graph.is_output(value):
+        if not graph.nx.degree(value) and not graph.is_input(value) and not graph.is_output(value) \
+                and value.name not in keep:
             graph.remove_value(value)
 
 

@@ -99,7 +99,10 @@ class CostAnalysis(AnalysisPass):
         ops = []
         for op in graph.topological_order():
             rule = rule_for(op)
-            cost = rule.cost(OpView.of(graph, op, types)) if rule is not None else None
+            try:
+                cost = rule.cost(OpView.of(graph, op, types)) if rule is not None else None
+            except (IndexError, ValueError, TypeError):  # shapes that contradict the op's spec
+                cost = None
             ops.append(OpCost(op.name, op.op_type, cost))
         counts = Counter(op.op_type for op in ops)
         return CostReport(parameters, parameter_bytes, constants, tuple(ops), dict(counts.most_common()))

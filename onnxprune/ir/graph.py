@@ -160,6 +160,8 @@ class Graph:
         self._order = itertools.count()
         self.version = 0
         self.external_data = False  # the model was read from external data; save keeps it that way
+        self.source_files: tuple = ()  # the model file and external data files it was read from (mapped)
+        self._output_overrides: dict[int, ValueInfoProto] = {}  # output declarations a Value cannot hold
 
     # ----------------------------------------------------------------- model-level properties
     @property
@@ -327,43 +329,55 @@ class Graph:
 
         `outputs` are new value names, existing values that have no producer yet, or a count (fresh
         names derived from the op's name or type). Attribute values are Python values or AttributeProtos.
+        Everything is checked before the graph changes.
         """
+        resolved = [None if item is None else self._resolve(item) for item in inputs]
+        if isinstance(outputs, int):
+            outputs = [self.fresh_name(f"{name or op_type}_out{i}") for i in range(outputs)]
+        targets: list[Value | str | None] = []
+        for item in outputs:
+            if item is None or item == "":
+                targets.append(None)
+                continue
+            existing = self._resolve(item) if isinstance(item, Value) else self._values.get(item)
+            if existing is not None:
+                self._check_producible(existing)
+                targets.append(existing)
+            else:
+                targets.append(item)
+        named = [t.name if isinstance(t, Value) else t for t in targets if t is not None]
+        if len(set(named)) != len(named):
+            raise IRError(f"{op_type} would produce the same value twice")
         op = Op(op_type, domain=domain, name=name, order=next(self._order))
         for key, val in (attributes or {}).items():
             op.attributes[key] = val if isinstance(val, AttributeProto) else helper.make_attribute(key, val)
         self.nx.add_node(op)
-        op.num_inputs = len(inputs)
-        for slot, item in enumerate(inputs):
-            if item is not None:
-                self.nx.add_edge(self._resolve(item), op, key=slot)
-        if isinstance(outputs, int):
-            outputs = [self.fresh_name(f"{name or op_type}_out{i}") for i in range(outputs)]
-        op.num_outputs = len(outputs)
-        for slot, item in enumerate(outputs):
-            self._attach_output(op, slot, item)
+        op.num_inputs = len(resolved)
+        for slot, value in enumerate(resolved):
+            if value is not None:
+                self.nx.add_edge(value, op, key=slot)
+        op.num_outputs = len(targets)
+        for slot, target in enumerate(targets):
+            if target is not None:
+                value = target if isinstance(target, Value) else self.add_value(target)
+                self.nx.add_edge(op, value, key=slot)
         self._touch()
         return op
 
-    def _attach_output(self, op: Op, slot: int, item: Value | str | None) -> None:
-        if item is None or item == "":
-            return
-        if isinstance(item, str):
-            value = self._values.get(item) or self.add_value(item)
-        else:
-            value = item
+    def _check_producible(self, value: Value) -> None:
         if self.producer(value) is not None:
             raise IRError(f"value {value.name!r} already has a producer")
-        if value.tensor is not None:
-            raise IRError(f"value {value.name!r} is an initializer and cannot be produced by an op")
-        self.nx.add_edge(op, value, key=slot)
+        if value.tensor is not None or value.sparse is not None or self.is_input(value):
+            raise IRError(f"value {value.name!r} is a graph input or initializer and cannot be produced by an op")
 
     def set_input(self, op: Op, slot: int, value: Value | str | None) -> None:
         """Make input `slot` of `op` read `value` (None omits an optional input)."""
+        new = None if value is None else self._resolve(value)
         for src, _, key in list(self.nx.in_edges(op, keys=True)):
             if key == slot:
                 self.nx.remove_edge(src, op, key=slot)
-        if value is not None:
-            self.nx.add_edge(self._resolve(value), op, key=slot)
+        if new is not None:
+            self.nx.add_edge(new, op, key=slot)
         op.num_inputs = max(op.num_inputs, slot + 1)
         self._touch()
 
@@ -388,9 +402,12 @@ class Graph:
         """Make every reader of `old` (op input slots and graph outputs) read `new` instead."""
         if old is new:
             return
-        for _, op, key in list(self.nx.out_edges(old, keys=True)):
+        self._resolve(new)
+        edges = list(self.nx.out_edges(old, keys=True))
+        for _, op, key in edges:
             if not isinstance(key, int):
                 raise IRError(f"{old.name!r} is read by a subgraph of {op.label}; its uses cannot be moved")
+        for _, op, key in edges:
             self.nx.remove_edge(old, op, key=key)
             self.nx.add_edge(new, op, key=key)
         self.outputs = [new if v is old else v for v in self.outputs]
@@ -427,6 +444,10 @@ class Graph:
         """Give `value` a new, unused name."""
         if new_name == value.name:
             return
+        if not new_name:
+            raise IRError(f"cannot rename {value.name!r} to an empty name")
+        if value.name in self.names_used_outside():
+            raise IRError(f"cannot rename {value.name!r}: training info or a quantization annotation names it")
         if new_name in self._values:
             raise IRError(f"cannot rename {value.name!r}: a value named {new_name!r} already exists")
         for _, op, key in self.nx.out_edges(value, keys=True):
@@ -438,7 +459,21 @@ class Graph:
         for proto in (value.info, self._value_info.get(value)):
             if proto is not None:
                 proto.name = new_name
+        if value.sparse is not None:
+            value.sparse.values.name = new_name
         self._touch()
+
+    def names_used_outside(self) -> set[str]:
+        """Value names that parts of the model other than its nodes refer to: quantization annotations
+        and training info (initialization/algorithm graphs and their bindings). Passes must keep these."""
+        names = {a.tensor_name for a in self.graph_proto.quantization_annotation}
+        for info in self.model.training_info:
+            for binding in (*info.initialization_binding, *info.update_binding):
+                names.update((binding.key, binding.value))
+            for body in (info.initialization, info.algorithm):
+                for node in body.node:
+                    names.update(n for n in (*node.input, *node.output) if n)
+        return names
 
     def set_type(self, value: Value, elem_type: int, shape: Sequence[int | str | None] | None) -> None:
         """Record a value's type and shape (graph inputs/outputs change their declaration; other values
@@ -501,6 +536,8 @@ class Graph:
             clone._value_info[new] = new.info if proto is v.info else _copy.deepcopy(proto)
         clone._order = itertools.count(max((op.order for op in self.ops()), default=-1) + 1)
         clone.external_data = self.external_data
+        clone.source_files = self.source_files
+        clone._output_overrides = _copy.deepcopy(self._output_overrides)
         return clone
 
     def to_onnx(self, *, weights: bool = True) -> onnx.ModelProto:
@@ -537,7 +574,8 @@ class Graph:
             if self._values.get(value.name) is not value:
                 raise IRError(f"graph input/output {value.name!r} is not in the graph")
         for value in self.outputs:
-            if self.nx.in_degree(value) == 0 and value.tensor is None and not self.is_input(value):
+            if self.nx.in_degree(value) == 0 and value.tensor is None and value.sparse is None \
+                    and not self.is_input(value):
                 raise IRError(f"graph output {value.name!r} has no producer")
         for op in self.ops():
             for value in self.inputs_of(op):

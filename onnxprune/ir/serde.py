@@ -16,8 +16,8 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import GraphProto, ModelProto, NodeProto, TensorProto
 
-from ..errors import ModelError
-from ..files import atomic_write
+from ..errors import IRError, ModelError
+from ..files import atomic_write, same_file
 from . import wire
 from .graph import CAPTURE, Graph, Op
 from .tensor import RAW_NUMPY_DTYPES, Tensor
@@ -40,8 +40,12 @@ def load(source: str | os.PathLike | ModelProto) -> Graph:
         if any(t.data_location == TensorProto.EXTERNAL for t in source.graph.initializer):
             raise ModelError("<ModelProto>", "refers to external data that is not loaded",
                              "load the model from its file path instead")
-        tensors = [(t.name, Tensor.from_proto(t)) for t in source.graph.initializer]
-        return _graph_from_parts(source, source.graph, tensors, origin="<ModelProto>")
+        if not source.HasField("graph"):
+            raise ModelError("<ModelProto>", "is not an ONNX model: it has no graph")
+        model = ModelProto()
+        model.CopyFrom(source)  # the Graph must never edit the caller's message
+        tensors = [(t.name, Tensor.from_proto(t)) for t in model.graph.initializer]
+        return _build(model, model.graph, tensors, "<ModelProto>", ())
     path = Path(source)
     if not path.exists():
         raise ModelError(path, "no such file")
@@ -90,14 +94,16 @@ def _load_mapped(buf: mmap.mmap, path: Path) -> Graph:
         for header_bytes, raw in tensor_spans:
             header = TensorProto.FromString(header_bytes)
             name = header.name
-            if raw is None:
-                tensors.append((name, _tensor_without_raw(header, path, maps)))
+            if header.data_location == TensorProto.EXTERNAL:  # the spec reads external data, not raw_data
+                tensors.append((name, _external_tensor(header, path, maps)))
+            elif raw is None:
+                tensors.append((name, Tensor.from_proto(header)))
             else:
                 header.ClearField("name")
                 tensors.append((name, Tensor.from_raw(header, view[raw[0]:raw[1]])))
     except DecodeError:
         raise _undecodable(path, "protobuf decoding failed") from None
-    return _graph_from_parts(model, graph, tensors, origin=str(path), external_data=bool(maps))
+    return _build(model, graph, tensors, str(path), (path, *maps))
 
 
 def _load_plain(data: bytes, path: Path) -> Graph:
@@ -106,10 +112,12 @@ def _load_plain(data: bytes, path: Path) -> Graph:
         model = ModelProto.FromString(data)
     except DecodeError:
         raise _undecodable(path, "protobuf decoding failed") from None
+    if not model.HasField("graph"):
+        raise ModelError(path, "is not an ONNX model: it has no graph")
     maps: dict = {}
-    tensors = [(t.name, Tensor.from_proto(t) if t.HasField("raw_data") else _tensor_without_raw(t, path, maps))
-               for t in model.graph.initializer]
-    return _graph_from_parts(model, model.graph, tensors, origin=str(path), external_data=bool(maps))
+    tensors = [(t.name, _external_tensor(t, path, maps) if t.data_location == TensorProto.EXTERNAL
+                else Tensor.from_proto(t)) for t in model.graph.initializer]
+    return _build(model, model.graph, tensors, str(path), (path, *maps))
 
 
 def _undecodable(path: Path, detail: str) -> ModelError:
@@ -119,10 +127,8 @@ def _undecodable(path: Path, detail: str) -> ModelError:
     return ModelError(path, f"is not an ONNX model: not a valid protobuf message ({detail})")
 
 
-def _tensor_without_raw(proto: TensorProto, path: Path, maps: dict[Path, mmap.mmap]) -> Tensor:
-    """A tensor stored in typed fields, or in external data next to the model (mapped files go in `maps`)."""
-    if proto.data_location != TensorProto.EXTERNAL:
-        return Tensor.from_proto(proto)
+def _external_tensor(proto: TensorProto, path: Path, maps: dict[Path, mmap.mmap]) -> Tensor:
+    """A tensor whose data lie in an external file beside the model (mapped files are kept in `maps`)."""
     info = {e.key: e.value for e in proto.external_data}
     location = info.get("location", "")
     base = path.parent.resolve()
@@ -132,12 +138,16 @@ def _tensor_without_raw(proto: TensorProto, path: Path, maps: dict[Path, mmap.mm
                          "onnxprune only follows external data locations inside the model's own folder")
     if not target.is_file():
         raise ModelError(path, f"external data file {location!r} of tensor {proto.name!r} is missing")
-    offset = int(info.get("offset", 0))
+    try:
+        offset = int(info.get("offset", 0))
+        length = int(info["length"]) if "length" in info else None
+    except ValueError:
+        raise ModelError(path, f"tensor {proto.name!r} has a non-numeric external data offset or length") from None
     if target not in maps:
         with open(target, "rb") as handle:
             maps[target] = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) if target.stat().st_size else b""
     mapped = maps[target]
-    length = int(info.get("length", len(mapped) - offset))
+    length = len(mapped) - offset if length is None else length
     if offset < 0 or length < 0 or offset + length > len(mapped):
         raise ModelError(path, f"tensor {proto.name!r} reads past the end of external data file {location!r}")
     header = TensorProto()
@@ -148,12 +158,22 @@ def _tensor_without_raw(proto: TensorProto, path: Path, maps: dict[Path, mmap.mm
     return Tensor.from_raw(header, memoryview(mapped)[offset:offset + length])
 
 
+def _build(model: ModelProto, graph_proto: GraphProto, tensors: list[tuple[str, Tensor]], origin: str,
+           source_files: tuple[Path, ...]) -> Graph:
+    """Build the Graph; a model whose structure breaks the IR's rules is bad input (ModelError)."""
+    try:
+        graph = _graph_from_parts(model, graph_proto, tensors, origin)
+    except IRError as exc:
+        raise ModelError(origin, f"is not a valid ONNX graph: {exc}") from None
+    graph.source_files = source_files
+    graph.external_data = len(source_files) > 1
+    return graph
+
+
 def _graph_from_parts(model: ModelProto, graph_proto: GraphProto, tensors: list[tuple[str, Tensor]],
-                      origin: str, external_data: bool = False) -> Graph:
-    """Build the Graph. `model`/`graph_proto` may still hold their repeated fields; they are read, and
-    the skeletons kept on the Graph have them cleared."""
-    if not model.HasField("graph") and not graph_proto.node and not graph_proto.output:
-        raise ModelError(origin, "is not an ONNX model: it has no graph")
+                      origin: str) -> Graph:
+    """Build the Graph. `model`/`graph_proto` (owned by the caller, not shared with the user) may still
+    hold their repeated fields; they are read, and the skeletons kept on the Graph have them cleared."""
     model_skeleton = ModelProto()
     model_skeleton.CopyFrom(model)
     model_skeleton.ClearField("graph")
@@ -162,7 +182,6 @@ def _graph_from_parts(model: ModelProto, graph_proto: GraphProto, tensors: list[
     for name in ("node", "initializer", "sparse_initializer", "input", "output", "value_info"):
         skeleton.ClearField(name)
     graph = Graph(model_skeleton, skeleton)
-    graph.external_data = external_data
 
     def duplicate(kind: str, name: str) -> ModelError:
         return ModelError(origin, f"defines {kind} {name!r} twice", "every value name in an ONNX graph must be unique")
@@ -218,11 +237,13 @@ def _graph_from_parts(model: ModelProto, graph_proto: GraphProto, tensors: list[
                 if value is not None:
                     graph.nx.add_edge(value, op, key=(CAPTURE, name))
 
-    for info in graph_proto.output:
+    for position, info in enumerate(graph_proto.output):
         value = graph.get_value(info.name)
         if value is None:
             raise ModelError(origin, f"graph output {info.name!r} is not computed by any node")
-        if not graph.is_input(value):  # a pass-through output keeps its input declaration
+        if graph.is_input(value) or graph.is_output(value):
+            graph._output_overrides[position] = info  # the value's own declaration is taken
+        else:
             value.info = info
         graph.outputs.append(value)
     for info in graph_proto.value_info:
@@ -283,7 +304,9 @@ def _skeletons(graph: Graph, placeholder_inputs: list | None = None) -> tuple[Mo
     body.input.extend(_value_info(v) for v in graph.inputs)
     if placeholder_inputs:
         body.input.extend(placeholder_inputs)
-    body.output.extend(_value_info(v) for v in graph.outputs)
+    for position, value in enumerate(graph.outputs):
+        override = graph._output_overrides.get(position)
+        body.output.append(override if override is not None and override.name == value.name else _value_info(value))
     body.value_info.extend(graph._value_info.values())
     body.sparse_initializer.extend(v.sparse for v in graph._sparse_initializers)
     return model, body
@@ -314,59 +337,69 @@ def save(graph: Graph, path: str | os.PathLike, *, external_data: bool | None = 
 
     `external_data`: True writes tensors of 1 KiB and more to `<file name>.data` beside the model;
     None (default) does so when the model was read that way or its weights approach protobuf's
-    2 GiB limit.
+    2 GiB limit. Writing over the external data file the graph was read from is refused.
     """
     path = Path(path)
+    data_path = path.with_name(path.name + ".data")
+    _refuse_clobbering_sources(graph, path, data_path)
     total = sum(v.tensor.nbytes for v in graph._initializers)
     if external_data is None:
         external_data = graph.external_data or total > EXTERNAL_DATA_THRESHOLD
-    model, body = _skeletons(graph)
-    data_name = path.name + ".data"
-    inline, external = [], []
+    plan = []  # (value, raw bytes or None, goes to the data file), in the model's initializer order
     for value in graph._initializers:
         raw = value.tensor.raw_bytes()
-        if raw is None:
-            inline.append((value.tensor.to_proto(value.name).SerializeToString(), None))
-        elif external_data and memoryview(raw).nbytes >= EXTERNAL_MIN_BYTES:
-            external.append((value, raw))
+        plan.append((value, raw, external_data and raw is not None and _length([raw]) >= EXTERNAL_MIN_BYTES))
+    offsets: dict = {}
+    if any(external for _, _, external in plan):
+        offset = 0
+        with atomic_write(data_path) as data:
+            for value, raw, external in plan:
+                if external:
+                    pad = -offset % 64  # aligned tensors can be memory-mapped as arrays
+                    data.write(b"\0" * pad)
+                    offset += pad
+                    data.write(raw)
+                    offsets[value] = (offset, _length([raw]))
+                    offset += _length([raw])
+    entries = []
+    for value, raw, external in plan:
+        if external:
+            header = value.tensor.header_proto(value.name)
+            header.ClearField("external_data")
+            header.data_location = TensorProto.EXTERNAL
+            start, nbytes = offsets[value]
+            for key, val in (("location", data_path.name), ("offset", str(start)), ("length", str(nbytes))):
+                entry = header.external_data.add()
+                entry.key, entry.value = key, val
+            entries.append([header.SerializeToString()])
+        elif raw is None:
+            entries.append([value.tensor.to_proto(value.name).SerializeToString()])
         else:
             header = value.tensor.header_proto(value.name).SerializeToString()
-            inline.append((header, raw))
-    if external:
-        offset = 0
-        with atomic_write(path.with_name(data_name)) as data:
-            for value, raw in external:
-                pad = -offset % 64  # aligned tensors can be memory-mapped as arrays
-                data.write(b"\0" * pad)
-                offset += pad
-                nbytes = memoryview(raw).nbytes
-                data.write(raw)
-                header = value.tensor.header_proto(value.name)
-                header.data_location = TensorProto.EXTERNAL
-                for key, val in (("location", data_name), ("offset", str(offset)), ("length", str(nbytes))):
-                    entry = header.external_data.add()
-                    entry.key, entry.value = key, val
-                inline.append((header.SerializeToString(), None))
-                offset += nbytes
-    if sum(len(h) + (memoryview(r).nbytes if r is not None else 0) for h, r in inline) > 2**31 - 1:
-        raise ModelError(path, "is too large for one protobuf file (2 GiB)", "save it with external_data=True")
+            entries.append([header, wire.length_delimited_header(wire.TENSOR_RAW_DATA, _length([raw])), raw])
+    model, body = _skeletons(graph)
     model_bytes = model.SerializeToString()
     body_bytes = body.SerializeToString()
-    entries = []
-    for header, raw in inline:
-        parts = [header]
-        if raw is not None:
-            parts.append(wire.length_delimited_header(wire.TENSOR_RAW_DATA, memoryview(raw).nbytes))
-            parts.append(raw)
-        entries.append(parts)
+    graph_length = len(body_bytes) + sum(
+        len(wire.length_delimited_header(wire.GRAPH_INITIALIZER, _length(p))) + _length(p) for p in entries)
+    if len(model_bytes) + graph_length > 2**31 - 1:
+        raise ModelError(path, "is too large for one protobuf file (2 GiB)", "save it with external_data=True")
     with atomic_write(path) as out:
         out.write(model_bytes)
-        graph_length = len(body_bytes) + sum(
-            len(wire.length_delimited_header(wire.GRAPH_INITIALIZER, _length(p))) + _length(p) for p in entries)
         out.write(wire.length_delimited_header(wire.MODEL_GRAPH, graph_length))
         out.write(body_bytes)
         for parts in entries:
             wire.write_length_delimited(out, wire.GRAPH_INITIALIZER, parts)
+
+
+def _refuse_clobbering_sources(graph: Graph, path: Path, data_path: Path) -> None:
+    """The files a graph was read from are memory-mapped: replacing its external data under a model
+    that still points at it would break that model. (Rewriting the source model itself is safe.)"""
+    model_source, data_sources = (graph.source_files[0], graph.source_files[1:]) if graph.source_files else (None, ())
+    for source in data_sources:
+        if same_file(path, source) or (same_file(data_path, source) and not (model_source and same_file(path, model_source))):
+            raise ModelError(path, f"would overwrite {source}, the external data this model was read from",
+                             "choose another output path")
 
 
 def _length(parts: list) -> int:

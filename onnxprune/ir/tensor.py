@@ -29,10 +29,10 @@ _LITTLE_ENDIAN = sys.byteorder == "little"
 class Tensor:
     """An initializer's data plus its header (dims, data type, doc string, metadata; no name).
 
-    It holds one of three things: the raw little-endian bytes (a memoryview, often into a
-    memory-mapped model file: nothing is copied), a numpy array someone set, or, for element types and
-    encodings that have no plain raw form (strings, typed `float_data` fields, bfloat16, float8, int4),
-    the original TensorProto untouched. Tensors are immutable: to change a weight, make a new Tensor.
+    It holds one of three things: the raw little-endian bytes of any fixed-width type (a memoryview,
+    often into a memory-mapped model file: nothing is copied; bfloat16, float8 and int4 included), a
+    numpy array someone set, or, for data kept in typed fields (`float_data`, strings, ...), the
+    original TensorProto untouched. Tensors are immutable: to change a weight, make a new Tensor.
     """
 
     __slots__ = ("_array", "_proto", "_raw", "header")
@@ -47,8 +47,7 @@ class Tensor:
     @classmethod
     def from_proto(cls, proto: TensorProto) -> Tensor:
         """Wrap an in-memory TensorProto (its raw bytes are viewed, not copied)."""
-        if proto.HasField("raw_data") and proto.data_type in RAW_NUMPY_DTYPES and _LITTLE_ENDIAN \
-                and proto.data_location != TensorProto.EXTERNAL:
+        if proto.HasField("raw_data") and proto.data_location != TensorProto.EXTERNAL:
             header = TensorProto()
             header.CopyFrom(proto)
             header.ClearField("raw_data")
@@ -59,11 +58,6 @@ class Tensor:
     @classmethod
     def from_raw(cls, header: TensorProto, raw) -> Tensor:
         """A tensor whose data are the little-endian bytes `raw` (header has no data fields)."""
-        if header.data_type not in RAW_NUMPY_DTYPES or not _LITTLE_ENDIAN:
-            full = TensorProto()
-            full.CopyFrom(header)
-            full.raw_data = bytes(raw)
-            return cls(_header_of(full), proto=full)
         return cls(header, raw=raw)
 
     @classmethod
@@ -111,15 +105,15 @@ class Tensor:
     def array(self) -> np.ndarray:
         """The data as a read-only numpy array (a view of the file's bytes where possible)."""
         if self._array is None:
-            if self._raw is not None:
+            if self._raw is not None and self.data_type in RAW_NUMPY_DTYPES and _LITTLE_ENDIAN:
                 dtype = RAW_NUMPY_DTYPES[self.data_type]
                 raw = memoryview(self._raw)
                 if raw.nbytes != self.size * dtype.itemsize:
                     raise ValueError(f"raw data has {raw.nbytes} bytes, expected {self.size * dtype.itemsize} "
                                      f"for shape {self.shape} of {onnx.helper.tensor_dtype_to_string(self.data_type)}")
                 array = np.frombuffer(raw, dtype=dtype).reshape(self.shape)
-            else:
-                array = numpy_helper.to_array(self._proto)
+            else:  # typed fields, or a raw type numpy has no dtype for (bfloat16, float8, int4): convert
+                array = numpy_helper.to_array(self.to_proto(""))
             array.flags.writeable = False
             self._array = array
         return self._array

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import onnx
 
-from ..errors import ModelError
+from ..errors import IRError, ModelError
 from .graph import Graph
 
 #: Domains whose operator schemas ship with the onnx package.
@@ -45,7 +45,12 @@ def validate(graph: Graph, origin: str, *, allow_custom_domains: bool = False, f
         raise ModelError(origin, f"uses operators from custom domain {listing} that onnxprune does not know",
                          "pass --allow-custom-ops to keep such ops as opaque, unprunable nodes")
     try:
+        graph.topological_order()
+    except IRError as exc:
+        raise ModelError(origin, f"is not a valid ONNX graph: {exc}") from None
+    try:
         onnx.checker.check_model(graph.to_onnx(weights=False), full_check=full)
-    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError, ValueError) as exc:
+        # ValueError covers UnicodeDecodeError from malformed string fields
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(origin, f"fails the ONNX checker: {first}") from None

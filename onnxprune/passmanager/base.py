@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from ..errors import PipelineError
+from .pipeline import quote_value
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,8 @@ class Pass:
         values = {}
         for key, text in raw.items():
             field_name = key.replace("-", "_")
+            if field_name in values:
+                raise PipelineError(f"pass '{cls.name}': option '{key}' given twice")
             if field_name not in fields:
                 raise PipelineError(f"pass '{cls.name}' has no option '{key}'{_option_hint(cls.Options)}")
             try:
@@ -197,12 +200,9 @@ def format_option(value: Any) -> str:
         return "true" if value else "false"
     if value is None:
         return "none"
-    if isinstance(value, tuple):
-        return ";".join(format_option(v) for v in value)
-    text = str(value)
-    if any(c in text for c in ',{}="') or not text:
-        text = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return text
+    if isinstance(value, tuple):  # items may not contain ';' (the separator)
+        return quote_value(";".join(str(v) for v in value))
+    return quote_value(str(value))
 
 
 def _option_hint(options_type: type) -> str:

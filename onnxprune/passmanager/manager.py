@@ -66,10 +66,12 @@ class AnalysisManager:
         """True if some result of analysis `name` is cached and valid."""
         return any(k[0] == name and v[1] == self.graph.version for k, v in self._cache.items())
 
-    def invalidate(self, preserved) -> None:
+    def invalidate(self, preserved, since: int | None = None) -> None:
         """After a transform: drop every result not in `preserved` (a set of names or ALL), and every
-        result computed from a dropped one; the survivors are valid for the graph as it is now."""
-        dropped = {k for k in self._cache if k[0] not in preserved}
+        result computed from a dropped one; the survivors are valid for the graph as it is now.
+        `since` is the graph version before the transform: results already stale then stay stale."""
+        dropped = {k for k, (_, version) in self._cache.items()
+                   if k[0] not in preserved or (since is not None and version != since)}
         changed = True
         while changed:
             changed = False
@@ -148,6 +150,11 @@ class PassManager:
         self.dump_dir = Path(dump_dir) if dump_dir is not None else Path(".")
         self.on_pass = on_pass
 
+    def dump_paths(self) -> list[Path]:
+        """The files `run` will write for `dump_after`."""
+        return [self.dump_dir / f"{i + 1:02d}-{p.name}.onnx" for i, p in enumerate(self.passes)
+                if p.name in self.dump_after]
+
     @property
     def pipeline(self) -> str:
         """The pipeline in canonical string form."""
@@ -171,7 +178,7 @@ class PassManager:
                     raise TypeError(f"pass '{p.name}' returned {type(result).__name__}, not PassResult")
                 if not result.modified and graph.version != version:
                     raise IRError(f"pass '{p.name}' changed the graph but reported that it did not")
-                am.invalidate(result.preserved)
+                am.invalidate(result.preserved, since=version)
                 record = PassRecord(p.name, p.spec(), "transform", time.perf_counter() - start, result.modified,
                                     ops_before, len(graph))
             else:
@@ -184,7 +191,7 @@ class PassManager:
             report.records.append(record)
             if p.name in self.dump_after:
                 self.dump_dir.mkdir(parents=True, exist_ok=True)
-                save(graph, self.dump_dir / f"{index + 1:02d}-{p.name}.onnx")
+                save(graph, self.dump_dir / f"{index + 1:02d}-{p.name}.onnx", external_data=False)
             if self.on_pass is not None:
                 self.on_pass(record)
         return report

@@ -31,7 +31,7 @@ class PipelineEntry:
     def __str__(self) -> str:
         if not self.options:
             return self.name
-        inner = ",".join(f"{k}={_quote(v)}" for k, v in self.options.items())
+        inner = ",".join(f"{k}={quote_value(v)}" for k, v in self.options.items())
         return f"{self.name}{{{inner}}}"
 
 
@@ -47,7 +47,8 @@ def format_pipeline(entries: list[PipelineEntry]) -> str:
     return ",".join(str(e) for e in entries)
 
 
-def _quote(value: str) -> str:
+def quote_value(value: str) -> str:
+    """A value as pipeline text: bare when that parses back unchanged, else double-quoted."""
     if value and not any(c in value for c in ',{}="') and value == value.strip():
         return value
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
