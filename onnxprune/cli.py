@@ -122,6 +122,7 @@ def analyze(graph: Graph, path: str, input_shapes: Sequence[str] = ()) -> dict[s
     am = AnalysisManager(graph)
     cost = am.get("cost", input_shapes=tuple(input_shapes))
     shapes = am.get("shapes", input_shapes=tuple(input_shapes))
+    space = am.get("prune-space")
 
     def describe(value):
         found = shapes.get(value.name)
@@ -148,8 +149,22 @@ def analyze(graph: Graph, path: str, input_shapes: Sequence[str] = ()) -> dict[s
         "per_op": [{"name": o.name, "op_type": o.op_type, "macs": o.cost.macs if o.cost else None,
                     "flops": o.cost.flops if o.cost else None} for o in cost.ops],
         "input_shapes": list(input_shapes),
+        "families": [f.describe() for f in space.families],
+        **_prunable_totals(graph, space, cost),
         "notes": ["MACs and FLOPs count symbolic dimensions (such as the batch) as 1"],
     }
+
+
+def _prunable_totals(graph: Graph, space, cost) -> dict[str, int]:
+    """Parameters (each tensor once) and FLOPs (each op once) that prunable families touch."""
+    values = {m.value for f in space.prunable for m in f.members}
+    params = sum(v.tensor.size for v in graph.initializers if v.name in values)
+    flops = 0
+    for op, op_cost in zip(graph.topological_order(), cost.ops):
+        touched = any(v is not None and v.name in values for v in (*graph.inputs_of(op), *graph.outputs_of(op)))
+        if touched and op_cost.cost is not None:
+            flops += op_cost.cost.flops
+    return {"prunable_params": int(params), "prunable_flops": int(flops)}
 
 
 def format_analysis(data: dict[str, Any]) -> str:
@@ -174,6 +189,18 @@ def format_analysis(data: dict[str, Any]) -> str:
         lines.append(f"{op_type:<24}{entry['count']:>7}{entry['macs']:>16,}{entry['flops']:>16,}"
                      f"{100 * entry['flops'] / total:>9.1f}")
     lines.append(f"{'total':<24}{data['ops']:>7}{data['macs']:>16,}{data['flops']:>16,}{100.0:>9.1f}")
+    lines.append("")
+    lines.append(f"{len(data['families'])} families, {sum(f['prunable'] for f in data['families'])} prunable; "
+                 f"{data['prunable_params']:,} of {data['parameters']:,} parameters and "
+                 f"{data['prunable_flops']:,} of {data['flops']:,} FLOPs are in tensors and ops that prunable "
+                 f"families touch")
+    lines.append(f"{'id':>3}  {'kind':<7}{'groups':>7}{'members':>8}{'params':>10}  {'name':<34}status")
+    for f in data["families"]:
+        more = f" (+{len(f['reasons']) - 1} more reasons)" if len(f["reasons"]) > 1 else ""
+        status = "prunable" if f["prunable"] else "frozen: " + f["reasons"][0] + more
+        params = f"{f['params']:,}" if f["params"] is not None else "?"
+        lines.append(f"{f['id']:>3}  {f['kind']:<7}{f['size']:>7}{len(f['members']):>8}{params:>10}  "
+                     f"{f['name'][:33]:<34}{status}")
     if data["unknown_cost_ops"]:
         names = ", ".join(f"{o['op_type']} {o['name']!r}" for o in data["unknown_cost_ops"][:5])
         more = len(data["unknown_cost_ops"]) - 5
@@ -183,14 +210,122 @@ def format_analysis(data: dict[str, Any]) -> str:
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     """Summarise a model: interface, ops, parameters, MACs and FLOPs."""
-    if args.json:
-        check_output_path(args.json, (args.model,))
+    for path in (args.json, args.dot):
+        if path:
+            check_output_path(path, (args.model,))
     graph = load_model(args.model, allow_custom_ops=args.allow_custom_ops)
     data = analyze(graph, args.model, args.input_shape or ())
     print(format_analysis(data))
     if args.json:
         write_json(args.json, data)
+    if args.dot:
+        with atomic_write(args.dot, "w") as handle:
+            handle.write(family_dot(graph, AnalysisManager(graph).get("prune-space")))
     return 0
+
+
+_PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
+
+
+def family_dot(graph: Graph, space) -> str:
+    """Graphviz DOT of the op graph; each value is an edge coloured by the prunable family of its
+    channel axis (grey dashed: frozen, black: none), so a reader sees what moves together."""
+    colour: dict[str, tuple[str, str]] = {}
+    for family in space.families:
+        for member in family.members:
+            if member.role == "activation" and member.value not in colour:
+                label = f"F{family.id}" + ("" if family.prunable else " (frozen)")
+                colour[member.value] = (_PALETTE[family.id % len(_PALETTE)] if family.prunable else "gray", label)
+    ids = {op: f"op{i}" for i, op in enumerate(graph.topological_order())}
+    lines = ["digraph onnxprune {", "  rankdir=TB; node [shape=box, fontsize=10]; edge [fontsize=8];"]
+    for op, node in ids.items():
+        lines.append(f'  {node} [label="{op.op_type}\n{op.name[:40]}"];')
+    for value in graph.inputs + graph.outputs:
+        lines.append(f'  "v:{value.name}" [shape=ellipse, label="{value.name}"];')
+    for op, node in ids.items():
+        for value in graph.outputs_of(op):
+            if value is None:
+                continue
+            targets = [ids[c] for c in graph.consumers(value)] + ([f'"v:{value.name}"'] if graph.is_output(value) else [])
+            shade, label = colour.get(value.name, ("black", ""))
+            style = "dashed" if shade == "gray" else "solid"
+            for target in targets:
+                lines.append(f'  {node} -> {target} [color="{shade}", style={style}, label="{label}"];')
+    for value in graph.inputs:
+        for consumer in graph.consumers(value):
+            lines.append(f'  "v:{value.name}" -> {ids[consumer]};')
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _prune_pipeline(args: argparse.Namespace, graph: Graph, passes: list) -> int:
+    """Run select/compact passes, verify, write the model and the selection, print the outcome."""
+    for path in (args.output, f"{args.output}.data", args.selection_out):
+        if path:
+            check_output_path(path, graph.source_files or (args.model,))
+    am = AnalysisManager(graph)
+    space = am.get("prune-space")
+    before = am.get("cost")
+    if not args.no_verify:
+        passes.append(REGISTRY.get("verify")(tolerance=args.tolerance))
+    manager = PassManager(passes + [REGISTRY.get("cleanup")()])
+    manager.run(graph, am)
+    selection = am.state["selection"]
+    after = AnalysisManager(graph).get("cost")
+    loads = _loads_at_default_settings(graph)
+    save(graph, args.output)
+    if args.selection_out:
+        write_json(args.selection_out, selection.to_json(space))
+    families = sum(1 for groups in selection.pruned.values() if groups)
+
+    def change(a: int, b: int) -> str:
+        return f"{a:,} -> {b:,} ({100 * (b - a) / a:+.1f}%)" if a else f"{a:,} -> {b:,}"
+
+    print(f"pruned {selection.group_count} groups in {families} of {len(space.prunable)} prunable families")
+    print(f"parameters {change(before.parameters, after.parameters)}")
+    print(f"FLOPs      {change(before.flops, after.flops)} per run")
+    verify = am.state.get("verify")
+    if verify is not None:
+        print(f"verify     {verify}")
+    if not loads:
+        print("onnxprune: warning: onnxruntime 1.19 cannot load the result with all graph optimisations (its NCHWc "
+              "layout transform rejects some channel counts after a Concat); it loads with them at 'extended'. "
+              "--round-to 8 usually avoids it.", file=sys.stderr)
+    print(f"wrote {args.output}" + (f" and {args.selection_out}" if args.selection_out else ""))
+    return 0
+
+
+def _loads_at_default_settings(graph: Graph) -> bool:
+    try:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 4
+        ort.InferenceSession(graph.to_onnx().SerializeToString(), options, providers=["CPUExecutionProvider"])
+        return True
+    except ImportError:
+        return True  # nothing to say without onnxruntime
+    except Exception:  # onnxruntime raises its own exception types
+        return False
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    """Select groups by importance and remove them in one shot."""
+    graph = load_model(args.model, allow_custom_ops=args.allow_custom_ops)
+    select = REGISTRY.get("select")(ratio=args.ratio, criterion=args.criterion, by=args.by, scope=args.scope,
+                                     round_to=args.round_to, max_family_ratio=args.max_family_ratio, seed=args.seed)
+    if not 0 <= args.ratio <= 1:
+        raise UserError(f"--ratio must be between 0 and 1, got {args.ratio}")
+    return _prune_pipeline(args, graph, [select, REGISTRY.get("compact")()])
+
+
+def cmd_compact(args: argparse.Namespace) -> int:
+    """Apply a selection file."""
+    if not Path(args.selection).is_file():
+        raise UserError(f"{args.selection}: no such selection file")
+    graph = load_model(args.model, allow_custom_ops=args.allow_custom_ops)
+    args.selection_out = None
+    return _prune_pipeline(args, graph, [REGISTRY.get("compact")(selection=args.selection)])
 
 
 # ---------------------------------------------------------------------- entry point
@@ -222,12 +357,42 @@ def build_parser() -> argparse.ArgumentParser:
     analyze_cmd = commands.add_parser("analyze", help="summarise a model: ops, parameters, FLOPs")
     analyze_cmd.add_argument("model", help="input .onnx file")
     analyze_cmd.add_argument("--json", metavar="FILE", help="also write the summary as JSON")
+    analyze_cmd.add_argument("--dot", metavar="FILE", help="also draw the graph with families coloured (Graphviz)")
     analyze_cmd.add_argument("--input-shape", action="append", metavar="NAME=DIMS",
                              help="bind a dynamic input's shape, e.g. input=1x3x224x224 (repeatable)")
     analyze_cmd.add_argument("--allow-custom-ops", action="store_true",
                              help="accept ops from unknown domains as opaque")
     analyze_cmd.set_defaults(func=cmd_analyze)
+
+    prune = commands.add_parser("prune", help="remove the least important channel/head groups in one shot")
+    prune.add_argument("model", help="input .onnx file (never modified)")
+    prune.add_argument("-o", "--output", required=True, help="output .onnx file")
+    prune.add_argument("--ratio", type=float, required=True, help="share to remove (of groups, params or FLOPs)")
+    prune.add_argument("--criterion", choices=["l1", "l2", "random"], default="l2", help="importance (default l2)")
+    prune.add_argument("--by", choices=["groups", "params", "flops"], default="groups",
+                       help="what --ratio measures (default groups)")
+    prune.add_argument("--scope", choices=["global", "local"], default="global",
+                       help="rank all groups together or each family alone (default global)")
+    prune.add_argument("--round-to", type=int, default=1, metavar="N", help="keep counts that are multiples of N")
+    prune.add_argument("--max-family-ratio", type=float, default=0.9, help="at most this share of one family")
+    prune.add_argument("--seed", type=int, default=0, help="seed for --criterion random")
+    prune.add_argument("--selection-out", metavar="FILE", help="write the selection as JSON")
+    _verify_options(prune)
+    prune.set_defaults(func=cmd_prune)
+
+    compact = commands.add_parser("compact", help="apply a selection JSON to a model")
+    compact.add_argument("model", help="input .onnx file (never modified)")
+    compact.add_argument("--selection", required=True, metavar="FILE", help="selection JSON (from prune or by hand)")
+    compact.add_argument("-o", "--output", required=True, help="output .onnx file")
+    _verify_options(compact)
+    compact.set_defaults(func=cmd_compact)
     return parser
+
+
+def _verify_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-verify", action="store_true", help="skip comparing against the masked original")
+    parser.add_argument("--tolerance", type=float, default=1e-4, help="verify's relative tolerance (default 1e-4)")
+    parser.add_argument("--allow-custom-ops", action="store_true", help="accept ops from unknown domains as opaque")
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

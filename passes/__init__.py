@@ -5,9 +5,13 @@ The registry loads `BUILTIN_PASSES`; nothing in the framework imports these modu
 
 from .check import Check
 from .cleanup import Cleanup
+from .compact import Compact
 from .cost import CostAnalysis
+from .prune_space import PruneSpaceAnalysis
+from .select import Select
 from .shapes import InferShapes, ShapesAnalysis
+from .verify import Verify
 
-BUILTIN_PASSES = (ShapesAnalysis, InferShapes, Cleanup, Check, CostAnalysis)
+BUILTIN_PASSES = (ShapesAnalysis, InferShapes, Cleanup, Check, CostAnalysis, PruneSpaceAnalysis, Select, Compact, Verify)
 
-__all__ = ["BUILTIN_PASSES", "Check", "Cleanup", "CostAnalysis", "InferShapes", "ShapesAnalysis"]
+__all__ = ["BUILTIN_PASSES", "Check", "Cleanup", "Compact", "CostAnalysis", "InferShapes", "PruneSpaceAnalysis", "Select", "ShapesAnalysis", "Verify"]

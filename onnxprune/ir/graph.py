@@ -312,6 +312,24 @@ class Graph:
         tensor = array if isinstance(array, Tensor) else Tensor.from_array(array)
         return self.add_value(name, tensor=tensor)
 
+    def make_initializer(self, value: Value | str, array: np.ndarray | Tensor) -> None:
+        """Turn a value with no producer (say, after removing the Constant op that made it) into an
+        initializer holding `array`."""
+        value = self._resolve(value)
+        if self.producer(value) is not None or value.tensor is not None or self.is_input(value):
+            raise IRError(f"{value.name!r} is produced, an input, or already an initializer")
+        value.tensor = array if isinstance(array, Tensor) else Tensor.from_array(array)
+        self._initializers[value] = None
+        self._touch()
+
+    def drop_value_info(self, value: Value) -> None:
+        """Forget an intermediate value's declared type (after its shape changed)."""
+        if self.is_input(value) or self.is_output(value):
+            raise IRError(f"{value.name!r} is a graph input or output; its declaration is the interface")
+        self._value_info.pop(value, None)
+        value.info = None
+        self._touch()
+
     def set_initializer(self, value: Value | str, array: np.ndarray | Tensor) -> None:
         """Replace an initializer's contents (shape and type may change)."""
         value = self._resolve(value)

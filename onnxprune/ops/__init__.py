@@ -6,11 +6,11 @@ Adding support for an op means adding it to one rule's table (or one new rule) a
 from __future__ import annotations
 
 from ..ir import Op
-from .cost_rules import COST_RULES
+from .table import RULES
 from .rule import Cost, OpRule, OpView, numel
 
 _BY_TYPE: dict[tuple[str, str], OpRule] = {}
-for _rule in COST_RULES:
+for _rule in RULES:
     for _op_type in _rule.op_types:
         key = (_rule.domain, _op_type)
         if key in _BY_TYPE:

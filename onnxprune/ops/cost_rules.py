@@ -5,19 +5,22 @@ from __future__ import annotations
 from .rule import Cost, OpRule, OpView, numel
 
 
-def _per_output_element(flops_per_element: int):
+def per_output_element(flops_per_element: int):
+    """Cost of `flops_per_element` FLOPs per output element."""
     def cost(view: OpView) -> Cost | None:
         shape = view.output_shape(0)
         return None if shape is None else Cost(0, flops_per_element * numel(shape))
     return cost
 
 
-def _per_input_element(view: OpView) -> Cost | None:
+def per_input_element(view: OpView) -> Cost | None:
+    """One FLOP per input element (reductions, global pools)."""
     shape = view.input_shape(0)
     return None if shape is None else Cost(0, numel(shape))
 
 
-def _free(view: OpView) -> Cost:
+def free(view: OpView) -> Cost:
+    """Data movement costs nothing."""
     return Cost()
 
 
@@ -67,34 +70,3 @@ def window_pool_cost(view: OpView) -> Cost | None:
     if out is None or kernel is None:
         return None
     return Cost(0, numel(out) * numel(tuple(kernel)))
-
-
-ELEMENTWISE = (
-    "Relu", "LeakyRelu", "PRelu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Gelu", "Erf",
-    "Softplus", "Softsign", "Elu", "Selu", "Celu", "Mish", "ThresholdedRelu", "Sqrt", "Abs", "Neg", "Exp",
-    "Log", "Reciprocal", "Floor", "Ceil", "Round", "Sign", "Sin", "Cos", "Tan", "Not",
-    "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean", "Where", "Mod", "And", "Or", "Xor",
-    "Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "IsNaN", "IsInf",
-)
-DATA_MOVEMENT = (
-    "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Concat", "Split", "Slice", "Gather",
-    "GatherElements", "GatherND", "Expand", "Tile", "Pad", "Shape", "Size", "Constant", "ConstantOfShape",
-    "Range", "Identity", "Cast", "CastLike", "Dropout", "DepthToSpace", "SpaceToDepth", "Resize", "Upsample",
-    "ScatterND", "ScatterElements", "NonZero", "Trilu", "EyeLike",
-)
-
-COST_RULES: tuple[OpRule, ...] = (
-    OpRule(("Conv",), conv_cost),
-    OpRule(("ConvTranspose",), conv_transpose_cost),
-    OpRule(("Gemm",), gemm_cost),
-    OpRule(("MatMul",), matmul_cost),
-    OpRule(ELEMENTWISE, _per_output_element(1)),
-    OpRule(("BatchNormalization",), _per_output_element(2)),
-    OpRule(("LayerNormalization", "GroupNormalization", "InstanceNormalization"), _per_output_element(5)),
-    OpRule(("Softmax", "LogSoftmax"), _per_output_element(3)),
-    OpRule(("MaxPool", "AveragePool", "LpPool"), window_pool_cost),
-    OpRule(("GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool", "ReduceMean", "ReduceSum", "ReduceMax",
-            "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceSumSquare", "ReduceLogSum",
-            "ReduceLogSumExp", "ArgMax", "ArgMin"), _per_input_element),
-    OpRule(DATA_MOVEMENT, _free),
-)

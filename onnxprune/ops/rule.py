@@ -38,6 +38,7 @@ class OpView:
     inputs: tuple[TensorType | None, ...]
     outputs: tuple[TensorType | None, ...]
     present: tuple[bool, ...] = ()  # which input slots are given (optional inputs may be omitted)
+    graph: Graph | None = None
 
     @classmethod
     def of(cls, graph: Graph, op: Op, types: dict[str, TensorType]) -> OpView:
@@ -46,7 +47,7 @@ class OpView:
             return None if value is None else types.get(value.name)
         inputs = graph.inputs_of(op)
         return cls(op, tuple(typ(v) for v in inputs), tuple(typ(v) for v in graph.outputs_of(op)),
-                   tuple(v is not None for v in inputs))
+                   tuple(v is not None for v in inputs), graph)
 
     def input_shape(self, index: int) -> tuple[int, ...] | None:
         """Input `index`'s shape with symbolic dims as 1, or None if unknown."""
@@ -56,9 +57,29 @@ class OpView:
         """Output `index`'s shape with symbolic dims as 1, or None if unknown."""
         return _concrete(self.outputs[index] if index < len(self.outputs) else None)
 
+    def constant(self, index: int) -> np.ndarray | None:
+        """Input `index` as an array if it is an initializer or a Constant op's output, else None."""
+        if self.graph is None or not self.has_input(index):
+            return None
+        return constant_value(self.graph, self.graph.inputs_of(self.op)[index])
+
     def has_input(self, index: int) -> bool:
         """True if optional input `index` is given."""
         return index < len(self.present) and self.present[index]
+
+
+def constant_value(graph: Graph, value) -> np.ndarray | None:
+    """The array a value always holds: an initializer, or the output of a Constant op (value attribute)."""
+    if value is None:
+        return None
+    if value.tensor is not None:
+        return value.tensor.array
+    producer = graph.producer(value)
+    if producer is not None and producer.op_type == "Constant" and producer.domain in ("", "ai.onnx"):
+        for key in ("value", "value_float", "value_floats", "value_int", "value_ints"):
+            if key in producer.attributes:
+                return np.asarray(producer.attr(key))
+    return None
 
 
 def _concrete(tensor_type: TensorType | None) -> tuple[int, ...] | None:
@@ -80,9 +101,11 @@ CostFn = Callable[[OpView], "Cost | None"]
 
 @dataclass(frozen=True)
 class OpRule:
-    """Knowledge of one op family: which op types it covers and what one execution costs
-    (`cost` returns None when the shapes it needs are unknown)."""
+    """Knowledge of one op family: which op types it covers, what one execution costs (`cost`
+    returns None when the shapes it needs are unknown), and how it couples axes (`coupling`, a
+    CouplingRule; None freezes every axis the op touches)."""
 
     op_types: tuple[str, ...]
     cost: CostFn
+    coupling: object = None
     domain: str = ""

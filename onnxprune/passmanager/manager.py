@@ -36,6 +36,9 @@ class AnalysisManager:
         self._deps: dict[AnalysisKey, set[AnalysisKey]] = {}
         self._stack: list[AnalysisKey] = []
         self.computed: list[str] = []  # names of analyses actually run, in order (for tests and timing)
+        #: What passes of one pipeline run hand to later ones: "selection" (from select, for compact),
+        #: "reference" (the masked original, from compact, for verify). Not an analysis: never cached.
+        self.state: dict[str, Any] = {}
 
     def get(self, analysis: str | type[AnalysisPass] | AnalysisPass, **options: Any) -> Any:
         """The result of `analysis` on this graph, computing it if needed."""

@@ -1,0 +1,860 @@
+"""Coupling rules, one per op family (see `coupling.py` for the vocabulary).
+
+Each `couple_*` function reads one op through its OpView and returns a Coupling, or None when this
+instance is outside what the rule understands (the analysis then freezes every axis the op touches).
+`rewrite_*` functions fix the op's attributes and size constants after axes shrank.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .coupling import (ABSENT, IN, OUT, Axis, Coupling, ax_in, ax_out, broadcast_coupling, dim, flag,
+                       identity_coupling, normalize_axis, rank, zero_all_carrying, zero_all_inputs, zero_any, zero_first,
+                       zero_never)
+from .rule import OpView
+from .shape_consts import replace_input_constant, rewrite_shape_elements, shape_elements
+
+PRODUCER, CONSUMER = "producer", "consumer"
+
+
+def _param_roles(view: OpView, coupling: Coupling, slots: list[int], role: str) -> None:
+    """Give every coupled axis of the parameter inputs `slots` the role `role`."""
+    for slot in slots:
+        r = rank(view, IN, slot)
+        for axis in range(r or 0):
+            coupling.roles.setdefault(ax_in(slot, axis), role)
+
+
+# ---------------------------------------------------------------------- elementwise
+def couple_unary_keeps_zero(view: OpView) -> Coupling | None:
+    """f(0) = 0 elementwise (Relu, Gelu, Tanh, ...): every axis passes through, zeros stay zeros."""
+    coupling = identity_coupling(view)
+    if coupling is not None:
+        coupling.zero = zero_first
+    return coupling
+
+
+def couple_unary_nonzero(view: OpView) -> Coupling | None:
+    """f(0) != 0 elementwise (Sigmoid, Exp, ...): axes pass through, but a zero slice does not stay zero."""
+    coupling = identity_coupling(view)
+    if coupling is not None:
+        coupling.zero = zero_never
+    return coupling
+
+
+def couple_dropout(view: OpView) -> Coupling | None:
+    """Dropout (inference: identity); its optional mask output has the same shape."""
+    coupling = identity_coupling(view)
+    if coupling is None:
+        return None
+    if len(view.outputs) > 1 and view.outputs[1] is not None:
+        r = rank(view, IN, 0)
+        coupling.same += [(ax_in(0, a), ax_out(1, a)) for a in range(r)]
+    coupling.zero = zero_first
+    return coupling
+
+
+def couple_clip(view: OpView) -> Coupling | None:
+    """Clip keeps zeros when 0 lies within its (constant) bounds."""
+    coupling = identity_coupling(view)
+    if coupling is None:
+        return None
+    if view.graph is not None and view.graph.opset < 11:
+        low, high = view.op.attr("min", -np.inf), view.op.attr("max", np.inf)
+    else:
+        low_c, high_c = view.constant(1), view.constant(2)
+        low = -np.inf if not view.has_input(1) else (None if low_c is None else float(low_c))
+        high = np.inf if not view.has_input(2) else (None if high_c is None else float(high_c))
+    keeps = low is not None and high is not None and low <= 0 <= high
+    coupling.zero = zero_first if keeps else zero_never
+    return coupling
+
+
+def couple_prelu(view: OpView) -> Coupling | None:
+    """PRelu: slope broadcasts along the input; prelu(0) = 0 whatever the slope (slope is only sliced)."""
+    coupling = Coupling(zero=zero_first)
+    if not broadcast_coupling(view, [0, 1], coupling):
+        return None
+    _param_roles(view, coupling, [1], CONSUMER)
+    return coupling
+
+
+def _binary(zero_rule, param_role: str = PRODUCER):
+    def couple(view: OpView) -> Coupling | None:
+        coupling = Coupling(zero=zero_rule)
+        slots = [i for i, present in enumerate(view.present) if present]
+        if not broadcast_coupling(view, slots, coupling):
+            return None
+        _param_roles(view, coupling, slots, param_role)
+        return coupling
+    couple.__doc__ = f"Broadcasting elementwise op; zero rule {zero_rule.__name__}; constant operands are {param_role}s."
+    return couple
+
+
+couple_add_like = _binary(zero_all_inputs)
+couple_mul = _binary(zero_any)
+
+
+def couple_div(view: OpView) -> Coupling | None:
+    """a / b: zero when a is; a constant denominator is only sliced (zeroing it would divide by zero)."""
+    def zero(flags, out_slot=0):
+        return flags[0] is True and flags[1] is not True
+    coupling = Coupling(zero=zero)
+    if not broadcast_coupling(view, [0, 1], coupling):
+        return None
+    _param_roles(view, coupling, [0], PRODUCER)
+    _param_roles(view, coupling, [1], CONSUMER)
+    return coupling
+
+
+def couple_pow(view: OpView) -> Coupling | None:
+    """x ** p keeps zeros for a constant positive exponent."""
+    exponent = view.constant(1)
+    positive = exponent is not None and np.all(np.asarray(exponent) > 0)
+    coupling = Coupling(zero=zero_first if positive else zero_never)
+    if not broadcast_coupling(view, [0, 1], coupling):
+        return None
+    _param_roles(view, coupling, [1], CONSUMER)
+    return coupling
+
+
+def couple_where(view: OpView) -> Coupling | None:
+    """Where(cond, a, b) is zero where both branches are."""
+    def zero(flags, out_slot=0):
+        return flag(flags, 1) is True and flag(flags, 2) is True
+    coupling = Coupling(zero=zero)
+    if not broadcast_coupling(view, [0, 1, 2], coupling):
+        return None
+    _param_roles(view, coupling, [1, 2], PRODUCER)
+    return coupling
+
+
+# ---------------------------------------------------------------------- convolution and linear algebra
+def couple_conv(view: OpView) -> Coupling | None:
+    """Conv: batch passes through; output channels are produced by weight rows (and bias); input
+    channels are contracted with weight columns (group = 1) or pass through (depthwise)."""
+    x_rank, w_rank = rank(view, IN, 0), rank(view, IN, 1)
+    if x_rank is None or w_rank is None or rank(view, OUT, 0) != x_rank:
+        return None
+    group = view.op.attr("group", 1)
+    c_in, c_out = dim(view, IN, 0, 1), dim(view, IN, 1, 0)
+    if not isinstance(c_in, int) or not isinstance(c_out, int):
+        return None
+    coupling = Coupling(same=[(ax_in(0, 0), ax_out(0, 0)), (ax_in(1, 0), ax_out(0, 1))])
+    coupling.roles[ax_in(1, 0)] = PRODUCER
+    if view.has_input(2):
+        coupling.same.append((ax_in(2, 0), ax_out(0, 1)))
+        coupling.roles[ax_in(2, 0)] = PRODUCER
+    if group == 1:
+        coupling.same.append((ax_in(0, 1), ax_in(1, 1)))
+        coupling.roles[ax_in(1, 1)] = CONSUMER
+        coupling.sinks.append([ax_in(0, 1)])
+    elif group == c_in and c_out % c_in == 0:  # depthwise, channel multiplier c_out / c_in
+        multiplier = c_out // c_in
+        if multiplier == 1:
+            coupling.same.append((ax_in(0, 1), ax_out(0, 1)))
+        else:
+            src = np.repeat(np.arange(c_in), multiplier)
+            coupling.links.append((ax_in(0, 1), src, ax_out(0, 1), np.arange(c_out)))
+        coupling.frozen.append((ax_in(1, 1), "depthwise weight axis of size 1"))
+    else:
+        coupling.frozen += [(ax_in(0, 1), f"grouped convolution (group={group}): groups must stay equal"),
+                            (ax_out(0, 1), f"grouped convolution (group={group}): groups must stay equal")]
+
+    for axis in range(2, w_rank):
+        coupling.frozen.append((ax_in(1, axis), "convolution kernel window"))
+
+    def zero(flags, out_slot=0):
+        bias_zero = flag(flags, 2) in (ABSENT, True)
+        if group != 1 and flags[0] is True and bias_zero:
+            return True
+        return flags[1] is True and bias_zero
+    coupling.zero = zero
+    return coupling
+
+
+def rewrite_conv(graph, op, view: OpView, kept: dict[Axis, np.ndarray]) -> None:
+    """A depthwise Conv's `group` follows its channel count."""
+    group = op.attr("group", 1)
+    if group != 1 and ax_in(0, 1) in kept:
+        graph.set_attr(op, "group", int(len(kept[ax_in(0, 1)])))
+
+
+def couple_conv_transpose(view: OpView) -> Coupling | None:
+    """ConvTranspose (group 1): weight is [C_in, C_out, k...]; input channels contract with weight rows."""
+    if rank(view, IN, 0) is None or rank(view, IN, 1) is None or view.op.attr("group", 1) != 1:
+        return None
+    coupling = Coupling(same=[(ax_in(0, 0), ax_out(0, 0)), (ax_in(0, 1), ax_in(1, 0)), (ax_in(1, 1), ax_out(0, 1))],
+                        sinks=[[ax_in(0, 1)]])
+    coupling.roles[ax_in(1, 0)] = CONSUMER
+    coupling.roles[ax_in(1, 1)] = PRODUCER
+    if view.has_input(2):
+        coupling.same.append((ax_in(2, 0), ax_out(0, 1)))
+        coupling.roles[ax_in(2, 0)] = PRODUCER
+    if view.op.attr("output_shape") is not None:
+        coupling.frozen.append((ax_out(0, 1), "ConvTranspose with an explicit output_shape"))
+    for axis in range(2, rank(view, IN, 1)):
+        coupling.frozen.append((ax_in(1, axis), "convolution kernel window"))
+    coupling.zero = lambda flags, out_slot=0: flags[1] is True and flag(flags, 2) in (ABSENT, True)
+    return coupling
+
+
+def couple_gemm(view: OpView) -> Coupling | None:
+    """Gemm: Y[M,N] = A[M,K] B[K,N] + C; B's N axis (and C) produce output columns; K is contracted."""
+    if rank(view, IN, 0) != 2 or rank(view, IN, 1) != 2:
+        return None
+    a_m, a_k = (1, 0) if view.op.attr("transA", 0) else (0, 1)
+    b_k, b_n = (1, 0) if view.op.attr("transB", 0) else (0, 1)
+    coupling = Coupling(same=[(ax_in(0, a_m), ax_out(0, 0)), (ax_in(1, b_n), ax_out(0, 1)),
+                              (ax_in(0, a_k), ax_in(1, b_k))], sinks=[[ax_in(0, a_k), ax_in(1, b_k)]])
+    coupling.roles[ax_in(1, b_n)] = PRODUCER
+    coupling.roles[ax_in(1, b_k)] = CONSUMER
+    coupling.roles[ax_in(0, a_m)] = PRODUCER
+    coupling.roles[ax_in(0, a_k)] = CONSUMER
+    if view.has_input(2):
+        c_rank = rank(view, IN, 2)
+        if c_rank is None:
+            return None
+        for axis in range(c_rank):
+            o = axis + 2 - c_rank
+            if dim(view, IN, 2, axis) != 1 or dim(view, OUT, 0, o) == 1:
+                coupling.same.append((ax_in(2, axis), ax_out(0, o)))
+                coupling.roles[ax_in(2, axis)] = PRODUCER
+
+    def zero(flags, out_slot=0):
+        return (flags[0] is True or flags[1] is True) and flag(flags, 2) in (ABSENT, True)
+    coupling.zero = zero
+    return coupling
+
+
+def couple_matmul(view: OpView) -> Coupling | None:
+    """MatMul (both operands rank >= 2): rows of A and columns of B pass to the output, K is
+    contracted (exact when either operand's slice is zero), batch axes broadcast."""
+    a_rank, b_rank, y_rank = rank(view, IN, 0), rank(view, IN, 1), rank(view, OUT, 0)
+    if a_rank is None or b_rank is None or y_rank is None or a_rank < 2 or b_rank < 2:
+        return None
+    coupling = Coupling(same=[(ax_in(0, a_rank - 2), ax_out(0, y_rank - 2)), (ax_in(1, b_rank - 1), ax_out(0, y_rank - 1)),
+                              (ax_in(0, a_rank - 1), ax_in(1, b_rank - 2))],
+                        sinks=[[ax_in(0, a_rank - 1), ax_in(1, b_rank - 2)]], zero=zero_any)
+    coupling.roles.update({ax_in(0, a_rank - 2): PRODUCER, ax_in(0, a_rank - 1): CONSUMER,
+                           ax_in(1, b_rank - 1): PRODUCER, ax_in(1, b_rank - 2): CONSUMER})
+    for slot, r in ((0, a_rank), (1, b_rank)):
+        for axis in range(r - 2):
+            o = axis + y_rank - r
+            d_in, d_out = dim(view, IN, slot, axis), dim(view, OUT, 0, o)
+            if d_in == 1 and d_out != 1:
+                continue
+            if d_in is None or d_out is None:
+                coupling.frozen.append((ax_out(0, o), "unknown batch dimension of MatMul"))
+                continue
+            coupling.same.append((ax_in(slot, axis), ax_out(0, o)))
+            coupling.roles[ax_in(slot, axis)] = PRODUCER
+    return coupling
+
+
+# ---------------------------------------------------------------------- normalisation
+def couple_batchnorm(view: OpView) -> Coupling | None:
+    """BatchNormalization (inference form): channel axis 1 carries scale, bias, mean and var; a channel
+    whose scale and bias are zero is zero whatever its input."""
+    coupling = identity_coupling(view)
+    if coupling is None:
+        return None
+    for slot in (1, 2, 3, 4):
+        coupling.same.append((ax_in(slot, 0), ax_out(0, 1)))
+        coupling.roles[ax_in(slot, 0)] = PRODUCER
+    for out in range(1, len(view.outputs)):
+        if view.outputs[out] is not None:
+            coupling.frozen.append((ax_out(out, 0), "training-mode BatchNormalization statistics output"))
+            coupling.frozen.append((ax_out(0, 1), "training-mode BatchNormalization"))
+    coupling.zero = lambda flags, out_slot=0: flags[1] is True and flags[2] is True
+    return coupling
+
+
+def couple_instancenorm(view: OpView) -> Coupling | None:
+    """InstanceNormalization normalises each channel over space; scale and bias are per channel."""
+    coupling = identity_coupling(view)
+    if coupling is None:
+        return None
+    for slot in (1, 2):
+        coupling.same.append((ax_in(slot, 0), ax_out(0, 1)))
+        coupling.roles[ax_in(slot, 0)] = PRODUCER
+    coupling.zero = lambda flags, out_slot=0: flags[1] is True and flags[2] is True
+    return coupling
+
+
+def couple_layernorm(view: OpView) -> Coupling | None:
+    """LayerNormalization: the normalised axes (>= axis) cannot shrink (their statistics would change);
+    leading axes pass through, zero only without a bias."""
+    r = rank(view, IN, 0)
+    if r is None:
+        return None
+    first = normalize_axis(view.op.attr("axis", -1), r)
+    coupling = Coupling()
+    for axis in range(r):
+        coupling.same.append((ax_in(0, axis), ax_out(0, axis)))
+        if axis >= first:
+            coupling.frozen.append((ax_in(0, axis), "LayerNormalization normalises over this axis"))
+    for slot in (1, 2):
+        if view.has_input(slot):
+            _param_roles(view, coupling, [slot], CONSUMER)
+            for axis in range(rank(view, IN, slot) or 0):
+                coupling.frozen.append((ax_in(slot, axis), "LayerNormalization scale/bias"))
+    for out in range(1, len(view.outputs)):
+        if view.outputs[out] is not None:
+            for axis in range(min(first, rank(view, OUT, out) or 0)):
+                coupling.same.append((ax_in(0, axis), ax_out(out, axis)))
+    coupling.zero = lambda flags, out_slot=0: flags[0] is True and flag(flags, 2) is ABSENT
+    return coupling
+
+
+def couple_groupnorm(view: OpView) -> Coupling | None:
+    """GroupNormalization mixes the channels of a group: the channel axis is frozen."""
+    coupling = identity_coupling(view)
+    if coupling is None:
+        return None
+    coupling.frozen.append((ax_in(0, 1), "GroupNormalization normalises over groups of channels"))
+    coupling.zero = zero_never
+    return coupling
+
+
+# ---------------------------------------------------------------------- pooling and reductions
+def couple_pool(view: OpView) -> Coupling | None:
+    """Pooling over space: batch and channel axes pass through; zeros pool to zero."""
+    r = rank(view, IN, 0)
+    if r is None or r < 2 or rank(view, OUT, 0) != r:
+        return None
+    coupling = Coupling(same=[(ax_in(0, 0), ax_out(0, 0)), (ax_in(0, 1), ax_out(0, 1))], zero=zero_first)
+    if len(view.outputs) > 1 and view.outputs[1] is not None:  # MaxPool indices count across channels
+        coupling.frozen.append((ax_in(0, 1), "MaxPool indices output depends on the channel count"))
+    return coupling
+
+
+_REDUCE_EXACT_WHEN_ZERO = {"ReduceSum", "ReduceL1", "ReduceL2", "ReduceSumSquare"}
+_REDUCE_KEEPS_ZERO = {"ReduceSum", "ReduceL1", "ReduceL2", "ReduceSumSquare", "ReduceMean", "ReduceMax",
+                      "ReduceMin", "ReduceProd"}
+
+
+def couple_reduce(view: OpView) -> Coupling | None:
+    """Reduce*: kept axes pass through; a reduced axis is a sink for sums (exact when the slice is
+    zero) and frozen for means, maxima and the like (shrinking it changes the result)."""
+    r = rank(view, IN, 0)
+    if r is None:
+        return None
+    op = view.op
+    axes = op.attr("axes")
+    if axes is None and view.has_input(1):
+        found = view.constant(1)
+        if found is None:
+            return None
+        axes = [int(a) for a in np.asarray(found).reshape(-1)]
+    if not axes:
+        if op.attr("noop_with_empty_axes", 0):
+            return identity_coupling(view)
+        axes = list(range(r))
+    reduced = {normalize_axis(a, r) for a in axes}
+    keepdims = op.attr("keepdims", 1)
+    coupling = Coupling(zero=zero_first if op.op_type in _REDUCE_KEEPS_ZERO else zero_never)
+    out = 0
+    for axis in range(r):
+        if axis in reduced:
+            if op.op_type in _REDUCE_EXACT_WHEN_ZERO:
+                coupling.sinks.append([ax_in(0, axis)])
+            else:
+                coupling.frozen.append((ax_in(0, axis), f"{op.op_type} over this axis changes when it shrinks"))
+            if keepdims:
+                out += 1
+            continue
+        coupling.same.append((ax_in(0, axis), ax_out(0, out)))
+        out += 1
+    return coupling
+
+
+def couple_softmax(view: OpView) -> Coupling | None:
+    """Softmax/LogSoftmax/Hardmax: the normalised axes cannot shrink; others pass through."""
+    r = rank(view, IN, 0)
+    if r is None:
+        return None
+    coupling = identity_coupling(view)
+    if coupling is None:
+        return None
+    default = -1 if view.graph is None or view.graph.opset >= 13 else 1
+    axis = normalize_axis(view.op.attr("axis", default), r)
+    normalised = [axis] if view.graph is None or view.graph.opset >= 13 else list(range(axis, r))
+    for a in normalised:
+        coupling.frozen.append((ax_in(0, a), f"{view.op.op_type} normalises over this axis"))
+    coupling.zero = zero_never
+    return coupling
+
+
+# ---------------------------------------------------------------------- moving data
+def couple_transpose(view: OpView) -> Coupling | None:
+    """Transpose: output axis i is input axis perm[i]."""
+    r = rank(view, IN, 0)
+    if r is None:
+        return None
+    perm = view.op.attr("perm") or list(reversed(range(r)))
+    return Coupling(same=[(ax_in(0, p), ax_out(0, i)) for i, p in enumerate(perm)], zero=zero_first)
+
+
+def _block_link(coupling: Coupling, outer: Axis, outer_size: int, inner: Axis, block: int) -> None:
+    """Index i of `outer` owns indices [i*block, (i+1)*block) of `inner`."""
+    coupling.links.append((outer, np.repeat(np.arange(outer_size), block), inner, np.arange(outer_size * block)))
+
+
+def couple_flatten(view: OpView) -> Coupling | None:
+    """Flatten to 2-D: the outermost axis of each side keeps its identity as blocks; inner axes freeze."""
+    r = rank(view, IN, 0)
+    shape = view.inputs[0].shape if view.inputs[0] is not None else None
+    if r is None or shape is None:
+        return None
+    split = normalize_axis(view.op.attr("axis", 1), r) if r else 0
+    coupling = Coupling(zero=zero_first)
+    for out_axis, axes in ((0, list(range(split))), (1, list(range(split, r)))):
+        if not axes:
+            continue
+        inner = shape[axes[0] + 1:axes[-1] + 1]
+        if len(axes) == 1:
+            coupling.same.append((ax_in(0, axes[0]), ax_out(0, out_axis)))
+            continue
+        if not all(isinstance(d, int) for d in inner) or not isinstance(shape[axes[0]], int):
+            for axis in axes:
+                coupling.frozen.append((ax_in(0, axis), "Flatten over dimensions that are not static"))
+            coupling.frozen.append((ax_out(0, out_axis), "Flatten over dimensions that are not static"))
+            continue
+        _block_link(coupling, ax_in(0, axes[0]), shape[axes[0]], ax_out(0, out_axis), int(np.prod(inner)))
+        for axis in axes[1:]:
+            coupling.frozen.append((ax_in(0, axis), "inner axis of a Flatten"))
+    return coupling
+
+
+def _reshape_groups(src: list, dst: list) -> list[tuple[list[int], list[int]]] | None:
+    """Split two shapes into runs of axes with equal products (the way a row-major reshape regroups
+    them). Symbolic dims must meet the same symbol. None if the shapes cannot be matched."""
+    groups, i, j = [], 0, 0
+    while i < len(src) or j < len(dst):
+        if i < len(src) and j < len(dst) and (isinstance(src[i], str) or isinstance(dst[j], str)):
+            if src[i] != dst[j]:
+                return None
+            groups.append(([i], [j]))
+            i, j = i + 1, j + 1
+            continue
+        gi, gj = [i] if i < len(src) else [], [j] if j < len(dst) else []
+        if not gi or not gj:
+            rest_src, rest_dst = src[i:], dst[j:]
+            if all(d == 1 for d in rest_src) and all(d == 1 for d in rest_dst):
+                groups.append((list(range(i, len(src))), list(range(j, len(dst)))))
+                break
+            return None
+        p, q = src[i], dst[j]
+        i, j = i + 1, j + 1
+        while p != q:
+            if p < q:
+                if i >= len(src) or not isinstance(src[i], int):
+                    return None
+                p *= src[i]
+                gi.append(i)
+                i += 1
+            else:
+                if j >= len(dst) or not isinstance(dst[j], int):
+                    return None
+                q *= dst[j]
+                gj.append(j)
+                j += 1
+        groups.append((gi, gj))
+    return groups
+
+
+_SYMBOL = "(one dynamic dimension)"
+
+
+def _match_lone_symbols(src: list, dst: list) -> tuple[list, list]:
+    """If each side has exactly one dynamic dim and the static dims multiply to the same number, the
+    two dynamic dims are equal (as with a -1 in the target shape): give them one name."""
+    dynamic_src = [i for i, d in enumerate(src) if not isinstance(d, int)]
+    dynamic_dst = [i for i, d in enumerate(dst) if not isinstance(d, int)]
+    if len(dynamic_src) == 1 and len(dynamic_dst) == 1 and \
+            np.prod([d for d in src if isinstance(d, int)]) == np.prod([d for d in dst if isinstance(d, int)]):
+        src, dst = list(src), list(dst)
+        src[dynamic_src[0]] = dst[dynamic_dst[0]] = _SYMBOL
+    return src, dst
+
+
+def couple_reshape(view: OpView) -> Coupling | None:
+    """Reshape: axes regroup by equal products. 1-to-1 axes pass through; when one axis splits into
+    several (or several merge into one), the outermost one owns blocks of the big axis (attention
+    heads), and the inner ones freeze. A size on a prunable axis must be rewritable: a constant, 0
+    (copy) or -1 (infer) in the shape input."""
+    src = view.inputs[0].shape if view.inputs[0] is not None else None
+    dst = view.outputs[0].shape if view.outputs[0] is not None else None
+    if src is None or dst is None or any(d is None for d in (*src, *dst)):
+        return None
+    groups = _reshape_groups(*_match_lone_symbols(list(src), list(dst)))
+    if groups is None:
+        return None
+    elements = shape_elements(view.graph, view.graph.inputs_of(view.op)[1]) if view.graph is not None else None
+    coupling = Coupling(zero=zero_first)
+
+    def rewritable(out_axis: int) -> bool:
+        return elements is not None and len(elements) == len(dst) and elements[out_axis] is not None
+
+    for gi, gj in groups:
+        real_i = [a for a in gi if src[a] != 1]
+        real_j = [a for a in gj if dst[a] != 1]
+        if not real_i or not real_j:
+            continue
+        if len(real_i) == 1 and len(real_j) == 1:
+            coupling.same.append((ax_in(0, real_i[0]), ax_out(0, real_j[0])))
+            if not rewritable(real_j[0]):
+                coupling.frozen.append((ax_out(0, real_j[0]), "Reshape target size is computed at run time"))
+        elif len(real_i) == 1:  # split: the outer output axis owns blocks of the input axis
+            outer, inner = real_j[0], real_j[1:]
+            _block_link(coupling, ax_out(0, outer), dst[outer], ax_in(0, real_i[0]),
+                        int(np.prod([dst[a] for a in inner])))
+            for axis in inner:
+                coupling.frozen.append((ax_out(0, axis), "inner axis of a Reshape split"))
+            if not rewritable(outer):
+                coupling.frozen.append((ax_out(0, outer), "Reshape target size is computed at run time"))
+        elif len(real_j) == 1:  # merge: the outer input axis owns blocks of the output axis
+            outer, inner = real_i[0], real_i[1:]
+            _block_link(coupling, ax_in(0, outer), src[outer], ax_out(0, real_j[0]),
+                        int(np.prod([src[a] for a in inner])))
+            for axis in inner:
+                coupling.frozen.append((ax_in(0, axis), "inner axis of a Reshape merge"))
+            if not rewritable(real_j[0]):
+                coupling.frozen.append((ax_out(0, real_j[0]), "Reshape target size is computed at run time"))
+        else:
+            for axis in real_i:
+                coupling.frozen.append((ax_in(0, axis), "Reshape regroups several axes at once"))
+            for axis in real_j:
+                coupling.frozen.append((ax_out(0, axis), "Reshape regroups several axes at once"))
+    return coupling
+
+
+def rewrite_reshape(graph, op, view: OpView, kept: dict[Axis, np.ndarray]) -> None:
+    """Write the new sizes of shrunk output axes into the shape input (copy-on-write); 0 and -1 entries
+    adapt by themselves."""
+    elements = shape_elements(graph, graph.inputs_of(op)[1])
+    dst = view.outputs[0].shape
+    changes = {}
+    for axis in range(len(dst)):
+        key = ax_out(0, axis)
+        if key in kept and elements[axis] not in (0, -1):
+            changes[axis] = int(len(kept[key]))
+    rewrite_shape_elements(graph, op, 1, changes)
+
+
+def couple_squeeze_unsqueeze(view: OpView) -> Coupling | None:
+    """Squeeze/Unsqueeze: the axes that stay keep their identity, in order."""
+    src = view.inputs[0].shape if view.inputs[0] is not None else None
+    dst = view.outputs[0].shape if view.outputs[0] is not None else None
+    if src is None or dst is None:
+        return None
+    axes = view.op.attr("axes")
+    if axes is None and view.has_input(1):
+        found = view.constant(1)
+        if found is None:
+            return None
+        axes = [int(a) for a in np.asarray(found).reshape(-1)]
+    if view.op.op_type == "Squeeze":
+        removed = {a for a, d in enumerate(src) if d == 1} if axes is None else \
+            {normalize_axis(a, len(src)) for a in axes}
+        kept_in = [a for a in range(len(src)) if a not in removed]
+        if len(kept_in) != len(dst):
+            return None
+        pairs = list(zip(kept_in, range(len(dst))))
+    else:
+        added = {normalize_axis(a, len(dst)) for a in (axes or [])}
+        kept_out = [a for a in range(len(dst)) if a not in added]
+        if len(kept_out) != len(src):
+            return None
+        pairs = list(zip(range(len(src)), kept_out))
+    return Coupling(same=[(ax_in(0, i), ax_out(0, o)) for i, o in pairs], zero=zero_first)
+
+
+def couple_concat(view: OpView) -> Coupling | None:
+    """Concat: along the axis, input j owns the output indices at its offset; other axes pass through."""
+    r = rank(view, OUT, 0)
+    if r is None:
+        return None
+    axis = normalize_axis(view.op.attr("axis"), r)
+    coupling = Coupling(zero=zero_all_carrying)
+    offset = 0
+    for slot in range(len(view.inputs)):
+        if rank(view, IN, slot) != r:
+            return None
+        for a in range(r):
+            if a != axis:
+                coupling.same.append((ax_in(slot, a), ax_out(0, a)))
+        size = dim(view, IN, slot, axis)
+        if not isinstance(size, int):
+            return None
+        coupling.links.append((ax_in(slot, axis), np.arange(size), ax_out(0, axis), offset + np.arange(size)))
+        offset += size
+    _param_roles(view, coupling, list(range(len(view.inputs))), PRODUCER)
+    return coupling
+
+
+def couple_split(view: OpView) -> Coupling | None:
+    """Split: output j takes the input indices at its offset along the axis (sizes are rewritten)."""
+    r = rank(view, IN, 0)
+    if r is None:
+        return None
+    axis = normalize_axis(view.op.attr("axis", 0), r)
+    coupling = Coupling(zero=zero_first)
+    offset = 0
+    for slot in range(len(view.outputs)):
+        if view.outputs[slot] is None or rank(view, OUT, slot) != r:
+            return None
+        size = dim(view, OUT, slot, axis)
+        if not isinstance(size, int):
+            return None
+        for a in range(r):
+            if a != axis:
+                coupling.same.append((ax_in(0, a), ax_out(slot, a)))
+        coupling.links.append((ax_out(slot, axis), np.arange(size), ax_in(0, axis), offset + np.arange(size)))
+        offset += size
+    if offset != dim(view, IN, 0, axis):
+        return None
+    return coupling
+
+
+def rewrite_split(graph, op, view: OpView, kept: dict[Axis, np.ndarray]) -> None:
+    """Write the new output sizes as the split input (or attribute before opset 13)."""
+    r = rank(view, IN, 0)
+    axis = normalize_axis(op.attr("axis", 0), r)
+    sizes = [len(kept[ax_out(s, axis)]) if ax_out(s, axis) in kept else dim(view, OUT, s, axis)
+             for s in range(len(view.outputs))]
+    if graph.opset < 13:
+        graph.set_attr(op, "split", [int(s) for s in sizes])
+        return
+    if view.has_input(1):
+        replace_input_constant(graph, op, 1, np.array(sizes, dtype=np.int64))
+    else:
+        graph.set_input(op, 1, graph.add_initializer(graph.fresh_name(f"{op.name or 'split'}_sizes"),
+                                                     np.array(sizes, dtype=np.int64)))
+        graph.set_attr(op, "num_outputs", None)
+
+
+def _slice_params(view: OpView):
+    """(starts, ends, axes, steps) as arrays, or None if any is not constant."""
+    if view.graph is not None and view.graph.opset < 10:
+        starts, ends = view.op.attr("starts"), view.op.attr("ends")
+        axes = view.op.attr("axes") or list(range(len(starts)))
+        return np.array(starts), np.array(ends), np.array(axes), np.ones(len(starts), dtype=np.int64)
+    starts, ends = view.constant(1), view.constant(2)
+    if starts is None or ends is None:
+        return None
+    axes = view.constant(3) if view.has_input(3) else np.arange(len(starts))
+    steps = view.constant(4) if view.has_input(4) else np.ones(len(starts), dtype=np.int64)
+    if axes is None or steps is None:
+        return None
+    return np.asarray(starts).reshape(-1), np.asarray(ends).reshape(-1), np.asarray(axes).reshape(-1), \
+        np.asarray(steps).reshape(-1)
+
+
+def couple_slice(view: OpView) -> Coupling | None:
+    """Slice with constant bounds: a sliced axis (step 1) maps output j to input start + j; others pass."""
+    r = rank(view, IN, 0)
+    params = _slice_params(view)
+    if r is None or params is None or rank(view, OUT, 0) != r:
+        return None
+    starts, ends, axes, steps = params
+    sliced = {}
+    for start, end, axis, step in zip(starts, ends, axes, steps):
+        sliced[normalize_axis(int(axis), r)] = (int(start), int(end), int(step))
+    coupling = Coupling(zero=zero_first)
+    for a in range(r):
+        if a not in sliced:
+            coupling.same.append((ax_in(0, a), ax_out(0, a)))
+            continue
+        size, out_size = dim(view, IN, 0, a), dim(view, OUT, 0, a)
+        start, end, step = sliced[a]
+        if not isinstance(size, int) or not isinstance(out_size, int) or step != 1:
+            coupling.frozen.append((ax_in(0, a), "Slice along this axis is not a static step-1 range"))
+            coupling.frozen.append((ax_out(0, a), "Slice along this axis is not a static step-1 range"))
+            continue
+        first = min(max(start + size if start < 0 else start, 0), size)
+        coupling.links.append((ax_out(0, a), np.arange(out_size), ax_in(0, a), first + np.arange(out_size)))
+    return coupling
+
+
+def rewrite_slice(graph, op, view: OpView, kept: dict[Axis, np.ndarray]) -> None:
+    """Move the bounds of shrunk sliced axes to where the kept indices now sit."""
+    r = rank(view, IN, 0)
+    starts, ends, axes, steps = _slice_params(view)
+    new_starts, new_ends = starts.astype(np.int64).copy(), ends.astype(np.int64).copy()
+    changed = False
+    for i, axis in enumerate(axes):
+        a = normalize_axis(int(axis), r)
+        if ax_in(0, a) not in kept:
+            continue
+        size = dim(view, IN, 0, a)
+        first = min(max(int(starts[i]) + size if starts[i] < 0 else int(starts[i]), 0), size)
+        last = min(max(int(ends[i]) + size if ends[i] < 0 else int(ends[i]), 0), size)
+        remaining = kept[ax_in(0, a)]
+        new_starts[i] = int(np.searchsorted(remaining, first))
+        new_ends[i] = int(np.searchsorted(remaining, last))
+        changed = True
+    if not changed:
+        return
+    if graph.opset < 10:
+        graph.set_attr(op, "starts", [int(v) for v in new_starts])
+        graph.set_attr(op, "ends", [int(v) for v in new_ends])
+    else:
+        replace_input_constant(graph, op, 1, new_starts.astype(view.constant(1).dtype))
+        replace_input_constant(graph, op, 2, new_ends.astype(view.constant(2).dtype))
+
+
+def couple_gather(view: OpView) -> Coupling | None:
+    """Gather: data axes other than `axis` pass through; the gathered axis maps through constant 1-D
+    indices, and freezes under run-time indices (an embedding's vocabulary axis)."""
+    r, idx_rank = rank(view, IN, 0), rank(view, IN, 1)
+    if r is None or idx_rank is None:
+        return None
+    axis = normalize_axis(view.op.attr("axis", 0), r)
+    coupling = Coupling(zero=zero_first)
+    for a in range(axis):
+        coupling.same.append((ax_in(0, a), ax_out(0, a)))
+    for a in range(axis + 1, r):
+        coupling.same.append((ax_in(0, a), ax_out(0, a + idx_rank - 1)))
+    indices = view.constant(1)
+    size = dim(view, IN, 0, axis)
+    if indices is not None and idx_rank == 1 and isinstance(size, int):
+        indices = np.where(indices < 0, indices + size, indices).astype(np.int64)
+        coupling.links.append((ax_out(0, axis), np.arange(len(indices)), ax_in(0, axis), indices))
+    else:
+        coupling.frozen.append((ax_in(0, axis), "gathered by run-time or scalar indices"))
+    _param_roles(view, coupling, [0], PRODUCER)
+    return coupling
+
+
+def rewrite_gather(graph, op, view: OpView, kept: dict[Axis, np.ndarray]) -> None:
+    """Renumber constant indices into the shrunk data axis (and drop pruned positions)."""
+    r = rank(view, IN, 0)
+    axis = normalize_axis(op.attr("axis", 0), r)
+    indices = view.constant(1)
+    size = dim(view, IN, 0, axis)
+    positions = np.arange(len(indices)) if ax_out(0, axis) not in kept else kept[ax_out(0, axis)]
+    source = np.where(indices < 0, indices + size, indices)[positions]
+    remaining = kept.get(ax_in(0, axis), np.arange(size))
+    new = np.searchsorted(remaining, source)
+    replace_input_constant(graph, op, 1, new.astype(indices.dtype))
+
+
+def couple_pad(view: OpView) -> Coupling | None:
+    """Pad: unpadded axes pass through; a zero constant (or reflect/edge) padding keeps zeros."""
+    r = rank(view, IN, 0)
+    if r is None:
+        return None
+    pads = view.op.attr("pads") if view.graph is not None and view.graph.opset < 11 else view.constant(1)
+    if pads is None:
+        return None
+    pads = np.asarray(pads).reshape(-1)
+    axes = list(range(r))
+    if view.has_input(3):
+        found = view.constant(3)
+        if found is None:
+            return None
+        axes = [normalize_axis(int(a), r) for a in np.asarray(found).reshape(-1)]
+    padded = {a for i, a in enumerate(axes) if pads[i] != 0 or pads[i + len(axes)] != 0}
+    mode = view.op.attr("mode", "constant")
+    value = view.constant(2) if view.has_input(2) else 0.0
+    keeps_zero = mode != "constant" or (value is not None and float(np.asarray(value).reshape(-1)[0]) == 0.0)
+    coupling = Coupling(zero=zero_first if keeps_zero else zero_never)
+    for a in range(r):
+        if a in padded:
+            coupling.frozen.append((ax_in(0, a), "Pad pads along this axis"))
+        else:
+            coupling.same.append((ax_in(0, a), ax_out(0, a)))
+    return coupling
+
+
+def couple_expand(view: OpView) -> Coupling | None:
+    """Expand: axes that keep their size pass through, broadcast ones couple to nothing; a constant
+    target size on a shrinking axis is rewritten."""
+    coupling = Coupling(zero=zero_first)
+    if not broadcast_coupling(view, [0], coupling):
+        return None
+    elements = shape_elements(view.graph, view.graph.inputs_of(view.op)[1]) if view.graph is not None else None
+    out_rank = rank(view, OUT, 0)
+    for _, out_axis in [(a, b) for a, b in coupling.same]:
+        o = out_axis.axis
+        position = o - (out_rank - len(elements)) if elements is not None else -1
+        if elements is None or position < 0 or elements[position] is None:
+            coupling.frozen.append((out_axis, "Expand target shape is computed at run time"))
+    return coupling
+
+
+def rewrite_expand(graph, op, view: OpView, kept: dict[Axis, np.ndarray]) -> None:
+    """Write the new sizes of shrunk axes into the target shape (1 would also do, but keep it explicit)."""
+    elements = shape_elements(graph, graph.inputs_of(op)[1])
+    out_rank = rank(view, OUT, 0)
+    changes = {}
+    for o in range(out_rank):
+        position = o - (out_rank - len(elements))
+        if ax_out(0, o) in kept and position >= 0 and elements[position] not in (1, -1):
+            changes[position] = int(len(kept[ax_out(0, o)]))
+    rewrite_shape_elements(graph, op, 1, changes)
+
+
+def couple_tile(view: OpView) -> Coupling | None:
+    """Tile: axes repeated once pass through; repeated axes freeze."""
+    r = rank(view, IN, 0)
+    repeats = view.constant(1)
+    if r is None or repeats is None:
+        return None
+    coupling = Coupling(zero=zero_first)
+    for a, times in enumerate(np.asarray(repeats).reshape(-1)):
+        if times == 1:
+            coupling.same.append((ax_in(0, a), ax_out(0, a)))
+        else:
+            coupling.frozen.append((ax_in(0, a), "Tile repeats this axis"))
+    return coupling
+
+
+def couple_resize(view: OpView) -> Coupling | None:
+    """Resize/Upsample over space: axes whose scale is 1 (batch, channels) pass through."""
+    r = rank(view, IN, 0)
+    src = view.inputs[0].shape if view.inputs[0] is not None else None
+    dst = view.outputs[0].shape if view.outputs[0] is not None else None
+    if r is None or src is None or dst is None:
+        return None
+    coupling = Coupling(zero=zero_first)
+    sizes_given = view.op.op_type == "Resize" and len(view.present) > 3 and view.present[3]
+    for a in range(r):
+        if src[a] == dst[a] and src[a] is not None:
+            coupling.same.append((ax_in(0, a), ax_out(0, a)))
+            if sizes_given:
+                coupling.frozen.append((ax_in(0, a), "Resize with explicit output sizes"))
+    return coupling
+
+
+def couple_shape_reader(view: OpView) -> Coupling | None:
+    """Shape/Size read dimensions: the axes they read must keep their size."""
+    r = rank(view, IN, 0)
+    if r is None:
+        return None
+    start, end = 0, r
+    if view.op.op_type == "Shape":
+        start = normalize_axis(view.op.attr("start", 0), r)
+        end = view.op.attr("end", r)
+        end = normalize_axis(end, r) if end < 0 else min(end, r)
+    coupling = Coupling(zero=zero_never)
+    for a in range(start, end):
+        coupling.frozen.append((ax_in(0, a), f"{view.op.op_type} reads this dimension"))
+    return coupling
+
+
+def couple_source(view: OpView) -> Coupling | None:
+    """Ops that make tensors from attributes or shapes (Constant, ConstantOfShape, Range, ...): a
+    Constant's tensor is a parameter like an initializer; computed shapes freeze."""
+    coupling = Coupling(zero=zero_never)
+    if view.op.op_type != "Constant":
+        for slot in range(len(view.outputs)):
+            for a in range(rank(view, OUT, slot) or 0):
+                coupling.frozen.append((ax_out(slot, a), f"{view.op.op_type} output shape is computed"))
+    return coupling
+
+
+__all__ = [name for name in dir() if name.startswith(("couple_", "rewrite_"))] + ["PRODUCER", "CONSUMER", "OUT"]

@@ -1,0 +1,170 @@
+"""The search-space data model: Member, Family, PruningSpace, Selection (DESIGN §5, §7).
+
+A family is one index space of `size` groups. Each member is an axis of a value (activation or
+parameter) with a table: row g lists the indices that group g occupies on that axis (-1 pads rows
+of a ragged table). Removing group g removes row g of every member. A Selection names the pruned
+groups of each family; it is plain JSON that also spells out every pruned parameter slice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import UserError
+
+ACTIVATION, PRODUCER, CONSUMER = "activation", "producer", "consumer"
+
+
+@dataclass(frozen=True, eq=False)
+class Member:
+    """Axis `axis` of value `value`; `table[g]` holds group g's indices there (-1 = none)."""
+
+    value: str
+    axis: int
+    table: np.ndarray
+    role: str  # ACTIVATION, or for parameters PRODUCER (zeroed with the group) / CONSUMER (only sliced)
+
+    def indices(self, groups) -> np.ndarray:
+        """Sorted indices that `groups` occupy on this axis."""
+        rows = self.table[np.asarray(list(groups), dtype=np.int64)].reshape(-1)
+        return np.unique(rows[rows >= 0])
+
+    @property
+    def is_parameter(self) -> bool:
+        """True for parameter (initializer or Constant) axes."""
+        return self.role != ACTIVATION
+
+
+@dataclass(frozen=True, eq=False)
+class Family:
+    """Channels (or heads) that vanish together: `size` groups over `members`."""
+
+    id: int
+    name: str
+    size: int
+    kind: str  # "channel" or "head"
+    members: tuple[Member, ...]
+    reasons: tuple[str, ...] = ()  # why it is frozen; empty when prunable
+    params: np.ndarray | None = None  # per group: parameter elements its removal deletes
+    flops: np.ndarray | None = None  # per group: estimated FLOPs its removal saves
+
+    @property
+    def prunable(self) -> bool:
+        """True when groups of this family may be removed."""
+        return not self.reasons
+
+    @property
+    def producers(self) -> list[Member]:
+        """Parameter axes zeroed with a group (the group's parameters)."""
+        return [m for m in self.members if m.role == PRODUCER]
+
+    @property
+    def parameters(self) -> list[Member]:
+        """Every parameter axis of the family (producers and consumers)."""
+        return [m for m in self.members if m.is_parameter]
+
+    def group_slices(self, group: int) -> list[dict]:
+        """The parameter slices of one group, as plain data."""
+        return [{"initializer": m.value, "axis": m.axis, "indices": m.indices([group]).tolist(), "role": m.role}
+                for m in self.parameters]
+
+    def describe(self) -> dict:
+        """Plain-data summary (for analyze --json)."""
+        return {"id": self.id, "name": self.name, "size": self.size, "kind": self.kind, "prunable": self.prunable,
+                "reasons": list(self.reasons),
+                "params": int(self.params.sum()) if self.params is not None else None,
+                "flops": int(self.flops.sum()) if self.flops is not None else None,
+                "members": [{"value": m.value, "axis": m.axis, "role": m.role, "width": int(m.table.shape[1])}
+                            for m in self.members]}
+
+
+@dataclass(frozen=True)
+class PruningSpace:
+    """Every family of a model, prunable or frozen with reasons."""
+
+    families: tuple[Family, ...]
+
+    def family(self, family_id: int) -> Family:
+        """The family with this id."""
+        return self.families[family_id]
+
+    @property
+    def prunable(self) -> list[Family]:
+        """Families whose groups may be removed."""
+        return [f for f in self.families if f.prunable]
+
+    def axis_size(self, value: str, axis: int) -> int:
+        """Number of indices of (value, axis) that families cover (its size, for a member axis)."""
+        return sum(int((m.table >= 0).sum()) for f in self.families for m in f.members
+                   if m.value == value and m.axis == axis)
+
+
+@dataclass
+class Selection:
+    """Pruned groups per family id (and, later, erased regions). Plain data; see `to_json`."""
+
+    pruned: dict[int, tuple[int, ...]] = field(default_factory=dict)
+
+    def check(self, space: PruningSpace) -> None:
+        """Refuse selections that touch frozen families, name groups that do not exist, or empty a family."""
+        for family_id, groups in self.pruned.items():
+            if not 0 <= family_id < len(space.families):
+                raise UserError(f"selection names family {family_id}, but the model has {len(space.families)}")
+            family = space.family(family_id)
+            if groups and not family.prunable:
+                raise UserError(f"selection prunes family {family_id} ({family.name}), which is frozen: "
+                                f"{family.reasons[0]}")
+            if any(not 0 <= g < family.size for g in groups):
+                raise UserError(f"selection names a group outside family {family_id} ({family.size} groups)")
+            if len(set(groups)) >= family.size:
+                raise UserError(f"selection removes every group of family {family_id} ({family.name})")
+        for (value, axis), removed in self.removed(space).items():
+            if len(removed) >= space.axis_size(value, axis):
+                raise UserError(f"selection removes every index of {value} axis {axis}, which would leave an "
+                                "empty tensor; keep at least one group of each family feeding it")
+
+    def removed(self, space: PruningSpace) -> dict[tuple[str, int], np.ndarray]:
+        """(value, axis) -> sorted indices removed there, over all families."""
+        removed: dict[tuple[str, int], list[np.ndarray]] = {}
+        for family_id, groups in self.pruned.items():
+            if not groups:
+                continue
+            for member in space.family(family_id).members:
+                removed.setdefault((member.value, member.axis), []).append(member.indices(groups))
+        return {key: np.unique(np.concatenate(parts)) for key, parts in removed.items()}
+
+    @property
+    def group_count(self) -> int:
+        """Number of pruned groups."""
+        return sum(len(g) for g in self.pruned.values())
+
+    def to_json(self, space: PruningSpace) -> dict:
+        """Plain JSON: for each pruned family, its name (checked when applied), its groups, and every
+        pruned group's parameter slices, so anyone can rebuild the masked model."""
+        families = []
+        for family_id, groups in sorted(self.pruned.items()):
+            if not groups:
+                continue
+            family = space.family(family_id)
+            families.append({"family": family_id, "name": family.name, "size": family.size,
+                             "groups": sorted(int(g) for g in groups),
+                             "slices": {str(g): family.group_slices(g) for g in sorted(groups)}})
+        return {"format": "onnxprune.selection/1", "families": families}
+
+    @classmethod
+    def from_json(cls, data: dict, space: PruningSpace) -> Selection:
+        """Read a selection written by `to_json`, checking it matches this model's families."""
+        if not isinstance(data, dict) or data.get("format") != "onnxprune.selection/1":
+            raise UserError("not an onnxprune selection (expected \"format\": \"onnxprune.selection/1\")")
+        pruned = {}
+        for entry in data.get("families", []):
+            family_id = int(entry["family"])
+            if not 0 <= family_id < len(space.families) or space.family(family_id).name != entry.get("name"):
+                raise UserError(f"selection family {family_id} ({entry.get('name')}) does not match this model's "
+                                "families; was it made for another model?")
+            pruned[family_id] = tuple(sorted(int(g) for g in entry["groups"]))
+        selection = cls(pruned)
+        selection.check(space)
+        return selection

@@ -1,0 +1,358 @@
+"""`prune-space`: find the families of channels and heads that can be removed together (DESIGN §5).
+
+1. Every op's coupling rule relates axes of its tensors (`onnxprune.ops.coupling`).
+2. A union-find over (value, axis) joins axes that are one index space into classes.
+3. Links (Concat offsets, Flatten blocks, head splits, Slice/Gather maps) tie indices of classes of
+   different sizes; a second union-find over (class, index) turns each connected set of classes
+   into a family and its indices into groups.
+4. A family is prunable only if no member is frozen, a parameter produces it, and it is zero-invariant:
+   with its producers' slices at zero, every contracted or reduced slice is exactly zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+from onnx import TensorProto
+
+from onnxprune.ir import Graph, Op, TensorType
+from onnxprune.ops import OpView, rule_for
+from onnxprune.ops.coupling import ABSENT, IN, Axis, Coupling
+from onnxprune.ops.rule import constant_value
+from onnxprune.passmanager import AnalysisPass
+from onnxprune.space import ACTIVATION, CONSUMER, PRODUCER, Family, Member, PruningSpace
+from onnxprune.unionfind import UnionFind
+
+from .cost import CostAnalysis
+from .shapes import ShapesAnalysis
+
+Key = tuple[str, int]  # (value name, axis)
+FLOATS = {TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16}
+#: Ops through which a parameter flows unchanged: a role given downstream belongs to the parameter.
+TRANSPARENT = {"Transpose", "Identity", "Cast", "Reshape", "Squeeze", "Unsqueeze", "Flatten"}
+
+
+@dataclass
+class _OpCoupling:
+    op: Op
+    coupling: Coupling
+    inputs: list[str | None]
+    outputs: list[str | None]
+
+    def key(self, axis: Axis) -> Key | None:
+        names = self.inputs if axis.side == IN else self.outputs
+        name = names[axis.slot] if axis.slot < len(names) else None
+        return None if name is None else (name, axis.axis)
+
+
+@dataclass
+class _Facts:
+    """Everything the op rules said, keyed by (value, axis)."""
+
+    sizes: dict[Key, object] = field(default_factory=dict)
+    classes: UnionFind = field(default_factory=UnionFind)
+    links: list[tuple[Key, np.ndarray, Key, np.ndarray, str]] = field(default_factory=list)
+    frozen: dict[Key, list[str]] = field(default_factory=dict)
+    sinks: list[tuple[list[Key], Op]] = field(default_factory=list)
+    roles: dict[Key, str] = field(default_factory=dict)
+    ops: list[_OpCoupling] = field(default_factory=list)
+    parameters: set[str] = field(default_factory=set)
+
+
+class PruneSpaceAnalysis(AnalysisPass):
+    """Find families of channels/heads that vanish together, prunable or frozen with a reason."""
+
+    name = "prune-space"
+
+    def run(self, graph: Graph, am) -> PruningSpace:
+        return build_space(graph, am.get(ShapesAnalysis), am.get(CostAnalysis))
+
+
+def build_space(graph: Graph, types: dict[str, TensorType], cost=None) -> PruningSpace:
+    """The PruningSpace of `graph`, given the shapes analysis (and the cost analysis, for each group's
+    parameter and FLOP counts)."""
+    facts = _collect(graph, types)
+    _propagate_roles(graph, facts)
+    families = _families(graph, facts)
+    if cost is not None:
+        families = [replace(f, params=group_parameters(graph, f), flops=group_flops(graph, f, cost, types))
+                    if f.size else f for f in families]
+    return PruningSpace(tuple(families))
+
+
+def group_parameters(graph: Graph, family: Family) -> np.ndarray:
+    """Floating-point parameter elements that removing each group deletes."""
+    removed = np.zeros(family.size)
+    for member in family.parameters:
+        value = graph.value(member.value)
+        array = constant_value(graph, value)
+        if array is None or np.asarray(array).dtype.kind != "f":
+            continue
+        array = np.asarray(array)
+        removed += (member.table >= 0).sum(axis=1) * (array.size // max(array.shape[member.axis], 1))
+    return removed
+
+
+def group_flops(graph: Graph, family: Family, cost, types: dict[str, TensorType]) -> np.ndarray:
+    """Estimated FLOPs that removing each group saves: every op touching the family loses the share
+    of its work that the group's indices carry (the largest share over the op's tensors)."""
+    members: dict[str, list[Member]] = {}
+    for member in family.members:
+        members.setdefault(member.value, []).append(member)
+    flops_of = {id(c): c.cost.flops for c in cost.ops if c.cost is not None}
+    saved = np.zeros(family.size)
+    for op, op_cost in zip(graph.topological_order(), cost.ops):
+        flops = flops_of.get(id(op_cost))
+        if not flops:
+            continue
+        share = np.zeros(family.size)
+        for value in (*graph.inputs_of(op), *graph.outputs_of(op)):
+            for member in members.get(value.name if value is not None else "", []):
+                counts = (member.table >= 0).sum(axis=1)
+                found = types.get(member.value)
+                width = found.shape[member.axis] if found is not None and found.shape is not None else None
+                share = np.maximum(share, counts / (width if isinstance(width, int) and width > 0 else counts.sum()))
+        saved += flops * share
+    return saved
+
+
+def _is_parameter(graph: Graph, value) -> bool:
+    if value.tensor is not None:
+        return True
+    producer = graph.producer(value)
+    return producer is not None and producer.op_type == "Constant" and producer.domain in ("", "ai.onnx")
+
+
+def _collect(graph: Graph, types: dict[str, TensorType]) -> _Facts:
+    facts = _Facts()
+
+    def register(name: str) -> None:
+        found = types.get(name)
+        value = graph.value(name)
+        shape = value.tensor.shape if value.tensor is not None else (found.shape if found is not None else None)
+        if shape is None:
+            return
+        for axis, size in enumerate(shape):
+            key = (name, axis)
+            if key not in facts.classes:
+                facts.classes.add(key)
+                facts.sizes[key] = size
+
+    for value in graph.values():
+        if _is_parameter(graph, value):
+            facts.parameters.add(value.name)
+    for op in graph.topological_order():
+        inputs = [v.name if v is not None else None for v in graph.inputs_of(op)]
+        outputs = [v.name if v is not None else None for v in graph.outputs_of(op)]
+        for name in (*inputs, *outputs):
+            if name is not None:
+                register(name)
+        view = OpView.of(graph, op, types)
+        rule = rule_for(op)
+        coupling = None
+        if rule is not None and rule.coupling is not None:
+            coupling = rule.coupling.couple(view)
+            reason = f"{op.label}: shapes or attributes its rule does not handle"
+        else:
+            reason = f"{op.label}: no pruning rule for {op.domain + '.' if op.domain else ''}{op.op_type}"
+        if coupling is None:
+            coupling = Coupling().freeze_all(view, reason)
+        entry = _OpCoupling(op, coupling, inputs, outputs)
+        facts.ops.append(entry)
+        for a, b in coupling.same:
+            ka, kb = entry.key(a), entry.key(b)
+            if ka in facts.classes and kb in facts.classes:
+                facts.classes.union(ka, kb)
+        for a, idx_a, b, idx_b in coupling.links:
+            ka, kb = entry.key(a), entry.key(b)
+            if ka in facts.classes and kb in facts.classes:
+                facts.links.append((ka, np.asarray(idx_a), kb, np.asarray(idx_b), op.op_type))
+        for axis, why in coupling.frozen:
+            key = entry.key(axis)
+            if key is not None:
+                facts.frozen.setdefault(key, []).append(why)
+        for alternatives in coupling.sinks:
+            keys = [k for k in (entry.key(a) for a in alternatives) if k is not None]
+            if keys:
+                facts.sinks.append((keys, op))
+        for axis, role in coupling.roles.items():
+            key = entry.key(axis)
+            if key is not None and (role == PRODUCER or key not in facts.roles):
+                facts.roles[key] = role  # a parameter that produces anywhere is a producer
+        for captured in graph.captures_of(op):
+            for key in [k for k in facts.sizes if k[0] == captured.name]:
+                facts.frozen.setdefault(key, []).append(f"read by a subgraph of {op.label}")
+    for value, what in [(v, "model input") for v in graph.inputs] + [(v, "model output") for v in graph.outputs]:
+        register(value.name)
+        for key in [k for k in facts.sizes if k[0] == value.name]:
+            facts.frozen.setdefault(key, []).insert(0, f"{what} '{value.name}' (the model's interface does not change)")
+    return facts
+
+
+def _propagate_roles(graph: Graph, facts: _Facts) -> None:
+    """A role given to the output of a transparent op (Transpose(W) feeding MatMul) is the role of the
+    parameter it came from."""
+    changed = True
+    while changed:
+        changed = False
+        for entry in facts.ops:
+            if entry.op.op_type not in TRANSPARENT:
+                continue
+            for a, b in entry.coupling.same:
+                ka, kb = entry.key(a), entry.key(b)
+                if ka is None or kb is None or a.side != IN:
+                    continue
+                if kb in facts.roles and facts.roles.get(ka) != facts.roles[kb] and \
+                        (ka not in facts.roles or facts.roles[kb] == PRODUCER):
+                    facts.roles[ka] = facts.roles[kb]
+                    changed = True
+
+
+def _families(graph: Graph, facts: _Facts) -> list[Family]:
+    class_of = {key: facts.classes.find(key) for key in facts.sizes}
+    members_of: dict = {}
+    for key in facts.sizes:  # insertion order follows the topological order of first use
+        members_of.setdefault(class_of[key], []).append(key)
+    components = UnionFind(members_of)
+    for ka, _, kb, _, _ in facts.links:
+        components.union(class_of[ka], class_of[kb])
+    families: list[Family] = []
+    for classes in components.groups().values():
+        keys = [k for c in classes for k in members_of[c]]
+        if not any(k[0] in facts.parameters for k in keys) or all(k[0] in facts.parameters for k in keys):
+            continue  # no parameter (batch, space) or no activation (kernel windows) on these axes
+        families.extend(_component_families(graph, facts, classes, members_of, class_of, len(families)))
+    return families
+
+
+def _component_families(graph: Graph, facts: _Facts, classes: list, members_of: dict, class_of: dict,
+                        first_id: int) -> list[Family]:
+    """Index-level union over linked classes: groups, then one family per origin class (the first
+    class, in topological order, that holds the group: the producer that made the channel)."""
+    sizes, bad = {}, []
+    for c in classes:
+        found = {facts.sizes[k] for k in members_of[c]}
+        size = next(iter(found)) if len(found) == 1 else None
+        if not isinstance(size, int):
+            bad.append(f"axis size is not static ({', '.join(map(str, sorted(found, key=str)))})")
+        sizes[c] = size
+    keys = [k for c in classes for k in members_of[c]]
+    key_set = set(keys)
+    links = [link for link in facts.links if link[0] in key_set]
+    if bad:
+        return [Family(first_id, _name(keys, facts), 0, "channel", (), tuple(bad))]
+    offsets, total = {}, 0
+    for c in classes:
+        offsets[c] = total
+        total += sizes[c]
+    index_sets = UnionFind(range(total))
+    for ka, idx_a, kb, idx_b, op_type in links:
+        ca, cb = class_of[ka], class_of[kb]
+        if len(idx_a) != len(idx_b) or idx_a.min(initial=0) < 0 or idx_b.min(initial=0) < 0 or \
+                idx_a.max(initial=-1) >= sizes[ca] or idx_b.max(initial=-1) >= sizes[cb]:
+            bad.append(f"{op_type} maps indices outside the axis")
+            continue
+        for i, j in zip((idx_a + offsets[ca]).tolist(), (idx_b + offsets[cb]).tolist()):
+            index_sets.union(i, j)
+    roots = np.array([index_sets.find(i) for i in range(total)])
+    _, first_seen, group_of = np.unique(roots, return_index=True, return_inverse=True)
+    rank = np.argsort(np.argsort(first_seen))  # number groups by where they first appear
+    group_of = rank[group_of]
+    origin = np.empty(len(first_seen), dtype=np.int64)  # the class index where each group first appears
+    class_at = np.repeat(np.arange(len(classes)), [sizes[c] for c in classes])
+    origin[group_of[np.sort(first_seen)]] = class_at[np.sort(first_seen)]
+    families = []
+    for origin_class in np.unique(origin):
+        groups = np.flatnonzero(origin == origin_class)  # ascending: keeps the producer's channel order
+        families.append(_family(graph, facts, classes, members_of, sizes, offsets, group_of, groups, links, bad,
+                                first_id + len(families)))
+    return families
+
+
+def _family(graph: Graph, facts: _Facts, classes: list, members_of: dict, sizes: dict, offsets: dict,
+            group_of: np.ndarray, groups: np.ndarray, links: list, bad: list, family_id: int) -> Family:
+    local = np.full(group_of.max(initial=-1) + 1, -1, dtype=np.int64)
+    local[groups] = np.arange(len(groups))
+    members, keys = [], []
+    for c in classes:
+        owner = local[group_of[offsets[c]:offsets[c] + sizes[c]]]
+        if not (owner >= 0).any():
+            continue
+        table = _table(owner, len(groups))
+        for key in members_of[c]:
+            role = facts.roles.get(key, PRODUCER) if key[0] in facts.parameters else ACTIVATION
+            members.append(Member(key[0], key[1], table, role))
+            keys.append(key)
+    key_set = set(keys)
+    kind = "head" if any(link[4] == "Reshape" and link[0] in key_set for link in links) else "channel"
+    reasons = list(bad)
+    for key in keys:
+        for why in facts.frozen.get(key, ()):
+            reasons.append(f"{key[0]} axis {key[1]}: {why}")
+    if not any(m.role == PRODUCER for m in members):
+        reasons.append("no parameter produces these channels")
+    if len(groups) < 2:
+        reasons.append("a single group: nothing can be removed without removing everything")
+    reasons.extend(_zero_invariance(graph, facts, key_set))
+    return Family(family_id, _name(keys, facts), len(groups), kind, tuple(members), tuple(dict.fromkeys(reasons)))
+
+
+def _table(groups: np.ndarray, n_groups: int) -> np.ndarray:
+    """Row g lists the positions where `groups == g` (-1 entries belong to no group here), padded with -1."""
+    positions = np.flatnonzero(groups >= 0)
+    groups = groups[positions]
+    counts = np.bincount(groups, minlength=n_groups)
+    width = int(counts.max(initial=0))
+    table = np.full((n_groups, max(width, 1)), -1, dtype=np.int64)
+    order = np.argsort(groups, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    columns = np.arange(len(groups)) - np.repeat(starts, counts)
+    table[groups[order], columns] = positions[order]
+    return table
+
+
+def _name(keys: list[Key], facts: _Facts) -> str:
+    for key in keys:
+        if key[0] in facts.parameters and facts.roles.get(key, PRODUCER) == PRODUCER:
+            return f"{key[0]}:{key[1]}"
+    return f"{keys[0][0]}:{keys[0][1]}"
+
+
+def _zero_invariance(graph: Graph, facts: _Facts, keys: set[Key]) -> list[str]:
+    """With every producer slice of a group at zero, is every contracted slice zero? Walk the ops in
+    topological order, tracking which values carry a zero slice; report the sinks that would not."""
+    values = {k[0] for k in keys}
+    zero: dict[str, bool] = {}
+    blame: dict[str, str] = {}
+
+    def state(name: str | None) -> object:
+        if name is None:
+            return ABSENT
+        if name not in values:
+            return None
+        if name in facts.parameters:
+            role = {facts.roles.get(k, PRODUCER) for k in keys if k[0] == name}
+            return PRODUCER in role
+        return zero.get(name, False)
+
+    for entry in facts.ops:
+        outs = [(slot, name) for slot, name in enumerate(entry.outputs) if name in values]
+        if not outs or entry.op.op_type == "Constant":
+            continue
+        flags = [state(name) for name in entry.inputs]
+        for slot, name in outs:
+            zero[name] = bool(entry.coupling.zero(flags, slot))
+            if not zero[name]:
+                upstream = [blame[n] for n in entry.inputs if n in blame]
+                blame[name] = upstream[0] if upstream and all(f is not True for f in flags) else entry.op.label
+    reasons = []
+    for alternatives, op in facts.sinks:
+        if not any(k in keys for k in alternatives):
+            continue
+        if not any(state(k[0]) is True for k in alternatives if k in keys):
+            culprit = next((blame[k[0]] for k in alternatives if k[0] in blame), None)
+            detail = f" ({culprit} does not keep zeros)" if culprit else ""
+            reasons.append(f"not zero-invariant: {op.label} contracts the channels, which are not zero when "
+                           f"the group's parameters are{detail}")
+    return reasons

@@ -1,0 +1,141 @@
+"""compact ≡ masked: removing selected groups computes what zeroing their parameters computes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+import onnxprune
+from onnxprune.errors import UserError
+from onnxprune.passmanager import AnalysisManager, PassManager
+from onnxprune.passes.compact import compact_graph, masked_graph
+from onnxprune.passes.verify import compare, random_inputs
+from onnxprune.space import Selection
+
+from .builders import Builder
+from .conftest import ZOO, ZOO_MODELS
+from .test_cli import run_cli
+
+
+def random_selection(space, rng: np.random.Generator, leave_one: bool = False) -> Selection:
+    pruned = {}
+    for family in space.prunable:
+        count = family.size - 1 if leave_one else int(rng.integers(0, family.size))
+        pruned[family.id] = tuple(sorted(rng.choice(family.size, size=count, replace=False).tolist()))
+    return Selection(pruned)
+
+
+def check_compact_matches_masked(graph: onnxprune.Graph, selection: Selection, space=None, seed: int = 0):
+    am = AnalysisManager(graph)
+    space = space or am.get("prune-space")
+    reference = masked_graph(graph, space, selection)
+    compacted = graph.copy()
+    report = compact_graph(compacted, space, selection, am.get("shapes"))
+    compacted.verify()
+    onnx.checker.check_model(compacted.to_onnx(), full_check=True)
+    feeds = [random_inputs(graph, np.random.default_rng(seed + i), 2) for i in range(2)]
+    result = compare(reference, compacted, feeds, 1e-4)
+    assert result.ok, result
+    return compacted, report
+
+
+@pytest.mark.parametrize("name", ZOO_MODELS)
+@pytest.mark.parametrize("seed", [0, 1, 2, "leave-one"])
+def test_zoo_compact_equals_masked(name, seed):
+    graph = onnxprune.load(ZOO / name)
+    space = AnalysisManager(graph).get("prune-space")
+    selection = random_selection(space, np.random.default_rng(7 if seed == "leave-one" else seed),
+                                 leave_one=seed == "leave-one")
+    compacted, report = check_compact_matches_masked(graph, selection, space)
+    if selection.group_count:
+        assert report.parameters_after < report.parameters_before
+
+
+def test_depthwise_group_attribute_follows_the_channels():
+    b = Builder()
+    h = b.op("Relu", [b.conv("x", 3, 8)])
+    d = b.op("Relu", [b.conv(h, 8, 8, k=3, group=8)])
+    graph = onnxprune.load(b.model({"x": [1, 3, 6, 6]}, [b.conv(d, 8, 2)]))
+    space = AnalysisManager(graph).get("prune-space")
+    (family,) = [f for f in space.prunable if f.size == 8]
+    compacted, _ = check_compact_matches_masked(graph, Selection({family.id: (1, 4, 6)}), space)
+    depthwise = [op for op in compacted.ops() if op.op_type == "Conv" and op.attr("group", 1) != 1]
+    assert [op.attr("group") for op in depthwise] == [5]
+
+
+def test_head_pruning_rewrites_reshape_shapes_without_touching_shared_constants():
+    graph = onnxprune.load(ZOO / "transformer.onnx")
+    shared_before = {v.name: v.tensor.array.copy() for v in graph.initializers if v.tensor.data_type == 7}
+    space = AnalysisManager(graph).get("prune-space")
+    heads = next(f for f in space.families if f.kind == "head")
+    compacted, _ = check_compact_matches_masked(graph, Selection({heads.id: (0, 2)}), space)
+    for name, array in shared_before.items():  # the original int constants are untouched
+        if name in compacted:
+            np.testing.assert_array_equal(compacted.initializer(name), array)
+    assert compacted.initializer("q.weight").shape == (32, 64)
+    assert compacted.initializer("o.weight").shape == (64, 32)
+
+
+def test_selection_json_round_trip_and_validation(tmp_path):
+    graph = onnxprune.load(ZOO / "resnet.onnx")
+    space = AnalysisManager(graph).get("prune-space")
+    selection = random_selection(space, np.random.default_rng(3))
+    data = json.loads(json.dumps(selection.to_json(space)))
+    assert Selection.from_json(data, space).pruned == {k: v for k, v in selection.pruned.items() if v}
+    first = data["families"][0]
+    group = str(first["groups"][0])
+    assert any(s["role"] == "producer" for s in first["slices"][group])
+    frozen = next(f for f in space.families if not f.prunable)
+    with pytest.raises(UserError, match="frozen"):
+        Selection({frozen.id: (0,)}).check(space)
+    family = space.prunable[0]
+    with pytest.raises(UserError, match="removes every group"):
+        Selection({family.id: tuple(range(family.size))}).check(space)
+    data["families"][0]["name"] = "something else"
+    with pytest.raises(UserError, match="another model"):
+        Selection.from_json(data, space)
+
+
+def test_select_compact_verify_pipeline_reaches_the_target():
+    graph = onnxprune.load(ZOO / "vgg.onnx")
+    before = AnalysisManager(graph).get("cost").flops
+    am = AnalysisManager(graph)
+    PassManager("select{ratio=0.5,by=flops,round-to=4},compact,cleanup,verify,check", verify_each=True).run(graph, am)
+    after = AnalysisManager(graph).get("cost").flops
+    assert 0.40 <= 1 - after / before <= 0.65
+    assert am.state["verify"].ok
+    for op in graph.ops():
+        if op.op_type == "Conv":
+            assert graph.initializer(graph.inputs_of(op)[1].name).shape[0] % 4 == 0
+
+
+def test_select_respects_caps_and_scope():
+    graph = onnxprune.load(ZOO / "mobilenetv2.onnx")
+    am = AnalysisManager(graph)
+    PassManager("select{ratio=1.0,max-family-ratio=0.5}").run(graph, am)
+    space = am.get("prune-space")
+    for family_id, groups in am.state["selection"].pruned.items():
+        assert len(groups) <= space.family(family_id).size // 2
+    am = AnalysisManager(graph)
+    PassManager("select{ratio=0.25,scope=local}").run(graph, am)
+    for family_id, groups in am.state["selection"].pruned.items():
+        assert len(groups) == int(0.25 * am.get("prune-space").family(family_id).size)
+
+
+def test_prune_and_compact_commands(capsys, tmp_path):
+    out, sel = tmp_path / "p.onnx", tmp_path / "sel.json"
+    status, text, err = run_cli(capsys, "prune", ZOO / "resnet.onnx", "-o", out, "--ratio", "0.5", "--by", "flops",
+                                "--round-to", "8", "--selection-out", sel)
+    assert status == 0, err
+    assert "verify     compact vs masked" in text and "FLOPs      25,281,802 -> " in text
+    again = tmp_path / "c.onnx"
+    status, _, err = run_cli(capsys, "compact", ZOO / "resnet.onnx", "--selection", sel, "-o", again)
+    assert status == 0, err
+    assert again.read_bytes() == out.read_bytes()
+    status, _, err = run_cli(capsys, "compact", ZOO / "vgg.onnx", "--selection", sel, "-o", tmp_path / "x.onnx")
+    assert status == 2 and "another model" in err
+    status, _, err = run_cli(capsys, "prune", ZOO / "resnet.onnx", "-o", tmp_path / "y.onnx", "--ratio", "1.5")
+    assert status == 2 and "ratio" in err

@@ -1,0 +1,166 @@
+"""Known answers: the families, sizes, members and reasons that prune-space finds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import onnxprune
+from onnxprune.passmanager import AnalysisManager
+from onnxprune.space import CONSUMER, PRODUCER
+
+from .builders import Builder
+from .conftest import ZOO
+
+
+def space_of(model):
+    return AnalysisManager(onnxprune.load(model)).get("prune-space")
+
+
+def family_with(space, value: str, axis: int = 0):
+    found = [f for f in space.families if any(m.value == value and m.axis == axis for m in f.members)]
+    assert len(found) == 1, (value, axis, [f.name for f in found])
+    return found[0]
+
+
+def member(family, value: str, axis: int):
+    (found,) = [m for m in family.members if m.value == value and m.axis == axis]
+    return found
+
+
+def test_chain_conv_bn_relu_and_interface():
+    b = Builder()
+    h = b.op("Relu", [b.bn(b.conv("x", 3, 8, 3, bias=False), 8)])
+    y = b.conv(h, 8, 4)
+    space = space_of(b.model({"x": [1, 3, 8, 8]}, [y]))
+    hidden = family_with(space, "w1")
+    assert hidden.prunable and hidden.size == 8 and hidden.kind == "channel"
+    assert {m.value for m in hidden.producers} == {"w1", "w3", "w4", "w5", "w6"}  # conv rows, BN scale/bias/mean/var
+    assert member(hidden, "w9", 1).role == CONSUMER  # the next conv's columns
+    assert "model input" in family_with(space, "x", 1).reasons[0]
+    assert "model output" in family_with(space, "w9", 0).reasons[0]
+
+
+def test_flatten_to_gemm_owns_blocks_of_columns():
+    b = Builder()
+    h = b.op("Relu", [b.conv("x", 3, 5, 3)])
+    flat = b.op("Flatten", [b.op("MaxPool", [h], kernel_shape=[2, 2], strides=[2, 2])])
+    y = b.op("Gemm", [flat, b.weight((10, 20)), b.weight((10,))], transB=1)
+    family = family_with(space_of(b.model({"x": [1, 3, 4, 4]}, [y])), "w1")
+    assert family.prunable and family.size == 5
+    columns = member(family, "w7", 1)
+    assert columns.role == CONSUMER
+    np.testing.assert_array_equal(columns.table[1], [4, 5, 6, 7])
+
+
+def test_concat_of_two_producers_keeps_two_families_with_offsets():
+    b = Builder()
+    cat = b.op("Concat", [b.op("Relu", [b.conv("x", 3, 3)]), b.op("Relu", [b.conv("x", 3, 5)])], axis=1)
+    y = b.conv(cat, 8, 2)
+    space = space_of(b.model({"x": [1, 3, 4, 4]}, [y]))
+    first, second = family_with(space, "w1"), family_with(space, "w5")
+    assert (first.size, second.size) == (3, 5) and first.prunable and second.prunable
+    np.testing.assert_array_equal(member(first, cat, 1).indices(range(3)), [0, 1, 2])
+    np.testing.assert_array_equal(member(second, cat, 1).indices(range(5)), [3, 4, 5, 6, 7])
+    np.testing.assert_array_equal(member(second, "w10", 1).table[:, 0], [3, 4, 5, 6, 7])
+
+
+def test_residual_add_joins_two_producers():
+    b = Builder()
+    a, c = b.conv("x", 3, 6), b.conv("x", 3, 6)
+    y = b.conv(b.op("Relu", [b.op("Add", [a, c])]), 6, 2)
+    family = family_with(space_of(b.model({"x": [1, 3, 4, 4]}, [y])), "w1")
+    assert family.prunable and family.size == 6
+    assert {m.value for m in family.producers} == {"w1", "w2", "w4", "w5"}
+
+
+def test_depthwise_joins_its_input_family():
+    b = Builder()
+    h = b.op("Relu", [b.conv("x", 3, 8)])
+    d = b.op("Relu", [b.conv(h, 8, 8, k=3, group=8)])
+    y = b.conv(d, 8, 2)
+    family = family_with(space_of(b.model({"x": [1, 3, 6, 6]}, [y])), "w1")
+    assert family.prunable and family.size == 8
+    assert member(family, "w5", 0).role == PRODUCER  # the depthwise weight
+
+
+def test_squeeze_excitation_gate_keeps_both_families_prunable():
+    b = Builder()
+    x = b.op("Relu", [b.conv("x", 3, 8)])
+    s = b.op("Relu", [b.conv(b.op("GlobalAveragePool", [x]), 8, 4)])
+    gate = b.op("Sigmoid", [b.conv(s, 4, 8)])
+    y = b.conv(b.op("Mul", [x, gate]), 8, 2)
+    space = space_of(b.model({"x": [1, 3, 4, 4]}, [y]))
+    channels, squeeze = family_with(space, "w1"), family_with(space, "w6")
+    assert channels.prunable and channels.size == 8
+    assert squeeze.prunable and squeeze.size == 4
+    assert channels is not squeeze
+
+
+def test_sigmoid_before_a_contraction_is_not_zero_invariant():
+    b = Builder()
+    y = b.conv(b.op("Sigmoid", [b.conv("x", 3, 8)]), 8, 2)
+    family = family_with(space_of(b.model({"x": [1, 3, 4, 4]}, [y])), "w1")
+    assert not family.prunable
+    assert any("not zero-invariant" in r and "Sigmoid" in r for r in family.reasons)
+
+
+def test_channel_shuffle_is_frozen_not_guessed():
+    b = Builder()
+    h = b.op("Relu", [b.conv("x", 3, 4)])
+    split = b.op("Reshape", [h, b.const(np.array([1, 2, 2, 4, 4], np.int64))])
+    moved = b.op("Transpose", [split], perm=[0, 2, 1, 3, 4])
+    shuffled = b.op("Reshape", [moved, b.const(np.array([1, 4, 4, 4], np.int64))])
+    y = b.conv(shuffled, 4, 2)
+    space = space_of(b.model({"x": [1, 3, 4, 4]}, [y]))
+    assert not family_with(space, "w1").prunable
+    assert any("inner axis" in r for r in family_with(space, "w1").reasons)
+
+
+def test_unknown_op_freezes_with_its_name():
+    b = Builder()
+    h = b.op("Mystery", [b.conv("x", 3, 4)], domain="acme")
+    y = b.conv(h, 4, 2)
+    family = family_with(space_of(b.model({"x": [1, 3, 4, 4]}, [y], domains=["acme"])), "w1")
+    assert any("no pruning rule for acme.Mystery" in r for r in family.reasons)
+
+
+def test_grouped_convolution_is_frozen():
+    b = Builder()
+    y = b.conv(b.op("Relu", [b.conv(b.op("Relu", [b.conv("x", 3, 8)]), 8, 8, k=3, group=2)]), 8, 2)
+    family = family_with(space_of(b.model({"x": [1, 3, 4, 4]}, [y])), "w1")
+    assert not family.prunable and any("grouped convolution" in r for r in family.reasons)
+
+
+# ---------------------------------------------------------------------- zoo known answers
+def test_resnet_residual_families():
+    space = space_of(onnxprune.load(ZOO / "resnet.onnx").to_onnx())
+    stem = family_with(space, "stem.0.weight")
+    assert stem.prunable and stem.size == 16
+    assert "block1.conv2.weight" in {m.value for m in stem.producers}  # identity shortcut joins the stem
+    block2 = family_with(space, "block2.conv2.weight")
+    assert "block2.shortcut.0.weight" in {m.value for m in block2.producers}  # projection joins block2's output
+    assert sorted(f.size for f in space.prunable) == [16, 16, 32, 32, 64, 64]
+
+
+def test_transformer_heads_ffn_and_frozen_hidden_size():
+    space = space_of(onnxprune.load(ZOO / "transformer.onnx").to_onnx())
+    heads = family_with(space, "q.weight")
+    assert heads.kind == "head" and heads.size == 4 and heads.prunable
+    assert {m.value for m in heads.producers} == {"q.weight", "q.bias", "k.weight", "k.bias", "v.weight", "v.bias"}
+    assert member(heads, "o.weight", 1).role == CONSUMER
+    assert member(heads, "q.weight", 0).table.shape == (4, 16)  # 16 rows of head_dim per head
+    ffn = family_with(space, "ffn1.weight")
+    assert ffn.prunable and ffn.size == 256 and ffn.kind == "channel"
+    hidden = family_with(space, "o.weight")
+    assert not hidden.prunable
+    assert any("LayerNormalization normalises over this axis" in r for r in hidden.reasons)
+
+
+@pytest.mark.parametrize("name, sizes", [
+    ("mlp.onnx", [64, 128]), ("vgg.onnx", [16, 16, 32, 32, 64, 64]),
+    ("mobilenetv2.onnx", [16, 24, 32, 64, 64, 96, 96, 128]), ("densenet.onnx", [8] * 8 + [16, 24]),
+    ("digits_cnn.onnx", [16, 32, 32]),
+])
+def test_zoo_prunable_family_sizes(name, sizes):
+    assert sorted(f.size for f in space_of(onnxprune.load(ZOO / name).to_onnx()).prunable) == sizes
