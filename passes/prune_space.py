@@ -21,7 +21,7 @@ from onnxprune.ops import OpView, rule_for
 from onnxprune.ops.coupling import ABSENT, IN, Axis, Coupling
 from onnxprune.ops.rule import constant_value
 from onnxprune.passmanager import AnalysisPass
-from onnxprune.space import ACTIVATION, CONSUMER, PRODUCER, Family, Member, PruningSpace
+from onnxprune.space import ACTIVATION, PRODUCER, Family, Member, PruningSpace
 from onnxprune.unionfind import UnionFind
 
 from .cost import CostAnalysis

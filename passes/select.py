@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+
 from onnxprune.ir import Graph
 from onnxprune.ops.rule import constant_value
 from onnxprune.passmanager import PassResult, TransformPass
@@ -18,6 +19,7 @@ from onnxprune.space import Family, PruningSpace, Selection
 
 from .cost import CostAnalysis
 from .prune_space import PruneSpaceAnalysis
+
 
 @dataclass(frozen=True)
 class SelectOptions:

@@ -7,12 +7,12 @@ import json
 import numpy as np
 import onnx
 import pytest
+from onnxprune.passes.compact import compact_graph, masked_graph
+from onnxprune.passes.verify import compare, random_inputs
 
 import onnxprune
 from onnxprune.errors import UserError
 from onnxprune.passmanager import AnalysisManager, PassManager
-from onnxprune.passes.compact import compact_graph, masked_graph
-from onnxprune.passes.verify import compare, random_inputs
 from onnxprune.space import Selection
 
 from .builders import Builder

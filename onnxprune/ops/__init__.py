@@ -6,8 +6,8 @@ Adding support for an op means adding it to one rule's table (or one new rule) a
 from __future__ import annotations
 
 from ..ir import Op
-from .table import RULES
 from .rule import Cost, OpRule, OpView, numel
+from .table import RULES
 
 _BY_TYPE: dict[tuple[str, str], OpRule] = {}
 for _rule in RULES:

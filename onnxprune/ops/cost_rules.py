@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .rule import Cost, OpRule, OpView, numel
+from .rule import Cost, OpView, numel
 
 
 def per_output_element(flops_per_element: int):

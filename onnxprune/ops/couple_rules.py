@@ -9,9 +9,26 @@ from __future__ import annotations
 
 import numpy as np
 
-from .coupling import (ABSENT, IN, OUT, Axis, Coupling, ax_in, ax_out, broadcast_coupling, dim, flag,
-                       identity_coupling, normalize_axis, rank, zero_all_carrying, zero_all_inputs, zero_any, zero_first,
-                       zero_never)
+from .coupling import (
+    ABSENT,
+    IN,
+    OUT,
+    Axis,
+    Coupling,
+    ax_in,
+    ax_out,
+    broadcast_coupling,
+    dim,
+    flag,
+    identity_coupling,
+    normalize_axis,
+    rank,
+    zero_all_carrying,
+    zero_all_inputs,
+    zero_any,
+    zero_first,
+    zero_never,
+)
 from .rule import OpView
 from .shape_consts import replace_input_constant, rewrite_shape_elements, shape_elements
 
