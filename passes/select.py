@@ -94,28 +94,73 @@ def select_groups(graph: Graph, space: PruningSpace, cost, options: SelectOption
         weights = {f.id: f.flops for f in families}
         total = cost.flops
     target = options.ratio * total
-    counts: dict[int, int] = {}
+    budget = _AxisBudget(space)
+    chosen: dict[int, list[int]] = {f.id: [] for f in families}
     if options.scope == "local":
         for f in families:
-            counts[f.id] = min(caps[f.id], int(np.floor(options.ratio * f.size)))
+            want = _round_kept(f.size, min(caps[f.id], int(np.floor(options.ratio * f.size))), options.round_to,
+                               caps[f.id])
+            for group in np.lexsort((np.arange(f.size), scores[f.id]))[:want]:
+                if budget.take(f, int(group)):
+                    chosen[f.id].append(int(group))
     else:
         ranked = sorted(((_normalize(scores[f.id], options.normalize)[g], f.id, g) for f in families
                          for g in range(f.size)), key=lambda item: (item[0], item[1], item[2]))
         removed_cost = 0.0
+        by_id = {f.id: f for f in families}
         for _, family_id, group in ranked:
             if removed_cost >= target:
                 break
-            if counts.get(family_id, 0) >= caps[family_id]:
+            if len(chosen[family_id]) >= caps[family_id] or not budget.take(by_id[family_id], group):
                 continue
-            counts[family_id] = counts.get(family_id, 0) + 1
+            chosen[family_id].append(group)
             removed_cost += weights[family_id][group]
-    pruned = {}
-    for f in families:
-        count = _round_kept(f.size, counts.get(f.id, 0), options.round_to, caps[f.id])
-        if count:
-            order = np.lexsort((np.arange(f.size), scores[f.id]))  # least important first
-            pruned[f.id] = tuple(sorted(int(g) for g in order[:count]))
-    return Selection(pruned)
+        for f in families:  # round kept counts; only ever drop choices, so no axis can empty
+            count = _round_kept(f.size, len(chosen[f.id]), options.round_to, caps[f.id])
+            order = np.lexsort((np.arange(f.size), scores[f.id]))
+            extra = [int(g) for g in order if int(g) not in chosen[f.id]]
+            while len(chosen[f.id]) < count and extra:
+                group = extra.pop(0)
+                if budget.take(f, group):
+                    chosen[f.id].append(group)
+            if len(chosen[f.id]) > count:
+                kept_back = sorted(chosen[f.id], key=lambda g: -scores[f.id][g])[:len(chosen[f.id]) - count]
+                for group in kept_back:
+                    chosen[f.id].remove(group)
+                    budget.give_back(f, group)
+    return Selection({fid: tuple(sorted(groups)) for fid, groups in chosen.items() if groups})
+
+
+class _AxisBudget:
+    """How many indices each member axis has left, so a selection never empties a tensor (one output
+    of a Split, say, that only some groups feed)."""
+
+    def __init__(self, space: PruningSpace) -> None:
+        self.left: dict[tuple[str, int], int] = {}
+        for family in space.families:
+            for member in family.members:
+                key = (member.value, member.axis)
+                self.left[key] = self.left.get(key, 0) + int((member.table >= 0).sum())
+
+    def _rows(self, family: Family, group: int):
+        for member in family.members:
+            count = int((member.table[group] >= 0).sum())
+            if count:
+                yield (member.value, member.axis), count
+
+    def take(self, family: Family, group: int) -> bool:
+        """Reserve the group's indices if every axis keeps at least one; say whether it did."""
+        rows = list(self._rows(family, group))
+        if any(self.left[key] - count < 1 for key, count in rows):
+            return False
+        for key, count in rows:
+            self.left[key] -= count
+        return True
+
+    def give_back(self, family: Family, group: int) -> None:
+        """Undo `take`."""
+        for key, count in self._rows(family, group):
+            self.left[key] += count
 
 
 class Select(TransformPass):
