@@ -21,7 +21,7 @@ Setup (a venv of its own, so nothing else is disturbed) and the exact command:
 
     python3 -m venv /tmp/venv_tp && . /tmp/venv_tp/bin/activate
     pip install torch==2.13.0 torch-pruning && pip install -e ".[cpu]"
-    python benchmarks/prune_space_vs_torch_pruning.py --repeat 3
+    python benchmarks/prune_space_vs_torch_pruning.py --repeat 5
 
 ``--models resnet18,vit_b16`` picks a subset (names: resnet18, resnet50, mobilenet_v2, densenet121,
 vit_b16); ``--no-scaling`` skips the depth experiment; ``--show-frozen`` lists every frozen family.
@@ -44,10 +44,10 @@ from collections import Counter
 
 import torch
 import torch.nn.functional as F
+from onnxprune.passes.compact import compact_graph
 from torch import nn
 
 import onnxprune
-from onnxprune.passes.compact import compact_graph
 from onnxprune.passmanager import AnalysisManager
 from onnxprune.space import Selection
 
@@ -209,7 +209,7 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x):
-        b, n, c = x.shape
+        b, n, _ = x.shape
         q = self.q(x).reshape(b, n, self.heads, self.head_dim).transpose(1, 2)  # [B, H, N, D]
         k = self.k(x).reshape(b, n, self.heads, self.head_dim).transpose(1, 2)
         v = self.v(x).reshape(b, n, self.heads, self.head_dim).transpose(1, 2)
@@ -309,10 +309,11 @@ def export_onnx(model: nn.Module, x: torch.Tensor, path: str) -> float:
     return time.perf_counter() - start
 
 
-def timed(fn):
+def timed(fn, *args):
+    """(seconds, result) of fn(*args), after a garbage collection."""
     gc.collect()
     start = time.perf_counter()
-    result = fn()
+    result = fn(*args)
     return time.perf_counter() - start, result
 
 
@@ -321,34 +322,41 @@ def quarter_selection(space) -> Selection:
     return Selection({f.id: tuple(range(f.size // 4)) for f in space.prunable if f.size // 4})
 
 
+def onnxprune_space(path: str):
+    """What is timed for onnxprune: load the file, run prune-space (with its shapes and cost analyses)."""
+    graph = onnxprune.load(path)
+    am = AnalysisManager(graph)
+    return graph, am, am.get("prune-space")
+
+
 def measure_onnxprune(path: str, repeat: int) -> dict:
     """load + prune-space, fresh each repeat; then compact_graph (timed alone) on that graph."""
     analysis, compact = [], []
     for _ in range(repeat):
-        def analyse():
-            graph = onnxprune.load(path)
-            am = AnalysisManager(graph)
-            return graph, am, am.get("prune-space")
-        seconds, (graph, am, space) = timed(analyse)
+        seconds, (graph, am, space) = timed(onnxprune_space, path)
         analysis.append(seconds)
-        selection, shapes = quarter_selection(space), am.get("shapes")
-        seconds, report = timed(lambda: compact_graph(graph, space, selection, shapes))
+        selection = quarter_selection(space)
+        seconds, report = timed(compact_graph, graph, space, selection, am.get("shapes"))
         compact.append(seconds)
         del graph, am
     return {"analysis": analysis, "compact": compact, "families": len(space.families),
-            "prunable": len(space.prunable), "pruned_groups": selection.group_count,
+            "prunable": len(space.prunable),
+            "heads": sum(f.kind == "head" for f in space.prunable), "pruned_groups": selection.group_count,
             "params": (report.parameters_before, report.parameters_after),
             "frozen": [(f.name, f.reasons[0] if f.reasons else "?") for f in space.families if not f.prunable]}
 
 
+def torch_pruning_groups(model: nn.Module, x: torch.Tensor, classifier: nn.Module) -> list:
+    """What is timed for Torch-Pruning: trace the dependency graph, list every group."""
+    dg = tp.DependencyGraph().build_dependency(model, example_inputs=x, verbose=False)
+    return list(dg.get_all_groups(ignored_layers=[classifier]))
+
+
 def measure_torch_pruning(model: nn.Module, x: torch.Tensor, classifier: nn.Module, repeat: int) -> dict:
-    """DependencyGraph().build_dependency(model, example_inputs=x) + list(get_all_groups(...))."""
+    """DependencyGraph().build_dependency(model, example_inputs=x) + list(get_all_groups(...)), each repeat."""
     runs = []
     for _ in range(repeat):
-        def analyse():
-            dg = tp.DependencyGraph().build_dependency(model, example_inputs=x, verbose=False)
-            return list(dg.get_all_groups(ignored_layers=[classifier]))
-        seconds, groups = timed(analyse)
+        seconds, groups = timed(torch_pruning_groups, model, x, classifier)
         runs.append(seconds)
     return {"analysis": runs, "groups": len(groups)}
 
@@ -390,10 +398,10 @@ def summary_line(row: dict) -> str:
 
 def print_table(rows: list[dict]) -> None:
     head = (f"{'model':<13} {'params':>7} {'onnx':>6} | {'prune-space (s)':>15} {'compact (s)':>15} "
-            f"{'fam':>4} {'prun':>4} {'cut':>5} | {'Torch-Pruning (s)':>15} {'groups':>6} | {'TP/op':>5}")
+            f"{'fam':>4} {'prun':>4} {'hd':>3} {'cut':>5} | {'Torch-Pruning (s)':>15} {'groups':>6} | {'TP/op':>5}")
     print(head)
     print(f"{'':<13} {'(M)':>7} {'(MB)':>6} | {'best  median':>15} {'best  median':>15} {'':>4} {'':>4} "
-          f"{'':>5} | {'best  median':>15} {'':>6} |")
+          f"{'':>3} {'':>5} | {'best  median':>15} {'':>6} |")
     print("-" * len(head))
     for row in rows:
         line = f"{row['name']:<13} {row['params'] / 1e6:7.1f} {row['onnx_mb']:6.0f} | "
@@ -401,9 +409,9 @@ def print_table(rows: list[dict]) -> None:
         if op:
             before, after = op["params"]
             line += (f"{best_median(op['analysis'])} {best_median(op['compact'])} {op['families']:4d} "
-                     f"{op['prunable']:4d} {100 * (1 - after / before):4.0f}% | ")
+                     f"{op['prunable']:4d} {op['heads']:3d} {100 * (1 - after / before):4.0f}% | ")
         else:
-            line += f"{'ERROR (see below)':<47} | "
+            line += f"{'ERROR (see below)':<51} | "
         tpr = row.get("tp")
         if tpr:
             line += f"{best_median(tpr['analysis'])} {tpr['groups']:6d} | "
@@ -412,7 +420,7 @@ def print_table(rows: list[dict]) -> None:
             line += f"{'skipped' if tp is None else 'ERROR':>22} |"
         print(line)
     print("\nprune-space = onnxprune.load + AnalysisManager(graph).get('prune-space'); compact = compact_graph "
-          "removing size//4 groups of each prunable family;\nfam/prun = families / prunable families; cut = "
+          "removing size//4 groups of each prunable family;\nfam/prun/hd = families / prunable families / prunable head families; cut = "
           "share of parameters compact removed; Torch-Pruning = build_dependency + list(get_all_groups);\n"
           "TP/op = best Torch-Pruning time / best onnxprune prune-space time.")
 
@@ -456,7 +464,7 @@ def print_errors(rows: list[dict]) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=3, help="repeats per measurement (best and median)")
+    parser.add_argument("--repeat", type=int, default=5, help="repeats per measurement (best and median)")
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ",".join(MODELS))
     parser.add_argument("--no-scaling", action="store_true", help="skip the 6- vs 24-block encoder experiment")
     parser.add_argument("--show-frozen", action="store_true", help="list every frozen family with its reason")

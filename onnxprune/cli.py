@@ -122,7 +122,7 @@ def analyze(graph: Graph, path: str, input_shapes: Sequence[str] = ()) -> dict[s
     am = AnalysisManager(graph)
     cost = am.get("cost", input_shapes=tuple(input_shapes))
     shapes = am.get("shapes", input_shapes=tuple(input_shapes))
-    space = am.get("prune-space")
+    space = am.get("prune-space", input_shapes=tuple(input_shapes))
 
     def describe(value):
         found = shapes.get(value.name)
@@ -220,7 +220,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         write_json(args.json, data)
     if args.dot:
         with atomic_write(args.dot, "w") as handle:
-            handle.write(family_dot(graph, AnalysisManager(graph).get("prune-space")))
+            space = AnalysisManager(graph).get("prune-space", input_shapes=tuple(args.input_shape or ()))
+            handle.write(family_dot(graph, space))
     return 0
 
 

@@ -60,13 +60,23 @@ class _Facts:
     parameters: set[str] = field(default_factory=set)
 
 
+@dataclass(frozen=True)
+class PruneSpaceOptions:
+    """Options of `prune-space`."""
+
+    input_shapes: tuple[str, ...] = ()  # bind dynamic inputs first (e.g. "x=1x3x640x640"): rules need static sizes
+
+
 class PruneSpaceAnalysis(AnalysisPass):
     """Find families of channels/heads that vanish together, prunable or frozen with a reason."""
 
     name = "prune-space"
+    Options = PruneSpaceOptions
 
     def run(self, graph: Graph, am) -> PruningSpace:
-        return build_space(graph, am.get(ShapesAnalysis), am.get(CostAnalysis))
+        bound = self.options.input_shapes
+        return build_space(graph, am.get(ShapesAnalysis, input_shapes=bound),
+                           am.get(CostAnalysis, input_shapes=bound))
 
 
 def build_space(graph: Graph, types: dict[str, TensorType], cost=None) -> PruningSpace:
@@ -118,10 +128,15 @@ def group_flops(graph: Graph, family: Family, cost, types: dict[str, TensorType]
 
 
 def _is_parameter(graph: Graph, value) -> bool:
+    """Floating-point initializers and Constant-op tensors are parameters (integer constants are shapes
+    and indices: they are sliced with their axis when needed, never zeroed)."""
     if value.tensor is not None:
-        return True
+        return value.tensor.data_type in FLOATS
     producer = graph.producer(value)
-    return producer is not None and producer.op_type == "Constant" and producer.domain in ("", "ai.onnx")
+    if producer is None or producer.op_type != "Constant" or producer.domain not in ("", "ai.onnx"):
+        return False
+    array = constant_value(graph, value)
+    return array is not None and np.asarray(array).dtype.kind == "f"
 
 
 def _collect(graph: Graph, types: dict[str, TensorType]) -> _Facts:
