@@ -65,7 +65,59 @@ ZOO = {
                      "ReduceMean", "Gemm", "Shape", "Gather", "Concat"}),
     "digits_cnn": (zoo_defs.DigitsCNN, 7,
                    {"Conv", "BatchNormalization", "Relu", "MaxPool", "GlobalAveragePool", "Flatten", "Gemm"}),
+    # ---- extended zoo
+    "resnet50ish": (zoo_defs.ResNet50ish, 8,
+                    {"Conv", "BatchNormalization", "Relu", "Add", "GlobalAveragePool", "Flatten", "Gemm"}),
+    "mobilenetv3ish": (zoo_defs.MobileNetV3ish, 9,
+                       {"Conv", "BatchNormalization", "HardSwish", "Relu", "GlobalAveragePool", "HardSigmoid",
+                        "Mul", "Add", "Flatten", "Gemm"}),
+    "efficientnetish": (zoo_defs.EfficientNetish, 10,
+                        {"Conv", "BatchNormalization", "Sigmoid", "Mul", "GlobalAveragePool", "Add", "Flatten",
+                         "Gemm"}),
+    "shufflenetish": (zoo_defs.ShuffleNetish, 11,
+                      {"Conv", "BatchNormalization", "Relu", "Split", "Concat", "Reshape", "Transpose", "Shape",
+                       "GlobalAveragePool", "Flatten", "Gemm"}),
+    "inceptionish": (zoo_defs.Inceptionish, 12,
+                     {"Conv", "BatchNormalization", "Relu", "MaxPool", "Concat", "GlobalAveragePool", "Flatten",
+                      "Gemm"}),
+    "unetish": (zoo_defs.UNetish, 13,
+                {"Conv", "BatchNormalization", "Relu", "MaxPool", "ConvTranspose", "Resize", "Concat"}),
+    "yoloish": (zoo_defs.Yoloish, 14,
+                {"Conv", "BatchNormalization", "Sigmoid", "Mul", "Split", "Concat", "Add", "MaxPool",
+                 "GlobalAveragePool", "Flatten", "Gemm"}),
+    "regnetish": (zoo_defs.RegNetish, 15,
+                  {"Conv", "BatchNormalization", "Relu", "Add", "GlobalAveragePool", "Flatten", "Gemm"}),
+    "convnextish": (zoo_defs.ConvNeXtish, 16,
+                    {"Conv", "Transpose", "LayerNormalization", "MatMul", "Add", "Erf", "Mul", "ReduceMean",
+                     "Gemm"}),
+    "vit": (zoo_defs.ViT, 17,
+            {"Conv", "Reshape", "Transpose", "Concat", "Expand", "Add", "LayerNormalization", "MatMul", "Softmax",
+             "Erf", "Gather", "Gemm"}),
+    "bert": (zoo_defs.BERT, 18,
+             {"Gather", "Add", "LayerNormalization", "Unsqueeze", "Sub", "Mul", "MatMul", "Reshape", "Transpose",
+              "Softmax", "Div", "Erf", "Gemm", "Tanh"}),
+    "gpt": (zoo_defs.GPT, 19,
+            {"Gather", "Add", "LayerNormalization", "MatMul", "Split", "Reshape", "Transpose", "Not", "Where",
+             "Softmax", "Tanh", "Pow"}),
+    "llama": (zoo_defs.Llama, 20,
+              {"Gather", "Pow", "ReduceMean", "Sqrt", "Mul", "MatMul", "Reshape", "Transpose", "Slice", "Neg",
+               "Concat", "Expand", "Trilu", "Softmax", "Sigmoid", "Add"}),
+    "conv1d_audio": (zoo_defs.Conv1dAudio, 21,
+                     {"Conv", "BatchNormalization", "Relu", "MaxPool", "GlobalAveragePool", "Flatten", "Gemm"}),
+    "lstm": (zoo_defs.LSTMNet, 22, {"LSTM", "Gemm"}),
+    "gru": (zoo_defs.GRUNet, 23, {"GRU", "Gemm"}),
 }
+
+# Second exports of some models with the dynamo (torch.export) exporter, opset DYNAMO_OPSET:
+# file stem -> (model in ZOO whose weights it shares, op types that must appear).
+DYNAMO = {
+    "resnet_dynamo": ("resnet", {"Conv", "BatchNormalization", "Relu", "Add", "ReduceMean", "Gemm"}),
+    "mobilenetv3ish_dynamo": ("mobilenetv3ish", {"Conv", "BatchNormalization", "HardSwish", "HardSigmoid", "Mul"}),
+    "vit_dynamo": ("vit", {"Conv", "Concat", "Expand", "LayerNormalization", "MatMul", "Softmax", "Gemm"}),
+    "bert_dynamo": ("bert", {"Gather", "LayerNormalization", "MatMul", "Softmax", "Tanh"}),
+    "llama_dynamo": ("llama", {"Gather", "MatMul", "Softmax", "Neg", "Concat", "Expand"}),
+}
+DYNAMO_OPSET = 18
 
 
 # --------------------------------------------------------------------------- determinism

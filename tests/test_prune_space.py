@@ -164,3 +164,21 @@ def test_transformer_heads_ffn_and_frozen_hidden_size():
 ])
 def test_zoo_prunable_family_sizes(name, sizes):
     assert sorted(f.size for f in space_of(onnxprune.load(ZOO / name).to_onnx()).prunable) == sizes
+
+
+def test_shape_freezes_only_the_dimensions_that_are_used():
+    b = Builder()
+    h = b.op("Relu", [b.conv("x", 3, 6)])
+    batch = b.op("Slice", [b.op("Cast", [b.op("Shape", [h])], to=7), b.const(np.array([0], np.int64)),
+                           b.const(np.array([1], np.int64))])  # only the batch size is read
+    target = b.op("Concat", [batch, b.const(np.array([-1], np.int64))], axis=0)
+    flat = b.op("Reshape", [b.op("GlobalAveragePool", [h]), target])
+    y = b.op("Gemm", [flat, b.weight((4, 6)), b.weight((4,))], transB=1)
+    family = family_with(space_of(b.model({"x": [1, 3, 4, 4]}, [y])), "w1")
+    assert family.prunable, family.reasons
+    b2 = Builder()
+    h2 = b2.op("Relu", [b2.conv("x", 3, 6)])
+    everything = b2.op("Reshape", [b2.op("GlobalAveragePool", [h2]), b2.op("Shape", [b2.op("GlobalAveragePool", [h2])])])
+    y2 = b2.conv(everything, 6, 2)
+    family = family_with(space_of(b2.model({"x": [1, 3, 4, 4]}, [y2])), "w1")
+    assert any("Shape reads this dimension" in r for r in family.reasons)

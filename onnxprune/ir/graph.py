@@ -259,6 +259,10 @@ class Graph:
             slots[key] = value
         return slots
 
+    def captures_of_value(self, value: Value) -> list[Op]:
+        """Ops whose subgraphs read `value` by name."""
+        return [op for _, op, key in self.nx.out_edges(value, keys=True) if not isinstance(key, int)]
+
     def captures_of(self, op: Op) -> list[Value]:
         """Outer-scope values that the op's subgraphs read."""
         return [value for value, _, key in self.nx.in_edges(op, keys=True) if not isinstance(key, int)]

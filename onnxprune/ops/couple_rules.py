@@ -29,7 +29,7 @@ from .coupling import (
     zero_first,
     zero_never,
 )
-from .rule import OpView
+from .rule import OpView, constant_value
 from .shape_consts import replace_input_constant, rewrite_shape_elements, shape_elements
 
 PRODUCER, CONSUMER = "producer", "consumer"
@@ -509,7 +509,8 @@ def couple_reshape(view: OpView) -> Coupling | None:
     groups = _reshape_groups(*_match_lone_symbols(list(src), list(dst)))
     if groups is None:
         return None
-    elements = shape_elements(view.graph, view.graph.inputs_of(view.op)[1]) if view.graph is not None else None
+    elements = shape_elements(view.graph, view.graph.inputs_of(view.op)[1], view.types) \
+        if view.graph is not None else None
     coupling = Coupling(zero=zero_first)
 
     def rewritable(out_axis: int) -> bool:
@@ -551,14 +552,14 @@ def couple_reshape(view: OpView) -> Coupling | None:
 def rewrite_reshape(graph, op, view: OpView, kept: dict[Axis, np.ndarray]) -> None:
     """Write the new sizes of shrunk output axes into the shape input (copy-on-write); 0 and -1 entries
     adapt by themselves."""
-    elements = shape_elements(graph, graph.inputs_of(op)[1])
+    elements = shape_elements(graph, graph.inputs_of(op)[1], view.types)
     dst = view.outputs[0].shape
     changes = {}
     for axis in range(len(dst)):
         key = ax_out(0, axis)
         if key in kept and elements[axis] not in (0, -1):
             changes[axis] = int(len(kept[key]))
-    rewrite_shape_elements(graph, op, 1, changes)
+    rewrite_shape_elements(graph, op, 1, changes, view.types)
 
 
 def couple_squeeze_unsqueeze(view: OpView) -> Coupling | None:
@@ -793,7 +794,8 @@ def couple_expand(view: OpView) -> Coupling | None:
     coupling = Coupling(zero=zero_first)
     if not broadcast_coupling(view, [0], coupling):
         return None
-    elements = shape_elements(view.graph, view.graph.inputs_of(view.op)[1]) if view.graph is not None else None
+    elements = shape_elements(view.graph, view.graph.inputs_of(view.op)[1], view.types) \
+        if view.graph is not None else None
     out_rank = rank(view, OUT, 0)
     for _, out_axis in [(a, b) for a, b in coupling.same]:
         o = out_axis.axis
@@ -805,14 +807,14 @@ def couple_expand(view: OpView) -> Coupling | None:
 
 def rewrite_expand(graph, op, view: OpView, kept: dict[Axis, np.ndarray]) -> None:
     """Write the new sizes of shrunk axes into the target shape (1 would also do, but keep it explicit)."""
-    elements = shape_elements(graph, graph.inputs_of(op)[1])
+    elements = shape_elements(graph, graph.inputs_of(op)[1], view.types)
     out_rank = rank(view, OUT, 0)
     changes = {}
     for o in range(out_rank):
         position = o - (out_rank - len(elements))
         if ax_out(0, o) in kept and position >= 0 and elements[position] not in (1, -1):
             changes[position] = int(len(kept[ax_out(0, o)]))
-    rewrite_shape_elements(graph, op, 1, changes)
+    rewrite_shape_elements(graph, op, 1, changes, view.types)
 
 
 def couple_tile(view: OpView) -> Coupling | None:
@@ -848,19 +850,58 @@ def couple_resize(view: OpView) -> Coupling | None:
 
 
 def couple_shape_reader(view: OpView) -> Coupling | None:
-    """Shape/Size read dimensions: the axes they read must keep their size."""
+    """Shape/Size read dimensions: the dimensions whose values are used must keep their size. For
+    Shape, elements picked out by constant Slice/Gather (through Cast) are the only ones used."""
     r = rank(view, IN, 0)
     if r is None:
         return None
     start, end = 0, r
+    used = set(range(r))
     if view.op.op_type == "Shape":
         start = normalize_axis(view.op.attr("start", 0), r)
         end = view.op.attr("end", r)
         end = normalize_axis(end, r) if end < 0 else min(end, r)
+        if view.graph is not None:
+            output = view.graph.outputs_of(view.op)[0]
+            used = {start + i for i in _used_elements(view.graph, output, end - start)}
     coupling = Coupling(zero=zero_never)
     for a in range(start, end):
-        coupling.frozen.append((ax_in(0, a), f"{view.op.op_type} reads this dimension"))
+        if a in used:
+            coupling.frozen.append((ax_in(0, a), f"{view.op.op_type} reads this dimension"))
     return coupling
+
+
+def _used_elements(graph, value, length: int) -> set[int]:
+    """Positions of a 1-D shape vector that its readers use: constant Slices and Gathers (possibly
+    after Cast/Identity) use what they select; any other reader uses everything."""
+    everything = set(range(length))
+    if value is None or graph.is_output(value) or graph.captures_of_value(value):
+        return everything
+    used: set[int] = set()
+    for consumer, slot in graph.uses(value):
+        kind = consumer.op_type if consumer.domain in ("", "ai.onnx") else ""
+        if kind in ("Cast", "Identity"):
+            used |= _used_elements(graph, graph.outputs_of(consumer)[0], length)
+        elif kind == "Slice" and slot == 0 and graph.opset >= 10:
+            inputs = graph.inputs_of(consumer)
+            found = [constant_value(graph, inputs[i]) if i < len(inputs) and inputs[i] is not None else None
+                     for i in (1, 2, 3, 4)]
+            starts, ends, axes, steps = found
+            if starts is None or ends is None or (axes is not None and list(np.reshape(axes, -1)) != [0]) or \
+                    (steps is not None and list(np.reshape(steps, -1)) != [1]):
+                return everything
+            first, last = int(np.reshape(starts, -1)[0]), int(np.reshape(ends, -1)[0])
+            first = min(max(first + length if first < 0 else first, 0), length)
+            last = min(max(last + length if last < 0 else last, 0), length)
+            used |= set(range(first, last))
+        elif kind == "Gather" and slot == 0 and consumer.attr("axis", 0) == 0:
+            indices = constant_value(graph, graph.inputs_of(consumer)[1])
+            if indices is None:
+                return everything
+            used |= {int(i) % length for i in np.reshape(indices, -1)}
+        else:
+            return everything
+    return used
 
 
 def couple_source(view: OpView) -> Coupling | None:

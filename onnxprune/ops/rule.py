@@ -39,6 +39,7 @@ class OpView:
     outputs: tuple[TensorType | None, ...]
     present: tuple[bool, ...] = ()  # which input slots are given (optional inputs may be omitted)
     graph: Graph | None = None
+    types: dict | None = None  # the shapes analysis, for rules that look past the op's own tensors
 
     @classmethod
     def of(cls, graph: Graph, op: Op, types: dict[str, TensorType]) -> OpView:
@@ -47,7 +48,7 @@ class OpView:
             return None if value is None else types.get(value.name)
         inputs = graph.inputs_of(op)
         return cls(op, tuple(typ(v) for v in inputs), tuple(typ(v) for v in graph.outputs_of(op)),
-                   tuple(v is not None for v in inputs), graph)
+                   tuple(v is not None for v in inputs), graph, types)
 
     def input_shape(self, index: int) -> tuple[int, ...] | None:
         """Input `index`'s shape with symbolic dims as 1, or None if unknown."""

@@ -10,7 +10,7 @@ from ..ir import Graph, Op, Value
 from .rule import constant_value
 
 
-def shape_elements(graph: Graph, value: Value | None) -> list[int | None] | None:
+def shape_elements(graph: Graph, value: Value | None, types: dict | None = None) -> list[int | None] | None:
     """The elements of a 1-D int shape tensor: an int where it is a constant, None where it is computed
     at run time; None altogether if the tensor's length is unknown. Follows Concat of pieces and
     Unsqueeze/Cast of scalars, as exporters build shapes."""
@@ -25,9 +25,9 @@ def shape_elements(graph: Graph, value: Value | None) -> list[int | None] | None
     if producer.op_type == "Concat":
         elements: list[int | None] = []
         for piece in graph.inputs_of(producer):
-            found = shape_elements(graph, piece)
+            found = shape_elements(graph, piece, types)
             if found is None:
-                length = _static_length(graph, piece)
+                length = _static_length(graph, piece, types)
                 if length is None:
                     return None
                 found = [None] * length
@@ -35,20 +35,23 @@ def shape_elements(graph: Graph, value: Value | None) -> list[int | None] | None
         return elements
     if producer.op_type in ("Unsqueeze", "Cast", "Identity"):
         inner = graph.inputs_of(producer)[0]
-        found = shape_elements(graph, inner)
+        found = shape_elements(graph, inner, types)
         if found is not None and len(found) == 1:
             return found
         return [None] if _is_scalar_like(graph, inner) else None
     return None
 
 
-def _static_length(graph: Graph, value: Value | None) -> int | None:
-    """Length of a 1-D value if its declared or inferred shape says so (pieces computed by Gather)."""
+def _static_length(graph: Graph, value: Value | None, types: dict | None = None) -> int | None:
+    """Length of a 1-D value if its declared or inferred shape says so (pieces computed at run time)."""
     producer = graph.producer(value) if value is not None else None
     if producer is not None and producer.op_type == "Unsqueeze":
         return 1  # exporters unsqueeze scalars into one-element pieces
-    if value is not None and value.shape is not None and len(value.shape) == 1 and isinstance(value.shape[0], int):
-        return value.shape[0]
+    shape = value.shape if value is not None else None
+    if shape is None and value is not None and types is not None and value.name in types:
+        shape = types[value.name].shape
+    if shape is not None and len(shape) == 1 and isinstance(shape[0], int):
+        return shape[0]
     return None
 
 
@@ -64,7 +67,8 @@ def replace_input_constant(graph: Graph, op: Op, slot: int, array: np.ndarray) -
     graph.set_input(op, slot, graph.add_initializer(name, array))
 
 
-def rewrite_shape_elements(graph: Graph, op: Op, slot: int, changes: dict[int, int]) -> None:
+def rewrite_shape_elements(graph: Graph, op: Op, slot: int, changes: dict[int, int], types: dict | None = None
+                           ) -> None:
     """Change elements `changes` (position -> new int) of the shape tensor at input `slot` of `op`,
     which `shape_elements` must have traced; other users of the old shape keep it."""
     if not changes:
@@ -83,10 +87,10 @@ def rewrite_shape_elements(graph: Graph, op: Op, slot: int, changes: dict[int, i
     new_pieces: list[Value | str] = []
     position = 0
     for piece in pieces:
-        length = len(shape_elements(graph, piece) or [None] * (_static_length(graph, piece) or 1))
+        length = len(shape_elements(graph, piece, types) or [None] * (_static_length(graph, piece, types) or 1))
         touched = {p - position: v for p, v in changes.items() if position <= p < position + length}
         if touched:
-            found = shape_elements(graph, piece)
+            found = shape_elements(graph, piece, types)
             array = np.array([touched.get(i, found[i]) for i in range(length)], dtype=np.int64)
             new_pieces.append(graph.add_initializer(graph.fresh_name(f"{piece.name}_pruned"), array))
         else:
