@@ -16,11 +16,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from onnxprune.passes.compact import compact_graph, masked_graph
+from onnxprune.passes.verify import compare, random_inputs
 
 import onnxprune
 from onnxprune.passmanager import AnalysisManager
-from onnxprune.passes.compact import compact_graph, masked_graph
-from onnxprune.passes.verify import compare, random_inputs
 from onnxprune.space import Selection
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -75,7 +75,7 @@ ZOO = {
                         {"Conv", "BatchNormalization", "Sigmoid", "Mul", "GlobalAveragePool", "Add", "Flatten",
                          "Gemm"}),
     "shufflenetish": (zoo_defs.ShuffleNetish, 11,
-                      {"Conv", "BatchNormalization", "Relu", "Split", "Concat", "Reshape", "Transpose", "Shape",
+                      {"Conv", "BatchNormalization", "Relu", "Slice", "Concat", "Reshape", "Transpose", "Shape",
                        "GlobalAveragePool", "Flatten", "Gemm"}),
     "inceptionish": (zoo_defs.Inceptionish, 12,
                      {"Conv", "BatchNormalization", "Relu", "MaxPool", "Concat", "GlobalAveragePool", "Flatten",
@@ -149,7 +149,7 @@ def save_npz_deterministic(path, **arrays):
 
 @torch.no_grad()
 def init_norm_layers(model, input_shape, gen):
-    """Give BatchNorm/LayerNorm layers non-trivial, realistic parameters.
+    """Give BatchNorm/LayerNorm/RMSNorm layers non-trivial, realistic parameters.
 
     Freshly constructed norm layers have weight=1, bias=0, running_mean=0,
     running_var=1.  That is a degenerate test case for pruning (a BN that is
@@ -161,10 +161,12 @@ def init_norm_layers(model, input_shape, gen):
     """
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     for m in model.modules():
-        if isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.LayerNorm)):
+        if isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, zoo_defs.RMSNorm)):
             m.weight.copy_(torch.empty_like(m.weight).uniform_(0.5, 1.5, generator=gen))
-            m.bias.copy_(torch.empty_like(m.bias).normal_(0.0, 0.1, generator=gen))
+            if getattr(m, "bias", None) is not None:  # RMSNorm has no bias
+                m.bias.copy_(torch.empty_like(m.bias).normal_(0.0, 0.1, generator=gen))
     if bns:
+        assert input_shape is not None, "BatchNorm calibration needs a float input shape"
         model.eval()
         for m in bns:
             m.reset_running_stats()
@@ -213,21 +215,96 @@ def train_digits(model, x, y, is_test, gen, epochs=40, batch=32, lr=3e-3):
         return (model(xte).argmax(1) == yte).float().mean().item()
 
 
+# --------------------------------------------------------------------------- inputs
+
+def input_names(cls):
+    """Graph input names: ``input`` unless the class declares ``inputs`` (name, shape, dtype)."""
+    return [i[0] for i in cls.inputs] if hasattr(cls, "inputs") else ["input"]
+
+
+def make_inputs(cls, batch, gen):
+    """A tuple of example inputs with batch size ``batch`` (``cls.sample_inputs`` if it has one)."""
+    if hasattr(cls, "sample_inputs"):
+        return tuple(cls.sample_inputs(batch, gen))
+    return (torch.randn((batch,) + tuple(cls.input_shape), generator=gen),)
+
+
 # --------------------------------------------------------------------------- export + graph fix-ups
 
-def export(model, example, path):
+def export(model, example, path, names=("input",), constant_folding=False):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # "legacy TorchScript-based exporter"
+        warnings.simplefilter("ignore", UserWarning)  # LSTM/GRU "batch_size other than 1" advice
         torch.onnx.export(
-            model, (example,), path,
+            model, tuple(example), path,
             dynamo=False,
             opset_version=OPSET,
-            do_constant_folding=False,
+            do_constant_folding=constant_folding,
             training=torch.onnx.TrainingMode.PRESERVE,
-            input_names=["input"],
+            input_names=list(names),
             output_names=["output"],
-            dynamic_axes={"input": {0: "N"}, "output": {0: "N"}},
+            dynamic_axes={**{n: {0: "N"} for n in names}, "output": {0: "N"}},
         )
+
+
+def _optimize_keep_batchnorm(program):
+    """The dynamo exporter's default ONNX optimisation, minus the rules that fuse BatchNorm into Conv/Gemm.
+
+    (``torch.onnx.export(..., optimize=True)`` runs onnxscript's optimizer,
+    whose default rewrite rules fold every BatchNormalization into the
+    preceding Conv; the zoo keeps BN separate.)
+    """
+    from onnxscript import rewriter
+    from onnxscript.rewriter.rules.common import _fuse_batchnorm
+
+    fuse = set(_fuse_batchnorm.rules)
+    saved = rewriter._DEFAULT_REWRITE_RULES
+    rewriter._DEFAULT_REWRITE_RULES = tuple(r for r in saved if r not in fuse)
+    try:
+        program.optimize()
+    finally:
+        rewriter._DEFAULT_REWRITE_RULES = saved
+
+
+def _strip_metadata(mp):
+    """Drop exporter metadata: per-node/value metadata_props hold source paths and stack traces
+    (machine-specific, and they double the file size) and doc strings."""
+    mp.ClearField("metadata_props")
+    mp.doc_string = ""
+    g = mp.graph
+    g.ClearField("metadata_props")
+    g.doc_string = ""
+    for n in g.node:
+        n.ClearField("metadata_props")
+        n.doc_string = ""
+    for v in list(g.input) + list(g.output) + list(g.value_info) + list(g.initializer):
+        v.ClearField("metadata_props")
+        v.doc_string = ""
+
+
+def export_dynamo(model, example, path, names=("input",)):
+    """Export with the dynamo exporter (torch.export), opset DYNAMO_OPSET, one self-contained file."""
+    import logging
+
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)  # "no torchvision"
+    batch = torch.export.Dim("N")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        program = torch.onnx.export(
+            model, tuple(example), None,
+            dynamo=True,
+            opset_version=DYNAMO_OPSET,
+            input_names=list(names),
+            output_names=["output"],
+            dynamic_shapes=tuple({0: batch} for _ in names),
+            optimize=False,
+            verbose=False,
+        )
+        _optimize_keep_batchnorm(program)
+    mp = program.model_proto
+    _strip_metadata(mp)
+    mp.ir_version = min(mp.ir_version, 10)  # onnxruntime 1.19 reads IR <= 10
+    onnx.save(mp, path)  # initializers embedded (the model is far below 2 GB)
 
 
 def _attr(node, name, default=None):
@@ -307,11 +384,13 @@ def inference_fixups(mp):
 
 # --------------------------------------------------------------------------- verification
 
-def verify_graph(mp, model, required_ops):
+def verify_graph(mp, model, required_ops, names=("input",), opset=OPSET):
     """Structural assertions on the exported graph; returns the sorted list of op types."""
     onnx.checker.check_model(mp, full_check=True)
     assert mp.ir_version <= 10, mp.ir_version
-    assert [o.version for o in mp.opset_import if o.domain in ("", "ai.onnx")] == [OPSET]
+    assert [o.version for o in mp.opset_import if o.domain in ("", "ai.onnx")] == [opset]
+    assert all(o.domain in ("", "ai.onnx") for o in mp.opset_import), list(mp.opset_import)
+    assert not mp.functions, "model-local functions"
     g = mp.graph
     ops = sorted({n.op_type for n in g.node})
     missing = required_ops - set(ops)
@@ -331,7 +410,7 @@ def verify_graph(mp, model, required_ops):
     for vi in list(g.input) + list(g.output):
         d0 = vi.type.tensor_type.shape.dim[0]
         assert d0.dim_param == "N", f"{vi.name}: batch axis is not dynamic"
-    assert [i.name for i in g.input] == ["input"] and [o.name for o in g.output] == ["output"]
+    assert [i.name for i in g.input] == list(names) and [o.name for o in g.output] == ["output"]
     return ops
 
 
@@ -340,11 +419,12 @@ def run_ort(path, x):
     return sess.run(["output"], {"input": x})[0]
 
 
-def check_against_torch(model, path, input_shape, gen):
-    x = torch.randn((CHECK_BATCH,) + tuple(input_shape), generator=gen)
+def check_against_torch(model, path, cls, gen):
+    xs = make_inputs(cls, CHECK_BATCH, gen)
     with torch.no_grad():
-        ref = model(x).numpy()
-    got = run_ort(path, x.numpy())
+        ref = model(*xs).numpy()
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    got = sess.run(["output"], {n: x.numpy() for n, x in zip(input_names(cls), xs)})[0]
     assert got.shape == ref.shape, (got.shape, ref.shape)
     err = float(np.abs(got - ref).max())
     assert err <= ATOL, f"onnxruntime vs torch max abs diff {err:.3g} > {ATOL}"
@@ -354,30 +434,39 @@ def check_against_torch(model, path, input_shape, gen):
 # --------------------------------------------------------------------------- main
 
 def build_one(name, out_dir):
-    cls, seed, required_ops = ZOO[name]
+    if name in DYNAMO:
+        base, required_ops = DYNAMO[name]
+        cls, seed, _ = ZOO[base]
+    else:
+        base = name
+        cls, seed, required_ops = ZOO[name]
     set_determinism(seed)
     gen = torch.Generator().manual_seed(seed)
     model = cls()
     extra = ""
-    if name == "digits_cnn":
+    if base == "digits_cnn":
         x, y, is_test = load_digits_data(seed=0)
         torch_acc = train_digits(model, x, y, is_test, gen)
         save_npz_deterministic(os.path.join(out_dir, "digits.npz"), input=x, labels=y, is_test=is_test)
     else:
-        init_norm_layers(model, cls.input_shape, gen)
+        init_norm_layers(model, getattr(cls, "input_shape", None), gen)
     model.eval()
 
     path = os.path.join(out_dir, f"{name}.onnx")
-    example = torch.randn((EXPORT_BATCH,) + tuple(cls.input_shape), generator=gen)
-    export(model, example, path)
+    names = input_names(cls)
+    example = make_inputs(cls, EXPORT_BATCH, gen)
+    if name in DYNAMO:
+        export_dynamo(model, example, path, names)
+    else:
+        export(model, example, path, names, constant_folding=getattr(cls, "export_constant_folding", False))
     mp = onnx.load(path)
     fixes = inference_fixups(mp)
     if fixes:
         onnx.save(mp, path)
         for f in fixes:
             print(f"  [{name}] post-processed: {f}")
-    ops = verify_graph(mp, model, required_ops)
-    err = check_against_torch(model, path, cls.input_shape, gen)
+    ops = verify_graph(mp, model, required_ops, names, DYNAMO_OPSET if name in DYNAMO else OPSET)
+    err = check_against_torch(model, path, cls, gen)
 
     if name == "digits_cnn":
         te = is_test == 1
@@ -387,7 +476,7 @@ def build_one(name, out_dir):
 
     n_params = sum(p.numel() for p in model.parameters())
     size = os.path.getsize(path)
-    assert size < 1_500_000, f"{path} is {size} bytes"
+    assert size < 1_000_000, f"{path} is {size} bytes"
     print(f"{name:<12} {n_params:>8,d} params {size:>9,d} bytes  max|ort-torch| {err:.1e}{extra}")
     print(f"{'':<12} ops: {' '.join(ops)}")
     return size
@@ -396,18 +485,19 @@ def build_one(name, out_dir):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=HERE, help="output directory (default: the models/ directory)")
-    ap.add_argument("--only", nargs="+", choices=list(ZOO), metavar="NAME",
-                    help=f"build only these models ({', '.join(ZOO)})")
+    ap.add_argument("--only", nargs="+", choices=list(ZOO) + list(DYNAMO), metavar="NAME",
+                    help=f"build only these models ({', '.join(list(ZOO) + list(DYNAMO))})")
     args = ap.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     torch.set_num_threads(1)  # thread count can change float reduction order; pin it for reproducibility
     t0 = time.perf_counter()
     total = 0
-    for name in args.only or list(ZOO):
+    names = args.only or list(ZOO) + list(DYNAMO)
+    for name in names:
         total += build_one(name, args.out)
     if not args.only:
-        assert total < 8_000_000, f"zoo is {total} bytes"
-    print(f"built {len(args.only or ZOO)} model(s), {total:,d} bytes of .onnx, in {time.perf_counter() - t0:.1f} s")
+        assert total < 10_000_000, f"zoo is {total} bytes"
+    print(f"built {len(names)} model(s), {total:,d} bytes of .onnx, in {time.perf_counter() - t0:.1f} s")
 
 
 if __name__ == "__main__":

@@ -725,7 +725,7 @@ class YoloBottleneck(nn.Module):
 
 
 class C2f(nn.Module):
-    """YOLOv8 C2f: 1x1 conv to 2c, chunk into two c-channel halves (Split), n bottlenecks chained
+    """YOLOv8 C2f: 1x1 conv to 2c, split into two c-channel halves (Split), n bottlenecks chained
     on the second half, Concat of both halves and every bottleneck output ((2+n)c), 1x1 conv."""
 
     def __init__(self, c1, c2, n=1, shortcut=True):
@@ -736,7 +736,7 @@ class C2f(nn.Module):
         self.m = nn.ModuleList(YoloBottleneck(self.c, shortcut) for _ in range(n))
 
     def forward(self, x):
-        y = list(self.cv1(x).chunk(2, 1))
+        y = list(self.cv1(x).split((self.c, self.c), 1))  # ultralytics' forward_split
         y.extend(m(y[-1]) for m in self.m)
         return self.cv2(torch.cat(y, 1))
 

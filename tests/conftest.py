@@ -8,6 +8,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from onnxprune.passes.verify import random_inputs
+
+import onnxprune
 
 ROOT = Path(__file__).resolve().parent.parent
 ZOO = ROOT / "models"
@@ -21,22 +24,7 @@ def file_digest(path: Path) -> str:
 
 def random_feeds(model: onnx.ModelProto, seed: int = 0, batch: int = 2) -> dict[str, np.ndarray]:
     """Seeded random inputs for every real graph input; symbolic dims become `batch`."""
-    rng = np.random.default_rng(seed)
-    initializers = {t.name for t in model.graph.initializer}
-    feeds = {}
-    for info in model.graph.input:
-        if info.name in initializers:
-            continue
-        tensor_type = info.type.tensor_type
-        shape = [d.dim_value if d.HasField("dim_value") else batch for d in tensor_type.shape.dim]
-        dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type)
-        if np.issubdtype(dtype, np.floating):
-            feeds[info.name] = rng.standard_normal(shape).astype(dtype)
-        elif dtype == np.bool_:
-            feeds[info.name] = rng.integers(0, 2, shape).astype(bool)
-        else:
-            feeds[info.name] = rng.integers(0, 3, shape).astype(dtype)
-    return feeds
+    return random_inputs(onnxprune.load(model), np.random.default_rng(seed), batch)
 
 
 def run_ort(model: onnx.ModelProto | str | Path, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:

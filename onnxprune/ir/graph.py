@@ -583,10 +583,10 @@ class Graph:
                 if self._values.get(node.name) is not node:
                     raise IRError(f"value {node.name!r} is in the graph but not indexed")
                 continue
-            for _, value, key in self.nx.out_edges(node, keys=True):
+            for _, _, key in self.nx.out_edges(node, keys=True):
                 if not (isinstance(key, int) and 0 <= key < node.num_outputs):
                     raise IRError(f"{node.label} has an output edge with bad slot {key!r}")
-            for value, _, key in self.nx.in_edges(node, keys=True):
+            for _, _, key in self.nx.in_edges(node, keys=True):
                 if isinstance(key, int) and not 0 <= key < node.num_inputs:
                     raise IRError(f"{node.label} has an input edge with bad slot {key!r}")
             keys = [k for _, _, k in self.nx.in_edges(node, keys=True)]

@@ -44,20 +44,18 @@ def _param_roles(view: OpView, coupling: Coupling, slots: list[int], role: str) 
 
 
 # ---------------------------------------------------------------------- elementwise
-def couple_unary_keeps_zero(view: OpView) -> Coupling | None:
-    """f(0) = 0 elementwise (Relu, Gelu, Tanh, ...): every axis passes through, zeros stay zeros."""
-    coupling = identity_coupling(view)
-    if coupling is not None:
-        coupling.zero = zero_first
-    return coupling
+def _unary(zero_rule, doc: str):
+    def couple(view: OpView) -> Coupling | None:
+        coupling = identity_coupling(view)
+        if coupling is not None:
+            coupling.zero = zero_rule
+        return coupling
+    couple.__doc__ = doc
+    return couple
 
 
-def couple_unary_nonzero(view: OpView) -> Coupling | None:
-    """f(0) != 0 elementwise (Sigmoid, Exp, ...): axes pass through, but a zero slice does not stay zero."""
-    coupling = identity_coupling(view)
-    if coupling is not None:
-        coupling.zero = zero_never
-    return coupling
+couple_unary_keeps_zero = _unary(zero_first, "f(0) = 0 elementwise (Relu, Gelu, Tanh, ...): axes pass, zeros stay zeros.")
+couple_unary_nonzero = _unary(zero_never, "f(0) != 0 elementwise (Sigmoid, Exp, ...): axes pass, zeros do not stay.")
 
 
 def couple_dropout(view: OpView) -> Coupling | None:
