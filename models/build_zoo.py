@@ -3,16 +3,17 @@
 
 Usage::
 
-    python models/build_zoo.py [--out DIR] [--only NAME ...]
+    python models/build_zoo.py [--out DIR] [--only NAME ...] [--skip-dynamo]
 
-For each model this script
+For each model in ``ZOO`` this script
 
 1. builds it with a fixed per-model seed (so ``--only`` gives the same bytes
    as a full build), gives its norm layers non-trivial parameters and running
    statistics (see ``init_norm_layers``), or, for ``digits_cnn``, trains it on
    scikit-learn's digits set;
 2. exports it in eval mode with the TorchScript exporter (opset 17, no
-   constant folding, ``TrainingMode.PRESERVE``, batch axis dynamic "N");
+   constant folding except for the recurrent models, ``TrainingMode.PRESERVE``,
+   batch axis dynamic "N");
 3. normalises the graph if needed (``inference_fixups``) so that every
    BatchNorm is a separate inference-mode node, there is no Dropout and no
    initializer-aliasing Identity;
@@ -20,6 +21,15 @@ For each model this script
    dynamic batch) and compares onnxruntime's output to torch's (max abs
    difference <= 1e-4) at a batch size different from the export one;
 5. prints ``name  #params  file size``.
+
+The models in ``DYNAMO`` are second exports of some ``ZOO`` models (same
+seed, so the same weights) with the dynamo exporter (``torch.export``,
+opset 18), written as ``<name>_dynamo.onnx``: exported without its built-in
+optimisation, then optimised with onnxscript's default passes minus the
+BatchNorm-into-Conv fusion, stripped of the exporter's per-node metadata
+(source paths, stack traces), IR version capped at 10, all weights embedded.
+They go through the same checks.  ``--skip-dynamo`` leaves them out (they
+need onnxscript).
 
 ``digits_cnn`` additionally writes ``digits.npz`` (``input``, ``labels``,
 ``is_test``) and prints its test accuracy measured with onnxruntime.
@@ -97,8 +107,8 @@ ZOO = {
              {"Gather", "Add", "LayerNormalization", "Unsqueeze", "Sub", "Mul", "MatMul", "Reshape", "Transpose",
               "Softmax", "Div", "Erf", "Gemm", "Tanh"}),
     "gpt": (zoo_defs.GPT, 19,
-            {"Gather", "Add", "LayerNormalization", "MatMul", "Split", "Reshape", "Transpose", "Not", "Where",
-             "Softmax", "Tanh", "Pow"}),
+            {"Gather", "Add", "LayerNormalization", "MatMul", "Split", "Reshape", "Transpose", "Where",
+             "Softmax", "Tanh"}),
     "llama": (zoo_defs.Llama, 20,
               {"Gather", "Pow", "ReduceMean", "Sqrt", "Mul", "MatMul", "Reshape", "Transpose", "Slice", "Neg",
                "Concat", "Expand", "Trilu", "Softmax", "Sigmoid", "Add"}),
@@ -290,6 +300,7 @@ def export_dynamo(model, example, path, names=("input",)):
     batch = torch.export.Dim("N")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", UserWarning)  # "axis name N will not be used" when two inputs share N
         program = torch.onnx.export(
             model, tuple(example), None,
             dynamo=True,
@@ -382,6 +393,19 @@ def inference_fixups(mp):
     return fixes
 
 
+def declare_static_output_dims(mp, ref_shape):
+    """Give graph output axes other than the batch axis their static size where the export left a
+    symbolic one (e.g. ``llama``, whose causal mask is built from ``Shape``, so the exporter's shape
+    inference loses the sequence length); returns the list of fixes applied."""
+    fixes = []
+    out = mp.graph.output[0]
+    for axis, (dim, size) in enumerate(zip(out.type.tensor_type.shape.dim, ref_shape, strict=True)):
+        if axis > 0 and not dim.HasField("dim_value"):
+            fixes.append(f"output {out.name} axis {axis}: symbolic {dim.dim_param!r} declared as {size}")
+            dim.dim_value = size
+    return fixes
+
+
 # --------------------------------------------------------------------------- verification
 
 def verify_graph(mp, model, required_ops, names=("input",), opset=OPSET):
@@ -408,8 +432,9 @@ def verify_graph(mp, model, required_ops, names=("input",), opset=OPSET):
     assert init_names <= used, f"unused initializers {init_names - used}"
     assert not {i.name for i in g.input} & init_names, "initializers listed as graph inputs"
     for vi in list(g.input) + list(g.output):
-        d0 = vi.type.tensor_type.shape.dim[0]
+        d0, *rest = vi.type.tensor_type.shape.dim
         assert d0.dim_param == "N", f"{vi.name}: batch axis is not dynamic"
+        assert all(d.HasField("dim_value") for d in rest), f"{vi.name}: a non-batch axis is not static"
     assert [i.name for i in g.input] == list(names) and [o.name for o in g.output] == ["output"]
     return ops
 
@@ -424,7 +449,7 @@ def check_against_torch(model, path, cls, gen):
     with torch.no_grad():
         ref = model(*xs).numpy()
     sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    got = sess.run(["output"], {n: x.numpy() for n, x in zip(input_names(cls), xs)})[0]
+    got = sess.run(["output"], {n: x.numpy() for n, x in zip(input_names(cls), xs, strict=True)})[0]
     assert got.shape == ref.shape, (got.shape, ref.shape)
     err = float(np.abs(got - ref).max())
     assert err <= ATOL, f"onnxruntime vs torch max abs diff {err:.3g} > {ATOL}"
@@ -460,7 +485,9 @@ def build_one(name, out_dir):
     else:
         export(model, example, path, names, constant_folding=getattr(cls, "export_constant_folding", False))
     mp = onnx.load(path)
-    fixes = inference_fixups(mp)
+    with torch.no_grad():
+        ref_shape = tuple(model(*example).shape)
+    fixes = inference_fixups(mp) + declare_static_output_dims(mp, ref_shape)
     if fixes:
         onnx.save(mp, path)
         for f in fixes:
@@ -477,8 +504,8 @@ def build_one(name, out_dir):
     n_params = sum(p.numel() for p in model.parameters())
     size = os.path.getsize(path)
     assert size < 1_000_000, f"{path} is {size} bytes"
-    print(f"{name:<12} {n_params:>8,d} params {size:>9,d} bytes  max|ort-torch| {err:.1e}{extra}")
-    print(f"{'':<12} ops: {' '.join(ops)}")
+    print(f"{name:<21} {n_params:>8,d} params {size:>9,d} bytes  max|ort-torch| {err:.1e}{extra}")
+    print(f"{'':<21} ops: {' '.join(ops)}")
     return size
 
 
@@ -487,12 +514,16 @@ def main(argv=None):
     ap.add_argument("--out", default=HERE, help="output directory (default: the models/ directory)")
     ap.add_argument("--only", nargs="+", choices=list(ZOO) + list(DYNAMO), metavar="NAME",
                     help=f"build only these models ({', '.join(list(ZOO) + list(DYNAMO))})")
+    ap.add_argument("--skip-dynamo", action="store_true",
+                    help="leave out the dynamo-exporter models (*_dynamo); they need onnxscript")
     args = ap.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     torch.set_num_threads(1)  # thread count can change float reduction order; pin it for reproducibility
     t0 = time.perf_counter()
     total = 0
     names = args.only or list(ZOO) + list(DYNAMO)
+    if args.skip_dynamo:
+        names = [n for n in names if n not in DYNAMO]
     for name in names:
         total += build_one(name, args.out)
     if not args.only:

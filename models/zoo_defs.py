@@ -1086,10 +1086,12 @@ class GPT(nn.Module):
     Input ``input_ids`` int64 [N, 16]; output logits [N, 16, 128].
     token + position embeddings (Gather), blocks with a fused c_attn
     Linear split into q/k/v (Split), causal mask as a constant
-    lower-triangular bool initializer applied with Not + Where (-inf),
-    tanh-approximated GELU (decomposed: Pow/Mul/Add/Tanh), final LayerNorm,
+    lower-triangular bool tensor applied with Where (-inf) (``~causal`` is
+    folded by the tracer, since the buffer is not persistent),
+    tanh-approximated GELU (decomposed: Mul/Add/Tanh), final LayerNorm,
     LM head = MatMul with the transposed token-embedding table (weight
-    tying: one initializer is both a Gather table and a MatMul weight).
+    tying: one initializer is both a Gather table and, through a Transpose,
+    a MatMul weight).
 
     Exercises: Split of a fused Linear output into q/k/v (each third holds
     heads x head_dim columns), causal masking, the tied embedding whose
@@ -1222,7 +1224,8 @@ class Llama(nn.Module):
 
     def forward(self, input_ids):
         x = self.embed_tokens(input_ids)
-        mask = torch.triu(torch.full((self.seq, self.seq), -1e9), diagonal=1)
+        s = input_ids.shape[1]  # traced from Shape, so the mask is built in the graph (ConstantOfShape -> Trilu)
+        mask = torch.triu(torch.full((s, s), -1e9), diagonal=1)
         for layer in self.layers:
             x = layer(x, self.rope_cos, self.rope_sin, mask)
         return self.lm_head(self.norm(x))
@@ -1265,10 +1268,15 @@ class LSTMNet(nn.Module):
     in ONNX's i, o, f, c order: pruning hidden unit j removes row j of every
     gate block, column j of R and of the next layer's W), two stacked LSTM
     ops, the [S, num_directions, N, H] output layout (Squeeze/Transpose),
-    Gather of the last time step.
+    Gather of the last time step.  The zero initial states come from
+    ConstantOfShape of [2, N, 32]: the hidden size is a literal in a shape
+    tensor.
     """
 
     input_shape = (20, 16)
+    # exported with constant folding: otherwise the exporter reorders the gate blocks (PyTorch i,f,g,o ->
+    # ONNX i,o,f,c) with run-time Slice/Concat nodes on the PyTorch weights instead of storing W/R/B
+    export_constant_folding = True
 
     def __init__(self, n_in=16, hidden=32, n_out=10):
         super().__init__()
@@ -1290,6 +1298,9 @@ class GRUNet(nn.Module):
     """
 
     input_shape = (20, 16)
+    # exported with constant folding: otherwise the exporter reorders the gate blocks (PyTorch i,f,g,o ->
+    # ONNX i,o,f,c) with run-time Slice/Concat nodes on the PyTorch weights instead of storing W/R/B
+    export_constant_folding = True
 
     def __init__(self, n_in=16, hidden=32, n_out=10):
         super().__init__()

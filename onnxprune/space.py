@@ -9,6 +9,7 @@ groups of each family; it is plain JSON that also spells out every pruned parame
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -96,9 +97,17 @@ class PruningSpace:
         return [f for f in self.families if f.prunable]
 
     def axis_size(self, value: str, axis: int) -> int:
-        """Number of indices of (value, axis) that families cover (its size, for a member axis)."""
-        return sum(int((m.table >= 0).sum()) for f in self.families for m in f.members
-                   if m.value == value and m.axis == axis)
+        """Number of indices of (value, axis) that families cover: its size, for a member axis (known
+        even where shape inference left the dimension symbolic)."""
+        return self._axis_sizes.get((value, axis), 0)
+
+    @cached_property
+    def _axis_sizes(self) -> dict[tuple[str, int], int]:
+        sizes: dict[tuple[str, int], int] = {}
+        for family in self.families:
+            for m in family.members:
+                sizes[(m.value, m.axis)] = sizes.get((m.value, m.axis), 0) + int((m.table >= 0).sum())
+        return sizes
 
 
 @dataclass
@@ -168,3 +177,35 @@ class Selection:
         selection = cls(pruned)
         selection.check(space)
         return selection
+
+
+class AxisBudget:
+    """How many indices each member axis has left, so a selection never empties a tensor (one output
+    of a Split, say, that only some groups feed)."""
+
+    def __init__(self, space: PruningSpace) -> None:
+        self.left: dict[tuple[str, int], int] = {}
+        for family in space.families:
+            for member in family.members:
+                key = (member.value, member.axis)
+                self.left[key] = self.left.get(key, 0) + int((member.table >= 0).sum())
+
+    def _rows(self, family: Family, group: int):
+        for member in family.members:
+            count = int((member.table[group] >= 0).sum())
+            if count:
+                yield (member.value, member.axis), count
+
+    def take(self, family: Family, group: int) -> bool:
+        """Reserve the group's indices if every axis keeps at least one; say whether it did."""
+        rows = list(self._rows(family, group))
+        if any(self.left[key] - count < 1 for key, count in rows):
+            return False
+        for key, count in rows:
+            self.left[key] -= count
+        return True
+
+    def give_back(self, family: Family, group: int) -> None:
+        """Undo `take`."""
+        for key, count in self._rows(family, group):
+            self.left[key] += count

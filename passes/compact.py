@@ -75,12 +75,7 @@ def compact_graph(graph: Graph, space: PruningSpace, selection: Selection, types
     before = sum(v.tensor.size for v in graph.initializers)
     if not removed:
         return CompactReport(0, before, before)
-    sizes = {}
-    for name, axis in removed:
-        value = graph.value(name)
-        shape = value.tensor.shape if value.tensor is not None else types[name].shape
-        sizes[(name, axis)] = shape[axis]
-    kept = {key: np.setdiff1d(np.arange(sizes[key]), idx) for key, idx in removed.items()}
+    kept = {key: np.setdiff1d(np.arange(space.axis_size(*key)), idx) for key, idx in removed.items()}
     views = []
     for op in graph.topological_order():
         rule = rule_for(op)

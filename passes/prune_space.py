@@ -18,7 +18,7 @@ from onnx import TensorProto
 
 from onnxprune.ir import Graph, Op, TensorType
 from onnxprune.ops import OpView, rule_for
-from onnxprune.ops.coupling import ABSENT, IN, Axis, Coupling
+from onnxprune.ops.coupling import ABSENT, IN, OUT, Axis, Coupling
 from onnxprune.ops.rule import constant_value
 from onnxprune.passmanager import AnalysisPass
 from onnxprune.space import ACTIVATION, PRODUCER, Family, Member, PruningSpace
@@ -58,6 +58,8 @@ class _Facts:
     roles: dict[Key, str] = field(default_factory=dict)
     ops: list[_OpCoupling] = field(default_factory=list)
     parameters: set[str] = field(default_factory=set)
+    producing: dict[str, int] = field(default_factory=dict)  # value -> index in ops of the op writing it
+    sinks_at: dict[Key, list[int]] = field(default_factory=dict)  # key -> indices in sinks that list it
 
 
 @dataclass(frozen=True)
@@ -86,9 +88,22 @@ def build_space(graph: Graph, types: dict[str, TensorType], cost=None) -> Prunin
     _propagate_roles(graph, facts)
     families = _families(graph, facts)
     if cost is not None:
-        families = [replace(f, params=group_parameters(graph, f), flops=group_flops(graph, f, cost, types))
+        ops_of = _ops_by_value(graph, cost)
+        families = [replace(f, params=group_parameters(graph, f), flops=group_flops(f, ops_of, types))
                     if f.size else f for f in families]
     return PruningSpace(tuple(families))
+
+
+def _ops_by_value(graph: Graph, cost) -> dict[str, list[tuple[int, int]]]:
+    """Value name -> (op index, FLOPs) of the ops that read or write it (ops with known, nonzero cost)."""
+    ops_of: dict[str, list[tuple[int, int]]] = {}
+    for index, (op, op_cost) in enumerate(zip(graph.topological_order(), cost.ops)):
+        if op_cost.cost is None or not op_cost.cost.flops:
+            continue
+        for value in (*graph.inputs_of(op), *graph.outputs_of(op)):
+            if value is not None:
+                ops_of.setdefault(value.name, []).append((index, op_cost.cost.flops))
+    return ops_of
 
 
 def group_parameters(graph: Graph, family: Family) -> np.ndarray:
@@ -104,25 +119,24 @@ def group_parameters(graph: Graph, family: Family) -> np.ndarray:
     return removed
 
 
-def group_flops(graph: Graph, family: Family, cost, types: dict[str, TensorType]) -> np.ndarray:
+def group_flops(family: Family, ops_of: dict[str, list[tuple[int, int]]], types: dict[str, TensorType]
+                ) -> np.ndarray:
     """Estimated FLOPs that removing each group saves: every op touching the family loses the share
     of its work that the group's indices carry (the largest share over the op's tensors)."""
-    members: dict[str, list[Member]] = {}
+    shares: dict[int, tuple[int, np.ndarray]] = {}
     for member in family.members:
-        members.setdefault(member.value, []).append(member)
-    flops_of = {id(c): c.cost.flops for c in cost.ops if c.cost is not None}
-    saved = np.zeros(family.size)
-    for op, op_cost in zip(graph.topological_order(), cost.ops):
-        flops = flops_of.get(id(op_cost))
-        if not flops:
+        touching = ops_of.get(member.value)
+        if not touching:
             continue
-        share = np.zeros(family.size)
-        for value in (*graph.inputs_of(op), *graph.outputs_of(op)):
-            for member in members.get(value.name if value is not None else "", []):
-                counts = (member.table >= 0).sum(axis=1)
-                found = types.get(member.value)
-                width = found.shape[member.axis] if found is not None and found.shape is not None else None
-                share = np.maximum(share, counts / (width if isinstance(width, int) and width > 0 else counts.sum()))
+        counts = (member.table >= 0).sum(axis=1)
+        found = types.get(member.value)
+        width = found.shape[member.axis] if found is not None and found.shape is not None else None
+        share = counts / (width if isinstance(width, int) and width > 0 else max(counts.sum(), 1))
+        for index, flops in touching:
+            previous = shares.get(index)
+            shares[index] = (flops, share if previous is None else np.maximum(previous[1], share))
+    saved = np.zeros(family.size)
+    for flops, share in shares.values():
         saved += flops * share
     return saved
 
@@ -174,6 +188,9 @@ def _collect(graph: Graph, types: dict[str, TensorType]) -> _Facts:
         if coupling is None:
             coupling = Coupling().freeze_all(view, reason)
         entry = _OpCoupling(op, coupling, inputs, outputs)
+        for name in outputs:
+            if name is not None:
+                facts.producing[name] = len(facts.ops)
         facts.ops.append(entry)
         for a, b in coupling.same:
             ka, kb = entry.key(a), entry.key(b)
@@ -183,13 +200,15 @@ def _collect(graph: Graph, types: dict[str, TensorType]) -> _Facts:
             ka, kb = entry.key(a), entry.key(b)
             if ka in facts.classes and kb in facts.classes:
                 facts.links.append((ka, np.asarray(idx_a), kb, np.asarray(idx_b), op.op_type))
-        for axis, why in coupling.frozen:
+        for axis, why in coupling.frozen + _unmentioned(view, coupling, op):
             key = entry.key(axis)
             if key is not None:
                 facts.frozen.setdefault(key, []).append(why)
         for alternatives in coupling.sinks:
             keys = [k for k in (entry.key(a) for a in alternatives) if k is not None]
             if keys:
+                for key in keys:
+                    facts.sinks_at.setdefault(key, []).append(len(facts.sinks))
                 facts.sinks.append((keys, op))
         for axis, role in coupling.roles.items():
             key = entry.key(axis)
@@ -203,6 +222,18 @@ def _collect(graph: Graph, types: dict[str, TensorType]) -> _Facts:
         for key in [k for k in facts.sizes if k[0] == value.name]:
             facts.frozen.setdefault(key, []).insert(0, f"{what} '{value.name}' (the model's interface does not change)")
     return facts
+
+
+def _unmentioned(view: OpView, coupling: Coupling, op: Op) -> list[tuple[Axis, str]]:
+    """Axes of the op's tensors that its rule says nothing about: they freeze (fail closed)."""
+    mentioned = coupling.mentioned()
+    found = []
+    for side, types in ((IN, view.inputs), (OUT, view.outputs)):
+        for slot, t in enumerate(types):
+            for axis in range(t.rank if t is not None and t.rank is not None else 0):
+                if Axis(side, slot, axis) not in mentioned:
+                    found.append((Axis(side, slot, axis), f"{op.label} does not map this axis"))
+    return found
 
 
 def _propagate_roles(graph: Graph, facts: _Facts) -> None:
@@ -248,9 +279,11 @@ def _component_families(graph: Graph, facts: _Facts, classes: list, members_of: 
     sizes, bad = {}, []
     for c in classes:
         found = {facts.sizes[k] for k in members_of[c]}
-        size = next(iter(found)) if len(found) == 1 else None
-        if not isinstance(size, int):
-            bad.append(f"axis size is not static ({', '.join(map(str, sorted(found, key=str)))})")
+        static = {d for d in found if isinstance(d, int)}
+        # Rules join axes only when they are equal, so one static size decides for the whole class.
+        size = next(iter(static)) if len(static) == 1 else None
+        if size is None:
+            bad.append(f"axis size is not static or not consistent ({', '.join(map(str, sorted(found, key=str)))})")
         sizes[c] = size
     keys = [k for c in classes for k in members_of[c]]
     key_set = set(keys)
@@ -261,16 +294,17 @@ def _component_families(graph: Graph, facts: _Facts, classes: list, members_of: 
     for c in classes:
         offsets[c] = total
         total += sizes[c]
-    index_sets = UnionFind(range(total))
+    left, right = [], []
     for ka, idx_a, kb, idx_b, op_type in links:
         ca, cb = class_of[ka], class_of[kb]
         if len(idx_a) != len(idx_b) or idx_a.min(initial=0) < 0 or idx_b.min(initial=0) < 0 or \
                 idx_a.max(initial=-1) >= sizes[ca] or idx_b.max(initial=-1) >= sizes[cb]:
             bad.append(f"{op_type} maps indices outside the axis")
             continue
-        for i, j in zip((idx_a + offsets[ca]).tolist(), (idx_b + offsets[cb]).tolist()):
-            index_sets.union(i, j)
-    roots = np.array([index_sets.find(i) for i in range(total)])
+        left.append(idx_a + offsets[ca])
+        right.append(idx_b + offsets[cb])
+    roots = _components(total, np.concatenate(left) if left else np.zeros(0, np.int64),
+                        np.concatenate(right) if right else np.zeros(0, np.int64))
     _, first_seen, group_of = np.unique(roots, return_index=True, return_inverse=True)
     rank = np.argsort(np.argsort(first_seen))  # number groups by where they first appear
     group_of = rank[group_of]
@@ -309,8 +343,38 @@ def _family(graph: Graph, facts: _Facts, classes: list, members_of: dict, sizes:
         reasons.append("no parameter produces these channels")
     if len(groups) < 2:
         reasons.append("a single group: nothing can be removed without removing everything")
+    elif all(_pinned(facts, members, g) for g in range(len(groups))):
+        reasons.append("every group is the last one feeding some tensor (a Split output, say): removing any "
+                       "would leave it empty")
     reasons.extend(_zero_invariance(graph, facts, key_set))
     return Family(family_id, _name(keys, facts), len(groups), kind, tuple(members), tuple(dict.fromkeys(reasons)))
+
+
+def _components(n: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Connected components of n nodes joined by edges left[i]-right[i]: each node gets the smallest
+    node of its component (label propagation with pointer jumping, vectorised)."""
+    label = np.arange(n)
+    if not len(left):
+        return label
+    while True:
+        smaller = np.minimum(label[left], label[right])
+        before = label.copy()
+        np.minimum.at(label, left, smaller)
+        np.minimum.at(label, right, smaller)
+        label = label[label]  # jump to the label's label
+        label = label[label]
+        if np.array_equal(label, before):
+            return label
+
+
+def _pinned(facts: _Facts, members: list[Member], group: int) -> bool:
+    """True if removing `group` alone would empty one of the family's member axes."""
+    for member in members:
+        owned = int((member.table[group] >= 0).sum())
+        size = facts.sizes.get((member.value, member.axis))
+        if owned and isinstance(size, int) and owned >= size:
+            return True
+    return False
 
 
 def _table(groups: np.ndarray, n_groups: int) -> np.ndarray:
@@ -335,9 +399,11 @@ def _name(keys: list[Key], facts: _Facts) -> str:
 
 
 def _zero_invariance(graph: Graph, facts: _Facts, keys: set[Key]) -> list[str]:
-    """With every producer slice of a group at zero, is every contracted slice zero? Walk the ops in
-    topological order, tracking which values carry a zero slice; report the sinks that would not."""
+    """With every producer slice of a group at zero, is every contracted slice zero? Walk the ops that
+    write the family's values in topological order, tracking which values carry a zero slice; report
+    the sinks that would not. Cost is linear in the family's size."""
     values = {k[0] for k in keys}
+    producer_params = {k[0] for k in keys if k[0] in facts.parameters and facts.roles.get(k, PRODUCER) == PRODUCER}
     zero: dict[str, bool] = {}
     blame: dict[str, str] = {}
 
@@ -347,24 +413,25 @@ def _zero_invariance(graph: Graph, facts: _Facts, keys: set[Key]) -> list[str]:
         if name not in values:
             return None
         if name in facts.parameters:
-            role = {facts.roles.get(k, PRODUCER) for k in keys if k[0] == name}
-            return PRODUCER in role
+            return name in producer_params
         return zero.get(name, False)
 
-    for entry in facts.ops:
-        outs = [(slot, name) for slot, name in enumerate(entry.outputs) if name in values]
-        if not outs or entry.op.op_type == "Constant":
+    writers = sorted({facts.producing[v] for v in values if v in facts.producing})
+    for index in writers:
+        entry = facts.ops[index]
+        if entry.op.op_type == "Constant":
             continue
         flags = [state(name) for name in entry.inputs]
-        for slot, name in outs:
+        for slot, name in enumerate(entry.outputs):
+            if name not in values:
+                continue
             zero[name] = bool(entry.coupling.zero(flags, slot))
             if not zero[name]:
                 upstream = [blame[n] for n in entry.inputs if n in blame]
                 blame[name] = upstream[0] if upstream and all(f is not True for f in flags) else entry.op.label
     reasons = []
-    for alternatives, op in facts.sinks:
-        if not any(k in keys for k in alternatives):
-            continue
+    for index in sorted({i for k in keys for i in facts.sinks_at.get(k, ())}):
+        alternatives, op = facts.sinks[index]
         if not any(state(k[0]) is True for k in alternatives if k in keys):
             culprit = next((blame[k[0]] for k in alternatives if k[0] in blame), None)
             detail = f" ({culprit} does not keep zeros)" if culprit else ""

@@ -15,7 +15,7 @@ import numpy as np
 from onnxprune.ir import Graph
 from onnxprune.ops.rule import constant_value
 from onnxprune.passmanager import PassResult, TransformPass
-from onnxprune.space import Family, PruningSpace, Selection
+from onnxprune.space import AxisBudget, Family, PruningSpace, Selection
 
 from .cost import CostAnalysis
 from .prune_space import PruneSpaceAnalysis
@@ -94,7 +94,7 @@ def select_groups(graph: Graph, space: PruningSpace, cost, options: SelectOption
         weights = {f.id: f.flops for f in families}
         total = cost.flops
     target = options.ratio * total
-    budget = _AxisBudget(space)
+    budget = AxisBudget(space)
     chosen: dict[int, list[int]] = {f.id: [] for f in families}
     if options.scope == "local":
         for f in families:
@@ -129,38 +129,6 @@ def select_groups(graph: Graph, space: PruningSpace, cost, options: SelectOption
                     chosen[f.id].remove(group)
                     budget.give_back(f, group)
     return Selection({fid: tuple(sorted(groups)) for fid, groups in chosen.items() if groups})
-
-
-class _AxisBudget:
-    """How many indices each member axis has left, so a selection never empties a tensor (one output
-    of a Split, say, that only some groups feed)."""
-
-    def __init__(self, space: PruningSpace) -> None:
-        self.left: dict[tuple[str, int], int] = {}
-        for family in space.families:
-            for member in family.members:
-                key = (member.value, member.axis)
-                self.left[key] = self.left.get(key, 0) + int((member.table >= 0).sum())
-
-    def _rows(self, family: Family, group: int):
-        for member in family.members:
-            count = int((member.table[group] >= 0).sum())
-            if count:
-                yield (member.value, member.axis), count
-
-    def take(self, family: Family, group: int) -> bool:
-        """Reserve the group's indices if every axis keeps at least one; say whether it did."""
-        rows = list(self._rows(family, group))
-        if any(self.left[key] - count < 1 for key, count in rows):
-            return False
-        for key, count in rows:
-            self.left[key] -= count
-        return True
-
-    def give_back(self, family: Family, group: int) -> None:
-        """Undo `take`."""
-        for key, count in self._rows(family, group):
-            self.left[key] += count
 
 
 class Select(TransformPass):

@@ -13,7 +13,7 @@ from onnxprune.passes.verify import compare, random_inputs
 import onnxprune
 from onnxprune.errors import UserError
 from onnxprune.passmanager import AnalysisManager, PassManager
-from onnxprune.space import Selection
+from onnxprune.space import AxisBudget, Selection
 
 from .builders import Builder
 from .conftest import ZOO, ZOO_MODELS
@@ -21,10 +21,12 @@ from .test_cli import run_cli
 
 
 def random_selection(space, rng: np.random.Generator, leave_one: bool = False) -> Selection:
-    pruned = {}
+    """Random groups of every prunable family (all but one with leave_one), never emptying a tensor."""
+    budget, pruned = AxisBudget(space), {}
     for family in space.prunable:
         count = family.size - 1 if leave_one else int(rng.integers(0, family.size))
-        pruned[family.id] = tuple(sorted(rng.choice(family.size, size=count, replace=False).tolist()))
+        candidates = rng.permutation(family.size)[:count]
+        pruned[family.id] = tuple(sorted(int(g) for g in candidates if budget.take(family, int(g))))
     return Selection(pruned)
 
 

@@ -182,3 +182,22 @@ def test_shape_freezes_only_the_dimensions_that_are_used():
     y2 = b2.conv(everything, 6, 2)
     family = family_with(space_of(b2.model({"x": [1, 3, 4, 4]}, [y2])), "w1")
     assert any("Shape reads this dimension" in r for r in family.reasons)
+
+
+def test_axes_a_rule_does_not_map_freeze():
+    b = Builder()
+    h = b.op("Relu", [b.conv("x", 3, 4)])
+    scales = b.op("Concat", [b.op("Constant", [], value=onnx_tensor([1.0, 1.0])),
+                             b.op("Constant", [], value=onnx_tensor([2.0, 2.0]))], axis=0)
+    up = b.op("Resize", [h, "", scales], mode="nearest")
+    y = b.conv(up, 4, 2)
+    space = space_of(b.model({"x": [1, 3, 4, 4]}, [y]))
+    assert sorted(f.size for f in space.prunable) == [4]  # the float scales vector is no family
+    scale_family = [f for f in space.families if any(m.value == scales for m in f.members)]
+    assert all(not f.prunable for f in scale_family)
+
+
+def onnx_tensor(values):
+    from onnx import numpy_helper
+
+    return numpy_helper.from_array(np.array(values, np.float32))

@@ -247,16 +247,18 @@ class Graph:
     def inputs_of(self, op: Op) -> list[Value | None]:
         """The op's input slots in order; None marks an omitted optional input."""
         slots: list[Value | None] = [None] * op.num_inputs
-        for value, _, key in self.nx.in_edges(op, keys=True):
-            if isinstance(key, int):
-                slots[key] = value
+        for value, keys in self.nx.pred[op].items():
+            for key in keys:
+                if isinstance(key, int):
+                    slots[key] = value
         return slots
 
     def outputs_of(self, op: Op) -> list[Value | None]:
         """The op's output slots in order; None marks an omitted optional output."""
         slots: list[Value | None] = [None] * op.num_outputs
-        for _, value, key in self.nx.out_edges(op, keys=True):
-            slots[key] = value
+        for value, keys in self.nx.succ[op].items():
+            for key in keys:
+                slots[key] = value
         return slots
 
     def captures_of_value(self, value: Value) -> list[Op]:
@@ -265,16 +267,21 @@ class Graph:
 
     def captures_of(self, op: Op) -> list[Value]:
         """Outer-scope values that the op's subgraphs read."""
-        return [value for value, _, key in self.nx.in_edges(op, keys=True) if not isinstance(key, int)]
+        return [value for value, keys in self.nx.pred[op].items() for key in keys if not isinstance(key, int)]
 
     def topological_order(self) -> list[Op]:
         """Ops in an order where every op follows its producers; among ready ops, insertion order wins,
-        so an unmodified model keeps its node order."""
+        so an unmodified model keeps its node order. Cached until the graph changes."""
+        cached = getattr(self, "_topo_cache", None)
+        if cached is not None and cached[0] == self.version:
+            return list(cached[1])
+
         def key(node):
             return -1 if isinstance(node, Value) else node.order
         try:
-            ordered = nx.lexicographical_topological_sort(self.nx, key=key)
-            return [n for n in ordered if isinstance(n, Op)]
+            ordered = [n for n in nx.lexicographical_topological_sort(self.nx, key=key) if isinstance(n, Op)]
+            self._topo_cache = (self.version, ordered)
+            return list(ordered)
         except nx.NetworkXUnfeasible:
             cycle = nx.find_cycle(self.nx)
             names = " -> ".join(n.name if isinstance(n, Value) else n.label for n, _, _ in cycle[:8])

@@ -153,7 +153,9 @@ def couple_conv(view: OpView) -> Coupling | None:
     if x_rank is None or w_rank is None or rank(view, OUT, 0) != x_rank:
         return None
     group = view.op.attr("group", 1)
-    c_in, c_out = dim(view, IN, 0, 1), dim(view, IN, 1, 0)
+    c_in, c_out, per_group = dim(view, IN, 0, 1), dim(view, IN, 1, 0), dim(view, IN, 1, 1)
+    if not isinstance(c_in, int) and isinstance(per_group, int):
+        c_in = per_group * group  # the weight says it when inference could not
     if not isinstance(c_in, int) or not isinstance(c_out, int):
         return None
     coupling = Coupling(same=[(ax_in(0, 0), ax_out(0, 0)), (ax_in(1, 0), ax_out(0, 1))])
@@ -831,19 +833,24 @@ def couple_tile(view: OpView) -> Coupling | None:
 
 
 def couple_resize(view: OpView) -> Coupling | None:
-    """Resize/Upsample over space: axes whose scale is 1 (batch, channels) pass through."""
+    """Resize/Upsample over space: axes whose constant scale is exactly 1 (batch, channels) pass through;
+    explicit output sizes, a region of interest or unknown scales freeze."""
     r = rank(view, IN, 0)
-    src = view.inputs[0].shape if view.inputs[0] is not None else None
-    dst = view.outputs[0].shape if view.outputs[0] is not None else None
-    if r is None or src is None or dst is None:
+    if r is None:
         return None
     coupling = Coupling(zero=zero_first)
-    sizes_given = view.op.op_type == "Resize" and len(view.present) > 3 and view.present[3]
+    scale_slot = 1 if view.op.op_type == "Upsample" else 2
+    scales = view.constant(scale_slot) if view.has_input(scale_slot) else None
+    if view.op.op_type == "Resize" and view.graph is not None and view.graph.opset < 11:
+        scales = view.constant(1)
+    if view.op.op_type == "Upsample" and view.op.attr("scales") is not None:
+        scales = np.asarray(view.op.attr("scales"))
     for a in range(r):
-        if src[a] == dst[a] and src[a] is not None:
+        if scales is not None and len(np.reshape(scales, -1)) == r and float(np.reshape(scales, -1)[a]) == 1.0:
             coupling.same.append((ax_in(0, a), ax_out(0, a)))
-            if sizes_given:
-                coupling.frozen.append((ax_in(0, a), "Resize with explicit output sizes"))
+        else:
+            coupling.frozen.append((ax_in(0, a), f"{view.op.op_type} scales this axis (or its scale is not constant)"))
+            coupling.frozen.append((ax_out(0, a), f"{view.op.op_type} scales this axis (or its scale is not constant)"))
     return coupling
 
 
@@ -863,9 +870,11 @@ def couple_shape_reader(view: OpView) -> Coupling | None:
             output = view.graph.outputs_of(view.op)[0]
             used = {start + i for i in _used_elements(view.graph, output, end - start)}
     coupling = Coupling(zero=zero_never)
-    for a in range(start, end):
-        if a in used:
+    for a in range(r):
+        if start <= a < end and a in used:
             coupling.frozen.append((ax_in(0, a), f"{view.op.op_type} reads this dimension"))
+        else:
+            coupling.unconstrained.append(ax_in(0, a))
     return coupling
 
 
@@ -906,9 +915,11 @@ def couple_source(view: OpView) -> Coupling | None:
     """Ops that make tensors from attributes or shapes (Constant, ConstantOfShape, Range, ...): a
     Constant's tensor is a parameter like an initializer; computed shapes freeze."""
     coupling = Coupling(zero=zero_never)
-    if view.op.op_type != "Constant":
-        for slot in range(len(view.outputs)):
-            for a in range(rank(view, OUT, slot) or 0):
+    for slot in range(len(view.outputs)):
+        for a in range(rank(view, OUT, slot) or 0):
+            if view.op.op_type == "Constant":  # a parameter: its consumers' rules govern its axes
+                coupling.unconstrained.append(ax_out(slot, a))
+            else:
                 coupling.frozen.append((ax_out(slot, a), f"{view.op.op_type} output shape is computed"))
     return coupling
 

@@ -8,6 +8,8 @@ A rule looks at one op (with its input and output types) and returns a `Coupling
 - `sinks`: axes that the op contracts or reduces away, as lists of alternatives: removing an index
   there is exact only if the slice of one of the listed axes is zero (MatMul: either operand's);
 - `frozen`: axes that must not shrink, with the reason (the rule cannot rewrite the op for it);
+- `unconstrained`: axes the op touches but does not care about (dimensions a Shape op does not read).
+  Every other axis of the op's tensors that the rule leaves unmentioned is frozen: fail closed;
 - `roles`: for input axes that may hold parameters, whether the axis is a `producer` (zeroing its
   slice makes the output slice zero; it belongs to the group) or a `consumer` (only sliced);
 - `zero`: whether an output's coupled slice is zero, given which inputs' slices are zero.
@@ -94,8 +96,15 @@ class Coupling:
     links: list[tuple[Axis, np.ndarray, Axis, np.ndarray]] = field(default_factory=list)
     sinks: list[list[Axis]] = field(default_factory=list)
     frozen: list[tuple[Axis, str]] = field(default_factory=list)
+    unconstrained: list[Axis] = field(default_factory=list)
     roles: dict[Axis, str] = field(default_factory=dict)  # parameter axis -> "producer" | "consumer"
     zero: ZeroRule = zero_never
+
+    def mentioned(self) -> set[Axis]:
+        """Every axis the coupling says something about."""
+        found = {a for pair in self.same for a in pair} | {a for a, _, b, _ in self.links for a in (a, b)}
+        found |= {a for alternatives in self.sinks for a in alternatives} | {a for a, _ in self.frozen}
+        return found | set(self.unconstrained)
 
     def freeze_all(self, view: OpView, reason: str) -> Coupling:
         """Freeze every axis of every tensor of the op."""

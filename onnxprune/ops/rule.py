@@ -76,10 +76,16 @@ def constant_value(graph: Graph, value) -> np.ndarray | None:
     if value.tensor is not None:
         return value.tensor.array
     producer = graph.producer(value)
-    if producer is not None and producer.op_type == "Constant" and producer.domain in ("", "ai.onnx"):
+    if producer is None or producer.domain not in ("", "ai.onnx"):
+        return None
+    if producer.op_type == "Constant":
         for key in ("value", "value_float", "value_floats", "value_int", "value_ints"):
             if key in producer.attributes:
                 return np.asarray(producer.attr(key))
+    if producer.op_type == "Concat" and producer.attr("axis", 0) in (0, -1):
+        pieces = [constant_value(graph, v) for v in graph.inputs_of(producer)]  # exporters build 1-D vectors so
+        if pieces and all(p is not None and np.ndim(p) == 1 for p in pieces):
+            return np.concatenate(pieces)
     return None
 
 
