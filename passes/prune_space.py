@@ -19,7 +19,7 @@ from onnx import TensorProto
 from onnxprune.ir import Graph, Op, TensorType
 from onnxprune.ops import OpView, rule_for
 from onnxprune.ops.coupling import ABSENT, IN, OUT, Axis, Coupling
-from onnxprune.ops.rule import constant_value
+from onnxprune.ops.rule import STAND_INS, constant_value
 from onnxprune.passmanager import AnalysisPass
 from onnxprune.space import ACTIVATION, PRODUCER, Family, Member, PruningSpace
 from onnxprune.unionfind import UnionFind
@@ -77,8 +77,40 @@ class PruneSpaceAnalysis(AnalysisPass):
 
     def run(self, graph: Graph, am) -> PruningSpace:
         bound = self.options.input_shapes
-        return build_space(graph, am.get(ShapesAnalysis, input_shapes=bound),
+        coupling_shapes = bound + symbolic_bindings(graph, bound)
+        return build_space(graph, am.get(ShapesAnalysis, input_shapes=coupling_shapes),
                            am.get(CostAnalysis, input_shapes=bound))
+
+
+#: Stand-ins for symbolic input dimensions: large primes no channel count equals, so a Reshape that
+#: merges the batch into another axis still shows as a product, and shape inference sees numbers.
+_STAND_INS = STAND_INS
+
+
+def symbolic_bindings(graph: Graph, already: tuple[str, ...]) -> tuple[str, ...]:
+    """`name=dims` bindings giving every symbolic or unknown dim of the graph inputs a distinct prime
+    (the same symbol gets the same prime), for inputs the user did not bind."""
+    named = {text.rpartition("=")[0] for text in already}
+    primes: dict[object, int] = {}
+    bindings = []
+    for value in graph.inputs:
+        if value.is_initializer or value.name in named or value.shape is None:
+            continue
+        if all(isinstance(d, int) and d > 0 for d in value.shape):
+            continue
+        dims = []
+        for position, d in enumerate(value.shape):
+            if isinstance(d, int) and d > 0:
+                dims.append(d)
+                continue
+            key = d if isinstance(d, str) else (value.name, position)
+            if key not in primes:
+                if len(primes) >= len(_STAND_INS):
+                    return tuple(bindings)
+                primes[key] = _STAND_INS[len(primes)]
+            dims.append(primes[key])
+        bindings.append(f"{value.name}={'x'.join(map(str, dims))}")
+    return tuple(bindings)
 
 
 def build_space(graph: Graph, types: dict[str, TensorType], cost=None) -> PruningSpace:

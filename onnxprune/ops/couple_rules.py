@@ -597,18 +597,21 @@ def couple_concat(view: OpView) -> Coupling | None:
         return None
     axis = normalize_axis(view.op.attr("axis"), r)
     coupling = Coupling(zero=zero_all_carrying)
+    if any(rank(view, IN, slot) != r for slot in range(len(view.inputs))):
+        return None
+    sizes = [dim(view, IN, slot, axis) for slot in range(len(view.inputs))]
     offset = 0
-    for slot in range(len(view.inputs)):
-        if rank(view, IN, slot) != r:
-            return None
+    for slot, size in enumerate(sizes):
         for a in range(r):
             if a != axis:
                 coupling.same.append((ax_in(slot, a), ax_out(0, a)))
-        size = dim(view, IN, slot, axis)
-        if not isinstance(size, int):
-            return None
+        if not all(isinstance(s, int) for s in sizes):  # offsets unknown: only the concat axis freezes
+            coupling.frozen.append((ax_in(slot, axis), "Concat of pieces whose sizes are not static"))
+            continue
         coupling.links.append((ax_in(slot, axis), np.arange(size), ax_out(0, axis), offset + np.arange(size)))
         offset += size
+    if not all(isinstance(s, int) for s in sizes):
+        coupling.frozen.append((ax_out(0, axis), "Concat of pieces whose sizes are not static"))
     _param_roles(view, coupling, list(range(len(view.inputs))), PRODUCER)
     return coupling
 
@@ -674,9 +677,22 @@ def _slice_params(view: OpView):
 def couple_slice(view: OpView) -> Coupling | None:
     """Slice with constant bounds: a sliced axis (step 1) maps output j to input start + j; others pass."""
     r = rank(view, IN, 0)
-    params = _slice_params(view)
-    if r is None or params is None or rank(view, OUT, 0) != r:
+    if r is None or rank(view, OUT, 0) != r:
         return None
+    params = _slice_params(view)
+    if params is None:  # bounds computed at run time: only the sliced axes are unknown
+        axes = view.constant(3) if view.has_input(3) else None
+        if axes is None:
+            return None
+        sliced = {normalize_axis(int(a), r) for a in np.reshape(axes, -1)}
+        coupling = Coupling(zero=zero_first)
+        for a in range(r):
+            if a in sliced:
+                coupling.frozen += [(ax_in(0, a), "Slice bounds are computed at run time"),
+                                    (ax_out(0, a), "Slice bounds are computed at run time")]
+            else:
+                coupling.same.append((ax_in(0, a), ax_out(0, a)))
+        return coupling
     starts, ends, axes, steps = params
     sliced = {}
     for start, end, axis, step in zip(starts, ends, axes, steps):

@@ -59,10 +59,13 @@ class OpView:
         return _concrete(self.outputs[index] if index < len(self.outputs) else None)
 
     def constant(self, index: int) -> np.ndarray | None:
-        """Input `index` as an array if it is an initializer or a Constant op's output, else None."""
+        """Input `index` as an array if it is always the same: an initializer, a Constant op's output,
+        or small integer shape arithmetic over static dimensions; else None."""
         if self.graph is None or not self.has_input(index):
             return None
-        return constant_value(self.graph, self.graph.inputs_of(self.op)[index])
+        value = self.graph.inputs_of(self.op)[index]
+        found = constant_value(self.graph, value)
+        return found if found is not None else static_value(self.graph, value, self.types)
 
     def has_input(self, index: int) -> bool:
         """True if optional input `index` is given."""
@@ -86,6 +89,91 @@ def constant_value(graph: Graph, value) -> np.ndarray | None:
         pieces = [constant_value(graph, v) for v in graph.inputs_of(producer)]  # exporters build 1-D vectors so
         if pieces and all(p is not None and np.ndim(p) == 1 for p in pieces):
             return np.concatenate(pieces)
+    return None
+
+
+#: Prime stand-ins that prune-space gives symbolic input dimensions before shape inference: a
+#: dimension holding one of these is dynamic, never a constant to fold.
+STAND_INS = (1009, 1013, 1019, 1021, 1031, 1033, 1039, 1049, 1051, 1061, 1063, 1069)
+_FOLDABLE = {"Shape", "Gather", "Unsqueeze", "Squeeze", "Cast", "Identity", "Concat", "Slice", "Add", "Sub", "Mul",
+             "Div"}
+
+
+def static_value(graph: Graph, value, types: dict | None) -> np.ndarray | None:
+    """Evaluate small integer shape arithmetic (Shape of static dims, Gather, Slice, Concat, Unsqueeze,
+    Cast, Add/Sub/Mul/Div) that exporters emit; None if the result depends on a dynamic dimension
+    (picking the static elements of a Shape is fine)."""
+    found = _evaluate(graph, value, types, 0)
+    if found is None or (found.dtype == object and any(v is None for v in found.reshape(-1))):
+        return None
+    return found.astype(np.int64) if found.dtype == object else found
+
+
+def _evaluate(graph: Graph, value, types: dict | None, depth: int) -> np.ndarray | None:
+    """static_value's recursion: dynamic dims are None entries of object arrays."""
+    if value is None or depth > 12:
+        return None
+    found = constant_value(graph, value)
+    if found is not None:
+        return np.asarray(found)
+    producer = graph.producer(value)
+    if producer is None or producer.domain not in ("", "ai.onnx") or producer.op_type not in _FOLDABLE:
+        return None
+    inputs = graph.inputs_of(producer)
+    kind = producer.op_type
+    if kind == "Shape":
+        source = types.get(inputs[0].name) if types is not None and inputs[0] is not None else None
+        if source is None or source.shape is None:
+            return None
+        dims = list(source.shape)
+        start, end = producer.attr("start", 0), producer.attr("end", len(dims))
+        known = [d if isinstance(d, int) and d > 0 and d not in STAND_INS else None for d in dims[start:end]]
+        return np.array(known, dtype=object) if None in known else np.array(known, dtype=np.int64)
+    args = [_evaluate(graph, v, types, depth + 1) if v is not None else None for v in inputs]
+    if any(a is None for a, v in zip(args, inputs) if v is not None) or args[0] is None:
+        return None
+    try:
+        result = _fold(producer, kind, args)
+    except (ValueError, IndexError, TypeError):  # includes numpy's AxisError
+        return None
+    return None if result is None else np.asarray(result)
+
+
+def _fold(producer, kind: str, args: list) -> object:
+    """One shape-arithmetic op on already evaluated arguments (None: not foldable)."""
+    if kind in ("Cast", "Identity"):
+        return args[0]
+    if kind == "Unsqueeze":
+        axes = producer.attr("axes")
+        axes = axes if axes is not None else [int(a) for a in np.reshape(args[1], -1)]
+        out = args[0]
+        for axis in sorted(a % (out.ndim + len(axes)) for a in axes):
+            out = np.expand_dims(out, axis)
+        return out
+    if kind == "Squeeze":
+        axes = producer.attr("axes")
+        if axes is None and len(args) > 1 and args[1] is not None:
+            axes = [int(a) for a in np.reshape(args[1], -1)]
+        return np.squeeze(args[0], axis=tuple(axes) if axes else None)
+    if kind == "Gather":
+        return np.take(args[0], args[1], axis=producer.attr("axis", 0))
+    if kind == "Concat":
+        return np.concatenate([np.atleast_1d(a) for a in args], axis=producer.attr("axis", 0))
+    if kind == "Slice":
+        starts, ends = np.reshape(args[1], -1), np.reshape(args[2], -1)
+        steps = np.reshape(args[4], -1) if len(args) > 4 and args[4] is not None else [1]
+        if args[0].ndim != 1 or len(starts) != 1:
+            return None
+        return args[0][int(starts[0]):int(ends[0]):int(steps[0])]
+    a, b = args[0], args[1]
+    if kind == "Add":
+        return a + b
+    if kind == "Sub":
+        return a - b
+    if kind == "Mul":
+        return a * b
+    if kind == "Div" and np.asarray(a).dtype.kind in "iuO":
+        return a // b
     return None
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import Graph, Op, Value
-from .rule import constant_value
+from .rule import constant_value, static_value
 
 
 def shape_elements(graph: Graph, value: Value | None, types: dict | None = None) -> list[int | None] | None:
@@ -17,6 +17,8 @@ def shape_elements(graph: Graph, value: Value | None, types: dict | None = None)
     if value is None:
         return None
     constant = constant_value(graph, value)
+    if constant is None:
+        constant = static_value(graph, value, types)  # computed, but always the same
     if constant is not None:
         return [int(v) for v in np.asarray(constant).reshape(-1)]
     producer = graph.producer(value)
@@ -75,6 +77,8 @@ def rewrite_shape_elements(graph: Graph, op: Op, slot: int, changes: dict[int, i
         return
     value = graph.inputs_of(op)[slot]
     constant = constant_value(graph, value)
+    if constant is None:
+        constant = static_value(graph, value, types)
     if constant is not None:
         array = np.array(constant, copy=True).reshape(-1)
         for position, new in changes.items():
