@@ -17,7 +17,7 @@ from google.protobuf.message import DecodeError
 from onnx import GraphProto, ModelProto, NodeProto, TensorProto
 
 from ..errors import IRError, ModelError
-from ..files import atomic_write, same_file
+from ..files import atomic_write, paused_gc, same_file
 from . import wire
 from .graph import CAPTURE, Graph, Op
 from .tensor import RAW_NUMPY_DTYPES, Tensor
@@ -58,7 +58,8 @@ def load(source: str | os.PathLike | ModelProto) -> Graph:
             mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
     except OSError as exc:
         raise ModelError(path, f"cannot be read: {exc.strerror}") from None
-    return _load_mapped(mapped, path)
+    with paused_gc():
+        return _load_mapped(mapped, path)
 
 
 def _load_mapped(buf: mmap.mmap, path: Path) -> Graph:

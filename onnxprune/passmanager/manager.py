@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import IRError
+from ..files import paused_gc
 from ..ir import Graph, save
 from .base import AnalysisPass, Pass, PassResult, TransformPass
 from .registry import REGISTRY, Registry
@@ -58,7 +59,8 @@ class AnalysisManager:
         self._deps.pop(key, None)
         self._stack.append(key)
         try:
-            result = analysis.run(self.graph, self)
+            with paused_gc():
+                result = analysis.run(self.graph, self)
         finally:
             self._stack.pop()
         self._cache[key] = (result, self.graph.version)
@@ -176,7 +178,8 @@ class PassManager:
                                     ops_before)
             elif isinstance(p, TransformPass):
                 version = graph.version
-                result = p.run(graph, am)
+                with paused_gc():
+                    result = p.run(graph, am)
                 if not isinstance(result, PassResult):
                     raise TypeError(f"pass '{p.name}' returned {type(result).__name__}, not PassResult")
                 if not result.modified and graph.version != version:
