@@ -201,3 +201,18 @@ def onnx_tensor(values):
     from onnx import numpy_helper
 
     return numpy_helper.from_array(np.array(values, np.float32))
+
+
+def test_einsum_linear_layers_form_families_and_compact_exactly():
+    from onnxprune.space import Selection
+
+    from .test_compact import check_compact_matches_masked
+
+    b = Builder()
+    h = b.op("Relu", [b.op("Einsum", ["x", b.weight((8, 6))], equation="bsd,hd->bsh")])
+    y = b.op("Einsum", [h, b.weight((8, 3))], equation="bsh,ho->bso")
+    graph = onnxprune.load(b.model({"x": [2, 5, 6]}, [y]))
+    space = AnalysisManager(graph).get("prune-space")
+    (hidden,) = space.prunable
+    assert hidden.size == 8 and member(hidden, "w4", 0).role == CONSUMER
+    check_compact_matches_masked(graph, Selection({hidden.id: (1, 4, 6)}), space)

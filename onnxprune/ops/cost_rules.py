@@ -63,6 +63,22 @@ def matmul_cost(view: OpView) -> Cost | None:
     return Cost(macs, 2 * macs)
 
 
+def einsum_cost(view: OpView) -> Cost | None:
+    """Einsum: one multiply-accumulate per point of the product of all distinct letters' sizes."""
+    equation = view.op.attr("equation", "").replace(" ", "")
+    if "->" not in equation or "." in equation:
+        return None
+    terms = equation.split("->")[0].split(",")
+    sizes: dict[str, int] = {}
+    for index, term in enumerate(terms):
+        shape = view.input_shape(index)
+        if shape is None or len(shape) != len(term):
+            return None
+        sizes.update(zip(term, shape))
+    macs = numel(tuple(sizes.values()))
+    return Cost(macs, 2 * macs)
+
+
 def window_pool_cost(view: OpView) -> Cost | None:
     """MaxPool/AveragePool/LpPool: one FLOP per window element per output element."""
     out = view.output_shape(0)

@@ -270,6 +270,49 @@ def couple_matmul(view: OpView) -> Coupling | None:
     return coupling
 
 
+def _einsum_terms(equation: str, ranks: list[int | None]) -> tuple[list[str], str] | None:
+    """Operand and output subscripts of an explicit einsum equation without ellipsis or repeated
+    letters within one operand; None for anything else."""
+    equation = equation.replace(" ", "")
+    if "->" not in equation or "." in equation:
+        return None
+    inputs, output = equation.split("->")
+    terms = inputs.split(",")
+    if len(terms) != len(ranks) or any(r is None or len(t) != r for t, r in zip(terms, ranks)):
+        return None
+    if any(len(set(t)) != len(t) for t in (*terms, output)) or not set(output) <= set("".join(terms)):
+        return None
+    return terms, output
+
+
+def couple_einsum(view: OpView) -> Coupling | None:
+    """Einsum (explicit equations, no ellipsis): a letter kept in the output is one axis across every
+    operand and the output; a summed letter is contracted (exact when any operand's slice is zero)."""
+    parsed = _einsum_terms(view.op.attr("equation", ""), [rank(view, IN, i) for i in range(len(view.inputs))])
+    if parsed is None:
+        return None
+    terms, output = parsed
+    coupling = Coupling(zero=zero_any)
+    for letter in sorted(set("".join(terms))):
+        axes = [ax_in(i, t.index(letter)) for i, t in enumerate(terms) if letter in t]
+        sizes = {dim(view, IN, a.slot, a.axis) for a in axes}
+        if letter in output:
+            axes.append(ax_out(0, output.index(letter)))
+        if len(axes) > 1 and 1 in sizes and len(sizes) > 1:
+            for a in axes:
+                coupling.frozen.append((a, "Einsum broadcasts this letter"))
+            continue
+        for a in axes[1:]:
+            coupling.same.append((axes[0], a))
+        role = PRODUCER if letter in output else CONSUMER
+        for a in axes:
+            if a.side == IN:
+                coupling.roles[a] = role
+        if letter not in output:
+            coupling.sinks.append([a for a in axes if a.side == IN])
+    return coupling
+
+
 # ---------------------------------------------------------------------- normalisation
 def couple_batchnorm(view: OpView) -> Coupling | None:
     """BatchNormalization (inference form): channel axis 1 carries scale, bias, mean and var; a channel

@@ -8,6 +8,7 @@ from __future__ import annotations
 from .cost_rules import (
                          conv_cost,
                          conv_transpose_cost,
+                         einsum_cost,
                          free,
                          gemm_cost,
                          matmul_cost,
@@ -24,6 +25,7 @@ from .couple_rules import (
                          couple_conv_transpose,
                          couple_div,
                          couple_dropout,
+                         couple_einsum,
                          couple_expand,
                          couple_flatten,
                          couple_gather,
@@ -68,6 +70,7 @@ RULES: tuple[OpRule, ...] = (
     OpRule(("ConvTranspose",), conv_transpose_cost, CouplingRule(couple_conv_transpose)),
     OpRule(("Gemm",), gemm_cost, CouplingRule(couple_gemm)),
     OpRule(("MatMul",), matmul_cost, CouplingRule(couple_matmul)),
+    OpRule(("Einsum",), einsum_cost, CouplingRule(couple_einsum)),
     # f(0) = 0, elementwise
     OpRule(("Relu", "LeakyRelu", "Tanh", "Gelu", "Erf", "Sqrt", "Abs", "Neg", "Elu", "Selu", "Celu",
             "Mish", "HardSwish", "Sin", "Tan", "Softsign", "Sign", "Floor", "Ceil", "Round", "ThresholdedRelu",
