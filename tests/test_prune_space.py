@@ -216,3 +216,44 @@ def test_einsum_linear_layers_form_families_and_compact_exactly():
     (hidden,) = space.prunable
     assert hidden.size == 8 and member(hidden, "w4", 0).role == CONSUMER
     check_compact_matches_masked(graph, Selection({hidden.id: (1, 4, 6)}), space)
+
+
+@pytest.mark.parametrize("name, qkv, rows_per_head", [
+    ("vit.onnx", "blocks.0.qkv.weight", 48),  # fused [3, heads, head_dim] split: 3 x 16 rows per head
+    ("vit_dynamo.onnx", None, 48),
+    ("gpt.onnx", "blocks.0.c_attn.weight", 48),
+    ("bert.onnx", "layers.0.query.weight", 16),
+])
+def test_attention_heads_of_other_transformers(name, qkv, rows_per_head):
+    space = space_of(onnxprune.load(ZOO / name).to_onnx())
+    heads = [f for f in space.prunable if f.kind == "head"]
+    assert [f.size for f in heads] == [4, 4]  # two blocks of four heads
+    widest = max(int((m.table >= 0).sum(axis=1).max()) for m in heads[0].producers)
+    assert widest == rows_per_head
+    if qkv is not None:
+        assert qkv in {m.value for m in heads[0].producers}
+    assert all(f.kind == "channel" and f.size == (256 if name == "gpt.onnx" else 128)
+               for f in space.prunable if f.kind != "head")  # the MLP intermediates
+    hidden = [f for f in space.families if not f.prunable and
+              any("LayerNormalization normalises over this axis" in r for r in f.reasons)]
+    assert hidden
+
+
+def test_shared_weights_tie_their_channels():
+    b = Builder()
+    shared = b.weight((6, 3, 1, 1))
+    a = b.op("Relu", [b.op("Conv", ["x", shared])])
+    c = b.op("Relu", [b.op("Conv", ["x", shared])])
+    y = b.conv(b.op("Concat", [a, c], axis=1), 12, 2)
+    space = space_of(b.model({"x": [1, 3, 4, 4]}, [y]))
+    family = family_with(space, shared)
+    assert family.prunable and family.size == 6
+    concat_member = [m for m in family.members if m.value.startswith("concat")][0]
+    np.testing.assert_array_equal(concat_member.table[2], [2, 8])  # channel 2 of both copies
+
+
+def test_depth_to_space_freezes_channels():
+    b = Builder()
+    y = b.conv(b.op("DepthToSpace", [b.op("Relu", [b.conv("x", 3, 8)])], blocksize=2), 2, 2)
+    family = family_with(space_of(b.model({"x": [1, 3, 4, 4]}, [y])), "w1")
+    assert any("mixes channels and space" in r for r in family.reasons)

@@ -525,6 +525,24 @@ def _reshape_groups(src: list, dst: list) -> list[tuple[list[int], list[int]]] |
     return groups
 
 
+def _split_link(coupling: Coupling, parts: list[Axis], sizes: list[int], whole: Axis, kind: str) -> int:
+    """The whole axis is the row-major product of `parts`. Link one part to it (index i owns the whole's
+    indices whose coordinate on that part is i) and freeze the others: linking two would tie every
+    index to every other. The innermost part (head_dim) never; among the rest the largest, ties to
+    the outermost: attention heads in both [heads, head_dim] and fused [3, heads, head_dim] splits.
+    Returns the linked part's position."""
+    candidates = range(len(parts) - 1)
+    linked = max(candidates, key=lambda p: (sizes[p], -p))
+    inner = int(np.prod(sizes[linked + 1:]))
+    total = int(np.prod(sizes))
+    coupling.links.append((parts[linked], (np.arange(total) // inner) % sizes[linked], whole, np.arange(total)))
+    for position, part in enumerate(parts):
+        if position != linked:
+            where = "inner" if position > linked else "outer"
+            coupling.frozen.append((part, f"{where} axis of a Reshape {kind} (another axis owns the indices)"))
+    return linked
+
+
 _SYMBOL = "(one dynamic dimension)"
 
 
@@ -568,20 +586,14 @@ def couple_reshape(view: OpView) -> Coupling | None:
             coupling.same.append((ax_in(0, real_i[0]), ax_out(0, real_j[0])))
             if not rewritable(real_j[0]):
                 coupling.frozen.append((ax_out(0, real_j[0]), "Reshape target size is computed at run time"))
-        elif len(real_i) == 1:  # split: the outer output axis owns blocks of the input axis
-            outer, inner = real_j[0], real_j[1:]
-            _block_link(coupling, ax_out(0, outer), dst[outer], ax_in(0, real_i[0]),
-                        int(np.prod([dst[a] for a in inner])))
-            for axis in inner:
-                coupling.frozen.append((ax_out(0, axis), "inner axis of a Reshape split"))
-            if not rewritable(outer):
-                coupling.frozen.append((ax_out(0, outer), "Reshape target size is computed at run time"))
-        elif len(real_j) == 1:  # merge: the outer input axis owns blocks of the output axis
-            outer, inner = real_i[0], real_i[1:]
-            _block_link(coupling, ax_in(0, outer), src[outer], ax_out(0, real_j[0]),
-                        int(np.prod([src[a] for a in inner])))
-            for axis in inner:
-                coupling.frozen.append((ax_in(0, axis), "inner axis of a Reshape merge"))
+        elif len(real_i) == 1:  # split: one output axis owns its slices of the input axis
+            linked = _split_link(coupling, [ax_out(0, a) for a in real_j], [dst[a] for a in real_j],
+                                 ax_in(0, real_i[0]), "split")
+            if not rewritable(real_j[linked]):
+                coupling.frozen.append((ax_out(0, real_j[linked]), "Reshape target size is computed at run time"))
+        elif len(real_j) == 1:  # merge: one input axis owns its slices of the output axis
+            _split_link(coupling, [ax_in(0, a) for a in real_i], [src[a] for a in real_i], ax_out(0, real_j[0]),
+                        "merge")
             if not rewritable(real_j[0]):
                 coupling.frozen.append((ax_out(0, real_j[0]), "Reshape target size is computed at run time"))
         else:
@@ -968,6 +980,18 @@ def _used_elements(graph, value, length: int) -> set[int]:
         else:
             return everything
     return used
+
+
+def couple_depth_space(view: OpView) -> Coupling | None:
+    """DepthToSpace/SpaceToDepth move channels into space and back: the batch passes, the rest freezes."""
+    r = rank(view, IN, 0)
+    if r is None:
+        return None
+    coupling = Coupling(same=[(ax_in(0, 0), ax_out(0, 0))], zero=zero_first)
+    for a in range(1, r):
+        coupling.frozen += [(ax_in(0, a), f"{view.op.op_type} mixes channels and space"),
+                            (ax_out(0, a), f"{view.op.op_type} mixes channels and space")]
+    return coupling
 
 
 def couple_source(view: OpView) -> Coupling | None:

@@ -23,6 +23,7 @@ from .couple_rules import (
                          couple_concat,
                          couple_conv,
                          couple_conv_transpose,
+                         couple_depth_space,
                          couple_div,
                          couple_dropout,
                          couple_einsum,
@@ -113,6 +114,6 @@ RULES: tuple[OpRule, ...] = (
     OpRule(("Resize", "Upsample"), free, CouplingRule(couple_resize)),
     OpRule(("Shape", "Size"), free, CouplingRule(couple_shape_reader)),
     OpRule(("Constant", "ConstantOfShape", "Range", "EyeLike"), free, CouplingRule(couple_source)),
-    OpRule(("GatherElements", "GatherND", "ScatterND", "ScatterElements", "NonZero", "Trilu", "CastLike",
-            "DepthToSpace", "SpaceToDepth"), free),
+    OpRule(("DepthToSpace", "SpaceToDepth"), free, CouplingRule(couple_depth_space)),
+    OpRule(("GatherElements", "GatherND", "ScatterND", "ScatterElements", "NonZero", "Trilu", "CastLike"), free),
 )
