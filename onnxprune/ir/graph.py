@@ -246,20 +246,31 @@ class Graph:
 
     def inputs_of(self, op: Op) -> list[Value | None]:
         """The op's input slots in order; None marks an omitted optional input."""
-        slots: list[Value | None] = [None] * op.num_inputs
-        for value, keys in self.nx.pred[op].items():
-            for key in keys:
-                if isinstance(key, int):
-                    slots[key] = value
-        return slots
+        return list(self._slots(op)[0])
 
     def outputs_of(self, op: Op) -> list[Value | None]:
         """The op's output slots in order; None marks an omitted optional output."""
-        slots: list[Value | None] = [None] * op.num_outputs
+        return list(self._slots(op)[1])
+
+    def _slots(self, op: Op) -> tuple[list, list]:
+        """(inputs, outputs) of an op, read from the edges once per graph version (analyses ask often)."""
+        cache = self.__dict__.setdefault("_slot_cache", {})
+        found = cache.get(op)
+        if found is not None and found[0] == self.version:
+            return found[1], found[2]
+        inputs: list[Value | None] = [None] * op.num_inputs
+        for value, keys in self.nx.pred[op].items():
+            for key in keys:
+                if isinstance(key, int):
+                    inputs[key] = value
+        outputs: list[Value | None] = [None] * op.num_outputs
         for value, keys in self.nx.succ[op].items():
             for key in keys:
-                slots[key] = value
-        return slots
+                outputs[key] = value
+        if len(cache) > 4 * len(self.nx):  # drop entries of removed ops now and then
+            cache.clear()
+        cache[op] = (self.version, inputs, outputs)
+        return inputs, outputs
 
     def captures_of_value(self, value: Value) -> list[Op]:
         """Ops whose subgraphs read `value` by name."""

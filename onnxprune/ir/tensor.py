@@ -35,7 +35,7 @@ class Tensor:
     original TensorProto untouched. Tensors are immutable: to change a weight, make a new Tensor.
     """
 
-    __slots__ = ("_array", "_proto", "_raw", "header")
+    __slots__ = ("_array", "_proto", "_raw", "_shape", "header")
 
     def __init__(self, header: TensorProto, *, raw=None, array: np.ndarray | None = None,
                  proto: TensorProto | None = None) -> None:
@@ -43,6 +43,7 @@ class Tensor:
         self._raw = raw
         self._array = array
         self._proto = proto
+        self._shape = tuple(header.dims)
 
     @classmethod
     def from_proto(cls, proto: TensorProto) -> Tensor:
@@ -85,7 +86,7 @@ class Tensor:
     @property
     def shape(self) -> tuple[int, ...]:
         """The tensor's dimensions."""
-        return tuple(self.header.dims)
+        return self._shape
 
     @property
     def size(self) -> int:
