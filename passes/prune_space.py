@@ -121,7 +121,12 @@ def build_space(graph: Graph, types: dict[str, TensorType], cost=None) -> Prunin
     families = _families(graph, facts)
     if cost is not None:
         ops_of = _ops_by_value(graph, cost)
-        families = [replace(f, params=group_parameters(graph, f), flops=group_flops(f, ops_of, types))
+        counts: dict[int, np.ndarray] = {}  # members of one class share a table: count its rows once
+        for family in families:
+            for member in family.members:
+                if id(member.table) not in counts:
+                    counts[id(member.table)] = (member.table >= 0).sum(axis=1)
+        families = [replace(f, params=group_parameters(graph, f, counts), flops=group_flops(f, ops_of, types, counts))
                     if f.size else f for f in families]
     return PruningSpace(tuple(families))
 
@@ -138,8 +143,9 @@ def _ops_by_value(graph: Graph, cost) -> dict[str, list[tuple[int, int]]]:
     return ops_of
 
 
-def group_parameters(graph: Graph, family: Family) -> np.ndarray:
-    """Floating-point parameter elements that removing each group deletes."""
+def group_parameters(graph: Graph, family: Family, counts: dict[int, np.ndarray] | None = None) -> np.ndarray:
+    """Floating-point parameter elements that removing each group deletes (`counts`: indices per group of
+    each member table, by table id, when already known)."""
     removed = np.zeros(family.size)
     for member in family.parameters:
         value = graph.value(member.value)
@@ -147,12 +153,13 @@ def group_parameters(graph: Graph, family: Family) -> np.ndarray:
         if array is None or np.asarray(array).dtype.kind != "f":
             continue
         array = np.asarray(array)
-        removed += (member.table >= 0).sum(axis=1) * (array.size // max(array.shape[member.axis], 1))
+        rows = counts[id(member.table)] if counts else (member.table >= 0).sum(axis=1)
+        removed += rows * (array.size // max(array.shape[member.axis], 1))
     return removed
 
 
-def group_flops(family: Family, ops_of: dict[str, list[tuple[int, int]]], types: dict[str, TensorType]
-                ) -> np.ndarray:
+def group_flops(family: Family, ops_of: dict[str, list[tuple[int, int]]], types: dict[str, TensorType],
+                counts: dict[int, np.ndarray] | None = None) -> np.ndarray:
     """Estimated FLOPs that removing each group saves: every op touching the family loses the share
     of its work that the group's indices carry (the largest share over the op's tensors)."""
     shares: dict[int, tuple[int, np.ndarray]] = {}
@@ -160,10 +167,10 @@ def group_flops(family: Family, ops_of: dict[str, list[tuple[int, int]]], types:
         touching = ops_of.get(member.value)
         if not touching:
             continue
-        counts = (member.table >= 0).sum(axis=1)
+        rows = counts[id(member.table)] if counts else (member.table >= 0).sum(axis=1)
         found = types.get(member.value)
         width = found.shape[member.axis] if found is not None and found.shape is not None else None
-        share = counts / (width if isinstance(width, int) and width > 0 else max(counts.sum(), 1))
+        share = rows / (width if isinstance(width, int) and width > 0 else max(rows.sum(), 1))
         for index, flops in touching:
             previous = shares.get(index)
             shares[index] = (flops, share if previous is None else np.maximum(previous[1], share))
