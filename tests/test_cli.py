@@ -191,3 +191,16 @@ def test_quick_start_model_is_accurate():
     (logits,) = run_ort(ZOO / "digits_cnn.onnx", {"input": data["input"][test]})
     accuracy = float((logits.argmax(1) == data["labels"][test]).mean())
     assert accuracy >= 0.95
+
+
+def test_analyze_lists_families_and_draws_them(capsys, tmp_path):
+    status, out, err = run_cli(capsys, "analyze", ZOO / "resnet.onnx", "--dot", tmp_path / "g.dot", "--json",
+                               tmp_path / "a.json")
+    assert status == 0, err
+    assert "8 families, 6 prunable" in out
+    assert "frozen: input axis 1: model input 'input'" in out
+    data = json.loads((tmp_path / "a.json").read_text())
+    assert sorted(f["size"] for f in data["families"] if f["prunable"]) == [16, 16, 32, 32, 64, 64]
+    dot = (tmp_path / "g.dot").read_text()
+    assert dot.startswith("digraph onnxprune {") and dot.rstrip().endswith("}")
+    assert dot.count(" -> ") >= 30 and 'label="F1"' in dot and "(frozen)" in dot
