@@ -45,6 +45,17 @@ class _OpCoupling:
         name = names[axis.slot] if axis.slot < len(names) else None
         return None if name is None else (name, axis.axis)
 
+    def sources(self) -> dict[Axis, list[Axis]]:
+        """Output axis -> the input axes the rule ties to it (by `same` or `links`)."""
+        found: dict[Axis, list[Axis]] = {}
+        pairs = list(self.coupling.same) + [(a, b) for a, _, b, _ in self.coupling.links]
+        for a, b in pairs:
+            if a.side == OUT and b.side == IN:
+                found.setdefault(a, []).append(b)
+            elif b.side == OUT and a.side == IN:
+                found.setdefault(b, []).append(a)
+        return found
+
 
 @dataclass
 class _Facts:
@@ -439,40 +450,45 @@ def _name(keys: list[Key], facts: _Facts) -> str:
 
 def _zero_invariance(graph: Graph, facts: _Facts, keys: set[Key]) -> list[str]:
     """With every producer slice of a group at zero, is every contracted slice zero? Walk the ops that
-    write the family's values in topological order, tracking which values carry a zero slice; report
-    the sinks that would not. Cost is linear in the family's size."""
-    values = {k[0] for k in keys}
-    producer_params = {k[0] for k in keys if k[0] in facts.parameters and facts.roles.get(k, PRODUCER) == PRODUCER}
-    zero: dict[str, bool] = {}
-    blame: dict[str, str] = {}
+    write the family's values in topological order, tracking for each (value, axis) of the family
+    whether its group slices are zero; report the sinks that would not be. A value can carry the
+    family on two axes (x + x^T), so states are per axis, and an output axis takes its inputs' states
+    through the axes the rule ties to it. Cost is linear in the family's size."""
+    zero: dict[Key, bool] = {}
+    blame: dict[Key, str] = {}
+    axes_of: dict[str, list[int]] = {}
+    for name, axis in keys:
+        axes_of.setdefault(name, []).append(axis)
 
-    def state(name: str | None) -> object:
-        if name is None:
-            return ABSENT
-        if name not in values:
-            return None
-        if name in facts.parameters:
-            return name in producer_params
-        return zero.get(name, False)
+    def state(key: Key) -> bool:
+        if key[0] in facts.parameters:
+            return facts.roles.get(key, PRODUCER) == PRODUCER  # producers are zeroed; consumers are not
+        return zero.get(key, False)
 
-    writers = sorted({facts.producing[v] for v in values if v in facts.producing})
+    writers = sorted({facts.producing[k[0]] for k in keys if k[0] in facts.producing})
     for index in writers:
         entry = facts.ops[index]
         if entry.op.op_type == "Constant":
             continue
-        flags = [state(name) for name in entry.inputs]
+        sources = entry.sources()
         for slot, name in enumerate(entry.outputs):
-            if name not in values:
-                continue
-            zero[name] = bool(entry.coupling.zero(flags, slot))
-            if not zero[name]:
-                upstream = [blame[n] for n in entry.inputs if n in blame]
-                blame[name] = upstream[0] if upstream and all(f is not True for f in flags) else entry.op.label
+            for axis in axes_of.get(name, ()) if name is not None else ():
+                key = (name, axis)
+                flags: list[object] = [ABSENT if n is None else None for n in entry.inputs]
+                for src in sources.get(Axis(OUT, slot, axis), ()):
+                    src_key = entry.key(src)
+                    if src_key in keys:
+                        flags[src.slot] = state(src_key) if flags[src.slot] is not True else True
+                zero[key] = bool(entry.coupling.zero(flags, slot))
+                if not zero[key]:
+                    upstream = [blame[k] for k in (entry.key(s) for s in sources.get(Axis(OUT, slot, axis), ()))
+                                if k in blame]
+                    blame[key] = upstream[0] if upstream and all(f is not True for f in flags) else entry.op.label
     reasons = []
     for index in sorted({i for k in keys for i in facts.sinks_at.get(k, ())}):
         alternatives, op = facts.sinks[index]
-        if not any(state(k[0]) is True for k in alternatives if k in keys):
-            culprit = next((blame[k[0]] for k in alternatives if k[0] in blame), None)
+        if not any(state(k) for k in alternatives if k in keys):
+            culprit = next((blame[k] for k in alternatives if k in blame), None)
             detail = f" ({culprit} does not keep zeros)" if culprit else ""
             reasons.append(f"not zero-invariant: {op.label} contracts the channels, which are not zero when "
                            f"the group's parameters are{detail}")

@@ -257,3 +257,49 @@ def test_depth_to_space_freezes_channels():
     y = b.conv(b.op("DepthToSpace", [b.op("Relu", [b.conv("x", 3, 8)])], blocksize=2), 2, 2)
     family = family_with(space_of(b.model({"x": [1, 3, 4, 4]}, [y])), "w1")
     assert any("mixes channels and space" in r for r in family.reasons)
+
+
+# ---------------------------------------------------------------------- regressions found by review
+def _gemm_family(b: Builder, width: int) -> str:
+    return b.op("Gemm", ["inp", b.weight((4, width))])
+
+
+def test_outer_sum_carries_the_family_on_two_axes_and_is_not_zero_invariant():
+    b = Builder()
+    x = _gemm_family(b, 6)  # [1, 6]
+    z = b.op("Add", [x, b.op("Transpose", [x], perm=[1, 0])])  # z[g, j] = x[j] + x[g]: row g is not zero
+    y = b.op("ReduceSum", [z], keepdims=0)
+    family = family_with(space_of(b.model({"inp": [1, 4]}, [y])), "w1", 1)  # the Gemm's output columns
+    assert not family.prunable and any("not zero-invariant" in r for r in family.reasons)
+
+
+def test_square_weight_in_one_family_on_both_axes():
+    b = Builder()
+    x = b.op("Sigmoid", [b.op("MatMul", ["inp", b.weight((5, 6))])])
+    z = b.op("MatMul", [x, b.weight((6, 6))])  # axis 0 consumes x (never zeroed), axis 1 produces z
+    y = b.op("MatMul", [b.op("Mul", [x, z]), b.weight((6, 3))])
+    family = family_with(space_of(b.model({"inp": [4, 5]}, [y])), "w1", 1)
+    assert not family.prunable
+
+
+def test_instance_norm_spatial_axes_do_not_shrink():
+    b = Builder()
+    norm = b.op("InstanceNormalization", [b.weight((1, 4, 6)), b.weight((4,)), b.weight((4,))])
+    a = b.op("Mul", [b.op("Mul", [norm, b.weight((1, 1, 6))]), "x"])
+    y = b.op("ReduceSum", [a, b.const(np.array([2], np.int64))], keepdims=1)
+    space = space_of(b.model({"x": [1, 4, 1]}, [y]))
+    spatial = family_with(space, "w5", 2)
+    assert any("InstanceNormalization normalises over this axis" in r for r in spatial.reasons)
+
+
+def test_extra_outputs_are_not_claimed_zero():
+    b = Builder()
+    h = b.conv("x", 3, 6)
+    mask = b.name("mask")
+    from onnx import helper
+
+    b.nodes.append(helper.make_node("Dropout", [h], [b.name("d"), mask]))
+    p = b.op("Mul", [b.op("Sigmoid", [h]), b.op("Cast", [mask], to=1)])  # the mask is all ones, not zero
+    y = b.conv(p, 6, 2)
+    family = family_with(space_of(b.model({"x": [1, 3, 4, 4]}, [y])), "w1")
+    assert not family.prunable and any("not zero-invariant" in r for r in family.reasons)

@@ -66,7 +66,7 @@ def couple_dropout(view: OpView) -> Coupling | None:
     if len(view.outputs) > 1 and view.outputs[1] is not None:
         r = rank(view, IN, 0)
         coupling.same += [(ax_in(0, a), ax_out(1, a)) for a in range(r)]
-    coupling.zero = zero_first
+    coupling.zero = lambda flags, out_slot=0: out_slot == 0 and flags[0] is True  # the mask is all ones
     return coupling
 
 
@@ -332,10 +332,13 @@ def couple_batchnorm(view: OpView) -> Coupling | None:
 
 
 def couple_instancenorm(view: OpView) -> Coupling | None:
-    """InstanceNormalization normalises each channel over space; scale and bias are per channel."""
+    """InstanceNormalization normalises each channel over space (the spatial axes cannot shrink);
+    scale and bias are per channel."""
     coupling = identity_coupling(view)
     if coupling is None:
         return None
+    for axis in range(2, rank(view, IN, 0)):
+        coupling.frozen.append((ax_in(0, axis), "InstanceNormalization normalises over this axis"))
     for slot in (1, 2):
         coupling.same.append((ax_in(slot, 0), ax_out(0, 1)))
         coupling.roles[ax_in(slot, 0)] = PRODUCER
@@ -364,7 +367,11 @@ def couple_layernorm(view: OpView) -> Coupling | None:
         if view.outputs[out] is not None:
             for axis in range(min(first, rank(view, OUT, out) or 0)):
                 coupling.same.append((ax_in(0, axis), ax_out(out, axis)))
-    coupling.zero = lambda flags, out_slot=0: flags[0] is True and flag(flags, 2) is ABSENT
+    def zero(flags, out_slot=0):
+        if out_slot == 0:  # (x - mean) * invstd * scale + bias: zero only without a bias
+            return flags[0] is True and flag(flags, 2) is ABSENT
+        return out_slot == 1 and flags[0] is True  # the mean is zero; InvStdDev is 1/sqrt(eps)
+    coupling.zero = zero
     return coupling
 
 
@@ -373,7 +380,8 @@ def couple_groupnorm(view: OpView) -> Coupling | None:
     coupling = identity_coupling(view)
     if coupling is None:
         return None
-    coupling.frozen.append((ax_in(0, 1), "GroupNormalization normalises over groups of channels"))
+    for axis in range(1, rank(view, IN, 0)):
+        coupling.frozen.append((ax_in(0, axis), "GroupNormalization normalises over this axis"))
     coupling.zero = zero_never
     return coupling
 
