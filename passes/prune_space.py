@@ -455,6 +455,7 @@ def _zero_invariance(graph: Graph, facts: _Facts, keys: set[Key]) -> list[str]:
     family on two axes (x + x^T), so states are per axis, and an output axis takes its inputs' states
     through the axes the rule ties to it. Cost is linear in the family's size."""
     zero: dict[Key, bool] = {}
+    poisoned: set[Key] = set()
     blame: dict[Key, str] = {}
     axes_of: dict[str, list[int]] = {}
     for name, axis in keys:
@@ -475,10 +476,17 @@ def _zero_invariance(graph: Graph, facts: _Facts, keys: set[Key]) -> list[str]:
             for axis in axes_of.get(name, ()) if name is not None else ():
                 key = (name, axis)
                 flags: list[object] = [ABSENT if n is None else None for n in entry.inputs]
+                tainted = False
                 for src in sources.get(Axis(OUT, slot, axis), ()):
                     src_key = entry.key(src)
                     if src_key in keys:
                         flags[src.slot] = state(src_key) if flags[src.slot] is not True else True
+                        tainted = tainted or src_key in poisoned
+                if tainted or entry.coupling.nonfinite(flags, slot):
+                    poisoned.add(key)  # inf/NaN on the slice: 0 * inf is NaN, so no rule makes it zero
+                    zero[key] = False
+                    blame.setdefault(key, entry.op.label)
+                    continue
                 zero[key] = bool(entry.coupling.zero(flags, slot))
                 if not zero[key]:
                     upstream = [blame[k] for k in (entry.key(s) for s in sources.get(Axis(OUT, slot, axis), ()))

@@ -80,8 +80,14 @@ def compare(reference: Graph, candidate: Graph, feeds_list: list[dict[str, np.nd
                 raise CheckFailed(f"verify failed: output shapes differ ({a.shape} vs {b.shape})")
             if a.size == 0:
                 continue
-            diff = float(np.max(np.abs(a - b)))
-            scale = float(np.max(np.abs(a)))
+            finite = np.isfinite(a) & np.isfinite(b)
+            if not np.array_equal(np.isfinite(a), np.isfinite(b)) or \
+                    not np.array_equal(a[~finite], b[~finite], equal_nan=True):
+                return VerifyReport(float("inf"), float("inf"), tolerance, False)  # inf/NaN where the other is not
+            if not finite.any():
+                continue
+            diff = float(np.max(np.abs(a[finite] - b[finite])))
+            scale = float(np.max(np.abs(a[finite])))
             max_abs = max(max_abs, diff)
             max_rel = max(max_rel, diff / scale if scale > 0 else diff)
             ok = ok and diff <= atol + tolerance * scale

@@ -141,3 +141,15 @@ def test_prune_and_compact_commands(capsys, tmp_path):
     assert status == 2 and "another model" in err
     status, _, err = run_cli(capsys, "prune", ZOO / "resnet.onnx", "-o", tmp_path / "y.onnx", "--ratio", "1.5")
     assert status == 2 and "ratio" in err
+
+
+def test_verify_reports_non_finite_mismatches():
+    graph = onnxprune.load(ZOO / "mlp.onnx")
+    broken = graph.copy()
+    weight = next(v for v in broken.initializers if len(v.tensor.shape) == 2)
+    array = np.array(weight.tensor.array)
+    array[0, 0] = np.inf
+    broken.set_initializer(weight, array)
+    report = compare(graph, broken, [random_inputs(graph, np.random.default_rng(0), 2)], 1e-4)
+    assert not report.ok and report.max_abs == float("inf")
+    assert compare(broken, broken, [random_inputs(graph, np.random.default_rng(0), 2)], 1e-4).ok

@@ -303,3 +303,23 @@ def test_extra_outputs_are_not_claimed_zero():
     y = b.conv(p, 6, 2)
     family = family_with(space_of(b.model({"x": [1, 3, 4, 4]}, [y])), "w1")
     assert not family.prunable and any("not zero-invariant" in r for r in family.reasons)
+
+
+def test_an_exponent_zeroed_as_a_producer_elsewhere_breaks_pow():
+    b = Builder()
+    h = b.conv("x", 3, 6)
+    e = b.const(np.full((1, 6, 1, 1), 2.0, np.float32), "e")
+    a = b.op("Add", [b.op("Pow", [h, e]), b.op("Mul", [h, e])])  # the Mul makes e a producer: zeroed
+    y = b.conv(a, 6, 2)
+    family = family_with(space_of(b.model({"x": [1, 3, 4, 4]}, [y])), "w1")
+    assert not family.prunable
+
+
+def test_infinite_values_on_a_zeroed_slice_poison_later_zero_claims():
+    b = Builder()
+    h = b.conv("x", 3, 6)
+    inverse = b.op("Pow", [h, b.const(np.array(-1.0, np.float32))])  # 1/0 = inf on a zeroed channel
+    normed = b.op("InstanceNormalization", [inverse, b.weight((6,)), b.weight((6,))])  # 0 * inf = NaN
+    y = b.conv(normed, 6, 2)
+    family = family_with(space_of(b.model({"x": [1, 3, 4, 4]}, [y])), "w1")
+    assert not family.prunable

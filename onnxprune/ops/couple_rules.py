@@ -44,11 +44,13 @@ def _param_roles(view: OpView, coupling: Coupling, slots: list[int], role: str) 
 
 
 # ---------------------------------------------------------------------- elementwise
-def _unary(zero_rule, doc: str):
+def _unary(zero_rule, doc: str, nonfinite=None):
     def couple(view: OpView) -> Coupling | None:
         coupling = identity_coupling(view)
         if coupling is not None:
             coupling.zero = zero_rule
+            if nonfinite is not None:
+                coupling.nonfinite = nonfinite
         return coupling
     couple.__doc__ = doc
     return couple
@@ -56,6 +58,8 @@ def _unary(zero_rule, doc: str):
 
 couple_unary_keeps_zero = _unary(zero_first, "f(0) = 0 elementwise (Relu, Gelu, Tanh, ...): axes pass, zeros stay zeros.")
 couple_unary_nonzero = _unary(zero_never, "f(0) != 0 elementwise (Sigmoid, Exp, ...): axes pass, zeros do not stay.")
+couple_unary_infinite = _unary(zero_never, "f(0) is infinite (Log, Reciprocal): a zero slice becomes inf.",
+                               nonfinite=zero_first)
 
 
 def couple_dropout(view: OpView) -> Coupling | None:
@@ -115,7 +119,7 @@ def couple_div(view: OpView) -> Coupling | None:
     """a / b: zero when a is; a constant denominator is only sliced (zeroing it would divide by zero)."""
     def zero(flags, out_slot=0):
         return flags[0] is True and flags[1] is not True
-    coupling = Coupling(zero=zero)
+    coupling = Coupling(zero=zero, nonfinite=lambda flags, out_slot=0: flags[1] is True)  # x / 0
     if not broadcast_coupling(view, [0, 1], coupling):
         return None
     _param_roles(view, coupling, [0], PRODUCER)
@@ -127,7 +131,13 @@ def couple_pow(view: OpView) -> Coupling | None:
     """x ** p keeps zeros for a constant positive exponent."""
     exponent = view.constant(1)
     positive = exponent is not None and np.all(np.asarray(exponent) > 0)
-    coupling = Coupling(zero=zero_first if positive else zero_never)
+
+    def zero(flags, out_slot=0):  # x ** 0 = 1: an exponent zeroed with the group (a producer elsewhere) breaks it
+        return positive and flags[0] is True and flags[1] is not True
+
+    def nonfinite(flags, out_slot=0):  # 0 ** negative = inf
+        return flags[0] is True and not (exponent is not None and np.all(np.asarray(exponent) >= 0))
+    coupling = Coupling(zero=zero, nonfinite=nonfinite)
     if not broadcast_coupling(view, [0, 1], coupling):
         return None
     _param_roles(view, coupling, [1], CONSUMER)

@@ -12,7 +12,9 @@ A rule looks at one op (with its input and output types) and returns a `Coupling
   Every other axis of the op's tensors that the rule leaves unmentioned is frozen: fail closed;
 - `roles`: for input axes that may hold parameters, whether the axis is a `producer` (zeroing its
   slice makes the output slice zero; it belongs to the group) or a `consumer` (only sliced);
-- `zero`: whether an output's coupled slice is zero, given which inputs' slices are zero.
+- `zero`: whether an output's coupled slice is zero, given which inputs' slices are zero;
+- `nonfinite`: whether it may turn inf/NaN (log or 1/x of a zero slice): such a slice poisons everything
+  downstream, since 0 * inf is NaN even where a rule would make the output zero.
 
 An op without a rule, or whose rule returns None, freezes every axis it touches.
 """
@@ -99,6 +101,7 @@ class Coupling:
     unconstrained: list[Axis] = field(default_factory=list)
     roles: dict[Axis, str] = field(default_factory=dict)  # parameter axis -> "producer" | "consumer"
     zero: ZeroRule = zero_never
+    nonfinite: ZeroRule = lambda flags, out_slot=0: False  # noqa: E731 (finite unless a rule says so)
 
     def mentioned(self) -> set[Axis]:
         """Every axis the coupling says something about."""
