@@ -153,3 +153,26 @@ def test_verify_reports_non_finite_mismatches():
     report = compare(graph, broken, [random_inputs(graph, np.random.default_rng(0), 2)], 1e-4)
     assert not report.ok and report.max_abs == float("inf")
     assert compare(broken, broken, [random_inputs(graph, np.random.default_rng(0), 2)], 1e-4).ok
+
+
+def test_squeeze_without_axes_keeps_a_single_remaining_channel():
+    b = Builder()
+    pooled = b.op("GlobalAveragePool", [b.op("Relu", [b.conv("x", 3, 4)])])
+    y = b.op("Gemm", [b.op("Squeeze", [pooled]), b.weight((2, 4)), b.weight((2,))], transB=1)
+    graph = onnxprune.load(b.model({"x": [2, 3, 4, 4]}, [y]))
+    space = AnalysisManager(graph).get("prune-space")
+    (family,) = space.prunable
+    compacted, _ = check_compact_matches_masked(graph, Selection({family.id: (0, 1, 3)}), space)
+    squeeze = next(op for op in compacted.ops() if op.op_type == "Squeeze")
+    assert compacted.initializer(compacted.inputs_of(squeeze)[1].name).tolist() == [2, 3]
+
+
+def test_crop_and_resize_freezes():
+    b = Builder()
+    h = b.op("Relu", [b.conv("x", 3, 4)])
+    roi = b.const(np.array([0, 0.25, 0, 0, 1, 1, 1, 1], np.float32))
+    up = b.op("Resize", [h, roi, b.const(np.array([1, 1, 2, 2], np.float32))], mode="linear",
+              coordinate_transformation_mode="tf_crop_and_resize")
+    graph = onnxprune.load(b.model({"x": [1, 3, 4, 4]}, [b.conv(up, 4, 2)]))
+    space = AnalysisManager(graph).get("prune-space")
+    assert not any(f.size == 4 for f in space.prunable)

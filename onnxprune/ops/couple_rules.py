@@ -219,8 +219,6 @@ def couple_conv_transpose(view: OpView) -> Coupling | None:
     if view.has_input(2):
         coupling.same.append((ax_in(2, 0), ax_out(0, 1)))
         coupling.roles[ax_in(2, 0)] = PRODUCER
-    if view.op.attr("output_shape") is not None:
-        coupling.frozen.append((ax_out(0, 1), "ConvTranspose with an explicit output_shape"))
     for axis in range(2, rank(view, IN, 1)):
         coupling.frozen.append((ax_in(1, axis), "convolution kernel window"))
     coupling.zero = lambda flags, out_slot=0: flags[1] is True and flag(flags, 2) in (ABSENT, True)
@@ -663,6 +661,19 @@ def couple_squeeze_unsqueeze(view: OpView) -> Coupling | None:
     return Coupling(same=[(ax_in(0, i), ax_out(0, o)) for i, o in pairs], zero=zero_first)
 
 
+def rewrite_squeeze(graph, op, view: OpView, kept: dict[Axis, np.ndarray]) -> None:
+    """A Squeeze without axes removes every size-1 axis: once a channel axis shrinks to one it would go
+    too. Name the originally squeezed axes explicitly."""
+    if op.op_type != "Squeeze" or op.attr("axes") is not None or (len(view.present) > 1 and view.present[1]):
+        return
+    axes = [a for a, d in enumerate(view.inputs[0].shape) if d == 1]
+    if graph.opset < 13:
+        graph.set_attr(op, "axes", axes)
+    else:
+        graph.set_input(op, 1, graph.add_initializer(graph.fresh_name(f"{op.name or 'squeeze'}_axes"),
+                                                     np.array(axes, dtype=np.int64)))
+
+
 def couple_concat(view: OpView) -> Coupling | None:
     """Concat: along the axis, input j owns the output indices at its offset; other axes pass through."""
     r = rank(view, OUT, 0)
@@ -928,6 +939,8 @@ def couple_resize(view: OpView) -> Coupling | None:
     if r is None:
         return None
     coupling = Coupling(zero=zero_first)
+    if view.op.attr("coordinate_transformation_mode", "half_pixel") == "tf_crop_and_resize":
+        return coupling.freeze_all(view, "Resize crops a region of every axis (tf_crop_and_resize)")
     scale_slot = 1 if view.op.op_type == "Upsample" else 2
     scales = view.constant(scale_slot) if view.has_input(scale_slot) else None
     if view.op.op_type == "Resize" and view.graph is not None and view.graph.opset < 11:

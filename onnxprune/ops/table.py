@@ -61,6 +61,7 @@ from .couple_rules import (
                          rewrite_reshape,
                          rewrite_slice,
                          rewrite_split,
+                         rewrite_squeeze,
 )
 from .coupling import CouplingRule
 from .rule import OpRule
@@ -105,7 +106,7 @@ RULES: tuple[OpRule, ...] = (
     OpRule(("Transpose",), free, CouplingRule(couple_transpose)),
     OpRule(("Flatten",), free, CouplingRule(couple_flatten)),
     OpRule(("Reshape",), free, CouplingRule(couple_reshape, rewrite_reshape)),
-    OpRule(("Squeeze", "Unsqueeze"), free, CouplingRule(couple_squeeze_unsqueeze)),
+    OpRule(("Squeeze", "Unsqueeze"), free, CouplingRule(couple_squeeze_unsqueeze, rewrite_squeeze)),
     OpRule(("Concat",), free, CouplingRule(couple_concat)),
     OpRule(("Split",), free, CouplingRule(couple_split, rewrite_split)),
     OpRule(("Slice",), free, CouplingRule(couple_slice, rewrite_slice)),
