@@ -12,9 +12,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import numpy as np
-from onnx import TensorProto
 
 from onnxprune.ir import Graph, Op, TensorType
 from onnxprune.ops import OpView, rule_for
@@ -24,11 +24,10 @@ from onnxprune.passmanager import AnalysisPass
 from onnxprune.space import ACTIVATION, PRODUCER, Family, Member, PruningSpace
 from onnxprune.unionfind import UnionFind
 
-from .cost import CostAnalysis
+from .cost import FLOAT_TYPES, CostAnalysis
 from .shapes import ShapesAnalysis
 
 Key = tuple[str, int]  # (value name, axis)
-FLOATS = {TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16}
 #: Ops through which a parameter flows unchanged: a role given downstream belongs to the parameter.
 TRANSPARENT = {"Transpose", "Identity", "Cast", "Reshape", "Squeeze", "Unsqueeze", "Flatten"}
 
@@ -45,8 +44,9 @@ class _OpCoupling:
         name = names[axis.slot] if axis.slot < len(names) else None
         return None if name is None else (name, axis.axis)
 
+    @cached_property
     def sources(self) -> dict[Axis, list[Axis]]:
-        """Output axis -> the input axes the rule ties to it (by `same` or `links`)."""
+        """Output axis -> the input axes the rule ties to it (by `same` or `links`); computed once."""
         found: dict[Axis, list[Axis]] = {}
         pairs = list(self.coupling.same) + [(a, b) for a, _, b, _ in self.coupling.links]
         for a, b in pairs:
@@ -93,11 +93,6 @@ class PruneSpaceAnalysis(AnalysisPass):
                            am.get(CostAnalysis, input_shapes=bound))
 
 
-#: Stand-ins for symbolic input dimensions: large primes no channel count equals, so a Reshape that
-#: merges the batch into another axis still shows as a product, and shape inference sees numbers.
-_STAND_INS = STAND_INS
-
-
 def symbolic_bindings(graph: Graph, already: tuple[str, ...]) -> tuple[str, ...]:
     """`name=dims` bindings giving every symbolic or unknown dim of the graph inputs a distinct prime
     (the same symbol gets the same prime), for inputs the user did not bind."""
@@ -116,9 +111,9 @@ def symbolic_bindings(graph: Graph, already: tuple[str, ...]) -> tuple[str, ...]
                 continue
             key = d if isinstance(d, str) else (value.name, position)
             if key not in primes:
-                if len(primes) >= len(_STAND_INS):
+                if len(primes) >= len(STAND_INS):
                     return tuple(bindings)
-                primes[key] = _STAND_INS[len(primes)]
+                primes[key] = STAND_INS[len(primes)]
             dims.append(primes[key])
         bindings.append(f"{value.name}={'x'.join(map(str, dims))}")
     return tuple(bindings)
@@ -195,7 +190,7 @@ def _is_parameter(graph: Graph, value) -> bool:
     """Floating-point initializers and Constant-op tensors are parameters (integer constants are shapes
     and indices: they are sliced with their axis when needed, never zeroed)."""
     if value.tensor is not None:
-        return value.tensor.data_type in FLOATS
+        return value.tensor.data_type in FLOAT_TYPES
     producer = graph.producer(value)
     if producer is None or producer.op_type != "Constant" or producer.domain not in ("", "ai.onnx"):
         return False
@@ -471,7 +466,7 @@ def _zero_invariance(graph: Graph, facts: _Facts, keys: set[Key]) -> list[str]:
         entry = facts.ops[index]
         if entry.op.op_type == "Constant":
             continue
-        sources = entry.sources()
+        sources = entry.sources
         for slot, name in enumerate(entry.outputs):
             for axis in axes_of.get(name, ()) if name is not None else ():
                 key = (name, axis)

@@ -41,7 +41,6 @@ def test_vgg_hand_count():
 
 
 def test_unknown_ops_are_listed_not_guessed():
-    import numpy as np
     from onnx import TensorProto, helper
 
     graph = helper.make_graph([helper.make_node("Mystery", ["x"], ["y"], domain="acme")], "g",
@@ -50,7 +49,7 @@ def test_unknown_ops_are_listed_not_guessed():
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("acme", 1)])
     cost = AnalysisManager(onnxprune.load(model)).get("cost")
     assert [o.op_type for o in cost.unknown] == ["Mystery"]
-    assert cost.flops == 0 and np.isfinite(cost.macs)
+    assert (cost.macs, cost.flops) == (0, 0)
 
 
 def test_constant_node_weights_count_and_minus_one_dims_count_as_one():

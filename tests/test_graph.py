@@ -37,7 +37,7 @@ def test_value_used_twice_by_one_op_is_two_edges():
     x = graph.add_value("x")
     graph.inputs.append(x)
     op = graph.add_op("Mul", [x, x], ["y"])
-    assert graph.uses(x) == [(op, 0), (op, 1)] or sorted(s for _, s in graph.uses(x)) == [0, 1]
+    assert sorted(slot for _, slot in graph.uses(x)) == [0, 1]
     assert graph.consumers(x) == [op]
 
 
@@ -106,7 +106,6 @@ def test_duplicate_names_and_second_producers_are_refused(mlp):
 
 def test_verify_catches_cycles_and_undefined_reads(mlp):
     ops = mlp.topological_order()
-    first_out = mlp.outputs_of(ops[0])[0]
     last_out = mlp.outputs_of(ops[-1])[0]
     mlp.set_input(ops[0], 0, last_out)  # feed the output back into the first op
     with pytest.raises(IRError, match="cycle"):
@@ -116,7 +115,6 @@ def test_verify_catches_cycles_and_undefined_reads(mlp):
     graph.set_input(graph.topological_order()[0], 0, orphan)
     with pytest.raises(IRError, match="nothing defines"):
         graph.verify()
-    assert first_out is not None
 
 
 def test_copy_is_independent(mlp):

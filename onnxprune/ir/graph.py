@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy as _copy
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -527,14 +527,6 @@ class Graph:
             self._value_info[value] = info
         self._touch()
 
-    def clear_value_info(self) -> None:
-        """Forget every value_info entry (shapes of intermediate values)."""
-        for value in self._value_info:
-            if not (self.is_input(value) or self.is_output(value)):
-                value.info = None
-        self._value_info.clear()
-        self._touch()
-
     @property
     def value_info(self) -> list[Value]:
         """Values that have a value_info entry, in the model's order."""
@@ -623,11 +615,6 @@ class Graph:
                         and value.sparse is None and not self.is_input(value):
                     raise IRError(f"{op.label} reads {value.name!r}, which nothing defines")
         self.topological_order()  # raises on a cycle
-
-    def iter_subgraph_ops(self) -> Iterable[Op]:
-        """Ops that carry subgraphs (If, Loop, Scan, ...)."""
-        return (op for op in self.ops() if op.subgraphs)
-
 
 def _set_tensor_type(info: ValueInfoProto, elem_type: int, shape: Sequence[int | str | None] | None) -> None:
     tensor_type = info.type.tensor_type

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..space import CONSUMER, PRODUCER
 from .coupling import (
     ABSENT,
     IN,
@@ -31,8 +32,6 @@ from .coupling import (
 )
 from .rule import OpView, constant_value
 from .shape_consts import replace_input_constant, rewrite_shape_elements, shape_elements
-
-PRODUCER, CONSUMER = "producer", "consumer"
 
 
 def _param_roles(view: OpView, coupling: Coupling, slots: list[int], role: str) -> None:
