@@ -200,8 +200,12 @@ def _is_parameter(graph: Graph, value) -> bool:
 
 def _collect(graph: Graph, types: dict[str, TensorType]) -> _Facts:
     facts = _Facts()
+    registered: set[str] = set()
 
     def register(name: str) -> None:
+        if name in registered:
+            return
+        registered.add(name)
         found = types.get(name)
         value = graph.value(name)
         shape = value.tensor.shape if value.tensor is not None else (found.shape if found is not None else None)
@@ -220,7 +224,7 @@ def _collect(graph: Graph, types: dict[str, TensorType]) -> _Facts:
         inputs = [v.name if v is not None else None for v in graph.inputs_of(op)]
         outputs = [v.name if v is not None else None for v in graph.outputs_of(op)]
         for name in (*inputs, *outputs):
-            if name is not None:
+            if name is not None and name not in registered:
                 register(name)
         view = OpView.of(graph, op, types)
         rule = rule_for(op)

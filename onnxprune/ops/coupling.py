@@ -22,7 +22,7 @@ An op without a rule, or whose rule returns None, freezes every axis it touches.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -31,9 +31,9 @@ from .rule import OpView
 IN, OUT = "in", "out"
 
 
-@dataclass(frozen=True)
-class Axis:
-    """Axis `axis` of input (`IN`) or output (`OUT`) number `slot` of the op."""
+class Axis(NamedTuple):
+    """Axis `axis` of input (`IN`) or output (`OUT`) number `slot` of the op. (A named tuple, not a
+    dataclass: analyses hash millions of these and tuple hashing is native.)"""
 
     side: str
     slot: int
