@@ -1,0 +1,96 @@
+"""DHSPG (OTOv2): implicit group sparsity by a group penalty and a half-space projection (ALGORITHMS.md).
+
+At `partition_step` the groups are split once: the K·(1 + tolerance) highest-scored by
+0.5·normalised cos(x_g, grad_g) + 0.5·normalised 1/avg|x_g| form G_p, to be driven to zero. Every
+step after that, while the group sparsity is below the target, each G_p group also moves by
+-lr·λ_g·x_g/‖x_g‖ and, from `partition_step + half_space_project_steps` on, is projected to zero when
+the step leaves the half-space ⟨x̂_g, x_g⟩ ≥ epsilon·‖x_g‖². λ_g is `lmbda`, raised when the gradient
+points away from zero (⟨x_g, grad_g⟩ < 0) to lmbda_amplify·(-⟨x_g, grad_g⟩)/‖x_g‖, at most
+hat_lmbda_coeff·lmbda (our reading of the adaptive rule). Zero groups stay zero.
+
+The penalty is applied without a copy of x: x̂ = x·(1 - lr·λ_g/‖x_g‖) - lr·d, and
+⟨x̂_g, x_g⟩ = ‖x_g‖²(1 - lr·λ_g/‖x_g‖) - lr·⟨d_g, x_g⟩ comes from per-group sums taken before the step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..space import PruningSpace
+from .base import BaseSettings
+from .groups import GroupLayout
+from .scores import criterion, normalized
+from .sparse import GroupSparseOptimizer
+
+
+@dataclass(frozen=True)
+class DhspgSettings:
+    """DHSPG's hyper-parameters (defaults after the OTOv2 tutorials)."""
+
+    target_group_sparsity: float = 0.5
+    tolerance: float = 0.05
+    lmbda: float = 1e-3
+    lmbda_amplify: float = 2.0
+    hat_lmbda_coeff: float = 10.0
+    epsilon: float = 0.9
+    partition_step: int = 0
+    half_space_project_steps: int = 0
+
+
+class Dhspg(GroupSparseOptimizer):
+    """DHSPG over the groups of `layout` (see module docstring)."""
+
+    def __init__(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], layout: GroupLayout,
+                 space: PruningSpace, base: BaseSettings = BaseSettings(), settings: DhspgSettings = DhspgSettings()):
+        super().__init__(params, grads, layout, space, base, settings.target_group_sparsity)
+        self.settings = settings
+        self.penalized = torch.zeros_like(self.zero)  # G_p
+
+    def partition(self) -> None:
+        """Pick G_p from the current parameters and gradients."""
+        stats = self.stats()
+        avg = stats.xx.sqrt() / stats.count.clamp(min=1)
+        inverse = torch.where(avg > 0, 1 / avg.clamp(min=1e-300), torch.zeros_like(avg))
+        inverse[avg == 0] = inverse.max() if bool((avg > 0).any()) else 1.0  # zero groups rank first
+        scores = 0.5 * normalized(criterion(stats, "cosine_similarity") - 1) + 0.5 * normalized(inverse)
+        count = min(self.layout.n_groups, int(round(self.target * (1 + self.settings.tolerance))))
+        # choose() takes the lowest scores: negate to take the highest.
+        self.penalized = self.choose(-scores, count, torch.zeros_like(self.zero))
+
+    def step(self, lr: float) -> None:
+        """One DHSPG step."""
+        s, n = self.settings, self.steps
+        if n == s.partition_step and self.target:
+            self.partition()
+        directions = self.base.compute(self.params, self.grads, lr)
+        factor = torch.ones(self.layout.n_groups, dtype=torch.float64, device=self.device)
+        active = self.penalized & ~self.zero
+        if n >= s.partition_step and bool(active.any()) and int(self.zero.sum()) < self.target:
+            xx, xg, xd = self.segments.sum_products([(self.params, self.params), (self.params, self.grads),
+                                                    (self.params, directions)])
+            norm = xx.sqrt()
+            raised = (s.lmbda_amplify * -xg / norm.clamp(min=1e-300)).clamp(min=s.lmbda, max=s.hat_lmbda_coeff * s.lmbda)
+            lam = torch.where(xg < 0, raised, torch.full_like(xg, s.lmbda))
+            shrink = torch.where(norm > 0, lr * lam / norm.clamp(min=1e-300), torch.zeros_like(norm))
+            factor = torch.where(active, 1 - shrink, factor)
+            if n >= s.partition_step + s.half_space_project_steps:
+                inner = xx * (1 - shrink) - lr * xd  # <x̂_g, x_g>
+                self.zero |= active & (inner < s.epsilon * xx)
+        if bool((factor != 1).any()):
+            self.segments.scale_(self.params, factor)
+        for name, x in self.params.items():
+            x.sub_(directions[name], alpha=lr)
+        if bool(self.zero.any()):  # the base step moved zero groups again: put them back
+            self.segments.scale_(self.params, (~self.zero).double())
+        self.steps += 1
+
+    def state_dict(self) -> dict:
+        """Base state plus G_p."""
+        return {**super().state_dict(), "penalized": self.penalized.cpu()}
+
+    def load_state_dict(self, data: dict) -> None:
+        """Restore what `state_dict` returned."""
+        super().load_state_dict(data)
+        self.penalized.copy_(data["penalized"])

@@ -1,0 +1,97 @@
+"""Where the groups of a PruningSpace live inside the parameter tensors, as flat segment tables.
+
+A group (one channel or head of a prunable family) is every producer parameter slice that vanishes
+with it (DESIGN §5): output channels of the conv, its bias, the BatchNorm scale and shift, ... The
+optimizers never loop over groups: for each (tensor, axis) that carries groups they reduce the
+tensor along every other axis once, then scatter the per-index sums into per-group sums, and scale
+or zero groups by multiplying the tensor with a per-index factor. `GroupLayout` is the table that
+makes that possible: for every such (tensor, axis), the group of each index.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..space import PruningSpace, Selection
+
+
+@dataclass(frozen=True)
+class AxisGroups:
+    """Axis `axis` of parameter `tensor`: `group_of_index[i]` is the global group of index i (-1: none)."""
+
+    tensor: str
+    axis: int
+    group_of_index: np.ndarray
+
+
+@dataclass(frozen=True)
+class GroupLayout:
+    """The groups of every prunable family, numbered globally, and where their elements lie."""
+
+    family_of_group: np.ndarray  # global group -> family id
+    local_group: np.ndarray  # global group -> its index inside the family
+    axes: tuple[AxisGroups, ...]
+    skipped: tuple[str, ...] = ()  # families left out, with the reason
+
+    @property
+    def n_groups(self) -> int:
+        """Number of groups the optimizer may drive to zero."""
+        return len(self.family_of_group)
+
+    @property
+    def families(self) -> np.ndarray:
+        """Family ids that have groups here, ascending."""
+        return np.unique(self.family_of_group)
+
+    def selection(self, zero: np.ndarray) -> Selection:
+        """The Selection that prunes the global groups flagged in `zero` (boolean, one per group)."""
+        pruned: dict[int, list[int]] = {}
+        for g in np.flatnonzero(np.asarray(zero, dtype=bool)):
+            pruned.setdefault(int(self.family_of_group[g]), []).append(int(self.local_group[g]))
+        return Selection({f: tuple(groups) for f, groups in pruned.items()})
+
+    def element_counts(self, shapes: dict[str, tuple[int, ...]]) -> np.ndarray:
+        """Parameter elements of each group (over all its slices)."""
+        counts = np.zeros(self.n_groups, dtype=np.int64)
+        for entry in self.axes:
+            shape = shapes[entry.tensor]
+            per_index = int(np.prod(shape)) // shape[entry.axis]
+            owned = entry.group_of_index[entry.group_of_index >= 0]
+            np.add.at(counts, owned, per_index)
+        return counts
+
+
+def group_layout(space: PruningSpace, shapes: dict[str, tuple[int, ...]], buffers: frozenset[str] = frozenset()
+                 ) -> GroupLayout:
+    """Lay out the groups of every prunable family over the trainable tensors in `shapes` (name ->
+    shape). `buffers` are producers that need not be zero for the group to vanish (BatchNorm running
+    statistics: with scale and shift at zero the channel is zero whatever they hold); they are left
+    alone. A family with any other producer that is not trainable is left out with the reason: its
+    groups could never reach zero."""
+    family_of_group: list[int] = []
+    local_group: list[int] = []
+    by_axis: dict[tuple[str, int], np.ndarray] = {}
+    skipped = []
+    for family in space.prunable:
+        producers = [m for m in family.producers if m.value not in buffers]
+        missing = [m.value for m in producers if m.value not in shapes]
+        if missing or not producers:
+            skipped.append(f"{family.name}: producer {missing[0] if missing else '(none)'} is not a trainable tensor")
+            continue
+        first = len(family_of_group)
+        family_of_group.extend([family.id] * family.size)
+        local_group.extend(range(family.size))
+        for member in producers:
+            key = (member.value, member.axis)
+            size = shapes[member.value][member.axis]
+            owner = by_axis.setdefault(key, np.full(size, -1, dtype=np.int64))
+            valid = member.table >= 0
+            indices = member.table[valid]
+            if (owner[indices] >= 0).any() or len(np.unique(indices)) != len(indices):
+                raise ValueError(f"{member.value} axis {member.axis}: an index belongs to two groups")
+            owner[indices] = first + np.nonzero(valid)[0]
+    axes = tuple(AxisGroups(name, axis, owner) for (name, axis), owner in by_axis.items())
+    return GroupLayout(np.asarray(family_of_group, dtype=np.int64), np.asarray(local_group, dtype=np.int64),
+                       axes, tuple(skipped))

@@ -1,0 +1,93 @@
+"""HESSO: explicit group sparsity by telescoping the chosen groups to exact zero (ALGORITHMS.md).
+
+Pruning runs in `pruning_periods` periods of T = pruning_steps // periods steps, starting at
+`start_pruning_step`. At the first step of each period the lowest-scored groups not yet pruned
+become active (the period's quota of the K = target·groups total; the last period takes the
+remainder); during the period every parameter takes the base step and the active groups are scaled
+by (T - t - 1)/(T - t), which reaches exactly zero at the period's last step. Pruned groups stay zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ..space import PruningSpace
+from .base import BaseSettings
+from .groups import GroupLayout
+from .scores import DEFAULT_MIX, importance
+from .sparse import GroupSparseOptimizer
+
+
+@dataclass(frozen=True)
+class HessoSettings:
+    """HESSO's schedule and criteria."""
+
+    target_group_sparsity: float = 0.5
+    start_pruning_step: int = 0
+    pruning_steps: int = 1
+    pruning_periods: int = 1
+    group_divisible: int = 1
+    criteria: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
+
+    def __post_init__(self) -> None:
+        if self.pruning_periods < 1 or self.pruning_steps < self.pruning_periods:
+            raise ValueError(f"HESSO needs 1 <= pruning_periods <= pruning_steps (got {self.pruning_periods} periods "
+                             f"over {self.pruning_steps} steps)")
+
+
+class Hesso(GroupSparseOptimizer):
+    """HESSO over the groups of `layout` (see module docstring)."""
+
+    def __init__(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], layout: GroupLayout,
+                 space: PruningSpace, base: BaseSettings = BaseSettings(), settings: HessoSettings = HessoSettings()):
+        super().__init__(params, grads, layout, space, base, settings.target_group_sparsity)
+        self.settings = settings
+        self.period_length = settings.pruning_steps // settings.pruning_periods  # T
+        self.active = torch.zeros_like(self.zero)
+
+    @property
+    def pruning_done_step(self) -> int:
+        """The first step after the last pruning period."""
+        return self.settings.start_pruning_step + self.period_length * self.settings.pruning_periods
+
+    def _quota(self, period: int) -> int:
+        """Groups to activate at the start of `period`: its share of K, plus what earlier periods could
+        not take (the last period takes the remainder)."""
+        periods = self.settings.pruning_periods
+        due = self.target if period == periods - 1 else (self.target // periods) * (period + 1)
+        return due - int(self.zero.sum())
+
+    def step(self, lr: float) -> None:
+        """One HESSO step."""
+        s, n, T = self.settings, self.steps, self.period_length
+        directions = self.base.compute(self.params, self.grads, lr)
+        period, t = divmod(n - s.start_pruning_step, T) if n >= s.start_pruning_step else (-1, 0)
+        pruning = 0 <= period < s.pruning_periods
+        if pruning and t == 0:
+            self.zero |= self.active
+            scores = importance(self.stats(), s.criteria)
+            self.active = self.choose(scores, self._quota(period), self.zero,
+                                      s.group_divisible) if self.target else torch.zeros_like(self.zero)
+        for name, x in self.params.items():
+            x.sub_(directions[name], alpha=lr)
+        factor = torch.ones(self.layout.n_groups, dtype=torch.float64, device=self.device)
+        if pruning:
+            factor[self.active] = (T - t - 1) / (T - t)
+        factor[self.zero] = 0.0
+        if bool(self.zero.any()) or (pruning and bool(self.active.any())):
+            self.segments.scale_(self.params, factor)
+        if pruning and t == T - 1:
+            self.zero |= self.active
+            self.active = torch.zeros_like(self.zero)
+        self.steps += 1
+
+    def state_dict(self) -> dict:
+        """Base state plus the active groups."""
+        return {**super().state_dict(), "active": self.active.cpu()}
+
+    def load_state_dict(self, data: dict) -> None:
+        """Restore what `state_dict` returned."""
+        super().load_state_dict(data)
+        self.active.copy_(data["active"])

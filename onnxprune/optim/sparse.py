@@ -1,0 +1,105 @@
+"""What HESSO and DHSPG share: parameters and gradients as torch tensors (views of the training
+engine's buffers), the base direction, per-group statistics, sticky zero groups, checkpoint state,
+and the choice of which groups may go to zero without emptying a family or a tensor."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..space import AxisBudget, PruningSpace
+from .base import BaseDirection, BaseSettings
+from .groups import GroupLayout
+from .scores import GroupStats
+from .segments import GroupSegments
+
+
+class GroupSparseOptimizer:
+    """Base class: subclasses implement `step(lr)`. `params` and `grads` map names to tensors that are
+    updated in place; tensors named in the layout carry groups."""
+
+    def __init__(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], layout: GroupLayout,
+                 space: PruningSpace, base: BaseSettings, target_group_sparsity: float):
+        if not 0 <= target_group_sparsity < 1:
+            raise ValueError(f"target group sparsity must be in [0, 1), got {target_group_sparsity}")
+        self.params, self.grads, self.layout, self.space = params, grads, layout, space
+        self.base = BaseDirection(base, params)
+        device = next(iter(params.values())).device if params else torch.device("cpu")
+        self.segments = GroupSegments(layout, {k: tuple(v.shape) for k, v in params.items()}, device)
+        self.device = device
+        self.target = int(np.floor(target_group_sparsity * layout.n_groups + 1e-9))  # K
+        self.zero = torch.zeros(layout.n_groups, dtype=torch.bool, device=device)  # sticky zero groups
+        self.steps = 0
+
+    # ------------------------------------------------------------------ statistics
+    def stats(self) -> GroupStats:
+        """‖x_g‖², ⟨x_g, grad_g⟩, ‖grad_g‖² and element counts of every group."""
+        xx, xg, gg = self.segments.sum_products([(self.params, self.params), (self.params, self.grads),
+                                                (self.grads, self.grads)])
+        return GroupStats(xx, xg, gg, self.segments.counts)
+
+    def group_sparsity(self) -> float:
+        """Share of groups that are exactly zero now."""
+        if not self.layout.n_groups:
+            return 0.0
+        xx = self.segments.sum_products([(self.params, self.params)])[0]
+        return float((xx == 0).double().mean())
+
+    def zero_groups(self) -> np.ndarray:
+        """Boolean per group: all of its parameters are exactly zero now."""
+        xx = self.segments.sum_products([(self.params, self.params)])[0]
+        return (xx == 0).cpu().numpy()
+
+    # ------------------------------------------------------------------ choosing groups
+    def choose(self, scores: torch.Tensor, count: int, excluded: torch.Tensor, divisible: int = 1) -> torch.Tensor:
+        """Boolean mask of up to `count` lowest-scored groups outside `excluded`, such that with the
+        excluded ones gone no family and no tensor axis is emptied, and (with `divisible` > 1) every
+        family keeps a multiple of `divisible` groups (rounding towards keeping more)."""
+        chosen = torch.zeros_like(self.zero)
+        if count <= 0:
+            return chosen
+        budget = AxisBudget(self.space)
+        family_of = self.layout.family_of_group
+        local = self.layout.local_group
+        removed: dict[int, list[int]] = {}
+        for g in np.flatnonzero(excluded.cpu().numpy()):
+            budget.take(self.space.family(int(family_of[g])), int(local[g]))
+            removed.setdefault(int(family_of[g]), []).append(int(g))
+        values = scores.detach().cpu().numpy()
+        order = np.lexsort((np.arange(len(values)), values))
+        picked: dict[int, list[int]] = {}
+        taken = 0
+        for g in order:  # at most once per pruning period, never per step
+            if taken >= count:
+                break
+            if excluded[g]:
+                continue
+            family = self.space.family(int(family_of[g]))
+            if len(removed.get(family.id, ())) + len(picked.get(family.id, ())) >= family.size - max(1, divisible):
+                continue
+            if budget.take(family, int(local[g])):
+                picked.setdefault(family.id, []).append(int(g))
+                taken += 1
+        for family_id, groups in picked.items():
+            size = self.space.family(family_id).size
+            kept = size - len(removed.get(family_id, ())) - len(groups)
+            extra = (-kept) % divisible if divisible > 1 else 0  # keep more: give back the highest-scored picks
+            del groups[len(groups) - min(extra, len(groups)):]
+            if groups:
+                chosen[groups] = True
+        return chosen
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        """Everything a resumed run needs besides the parameters."""
+        return {"steps": self.steps, "zero": self.zero.cpu(), "base": self.base.state_dict()}
+
+    def load_state_dict(self, data: dict) -> None:
+        """Restore what `state_dict` returned."""
+        self.steps = int(data["steps"])
+        self.zero.copy_(data["zero"])
+        self.base.load_state_dict(data["base"])
+
+    def step(self, lr: float) -> None:  # pragma: no cover - abstract
+        """One update of every parameter with learning rate `lr`."""
+        raise NotImplementedError

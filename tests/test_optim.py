@@ -1,0 +1,287 @@
+"""Group-sparse optimizers against slow per-group references, torch.optim, and their own promises."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import onnxprune
+from onnxprune.optim import (CRITERIA, BaseSettings, Dhspg, DhspgSettings, GroupSegments, Hesso, HessoSettings,
+                             criterion, group_layout, importance)
+from onnxprune.optim.scores import GroupStats
+from onnxprune.passmanager import AnalysisManager
+
+from .builders import Builder
+
+
+def small_space():
+    """conv(3→6)+BN → relu → conv(6→8) → relu → conv(8→4): two prunable families (6 and 8 groups)."""
+    b = Builder(seed=3)
+    x = b.op("Relu", [b.bn(b.conv("x", 3, 6, k=3), 6)])
+    x = b.op("Relu", [b.conv(x, 6, 8)])
+    out = b.conv(x, 8, 4)
+    graph = onnxprune.load(b.model({"x": [2, 3, 5, 5]}, [out]))
+    space = AnalysisManager(graph).get("prune-space")
+    params = {v.name: torch.tensor(np.array(v.tensor.array), dtype=torch.float64) for v in graph.initializers
+              if v.tensor.data_type == 1 and v.name not in running_stats(graph)}
+    return graph, space, params, running_stats(graph)
+
+
+def running_stats(graph):
+    return {graph.inputs_of(op)[i].name for op in graph.ops() if op.op_type == "BatchNormalization" for i in (3, 4)}
+
+
+def layout_of(space, params, buffers):
+    return group_layout(space, {k: tuple(v.shape) for k, v in params.items()}, frozenset(buffers))
+
+
+def random_grads(params, rng):
+    return {k: torch.tensor(rng.standard_normal(tuple(v.shape))) for k, v in params.items()}
+
+
+# ---------------------------------------------------------------- slow references (a loop over groups)
+def group_slices(layout, group):
+    """[(tensor, axis, index)] of one group."""
+    return [(e.tensor, e.axis, int(i)) for e in layout.axes for i in np.flatnonzero(e.group_of_index == group)]
+
+
+def group_vector(tensors, layout, group):
+    return np.concatenate([np.take(tensors[t].numpy(), i, axis=a).ravel() for t, a, i in group_slices(layout, group)])
+
+
+def set_group(tensors, layout, group, scale):
+    for t, a, i in group_slices(layout, group):
+        index = [slice(None)] * tensors[t].dim()
+        index[a] = i
+        tensors[t][tuple(index)] *= scale
+
+
+def reference_scores(params, grads, layout, weights):
+    per = {name: [] for name in CRITERIA}
+    for g in range(layout.n_groups):
+        x, d = group_vector(params, layout, g), group_vector(grads, layout, g)
+        nx, ng = np.linalg.norm(x), np.linalg.norm(d)
+        per["magnitude"].append(nx)
+        per["avg_magnitude"].append(nx / x.size)
+        per["cosine_similarity"].append(1 + (x @ d) / (nx * ng) if nx * ng > 0 else 1.0)
+        per["taylor_first_order"].append(abs(x @ d))
+        per["taylor_second_order"].append(0.5 * (x @ d) ** 2)
+    total = np.zeros(layout.n_groups)
+    for name, w in weights.items():
+        v = np.array(per[name])
+        total += w * (v / np.linalg.norm(v) if np.linalg.norm(v) > 0 else v)
+    return total, per
+
+
+# ---------------------------------------------------------------- tests
+def test_layout_covers_producers_and_counts_elements():
+    _, space, params, stats = small_space()
+    layout = layout_of(space, params, stats)
+    assert sorted(space.family(f).size for f in layout.families) == [6, 8]
+    assert len(layout_of(space, params, ()).skipped) == 1  # BN's family, if its running stats counted
+    counts = layout.element_counts({k: tuple(v.shape) for k, v in params.items()})
+    first = [g for g in range(layout.n_groups) if space.family(int(layout.family_of_group[g])).size == 6]
+    assert set(counts[first]) == {27 + 1 + 2}  # conv weight and bias, BN scale and shift
+    seg = GroupSegments(layout, {k: tuple(v.shape) for k, v in params.items()})
+    assert np.array_equal(seg.counts.numpy(), counts)
+
+
+def test_importance_criteria_match_per_group_loop():
+    _, space, params, stats = small_space()
+    layout = layout_of(space, params, stats)
+    grads = random_grads(params, np.random.default_rng(0))
+    seg = GroupSegments(layout, {k: tuple(v.shape) for k, v in params.items()})
+    xx, xg, gg = seg.sum_products([(params, params), (params, grads), (grads, grads)])
+    stats = GroupStats(xx, xg, gg, seg.counts)
+    weights = {"magnitude": 0.1, "avg_magnitude": 0.2, "cosine_similarity": 0.3, "taylor_first_order": 0.15,
+               "taylor_second_order": 0.25}
+    expected, per = reference_scores(params, grads, layout, weights)
+    for name in CRITERIA:
+        np.testing.assert_allclose(criterion(stats, name).numpy(), per[name], rtol=1e-12)
+    np.testing.assert_allclose(importance(stats, weights).numpy(), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("settings, make", [
+    (BaseSettings("sgd", momentum=0.9, weight_decay=1e-3), lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=1e-3)),
+    (BaseSettings("sgd", momentum=0.9, nesterov=True), lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True)),
+    (BaseSettings("sgd", momentum=0.0), lambda p: torch.optim.SGD(p, lr=0.1)),
+    (BaseSettings("adam", weight_decay=1e-2), lambda p: torch.optim.Adam(p, lr=0.1, weight_decay=1e-2)),
+    (BaseSettings("adamw", weight_decay=1e-2), lambda p: torch.optim.AdamW(p, lr=0.1, weight_decay=1e-2)),
+])
+def test_without_pruning_the_step_is_torch_optim(settings, make):
+    _, space, params, stats = small_space()
+    ours = {k: v.clone() for k, v in params.items()}
+    grads = {k: torch.zeros_like(v) for k, v in params.items()}
+    theirs = {k: v.clone().requires_grad_() for k, v in params.items()}
+    reference = make(list(theirs.values()))
+    optimizer = Hesso(ours, grads, layout_of(space, params, stats), space, settings,
+                      HessoSettings(target_group_sparsity=0.0, start_pruning_step=10**6))
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        for k, g in random_grads(params, rng).items():
+            grads[k].copy_(g)
+            theirs[k].grad = g.clone()
+        optimizer.step(0.1)
+        reference.step()
+    for k in params:
+        np.testing.assert_allclose(ours[k].numpy(), theirs[k].detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+def reference_hesso(params, grads_seq, layout, space, settings, lr):
+    """HESSO with a Python loop over groups and plain SGD (no momentum)."""
+    x = {k: v.clone() for k, v in params.items()}
+    T = settings.pruning_steps // settings.pruning_periods
+    K = int(math.floor(settings.target_group_sparsity * layout.n_groups + 1e-9))
+    pruned, active = set(), []
+    for n, grads in enumerate(grads_seq):
+        period, t = divmod(n - settings.start_pruning_step, T) if n >= settings.start_pruning_step else (-1, 0)
+        pruning = 0 <= period < settings.pruning_periods
+        if pruning and t == 0:
+            pruned |= set(active)
+            scores, _ = reference_scores(x, grads, layout, settings.criteria)
+            due = K if period == settings.pruning_periods - 1 else (K // settings.pruning_periods) * (period + 1)
+            order = [g for g in np.lexsort((np.arange(len(scores)), scores)) if g not in pruned]
+            active = [int(g) for g in order[:due - len(pruned)]]
+        for k in x:
+            x[k] -= lr * grads[k]
+        for g in range(layout.n_groups):
+            if pruning and g in active:
+                set_group(x, layout, g, (T - t - 1) / (T - t))
+            if g in pruned:
+                set_group(x, layout, g, 0.0)
+        if pruning and t == T - 1:
+            pruned |= set(active)
+            active = []
+    return x
+
+
+def test_hesso_matches_slow_reference_and_hits_exactly_k_zero_groups():
+    _, space, params, stats = small_space()
+    layout = layout_of(space, params, stats)
+    settings = HessoSettings(target_group_sparsity=0.5, start_pruning_step=2, pruning_steps=6, pruning_periods=3)
+    rng = np.random.default_rng(2)
+    grads_seq = [random_grads(params, rng) for _ in range(12)]
+    expected = reference_hesso(params, grads_seq, layout, space, settings, lr=0.05)
+    ours = {k: v.clone() for k, v in params.items()}
+    grads = {k: torch.zeros_like(v) for k, v in params.items()}
+    optimizer = Hesso(ours, grads, layout, space, BaseSettings("sgd", momentum=0.0), settings)
+    for step_grads in grads_seq:
+        for k, g in step_grads.items():
+            grads[k].copy_(g)
+        optimizer.step(0.05)
+    for k in params:
+        np.testing.assert_allclose(ours[k].numpy(), expected[k].numpy(), rtol=1e-12, atol=0)
+    zero = optimizer.zero_groups()
+    assert zero.sum() == 7 == int(14 * 0.5)  # exactly K groups, exactly zero
+    assert optimizer.group_sparsity() == pytest.approx(0.5)
+    selection = layout.selection(zero)
+    selection.check(space)
+
+
+def test_hesso_group_divisible_keeps_multiples():
+    _, space, params, stats = small_space()
+    layout = layout_of(space, params, stats)
+    grads = {k: torch.zeros_like(v) for k, v in params.items()}
+    optimizer = Hesso(params, grads, layout, space, BaseSettings("sgd", momentum=0.0),
+                      HessoSettings(target_group_sparsity=0.6, pruning_steps=2, pruning_periods=1, group_divisible=4))
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        for k, g in random_grads(params, rng).items():
+            grads[k].copy_(g)
+        optimizer.step(0.01)
+    pruned = layout.selection(optimizer.zero_groups()).pruned
+    for family_id, groups in pruned.items():
+        assert (space.family(family_id).size - len(groups)) % 4 == 0
+
+
+def reference_dhspg(params, grads_seq, layout, settings, lr):
+    x = {k: v.clone() for k, v in params.items()}
+    K = int(math.floor(settings.target_group_sparsity * layout.n_groups + 1e-9))
+    penalized, zero = set(), set()
+    for n, grads in enumerate(grads_seq):
+        if n == settings.partition_step:
+            cos, inv = [], []
+            for g in range(layout.n_groups):
+                xv, gv = group_vector(x, layout, g), group_vector(grads, layout, g)
+                cos.append((xv @ gv) / (np.linalg.norm(xv) * np.linalg.norm(gv)))
+                inv.append(1 / (np.linalg.norm(xv) / xv.size))
+            cos, inv = np.array(cos), np.array(inv)
+            score = 0.5 * cos / np.linalg.norm(cos) + 0.5 * inv / np.linalg.norm(inv)
+            count = int(round(K * (1 + settings.tolerance)))
+            penalized = {int(g) for g in np.lexsort((np.arange(len(score)), -score))[:count]}
+        factors = {}
+        if n >= settings.partition_step and len(zero) < K:
+            for g in sorted(penalized - zero):
+                xv, gv = group_vector(x, layout, g), group_vector(grads, layout, g)
+                norm = np.linalg.norm(xv)
+                lam = settings.lmbda
+                if xv @ gv < 0:
+                    lam = min(max(settings.lmbda_amplify * -(xv @ gv) / norm, settings.lmbda),
+                              settings.hat_lmbda_coeff * settings.lmbda)
+                new = xv - lr * gv - lr * lam * xv / norm
+                factors[g] = 1 - lr * lam / norm
+                if n >= settings.partition_step + settings.half_space_project_steps and new @ xv < settings.epsilon * (xv @ xv):
+                    zero.add(g)
+        for g, f in factors.items():
+            set_group(x, layout, g, f)
+        for k in x:
+            x[k] -= lr * grads[k]
+        for g in zero:
+            set_group(x, layout, g, 0.0)
+    return x, zero
+
+
+def test_dhspg_matches_slow_reference():
+    _, space, params, stats = small_space()
+    layout = layout_of(space, params, stats)
+    settings = DhspgSettings(target_group_sparsity=0.5, lmbda=0.5, epsilon=0.95, partition_step=1,
+                             half_space_project_steps=2)
+    rng = np.random.default_rng(4)
+    grads_seq = [random_grads(params, rng) for _ in range(15)]
+    expected, zero = reference_dhspg(params, grads_seq, layout, settings, lr=0.2)
+    ours = {k: v.clone() for k, v in params.items()}
+    grads = {k: torch.zeros_like(v) for k, v in params.items()}
+    optimizer = Dhspg(ours, grads, layout, space, BaseSettings("sgd", momentum=0.0), settings)
+    for step_grads in grads_seq:
+        for k, g in step_grads.items():
+            grads[k].copy_(g)
+        optimizer.step(0.2)
+    for k in params:
+        np.testing.assert_allclose(ours[k].numpy(), expected[k].numpy(), rtol=1e-10, atol=1e-12)
+    assert zero, "the reference projected nothing: the test would not exercise the projection"
+    assert set(np.flatnonzero(optimizer.zero_groups())) == zero
+
+
+@pytest.mark.parametrize("make", [
+    lambda p, g, layout, space: Hesso(p, g, layout, space, BaseSettings("adamw", weight_decay=1e-2),
+                                      HessoSettings(target_group_sparsity=0.4, start_pruning_step=2, pruning_steps=6,
+                                                    pruning_periods=2)),
+    lambda p, g, layout, space: Dhspg(p, g, layout, space, BaseSettings("sgd", momentum=0.9),
+                                      DhspgSettings(target_group_sparsity=0.4, lmbda=0.5, partition_step=2)),
+])
+def test_resume_from_state_dict_equals_uninterrupted(make):
+    _, space, params, stats = small_space()
+    layout = layout_of(space, params, stats)
+    rng = np.random.default_rng(5)
+    grads_seq = [random_grads(params, rng) for _ in range(12)]
+
+    def run(steps, start=None):
+        x = {k: v.clone() for k, v in (start[0] if start else params).items()}
+        grads = {k: torch.zeros_like(v) for k, v in params.items()}
+        optimizer = make(x, grads, layout, space)
+        if start:
+            optimizer.load_state_dict(start[1])
+        for step_grads in grads_seq[optimizer.steps:steps]:
+            for k, g in step_grads.items():
+                grads[k].copy_(g)
+            optimizer.step(0.05)
+        return x, optimizer.state_dict()
+
+    full, _ = run(12)
+    half = run(5)
+    resumed, _ = run(12, start=half)
+    for k in params:
+        assert torch.equal(full[k], resumed[k])
