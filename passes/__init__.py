@@ -7,11 +7,13 @@ from .check import Check
 from .cleanup import Cleanup
 from .compact import Compact
 from .cost import CostAnalysis
+from .legalize_training import LegalizeTraining
 from .prune_space import PruneSpaceAnalysis
 from .select import Select
 from .shapes import InferShapes, ShapesAnalysis
 from .verify import Verify
 
-BUILTIN_PASSES = (ShapesAnalysis, InferShapes, Cleanup, Check, CostAnalysis, PruneSpaceAnalysis, Select, Compact, Verify)
+BUILTIN_PASSES = (ShapesAnalysis, InferShapes, Cleanup, Check, CostAnalysis, PruneSpaceAnalysis, Select, Compact, Verify,
+                  LegalizeTraining)
 
-__all__ = ["BUILTIN_PASSES", "Check", "Cleanup", "Compact", "CostAnalysis", "InferShapes", "PruneSpaceAnalysis", "Select", "ShapesAnalysis", "Verify"]
+__all__ = ["BUILTIN_PASSES", "Check", "Cleanup", "Compact", "CostAnalysis", "InferShapes", "LegalizeTraining", "PruneSpaceAnalysis", "Select", "ShapesAnalysis", "Verify"]

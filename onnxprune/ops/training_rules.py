@@ -1,0 +1,339 @@
+"""How to make each op trainable in onnxruntime-training 1.19: exact rewrites, one per op family.
+
+onnxruntime-training builds gradients per op; some ops have no gradient builder or no CPU gradient
+kernel (ORT_TRAINING_NOTES.md). Each rule below replaces such an op by ops that have both and that
+compute the same function (up to floating-point rounding), keeping the op's output names so the rest
+of the graph, and the trained initializers, are untouched. `NO_GRADIENT` lists ops with neither a
+gradient nor a rule: on a path from a trained parameter to the loss they are an error, elsewhere
+(shape arithmetic) they are fine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from onnx import TensorProto, helper
+
+from ..errors import UserError
+from ..ir import Graph, Op, Value
+from .rule import constant_value
+
+FLOAT32 = TensorProto.FLOAT
+
+
+class Emitter:
+    """Adds the ops of one rewrite, named after the op it replaces."""
+
+    def __init__(self, graph: Graph, op: Op, types: dict):
+        self.graph, self.types = graph, types
+        self.base = op.name or op.op_type
+        self.opset = graph.opset
+        self.count = 0
+
+    def __call__(self, op_type: str, inputs: list, out: Value | None = None, **attributes) -> Value:
+        """Add `op_type(inputs)`; its one output is `out` (an existing value without producer) or new."""
+        target = out if out is not None else self.graph.fresh_name(f"{self.base}/{op_type}")
+        op = self.graph.add_op(op_type, inputs, [target], name=self.graph_op_name(op_type), attributes=attributes)
+        return self.graph.outputs_of(op)[0]
+
+    def graph_op_name(self, op_type: str) -> str:
+        self.count += 1
+        return f"{self.base}/legalized/{op_type}_{self.count}"
+
+    def const(self, array, dtype=np.float32) -> Value:
+        """A new initializer (frozen in training: nothing lists it as trainable)."""
+        return self.graph.add_initializer(self.graph.fresh_name(f"{self.base}/const"), np.asarray(array, dtype=dtype))
+
+    def reduce(self, op_type: str, x: Value, axes: list[int], keepdims: int = 1) -> Value:
+        """A Reduce* op with `axes`, as an input or an attribute depending on the opset."""
+        as_input = self.opset >= (13 if op_type == "ReduceSum" else 18)
+        if as_input:
+            return self(op_type, [x, self.const(axes, np.int64)], keepdims=keepdims)
+        return self(op_type, [x], axes=axes, keepdims=keepdims)
+
+    def shape_of(self, value: Value) -> tuple | None:
+        found = self.types.get(value.name)
+        return None if found is None or found.shape is None else tuple(found.shape)
+
+
+Rewrite = Callable[[Graph, Op, Emitter], None]
+
+
+@dataclass(frozen=True)
+class TrainingRule:
+    """Rewrite `op_types` when training on one of `devices` (exact: same outputs, same names)."""
+
+    op_types: tuple[str, ...]
+    rewrite: Rewrite
+    devices: tuple[str, ...] = ("cpu", "cuda")
+    why: str = "no gradient builder in onnxruntime-training 1.19"
+
+
+def _detach(graph: Graph, op: Op) -> tuple[list[Value | None], list[Value | None]]:
+    """Remove `op`, keeping its outputs as values for the rewrite to produce."""
+    inputs, outputs = graph.inputs_of(op), graph.outputs_of(op)
+    graph.remove_op(op, remove_outputs=False)
+    return inputs, outputs
+
+
+def _refuse(op: Op, why: str) -> UserError:
+    return UserError(f"{op.label} cannot be trained: {why}")
+
+
+# ---------------------------------------------------------------- rewrites
+def _layer_norm_outputs(graph: Graph, op: Op, emit: Emitter) -> None:
+    """LayerNormalization builds its gradient only with its Mean and InvStdDev outputs present."""
+    outputs = graph.outputs_of(op)
+    if len(outputs) == 3 and all(v is not None for v in outputs):
+        return
+    inputs, outputs = _detach(graph, op)
+    extra = [graph.fresh_name(f"{emit.base}/{n}") for n in ("Mean", "InvStdDev")]
+    targets = [outputs[0]] + [outputs[i] if i < len(outputs) and outputs[i] is not None else extra[i - 1]
+                              for i in (1, 2)]
+    graph.add_op(op.op_type, inputs, targets, domain=op.domain, name=op.name, attributes=dict(op.attributes))
+
+
+def _hard_sigmoid(graph: Graph, op: Op, emit: Emitter) -> None:
+    """HardSigmoid(x) = Clip(alpha·x + beta, 0, 1); HardSwish(x) = x · HardSigmoid(x; 1/6, 1/2)."""
+    (x, *_), (y, *_) = _detach(graph, op)
+    alpha, beta = (op.attr("alpha", 0.2), op.attr("beta", 0.5)) if op.op_type == "HardSigmoid" else (1 / 6, 0.5)
+    gate = emit("Clip", [emit("Add", [emit("Mul", [x, emit.const(alpha)]), emit.const(beta)]), emit.const(0.0),
+                         emit.const(1.0)], out=y if op.op_type == "HardSigmoid" else None)
+    if op.op_type == "HardSwish":
+        emit("Mul", [x, gate], out=y)
+
+
+def _prelu(graph: Graph, op: Op, emit: Emitter) -> None:
+    """PRelu(x, s) = Relu(x) - s·Relu(-x): exact for both signs, and s gets its gradient."""
+    (x, slope), (y, *_) = _detach(graph, op)
+    emit("Sub", [emit("Relu", [x]), emit("Mul", [slope, emit("Relu", [emit("Neg", [x])])])], out=y)
+
+
+def _exp_linear(graph: Graph, op: Op, emit: Emitter) -> None:
+    """Elu/Selu/Celu as Where(x > 0, x, alpha·(exp(min(x, 0)) - 1)) (min keeps the unused branch finite,
+    so its zero gradient stays zero instead of 0·inf)."""
+    (x, *_), (y, *_) = _detach(graph, op)
+    kind = op.op_type
+    alpha = op.attr("alpha", {"Elu": 1.0, "Celu": 1.0, "Selu": 1.67326319217681884765625}[kind])
+    gamma = op.attr("gamma", 1.05070102214813232421875) if kind == "Selu" else 1.0
+    zero = emit.const(0.0)
+    inner = emit("Min", [x, zero])
+    if kind == "Celu":
+        inner = emit("Div", [inner, emit.const(alpha)])
+    negative = emit("Mul", [emit.const(alpha), emit("Sub", [emit("Exp", [inner]), emit.const(1.0)])])
+    picked = emit("Where", [emit("Greater", [x, zero]), x, negative], out=y if gamma == 1.0 else None)
+    if gamma != 1.0:
+        emit("Mul", [picked, emit.const(gamma)], out=y)
+
+
+def _softplus(emit: Emitter, x: Value, out: Value | None = None) -> Value:
+    """log(1 + exp(x)) computed stably as relu(x) + log(1 + exp(-|x|))."""
+    tail = emit("Log", [emit("Add", [emit.const(1.0), emit("Exp", [emit("Neg", [emit("Abs", [x])])])])])
+    return emit("Add", [emit("Relu", [x]), tail], out=out)
+
+
+def _softplus_family(graph: Graph, op: Op, emit: Emitter) -> None:
+    """Softplus, Mish = x·tanh(softplus(x)), Softsign = x / (1 + |x|)."""
+    (x, *_), (y, *_) = _detach(graph, op)
+    if op.op_type == "Softplus":
+        _softplus(emit, x, out=y)
+    elif op.op_type == "Mish":
+        emit("Mul", [x, emit("Tanh", [_softplus(emit, x)])], out=y)
+    else:
+        emit("Div", [x, emit("Add", [emit.const(1.0), emit("Abs", [x])])], out=y)
+
+
+def _variadic_sum(graph: Graph, op: Op, emit: Emitter) -> None:
+    """Sum/Mean of n inputs as a chain of Adds (then a division by n)."""
+    inputs, (y, *_) = _detach(graph, op)
+    inputs = [v for v in inputs if v is not None]
+    mean = op.op_type == "Mean" and len(inputs) > 1
+    if len(inputs) == 1:
+        emit("Identity", inputs, out=y)
+        return
+    total = inputs[0]
+    for i, v in enumerate(inputs[1:], start=2):
+        total = emit("Add", [total, v], out=y if i == len(inputs) and not mean else None)
+    if mean:
+        emit("Div", [total, emit.const(float(len(inputs)))], out=y)
+
+
+def _global_max_pool(graph: Graph, op: Op, emit: Emitter) -> None:
+    """GlobalMaxPool = MaxPool over the whole (static) spatial extent."""
+    x = graph.inputs_of(op)[0]
+    shape = emit.shape_of(x)
+    if shape is None or not all(isinstance(d, int) and d > 0 for d in shape[2:]):
+        raise _refuse(op, f"its input's spatial size is not static ({shape}); pass --input-shape")
+    (x, *_), (y, *_) = _detach(graph, op)
+    emit("MaxPool", [x], out=y, kernel_shape=list(shape[2:]))
+
+
+def _average_pool(graph: Graph, op: Op, emit: Emitter) -> None:
+    """AveragePool = depthwise Conv with a constant 1/k kernel (onnxruntime-training's AveragePool can
+    crash on a dynamic batch axis). Only where the two agree: no padding counted out, floor mode."""
+    x = graph.inputs_of(op)[0]
+    shape = emit.shape_of(x)
+    pads = op.attr("pads", [0] * (2 * len(op.attr("kernel_shape", []))))
+    if shape is None or not isinstance(shape[1], int) or op.attr("ceil_mode", 0) or \
+            op.attr("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET", b"VALID", "VALID") or \
+            (any(pads) and not op.attr("count_include_pad", 0)):
+        return  # left as it is: with static shapes onnxruntime trains it
+    kernel = list(op.attr("kernel_shape"))
+    channels = shape[1]
+    (x, *_), (y, *_) = _detach(graph, op)
+    weight = emit.const(np.full([channels, 1, *kernel], 1.0 / int(np.prod(kernel))))
+    attributes = {"kernel_shape": kernel, "group": channels, "pads": list(pads),
+                  "strides": list(op.attr("strides", [1] * len(kernel)))}
+    if op.attr("dilations") is not None:
+        attributes["dilations"] = list(op.attr("dilations"))
+    emit("Conv", [x, weight], out=y, **attributes)
+
+
+def _instance_norm(graph: Graph, op: Op, emit: Emitter) -> None:
+    """InstanceNormalization = per-sample, per-channel standardisation, then scale and shift."""
+    x = graph.inputs_of(op)[0]
+    shape = emit.shape_of(x)
+    if shape is None:
+        raise _refuse(op, "its input's rank is unknown")
+    (x, scale, bias), (y, *_) = _detach(graph, op)
+    axes = list(range(2, len(shape)))
+    centered = emit("Sub", [x, emit.reduce("ReduceMean", x, axes)])
+    variance = emit.reduce("ReduceMean", emit("Mul", [centered, centered]), axes)
+    normed = emit("Div", [centered, emit("Sqrt", [emit("Add", [variance, emit.const(op.attr("epsilon", 1e-5))])])])
+    per_channel = emit.const([-1] + [1] * len(axes), np.int64)
+    emit("Add", [emit("Mul", [normed, emit("Reshape", [scale, per_channel])]), emit("Reshape", [bias, per_channel])],
+         out=y)
+
+
+def _reduce_sum_square(graph: Graph, op: Op, emit: Emitter) -> None:
+    """ReduceSumSquare(x) = ReduceSum(x·x)."""
+    inputs, (y, *_) = _detach(graph, op)
+    x = inputs[0]
+    squared = emit("Mul", [x, x])
+    attributes = {k: op.attr(k) for k in ("keepdims", "noop_with_empty_axes") if op.attr(k) is not None}
+    axes = op.attr("axes")
+    if axes is not None and emit.opset >= 13:  # attribute in the old op, input in ReduceSum-13
+        inputs = [x, emit.const(list(axes), np.int64)]
+    elif axes is not None:
+        attributes["axes"] = list(axes)
+    emit("ReduceSum", [squared, *inputs[1:]], out=y, **attributes)
+
+
+def _cast_like(graph: Graph, op: Op, emit: Emitter) -> None:
+    """CastLike(x, like) = Cast(x, to=type of like)."""
+    (x, like, *_), (y, *_) = _detach(graph, op)
+    found = emit.types.get(like.name)
+    if found is None or found.elem_type is None:
+        raise _refuse(op, "the type of its second input is unknown")
+    emit("Cast", [x], out=y, to=found.elem_type)
+
+
+def _resize_nearest(graph: Graph, op: Op, emit: Emitter) -> None:
+    """Nearest upsampling by integer factors (as torch exports it: asymmetric, floor) = Reshape,
+    Expand, Reshape (onnxruntime-training has no CPU gradient kernel for Resize/Upsample)."""
+    x = graph.inputs_of(op)[0]
+    shape = emit.shape_of(x)
+    out_shape = emit.shape_of(graph.outputs_of(op)[0])
+    mode = op.attr("mode", b"nearest")
+    transform = op.attr("coordinate_transformation_mode", b"half_pixel" if op.op_type == "Resize" else b"asymmetric")
+    nearest = op.attr("nearest_mode", b"round_prefer_floor" if op.op_type == "Resize" else b"floor")
+    static = shape is not None and out_shape is not None and len(shape) == len(out_shape) and \
+        all(isinstance(d, int) and d > 0 for d in (*shape[1:], *out_shape[1:]))
+    factors = [o // i if static and o % i == 0 else 0 for i, o in zip(shape or (), out_shape or ())][1:]
+    if _text(mode) != "nearest" or not static or not all(factors) or factors[0] != 1 or \
+            (any(f > 1 for f in factors) and not (_text(transform) == "asymmetric" and _text(nearest) == "floor")):
+        raise _refuse(op, "onnxruntime-training has no CPU gradient for Resize, and onnxprune rewrites only "
+                          "nearest upsampling by integer factors (asymmetric, floor)")
+    _, (y, *_) = _detach(graph, op)
+    spread = [0]  # keep the batch dimension as it is
+    for d, f in zip(shape[1:], factors):
+        spread += [d, 1]
+    broadcast = [1]
+    for f in factors:
+        broadcast += [1, f]
+    expanded = emit("Expand", [emit("Reshape", [x, emit.const(spread, np.int64)]), emit.const(broadcast, np.int64)])
+    emit("Reshape", [expanded, emit.const([0, *out_shape[1:]], np.int64)], out=y)
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def constant_weights(graph: Graph) -> list[str]:
+    """Turn floating-point Constant ops into initializers of the same name (so they can be trained and
+    map back by name); return their names."""
+    names = []
+    for op in [op for op in graph.ops() if op.op_type == "Constant" and op.domain in ("", "ai.onnx")]:
+        value = graph.outputs_of(op)[0]
+        array = constant_value(graph, value)
+        if array is None or np.asarray(array).dtype.kind != "f" or np.ndim(array) == 0 or graph.is_output(value):
+            continue
+        graph.remove_op(op, remove_outputs=False)
+        graph.make_initializer(value, np.asarray(array))
+        names.append(value.name)
+    return names
+
+
+RULES: tuple[TrainingRule, ...] = (
+    TrainingRule(("LayerNormalization",), _layer_norm_outputs, why="its gradient needs the Mean and InvStdDev outputs"),
+    TrainingRule(("HardSigmoid", "HardSwish"), _hard_sigmoid),
+    TrainingRule(("PRelu",), _prelu),
+    TrainingRule(("Elu", "Selu", "Celu"), _exp_linear),
+    TrainingRule(("Softplus", "Mish", "Softsign"), _softplus_family),
+    TrainingRule(("Sum", "Mean"), _variadic_sum),
+    TrainingRule(("GlobalMaxPool",), _global_max_pool),
+    TrainingRule(("AveragePool",), _average_pool, why="its training kernel can crash on a dynamic batch axis"),
+    TrainingRule(("InstanceNormalization",), _instance_norm),
+    TrainingRule(("ReduceSumSquare",), _reduce_sum_square),
+    TrainingRule(("CastLike",), _cast_like),
+    TrainingRule(("Resize", "Upsample"), _resize_nearest, devices=("cpu",), why="no CPU gradient kernel"),
+)
+
+_BY_TYPE = {t: rule for rule in RULES for t in rule.op_types}
+
+#: Ops with no gradient in onnxruntime-training 1.19 and no rewrite here (on CPU; `CPU_ONLY` adds
+#: those whose gradient kernel exists on CUDA only).
+NO_GRADIENT = frozenset({"GroupNormalization", "ReduceMax", "ReduceMin", "CumSum", "Einsum", "LpNormalization",
+                         "DepthToSpace", "SpaceToDepth", "Sign", "Floor", "Round", "Ceil", "ThresholdedRelu",
+                         "Shrink", "Hardmax", "ArgMax", "ArgMin", "LSTM", "GRU", "RNN", "Loop", "Scan", "If"})
+CPU_ONLY = frozenset({"ConvTranspose"})
+
+
+#: Input slots that carry shapes, indices, bounds or statistics, never a trainable tensor.
+NON_DIFFERENTIABLE_SLOTS: dict[str, frozenset[int]] = {
+    "Reshape": frozenset({1}), "Expand": frozenset({1}), "Tile": frozenset({1}), "Squeeze": frozenset({1}),
+    "Unsqueeze": frozenset({1}), "Slice": frozenset({1, 2, 3, 4}), "Split": frozenset({1}), "Pad": frozenset({1, 2, 3}),
+    "Gather": frozenset({1}), "GatherElements": frozenset({1}), "GatherND": frozenset({1}), "Clip": frozenset({1, 2}),
+    "Where": frozenset({0}), "TopK": frozenset({1}), "Resize": frozenset({1, 2, 3}), "Upsample": frozenset({1}),
+    "ReduceMean": frozenset({1}), "ReduceSum": frozenset({1}), "ReduceL2": frozenset({1}),
+    "ReduceLogSumExp": frozenset({1}), "Dropout": frozenset({1, 2}), "Pow": frozenset({1}),
+    "BatchNormalization": frozenset({3, 4}), "ScatterElements": frozenset({1}), "ScatterND": frozenset({1}),
+    "Trilu": frozenset({1}), "ConstantOfShape": frozenset({0}), "Range": frozenset({0, 1, 2}),
+    "OneHot": frozenset({0, 1, 2}), "Shape": frozenset({0}), "Size": frozenset({0}), "Equal": frozenset({0, 1}),
+    "Less": frozenset({0, 1}), "Greater": frozenset({0, 1}), "LessOrEqual": frozenset({0, 1}),
+    "GreaterOrEqual": frozenset({0, 1}), "Not": frozenset({0}), "NonZero": frozenset({0}),
+}
+
+
+def differentiable_slot(op: Op, slot: int, device: str) -> bool:
+    """True if a tensor read by `op` at input `slot` can be trained (gets a gradient)."""
+    if op.domain not in ("", "ai.onnx") or lacks_gradient(op, device):
+        return False
+    return slot not in NON_DIFFERENTIABLE_SLOTS.get(op.op_type, frozenset())
+
+
+def training_rule(op: Op, device: str) -> TrainingRule | None:
+    """The rewrite `op` needs before training on `device`, if any."""
+    if op.domain not in ("", "ai.onnx"):
+        return None
+    rule = _BY_TYPE.get(op.op_type)
+    return rule if rule is not None and device in rule.devices else None
+
+
+def lacks_gradient(op: Op, device: str) -> bool:
+    """True if onnxruntime-training cannot differentiate `op` on `device` and no rule rewrites it."""
+    if op.domain not in ("", "ai.onnx"):
+        return False
+    return op.op_type in NO_GRADIENT or (device == "cpu" and op.op_type in CPU_ONLY)
