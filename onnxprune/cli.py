@@ -329,6 +329,47 @@ def cmd_compact(args: argparse.Namespace) -> int:
     return _prune_pipeline(args, graph, [REGISTRY.get("compact")(selection=args.selection)])
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """Train with a group-sparse optimizer, cut the zero groups out, verify, report."""
+    from .train.run import RunPaths, TrainConfig, run_model
+
+    if not 0 <= args.target_sparsity < 1:
+        raise UserError(f"--target-sparsity must be in [0, 1), got {args.target_sparsity}")
+    if args.batch_size < 1 or args.lr <= 0:
+        raise UserError("--batch-size must be >= 1 and --lr > 0")
+    graph_sources = (args.model,)
+    paths = RunPaths.beside(args.output)
+    for path in (args.output, f"{args.output}.data", paths.report, paths.metrics):
+        check_output_path(path, graph_sources)
+    config = TrainConfig(optimizer=args.optimizer, variant=args.variant, target_sparsity=args.target_sparsity,
+                         loss=args.loss, epochs=args.epochs, steps=args.steps or 0, lr=args.lr, schedule=args.schedule,
+                         warmup=args.warmup, momentum=args.momentum, weight_decay=args.weight_decay,
+                         batch_size=args.batch_size, device=args.device, seed=args.seed,
+                         pruning_periods=args.pruning_periods, group_divisible=args.round_to, threads=args.threads,
+                         checkpoint_every=args.checkpoint_every)
+    report = run_model(args.model, args.output, args.data, config, eval_data=args.eval_data,
+                       eval_fraction=args.eval_fraction, synthetic=args.synthetic, resume=args.resume,
+                       tolerance=args.tolerance, progress=not args.no_progress)
+
+    def change(key: str) -> str:
+        a, b = report[key]["dense"], report[key]["compact"]
+        return f"{a:,} -> {b:,} ({100 * (b - a) / a:+.1f}%)" if a else f"{a:,} -> {b:,}"
+
+    print(f"trained {report['steps']} steps; group sparsity {report['group_sparsity']:.3f}; "
+          f"removed {report['groups_removed']} groups in {len(report['families'])} families")
+    print(f"parameters {change('params')}")
+    print(f"FLOPs      {change('flops')} per run")
+    lat = report["latency_ms"]
+    print(f"latency    {lat['dense']:.3f} ms -> {lat['compact']:.3f} ms (batch 1, 1 thread)")
+    for name, found in report.get("eval", {}).items():
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in found.items() if k != "samples")
+        print(f"eval       {name}: {shown} ({found.get('samples', 0)} held-out samples)")
+    verify = report["verify"]
+    print(f"verify     compact vs trained: max abs diff {verify['max_abs']:.3g}, max rel diff {verify['max_rel']:.3g}")
+    print(f"wrote {args.output}, {paths.report}, {paths.metrics}")
+    return 0
+
+
 # ---------------------------------------------------------------------- entry point
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every sub-command."""
@@ -387,7 +428,41 @@ def build_parser() -> argparse.ArgumentParser:
     compact.add_argument("-o", "--output", required=True, help="output .onnx file")
     _verify_options(compact)
     compact.set_defaults(func=cmd_compact)
+    _run_parser(commands)
     return parser
+
+
+def _run_parser(commands) -> None:
+    run = commands.add_parser("run", help="train with a group-sparse optimizer, remove the zero groups, verify")
+    run.add_argument("model", help="input .onnx file (never modified)")
+    run.add_argument("-o", "--output", required=True, help="compact output .onnx (report, metrics, checkpoints beside it)")
+    run.add_argument("--data", help="FILE.npz, a folder of <input>.npy (or <input>/*.npy shards), or module:function")
+    run.add_argument("--eval-data", help="held-out data (default: --eval-fraction of --data)")
+    run.add_argument("--eval-fraction", type=float, default=0.1, help="share of --data held out (default 0.1)")
+    run.add_argument("--synthetic", type=int, default=0, metavar="N",
+                     help="no data: distil the original model on N random inputs (says so)")
+    run.add_argument("--target-sparsity", type=float, default=0.5, help="share of groups to zero (default 0.5)")
+    run.add_argument("--optimizer", choices=["hesso", "dhspg"], default="hesso")
+    run.add_argument("--variant", choices=["sgd", "adam", "adamw"], default="sgd", help="base optimizer")
+    run.add_argument("--loss", choices=["cross-entropy", "mse", "distill"], default="cross-entropy")
+    run.add_argument("--epochs", type=int, default=3)
+    run.add_argument("--steps", type=int, help="train this many steps (overrides --epochs)")
+    run.add_argument("--lr", type=float, default=0.05)
+    run.add_argument("--schedule", choices=["constant", "step", "cosine"], default="cosine")
+    run.add_argument("--warmup", type=int, default=0, metavar="STEPS")
+    run.add_argument("--momentum", type=float, default=0.9)
+    run.add_argument("--weight-decay", type=float, default=0.0)
+    run.add_argument("--batch-size", type=int, default=64)
+    run.add_argument("--pruning-periods", type=int, default=5)
+    run.add_argument("--round-to", type=int, default=1, metavar="N", help="kept groups per family: multiples of N")
+    run.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where the optimizer step runs")
+    run.add_argument("--threads", type=int, default=0, help="onnxruntime threads (default: all cores)")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--checkpoint-every", type=int, default=0, metavar="STEPS")
+    run.add_argument("--resume", action="store_true", help="continue from OUTPUT's checkpoint")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--tolerance", type=float, default=1e-4, help="verify's relative tolerance (default 1e-4)")
+    run.set_defaults(func=cmd_run)
 
 
 def _verify_options(parser: argparse.ArgumentParser) -> None:

@@ -11,12 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from onnxprune.errors import UserError
 from onnxprune.ir import Graph
-from onnxprune.ops.training_rules import Emitter, constant_weights, lacks_gradient, training_rule
+from onnxprune.ops.training_rules import legalize
 from onnxprune.passmanager import PassResult, TransformPass
 
-from .cost import FLOAT_TYPES
 from .shapes import ShapesAnalysis
 
 
@@ -41,32 +39,3 @@ class LegalizeTraining(TransformPass):
         version = graph.version
         legalize(graph, types, self.options.device)
         return PassResult.changed() if graph.version != version else PassResult.unchanged()
-
-
-def legalize(graph: Graph, types: dict, device: str = "cpu") -> None:
-    """Apply every training rule to `graph` in place (see `LegalizeTraining`)."""
-    constant_weights(graph)
-    for op in graph.topological_order():
-        rule = training_rule(op, device)
-        if rule is not None:
-            rule.rewrite(graph, op, Emitter(graph, op, types))
-    check_differentiable(graph, device)
-
-
-def check_differentiable(graph: Graph, device: str) -> None:
-    """Refuse ops without a gradient that lie downstream of a floating-point parameter."""
-    reached = {v for v in graph.initializers if v.tensor.data_type in FLOAT_TYPES and len(v.tensor.shape) >= 1}
-    blocked = []
-    for op in graph.topological_order():
-        if not any(v in reached for v in graph.inputs_of(op) if v is not None):
-            continue
-        if lacks_gradient(op, device):
-            blocked.append(op)
-            continue
-        reached.update(v for v in graph.outputs_of(op) if v is not None)
-    if blocked:
-        names = ", ".join(op.label for op in blocked[:5])
-        more = f" and {len(blocked) - 5} more" if len(blocked) > 5 else ""
-        raise UserError(f"onnxruntime-training {'on ' + device.upper() + ' ' if device else ''}cannot differentiate "
-                        f"{names}{more}, and onnxprune has no exact rewrite for it yet; these ops lie between "
-                        "trainable weights and the outputs")

@@ -10,6 +10,7 @@ import onnx
 from onnxprune.errors import CheckFailed, UserError
 from onnxprune.ir import Graph
 from onnxprune.passmanager import AnalysisPass
+from onnxprune.runtime import inference_session, random_inputs
 
 
 @dataclass(frozen=True)
@@ -38,39 +39,10 @@ class VerifyReport:
                 f"(tolerance {self.tolerance:g}){'' if self.ok else ' FAILED'}")
 
 
-def random_inputs(graph: Graph, rng: np.random.Generator, batch: int) -> dict[str, np.ndarray]:
-    """Seeded random inputs for every graph input; symbolic dimensions take `batch`."""
-    feeds = {}
-    for value in graph.inputs:
-        if value.is_initializer:
-            continue
-        shape = [d if isinstance(d, int) and d > 0 else batch for d in (value.shape or ())]
-        dtype = onnx.helper.tensor_dtype_to_np_dtype(value.dtype)
-        if np.issubdtype(dtype, np.floating):
-            feeds[value.name] = rng.standard_normal(shape).astype(dtype)
-        elif dtype == np.bool_:
-            feeds[value.name] = rng.integers(0, 2, shape).astype(bool)
-        else:
-            feeds[value.name] = rng.integers(0, 4, shape).astype(dtype)
-    return feeds
-
-
-def session(graph: Graph):
-    """An onnxruntime CPU session for the graph, at basic graph optimisations: verify compares
-    numbers, and onnxruntime 1.19's NCHWc layout transform (all optimisations) rejects some valid
-    models with odd channel counts after a Concat (the CLI checks loading at default settings)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    return ort.InferenceSession(graph.to_onnx().SerializeToString(), options, providers=["CPUExecutionProvider"])
-
-
 def compare(reference: Graph, candidate: Graph, feeds_list: list[dict[str, np.ndarray]], tolerance: float,
             atol: float = 1e-6) -> VerifyReport:
     """Run both graphs on each feed and measure the largest differences."""
-    ref, cand = session(reference), session(candidate)
+    ref, cand = inference_session(reference), inference_session(candidate)
     max_abs = max_rel = 0.0
     ok = True
     for feeds in feeds_list:

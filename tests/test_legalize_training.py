@@ -11,7 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 import onnxprune
 from onnxprune.errors import UserError
 from onnxprune.passmanager import PassManager
-from onnxprune.passes.verify import session
+from onnxprune.runtime import inference_session as session
 
 from .builders import Builder
 

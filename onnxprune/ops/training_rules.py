@@ -21,6 +21,7 @@ from ..ir import Graph, Op, Value
 from .rule import constant_value
 
 FLOAT32 = TensorProto.FLOAT
+FLOAT_TYPES = frozenset({TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16})
 
 
 class Emitter:
@@ -337,3 +338,32 @@ def lacks_gradient(op: Op, device: str) -> bool:
     if op.domain not in ("", "ai.onnx"):
         return False
     return op.op_type in NO_GRADIENT or (device == "cpu" and op.op_type in CPU_ONLY)
+
+
+def legalize(graph: Graph, types: dict, device: str = "cpu") -> None:
+    """Apply every training rule to `graph` in place: Constant weights become initializers, each op
+    with a rule is rewritten, and ops without a gradient on a weight path are refused."""
+    constant_weights(graph)
+    for op in graph.topological_order():
+        rule = training_rule(op, device)
+        if rule is not None:
+            rule.rewrite(graph, op, Emitter(graph, op, types))
+    check_differentiable(graph, device)
+
+
+def check_differentiable(graph: Graph, device: str) -> None:
+    """Refuse ops without a gradient that lie downstream of a floating-point parameter."""
+    reached = {v for v in graph.initializers if v.tensor.data_type in FLOAT_TYPES and len(v.tensor.shape) >= 1}
+    blocked = []
+    for op in graph.topological_order():
+        if not any(v in reached for v in graph.inputs_of(op) if v is not None):
+            continue
+        if lacks_gradient(op, device):
+            blocked.append(op)
+            continue
+        reached.update(v for v in graph.outputs_of(op) if v is not None)
+    if blocked:
+        names = ", ".join(op.label for op in blocked[:5])
+        more = f" and {len(blocked) - 5} more" if len(blocked) > 5 else ""
+        raise UserError(f"onnxruntime-training on {device.upper()} cannot differentiate {names}{more}, and onnxprune "
+                        "has no exact rewrite for it yet; these ops lie between trainable weights and the outputs")

@@ -1,0 +1,147 @@
+"""Training artifacts for onnxruntime-training: which tensors train, BatchNorm statistics, loss heads.
+
+Facts this relies on (ORT_TRAINING_NOTES.md): `generate_artifacts` needs explicit trainable and
+frozen lists; BatchNorm trains with batch statistics and its running statistics are only updated if
+we expose the node's outputs 1 and 2 and write them back; the cross-entropy head wants int64 labels
+named `labels` and opset >= 12; generation logs hundreds of lines; ORT 1.19 loads IR <= 10.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import onnx
+
+from ..errors import UserError
+from ..ir import Graph
+from ..ops.training_rules import differentiable_slot
+
+Loss = Literal["cross-entropy", "mse", "distill"]
+LOSSES = ("cross-entropy", "mse", "distill")
+_FLOAT = onnx.TensorProto.FLOAT
+
+
+@dataclass(frozen=True)
+class TrainingArtifacts:
+    """What `build_artifacts` wrote and what the engine needs to drive it."""
+
+    training_model: Path
+    checkpoint: Path
+    trainable: tuple[str, ...]
+    running_stats: dict[str, str]  # training-model output -> the running-statistics initializer it updates
+    data_inputs: tuple[str, ...]  # model inputs, in order
+    target: str | None  # "labels" (cross-entropy) or "target" (mse, distill)
+    loss_output: str  # the model output the loss reads
+
+
+def trainable_parameters(graph: Graph, device: str = "cpu") -> tuple[list[str], list[str]]:
+    """(trainable, frozen) initializer names: float32 tensors of rank >= 1 whose every use is a
+    differentiable input slot train; BatchNorm running statistics are frozen (written back each step)."""
+    frozen = sorted(running_statistics(graph))
+    trainable = []
+    for value in graph.initializers:
+        tensor = value.tensor
+        if value.name in frozen or tensor.data_type != _FLOAT or len(tensor.shape) == 0 or graph.is_input(value):
+            continue
+        uses = graph.uses(value)
+        if uses and not graph.captures_of_value(value) and \
+                all(differentiable_slot(op, slot, device) for op, slot in uses):
+            trainable.append(value.name)
+    return trainable, frozen
+
+
+def running_statistics(graph: Graph) -> set[str]:
+    """Names of the initializers that are BatchNorm running means and variances."""
+    names = set()
+    for op in graph.ops():
+        if op.op_type == "BatchNormalization" and op.domain in ("", "ai.onnx"):
+            for value in graph.inputs_of(op)[3:5]:
+                if value is not None and value.tensor is not None:
+                    names.add(value.name)
+    return names
+
+
+def expose_running_statistics(graph: Graph) -> dict[str, str]:
+    """Put every BatchNorm in training mode with its updated running mean and variance as graph outputs;
+    return output name -> initializer name."""
+    exposed = {}
+    for op in [op for op in graph.topological_order() if op.op_type == "BatchNormalization"]:
+        inputs, outputs = graph.inputs_of(op), graph.outputs_of(op)
+        stats = inputs[3:5]
+        if any(v is None or v.tensor is None for v in stats):
+            continue
+        graph.remove_op(op, remove_outputs=False)
+        names = [graph.fresh_name(f"{v.name}/updated") for v in stats]
+        attributes = dict(op.attributes)
+        attributes.pop("training_mode", None)
+        new = graph.add_op("BatchNormalization", inputs, [outputs[0], *names], name=op.name,
+                           attributes={**attributes, "training_mode": 1})
+        for value, stat in zip(graph.outputs_of(new)[1:], stats):
+            graph.outputs.append(value)
+            graph.set_type(value, stat.tensor.data_type, stat.tensor.shape)
+            exposed[value.name] = stat.name
+    return exposed
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """onnxruntime's gradient builder logs hundreds of INFO lines from C++ to fd 2: keep them, and show
+    them only if generation fails."""
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield sink
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def build_artifacts(graph: Graph, directory: Path, loss: Loss, device: str = "cpu",
+                    output: str | None = None) -> TrainingArtifacts:
+    """Write the training model and checkpoint for `graph` (already legalized; it is not modified) into
+    `directory`. The loss reads `output` (default: the first graph output)."""
+    from onnxruntime.training import artifacts  # imports torch: keep it off the CLI's start-up path
+
+    if loss not in LOSSES:
+        raise UserError(f"unknown loss {loss!r} (one of {', '.join(LOSSES)})")
+    work = graph.copy()
+    outputs = [v.name for v in work.outputs]
+    output = output or outputs[0]
+    if output not in outputs:
+        raise UserError(f"the model has no output named {output!r} (outputs: {', '.join(outputs)})")
+    if loss == "cross-entropy" and work.opset < 12:
+        raise UserError(f"the cross-entropy loss needs opset >= 12; the model has opset {work.opset}. "
+                        "Use --loss mse or distill, or re-export the model with a newer opset")
+    trainable, frozen = trainable_parameters(work, device)
+    if not trainable:
+        raise UserError("the model has no trainable float32 weights (initializers of rank >= 1 used only where "
+                        "gradients flow)")
+    exposed = expose_running_statistics(work)
+    model = work.to_onnx()
+    model.ir_version = min(model.ir_version, 10)  # onnxruntime 1.19 loads IR <= 10
+    head = artifacts.LossType.CrossEntropyLoss if loss == "cross-entropy" else artifacts.LossType.MSELoss
+    directory.mkdir(parents=True, exist_ok=True)
+    with _quiet_stderr() as log:
+        try:
+            artifacts.generate_artifacts(model, requires_grad=trainable, frozen_params=frozen, loss=head,
+                                         artifact_directory=str(directory), additional_output_names=list(exposed),
+                                         loss_input_names=[output])
+        except Exception as error:  # onnxruntime raises plain RuntimeErrors with C++ context
+            log.seek(0)
+            tail = log.read().decode(errors="replace").strip().splitlines()[-3:]
+            raise UserError(f"onnxruntime-training could not build the training graph: "
+                            f"{str(error).strip().splitlines()[-1]}" + (f" ({tail[-1]})" if tail else "")) from error
+    training_model = directory / "training_model.onnx"
+    saved = onnx.load(training_model, load_external_data=False)
+    if saved.ir_version > 10:  # newer onnx writes newer IR than onnxruntime 1.19 loads
+        saved.ir_version = 10
+        onnx.save(saved, training_model)
+    data_inputs = tuple(v.name for v in graph.inputs if not v.is_initializer)
+    return TrainingArtifacts(training_model, directory / "checkpoint", tuple(trainable), exposed, data_inputs,
+                             "labels" if loss == "cross-entropy" else "target", output)

@@ -1,0 +1,210 @@
+"""Training data: `.npz` files, folders of memory-mapped `.npy` shards, or a Python factory.
+
+Arrays are named after the model's inputs, plus `labels` (int64 class indices) for cross-entropy.
+A folder holds `<name>.npy`, or a sub-folder `<name>/` of `.npy` shards concatenated in name order;
+shards are memory-mapped, so data larger than memory streams. `module:function` returns an iterable
+of batches (dicts of arrays) and is used as it comes. Every array is checked against the model's
+declared inputs before training starts: a wrong name, dtype, shape or an empty set is one clear line.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+
+LABELS = "labels"
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """A model input as the data must match it: name, numpy dtype, dims (ints, or None where free)."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[int | None, ...]
+
+
+class _Shards:
+    """Row-indexable view over memory-mapped `.npy` shards (concatenated along axis 0)."""
+
+    def __init__(self, paths: list[Path]):
+        self.parts = [np.load(p, mmap_mode="r") for p in paths]
+        shapes = {part.shape[1:] for part in self.parts}
+        dtypes = {part.dtype for part in self.parts}
+        if len(shapes) > 1 or len(dtypes) > 1:
+            raise UserError(f"{paths[0].parent}: shards disagree on shape or dtype ({shapes}, {dtypes})")
+        self.ends = np.cumsum([len(part) for part in self.parts])
+        self.shape = (int(self.ends[-1]) if len(self.ends) else 0, *next(iter(shapes)))
+        self.dtype = next(iter(dtypes))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """The rows, in the given order."""
+        shard = np.searchsorted(self.ends, rows, side="right")
+        starts = np.concatenate([[0], self.ends[:-1]])
+        out = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
+        for s in np.unique(shard):
+            where = np.flatnonzero(shard == s)
+            out[where] = self.parts[s][rows[where] - starts[s]]
+        return out
+
+
+def _take(array, rows: np.ndarray) -> np.ndarray:
+    return array.take(rows) if isinstance(array, _Shards) else np.asarray(array[rows])
+
+
+class ArrayData:
+    """Named arrays of equal length, batched with a seeded shuffle."""
+
+    def __init__(self, arrays: dict[str, object], source: str):
+        self.arrays, self.source = arrays, source
+        lengths = {name: len(a) for name, a in arrays.items()}
+        if len(set(lengths.values())) > 1:
+            raise UserError(f"{source}: arrays have different lengths ({', '.join(f'{k}={v}' for k, v in lengths.items())})")
+        self.length = next(iter(lengths.values())) if lengths else 0
+
+    def __len__(self) -> int:
+        return self.length
+
+    def split(self, fraction: float, seed: int) -> tuple[ArrayData, ArrayData]:
+        """(train, held-out) with `fraction` of the rows held out, chosen with `seed`."""
+        order = np.random.default_rng(seed).permutation(self.length)
+        held = max(1, int(round(fraction * self.length))) if fraction > 0 else 0
+        if held >= self.length:
+            raise UserError(f"{self.source}: {self.length} samples are too few to hold out {fraction:.0%}")
+        return self.subset(np.sort(order[held:])), self.subset(np.sort(order[:held]))
+
+    def subset(self, rows: np.ndarray) -> ArrayData:
+        """The given rows (materialised)."""
+        return ArrayData({name: _take(a, rows) for name, a in self.arrays.items()}, self.source)
+
+    def batches(self, batch_size: int, seed: int | None, drop_last: bool = True) -> Iterator[dict[str, np.ndarray]]:
+        """One pass in batches; shuffled with `seed` (None: in order)."""
+        order = np.arange(self.length) if seed is None else np.random.default_rng(seed).permutation(self.length)
+        stop = self.length - (self.length % batch_size if drop_last else 0)
+        for start in range(0, stop, batch_size):
+            rows = np.sort(order[start:start + batch_size]) if seed is not None else order[start:start + batch_size]
+            yield {name: _take(a, rows) for name, a in self.arrays.items()}
+
+
+class FactoryData:
+    """Batches from a user's `module:function` (it owns batching and shuffling)."""
+
+    def __init__(self, make, source: str):
+        self.make, self.source = make, source
+
+    def batches(self, batch_size: int, seed: int | None, drop_last: bool = True) -> Iterator[dict[str, np.ndarray]]:
+        found = self.make()
+        if not isinstance(found, Iterable):
+            raise UserError(f"{self.source} returned {type(found).__name__}, not an iterable of batches")
+        for batch in found:
+            if not isinstance(batch, dict):
+                raise UserError(f"{self.source} yielded {type(batch).__name__}; each batch must be a dict of arrays "
+                                "named after the model inputs")
+            yield {k: np.asarray(v) for k, v in batch.items()}
+
+
+def open_data(spec: str) -> ArrayData | FactoryData:
+    """Open `--data`: a `.npz` file, a folder of `.npy` files/shards, or `module:function`."""
+    path = Path(spec)
+    if path.is_file():
+        if path.suffix != ".npz":
+            raise UserError(f"{spec}: expected a .npz file, a folder of .npy files, or module:function")
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                arrays = {name: archive[name] for name in archive.files}
+        except (OSError, ValueError) as error:
+            raise UserError(f"{spec}: not a readable .npz file ({error})") from None
+        return ArrayData(arrays, spec)
+    if path.is_dir():
+        arrays: dict[str, object] = {}
+        for item in sorted(path.iterdir()):
+            if item.suffix == ".npy":
+                arrays[item.stem] = np.load(item, mmap_mode="r")
+            elif item.is_dir() and sorted(item.glob("*.npy")):
+                arrays[item.name] = _Shards(sorted(item.glob("*.npy")))
+        if not arrays:
+            raise UserError(f"{spec}: the folder holds no .npy files (expected <input>.npy or <input>/*.npy shards)")
+        return ArrayData(arrays, spec)
+    if ":" in spec and not path.exists():
+        module_name, _, function = spec.partition(":")
+        sys.path.insert(0, str(Path.cwd()))
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as error:
+            raise UserError(f"--data {spec}: cannot import module {module_name!r} ({error})") from None
+        finally:
+            sys.path.pop(0)
+        make = getattr(module, function, None)
+        if not callable(make):
+            raise UserError(f"--data {spec}: module {module_name!r} has no function {function!r}")
+        return FactoryData(make, spec)
+    raise UserError(f"--data {spec}: no such file or folder")
+
+
+def check_batch(batch: dict[str, np.ndarray], inputs: list[InputSpec], target: str | None, source: str,
+                target_shape: tuple | None = None) -> list[np.ndarray]:
+    """The feeds for one batch in training order (inputs, then labels/target), or a clear error naming
+    the input, the expected and the given shape or dtype."""
+    feeds = []
+    for spec in inputs:
+        if spec.name not in batch:
+            raise UserError(f"{source}: no array named {spec.name!r} (the model's input); found "
+                            f"{', '.join(sorted(batch)) or 'nothing'}")
+        array = batch[spec.name]
+        if array.dtype != spec.dtype:
+            if array.dtype.kind == spec.dtype.kind == "f" or (array.dtype.kind in "ui" and spec.dtype.kind in "ui"):
+                array = array.astype(spec.dtype)
+            else:
+                raise UserError(f"{source}: input {spec.name!r} has dtype {array.dtype}, the model expects {spec.dtype}")
+        if len(array.shape) != len(spec.shape) or any(d is not None and d != a for d, a in zip(spec.shape[1:], array.shape[1:])):
+            expected = "x".join("?" if d is None else str(d) for d in spec.shape)
+            raise UserError(f"{source}: input {spec.name!r} has shape {'x'.join(map(str, array.shape))}, the model "
+                            f"expects {expected}")
+        feeds.append(np.ascontiguousarray(array))
+    if target == LABELS:
+        if LABELS not in batch:
+            raise UserError(f"{source}: no array named 'labels' (int class indices), which --loss cross-entropy needs; "
+                            "use --loss distill for data without labels")
+        labels = batch[LABELS]
+        if labels.dtype.kind not in "ui" or labels.ndim != 1:
+            raise UserError(f"{source}: 'labels' must be a 1-D integer array, got {labels.dtype} with shape "
+                            f"{'x'.join(map(str, labels.shape))}")
+        feeds.append(labels.astype(np.int64))
+    return feeds
+
+
+def input_specs(graph) -> list[InputSpec]:
+    """The model's data inputs as `check_batch` wants them."""
+    import onnx
+
+    specs = []
+    for value in graph.inputs:
+        if value.is_initializer:
+            continue
+        dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(value.dtype)) if value.dtype else np.dtype(np.float32)
+        shape = tuple(d if isinstance(d, int) and d > 0 else None for d in (value.shape or ()))
+        specs.append(InputSpec(value.name, dtype, shape))
+    return specs
+
+
+def synthetic_data(graph, count: int, seed: int) -> ArrayData:
+    """Standard-normal inputs of the model's declared shapes (free dims but the batch as 1), for
+    distillation without data."""
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for spec in input_specs(graph):
+        if spec.dtype.kind != "f":
+            raise UserError(f"--synthetic makes float inputs only; input {spec.name!r} is {spec.dtype}")
+        dims = [d if d is not None else 1 for d in spec.shape[1:]]
+        arrays[spec.name] = rng.standard_normal((count, *dims)).astype(spec.dtype)
+    return ArrayData(arrays, "synthetic data")

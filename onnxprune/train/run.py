@@ -1,0 +1,424 @@
+"""Sparse training end to end: analyze → legalize → train (HESSO/DHSPG) → compact → verify → report.
+
+`sparse_train` trains a graph in place and returns the Selection of groups that reached exact zero;
+`run` wraps it for `onnxprune run`: data, progress bar, metrics as JSON lines, checkpoints and resume,
+the compact model, and `report.json` (accuracy/loss of the dense and compact models on the held-out
+split, params, FLOPs, latency, groups removed per family, time per stage).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from ..errors import UserError
+from ..ir import Graph
+from ..space import PruningSpace, Selection
+from .artifacts import LOSSES, build_artifacts, running_statistics
+from .data import ArrayData, FactoryData, check_batch, input_specs
+from .schedule import LearningRate
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a sparse-training run (also the `sparse-train` pass's options)."""
+
+    optimizer: Literal["hesso", "dhspg"] = "hesso"
+    variant: Literal["sgd", "adam", "adamw"] = "sgd"
+    target_sparsity: float = 0.5
+    loss: Literal["cross-entropy", "mse", "distill"] = "cross-entropy"
+    epochs: int = 3
+    steps: int = 0  # if set, overrides epochs
+    lr: float = 0.05
+    schedule: Literal["constant", "step", "cosine"] = "cosine"
+    warmup: int = 0
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    batch_size: int = 64
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    seed: int = 0
+    pruning_periods: int = 5
+    group_divisible: int = 1  # kept groups per family: multiples of this (the same as prune's --round-to)
+    threads: int = 0  # onnxruntime intra-op threads (0: all cores)
+    checkpoint_every: int = 0  # steps between checkpoints (0: only at the end and on Ctrl-C)
+    log_every: int = 10
+
+
+@dataclass
+class TrainResult:
+    """What training produced."""
+
+    selection: Selection
+    steps: int
+    final_loss: float
+    history: list[dict] = field(default_factory=list)
+    group_sparsity: float = 0.0
+    skipped_families: tuple[str, ...] = ()
+
+
+def resolve_device(device: str) -> str:
+    """auto → cuda when torch sees a GPU, else cpu."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: torch sees no CUDA device here; use --device cpu or auto")
+    return device
+
+
+def _make_optimizer(engine, space: PruningSpace, layout, config: TrainConfig, total: int, device: str):
+    from ..optim import BaseSettings, Dhspg, DhspgSettings, Hesso, HessoSettings
+
+    params, grads = engine.params, engine.grads
+    if device == "cuda":  # our step runs on the GPU; onnxruntime's CPU buffers are synced around it
+        params = {k: v.to("cuda") for k, v in params.items()}
+        grads = {k: v.to("cuda") for k, v in grads.items()}
+    base = BaseSettings(config.variant, momentum=config.momentum if config.variant == "sgd" else 0.0,
+                        weight_decay=config.weight_decay)
+    if config.optimizer == "hesso":
+        start = total // 10
+        pruning_steps = max(total // 4 - start, 1)
+        periods = max(1, min(config.pruning_periods, pruning_steps))
+        settings = HessoSettings(config.target_sparsity, start, pruning_steps, periods, config.group_divisible)
+        optimizer = Hesso(params, grads, layout, space, base, settings)
+    elif config.optimizer == "dhspg":
+        lmbda = 1e-3 if config.variant == "sgd" else 1e-2
+        settings = DhspgSettings(config.target_sparsity, lmbda=lmbda, partition_step=total // 10,
+                                 half_space_project_steps=total // 10)
+        optimizer = Dhspg(params, grads, layout, space, base, settings)
+    else:
+        raise UserError(f"unknown optimizer {config.optimizer!r} (hesso, dhspg)")
+    return optimizer, params, grads
+
+
+@dataclass
+class _Checkpoint:
+    directory: Path
+
+    def save(self, step: int, engine, optimizer, extra: dict) -> None:
+        import torch
+
+        tmp = Path(tempfile.mkdtemp(dir=self.directory.parent, prefix=".ckpt-"))
+        np.savez(tmp / "weights.npz", **engine.weights())
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        (tmp / "progress.json").write_text(json.dumps({"step": step, **extra}))
+        old = self.directory.with_name(self.directory.name + ".old")
+        if self.directory.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            self.directory.rename(old)
+        tmp.rename(self.directory)  # the last good checkpoint is replaced only once the new one is whole
+        shutil.rmtree(old, ignore_errors=True)
+
+    def load(self, engine, optimizer) -> dict:
+        import torch
+
+        if not (self.directory / "progress.json").exists():
+            raise UserError(f"--resume: no checkpoint in {self.directory}")
+        with np.load(self.directory / "weights.npz") as archive:
+            engine.load_weights({k: archive[k] for k in archive.files})
+        optimizer.load_state_dict(torch.load(self.directory / "optimizer.pt"))
+        return json.loads((self.directory / "progress.json").read_text())
+
+
+def sparse_train(graph: Graph, space: PruningSpace, types: dict, data: ArrayData | FactoryData, config: TrainConfig,
+                 *, work_dir: Path | None = None, checkpoint_dir: Path | None = None, resume: bool = False,
+                 on_metrics: Callable[[dict], None] | None = None, progress: bool = False) -> TrainResult:
+    """Train `graph` with a group-sparse optimizer; write the trained weights into it (in place) and
+    return the Selection of groups that are exactly zero."""
+    import torch
+
+    from ..ops.training_rules import legalize
+    from ..optim import group_layout
+    from .engine import TrainingEngine
+
+    if config.loss not in LOSSES:
+        raise UserError(f"unknown loss {config.loss!r} (one of {', '.join(LOSSES)})")
+    device = resolve_device(config.device)
+    torch.set_num_threads(1)  # onnxruntime owns the cores during a step; our update is cheap
+    legal = graph.copy()
+    legalize(legal, types, "cpu")
+    own_dir = work_dir is None
+    work_dir = Path(tempfile.mkdtemp(prefix="onnxprune-train-")) if own_dir else work_dir
+    try:
+        artifacts = build_artifacts(legal, work_dir / "artifacts", config.loss)
+        engine = TrainingEngine(artifacts, threads=config.threads or None)
+        shapes = {k: tuple(v.shape) for k, v in engine.params.items()}
+        layout = group_layout(space, shapes, frozenset(running_statistics(legal)))
+        if not layout.n_groups:
+            raise UserError("no prunable group has trainable weights; see `onnxprune analyze` for why families froze")
+        specs = input_specs(graph)
+        steps_per_epoch = len(data) // config.batch_size if isinstance(data, ArrayData) else 0
+        if isinstance(data, ArrayData) and steps_per_epoch == 0:
+            raise UserError(f"{data.source}: {len(data)} samples is fewer than one batch of {config.batch_size}")
+        total = config.steps or config.epochs * steps_per_epoch
+        if total <= 0:
+            raise UserError("give --steps for data from a module:function (its length is unknown)")
+        optimizer, opt_params, opt_grads = _make_optimizer(engine, space, layout, config, total, device)
+        schedule = LearningRate(config.lr, total, config.schedule, config.warmup)
+        teacher = _teacher(graph, artifacts.loss_output) if config.loss == "distill" else None
+        checkpoint = _Checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
+        step, skip = 0, 0
+        if resume:
+            if checkpoint is None:
+                raise UserError("--resume needs a checkpoint folder")
+            progress_state = checkpoint.load(engine, optimizer)
+            if device == "cuda":
+                for k in opt_params:
+                    opt_params[k].copy_(engine.params[k])
+            step = int(progress_state["step"])
+        history: list[dict] = []
+        bar = _progress_bar(total, step) if progress else None
+        last_loss = math.nan
+        started = time.perf_counter()
+        interrupted = False
+        try:
+            epoch = step // steps_per_epoch if steps_per_epoch else 0
+            skip = step - epoch * steps_per_epoch if steps_per_epoch else step
+            while step < total:
+                for batch in data.batches(config.batch_size, config.seed + epoch):
+                    if skip:
+                        skip -= 1
+                        continue
+                    if step >= total:
+                        break
+                    feeds = check_batch(batch, specs, artifacts.target, getattr(data, "source", "data"))
+                    if teacher is not None:
+                        feeds.append(teacher(feeds[:len(specs)]))
+                    elif artifacts.target == "target":
+                        raise UserError("--loss mse needs a 'target' array in the data; use --loss distill "
+                                        "to train against the original model's outputs")
+                    loss = engine.step(feeds)
+                    if not math.isfinite(loss):
+                        raise TrainingDiverged(
+                            f"the loss became {loss} at step {step}; lower --lr" +
+                            (f" (the last good checkpoint is in {checkpoint.directory})" if checkpoint else ""))
+                    lr = schedule(step)
+                    if device == "cuda":
+                        for k in opt_grads:
+                            opt_grads[k].copy_(engine.grads[k], non_blocking=True)
+                    optimizer.step(lr)
+                    if device == "cuda":
+                        for k in opt_params:
+                            engine.params[k].copy_(opt_params[k])
+                    step += 1
+                    last_loss = loss
+                    if step % config.log_every == 0 or step == total:
+                        record = {"step": step, "loss": loss, "lr": lr,
+                                  "group_sparsity": float(optimizer.zero.double().mean()),
+                                  "samples_per_s": step * config.batch_size / max(time.perf_counter() - started, 1e-9)}
+                        history.append(record)
+                        if on_metrics:
+                            on_metrics(record)
+                        if bar is not None:
+                            bar.set_postfix(loss=f"{loss:.4f}", sparsity=f"{record['group_sparsity']:.2f}",
+                                            lr=f"{lr:.3g}", refresh=False)
+                    if bar is not None:
+                        bar.update(1)
+                    if checkpoint and config.checkpoint_every and step % config.checkpoint_every == 0:
+                        checkpoint.save(step, engine, optimizer, {"loss": loss})
+                epoch += 1
+                if steps_per_epoch == 0:
+                    break
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            if bar is not None:
+                bar.close()
+        if checkpoint is not None:
+            checkpoint.save(step, engine, optimizer, {"loss": last_loss})
+        if interrupted:
+            raise UserError(f"interrupted at step {step}; resume with --resume" +
+                            (f" (checkpoint: {checkpoint.directory})" if checkpoint else ""))
+        for name, array in engine.weights().items():
+            graph.set_initializer(name, array.astype(graph.value(name).tensor.array.dtype, copy=False))
+        zero = optimizer.zero_groups()
+        return TrainResult(layout.selection(zero), step, last_loss, history, float(zero.mean()), layout.skipped)
+    finally:
+        if own_dir:
+            shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def _teacher(graph: Graph, output: str):
+    """A function returning the original model's `output` for a list of input feeds (for distillation)."""
+    from ..runtime import inference_session
+
+    session = inference_session(graph)
+    names = [i.name for i in session.get_inputs()]
+
+    def teach(feeds: list[np.ndarray]) -> np.ndarray:
+        return session.run([output], dict(zip(names, feeds)))[0]
+    return teach
+
+
+def _progress_bar(total: int, initial: int):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, leave=True)
+
+
+# ---------------------------------------------------------------------- onnxprune run
+@dataclass(frozen=True)
+class RunPaths:
+    """Where `run` writes: the compact model, its report, metrics and checkpoints."""
+
+    output: Path
+    report: Path
+    metrics: Path
+    checkpoint: Path
+
+    @classmethod
+    def beside(cls, output: str | Path) -> RunPaths:
+        """`OUT.onnx` → `OUT.report.json`, `OUT.metrics.jsonl`, `OUT.ckpt/`."""
+        output = Path(output)
+        stem = output.with_suffix("")
+        return cls(output, Path(f"{stem}.report.json"), Path(f"{stem}.metrics.jsonl"), Path(f"{stem}.ckpt"))
+
+
+def evaluate(graph: Graph, data: ArrayData, loss: str, output: str, batch_size: int = 256,
+             teacher: Graph | None = None) -> dict:
+    """Loss (and top-1 accuracy, for labelled data) of `graph` on `data`, in inference mode."""
+    from ..runtime import inference_session
+
+    session = inference_session(graph)
+    specs = input_specs(graph)
+    reference = inference_session(teacher) if teacher is not None else None
+    total, correct, squared, count = 0.0, 0, 0.0, 0
+    for batch in data.batches(batch_size, None, drop_last=False):
+        feeds = check_batch(batch, specs, None, data.source)
+        named = dict(zip([s.name for s in specs], feeds))
+        out = session.run([output], named)[0]
+        if "labels" in batch and loss == "cross-entropy":
+            labels = batch["labels"].astype(np.int64)
+            shifted = out - out.max(axis=1, keepdims=True)
+            log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+            total += float(-log_probs[np.arange(len(labels)), labels].sum())
+            correct += int((out.argmax(axis=1) == labels).sum())
+        elif reference is not None:
+            squared += float(((out - reference.run([output], named)[0]) ** 2).mean()) * len(out)
+        count += len(out)
+    if not count:
+        return {}
+    if loss == "cross-entropy" and "labels" in data.arrays:
+        return {"loss": total / count, "accuracy": correct / count, "samples": count}
+    return {"distill_mse": squared / count, "samples": count} if reference is not None else {"samples": count}
+
+
+def latency_ms(graph: Graph, batch: int = 1, repeats: int = 50, threads: int = 1) -> float:
+    """Median CPU latency of one run (all graph optimisations, `threads` intra-op threads)."""
+    from ..runtime import inference_session, random_inputs
+
+    try:
+        session = inference_session(graph, optimize=True, threads=threads)
+    except Exception:  # onnxruntime 1.19's NCHWc transform rejects some widths: measure at basic level
+        session = inference_session(graph, threads=threads)
+    feeds = random_inputs(graph, np.random.default_rng(0), batch)
+    for _ in range(5):
+        session.run(None, feeds)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        session.run(None, feeds)
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times))
+
+
+def run_model(model: str, output: str, data_spec: str | None, config: TrainConfig, *, eval_data: str | None = None,
+              eval_fraction: float = 0.1, synthetic: int = 0, resume: bool = False, tolerance: float = 1e-4,
+              progress: bool = True, log: Callable[[str], None] = print) -> dict:
+    """`onnxprune run`: train, compact, verify and report; returns the report (also written as JSON)."""
+    from ..files import atomic_write
+    from ..ir import load, save
+    from ..passmanager import AnalysisManager, PassManager
+    from .data import open_data, synthetic_data
+
+    stages: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def stage(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        stages[name] = round(now - clock, 3)
+        clock = now
+
+    paths = RunPaths.beside(output)
+    graph = load(model)
+    original = graph.copy()
+    am = AnalysisManager(graph)
+    space = am.get("prune-space")
+    types = am.get("shapes")
+    dense_cost = am.get("cost")
+    stage("analyze")
+    if data_spec is None and not synthetic:
+        specs = ", ".join(f"{s.name} ({s.dtype}, {'x'.join('N' if d is None else str(d) for d in s.shape)})"
+                          for s in input_specs(graph))
+        raise UserError(f"{model}: training needs data: --data FILE.npz|DIR|module:function with arrays named after "
+                        f"the inputs [{specs}] plus 'labels' for --loss cross-entropy; or --synthetic N to distil on "
+                        "N random inputs")
+    if synthetic:
+        data = synthetic_data(graph, synthetic, config.seed)
+        config = TrainConfig(**{**asdict(config), "loss": "distill"})
+        log(f"onnxprune: training on {synthetic} SYNTHETIC random inputs (distillation from the original model)")
+    else:
+        data = open_data(data_spec)
+    held_out = None
+    if eval_data is not None:
+        held_out = open_data(eval_data)
+    elif isinstance(data, ArrayData) and eval_fraction > 0:
+        data, held_out = data.split(eval_fraction, config.seed)
+    if isinstance(data, ArrayData) and not len(data):
+        raise UserError(f"{data.source}: the data set is empty")
+    stage("data")
+    paths.metrics.parent.mkdir(parents=True, exist_ok=True)
+    with open(paths.metrics, "a" if resume else "w") as metrics:
+        def on_metrics(record: dict) -> None:
+            metrics.write(json.dumps(record) + "\n")
+            metrics.flush()
+        result = sparse_train(graph, space, types, data, config, checkpoint_dir=paths.checkpoint, resume=resume,
+                              on_metrics=on_metrics, progress=progress)
+    stage("train")
+    trained = graph.copy()
+    am = AnalysisManager(graph)
+    am.state["selection"] = result.selection
+    PassManager("compact,cleanup,verify{tolerance=%g}" % tolerance).run(graph, am)
+    report_verify = am.state["verify"]
+    compact_cost = AnalysisManager(graph).get("cost")
+    stage("compact+verify")
+    save(graph, output)
+    output_name = [v.name for v in graph.outputs][0]
+    report = {
+        "model": str(model), "output": str(output), "config": asdict(config),
+        "data": "synthetic" if synthetic else data_spec, "steps": result.steps, "final_loss": result.final_loss,
+        "group_sparsity": result.group_sparsity, "groups_removed": result.selection.group_count,
+        "families": {space.family(f).name: {"removed": len(g), "size": space.family(f).size}
+                     for f, g in sorted(result.selection.pruned.items()) if g},
+        "skipped_families": list(result.skipped_families),
+        "params": {"dense": dense_cost.parameters, "compact": compact_cost.parameters},
+        "flops": {"dense": dense_cost.flops, "compact": compact_cost.flops},
+        "verify": {"max_abs": report_verify.max_abs, "max_rel": report_verify.max_rel, "ok": report_verify.ok},
+    }
+    if held_out is not None and isinstance(held_out, ArrayData) and len(held_out):
+        teacher = original if config.loss == "distill" else None
+        report["eval"] = {"dense": evaluate(trained, held_out, config.loss, output_name, teacher=teacher),
+                          "compact": evaluate(graph, held_out, config.loss, output_name, teacher=teacher)}
+    stage("evaluate")
+    report["latency_ms"] = {"dense": latency_ms(original), "compact": latency_ms(graph), "batch": 1, "threads": 1}
+    stage("latency")
+    report["time_s"] = stages
+    with atomic_write(paths.report, "w") as handle:
+        handle.write(json.dumps(report, indent=2) + "\n")
+    return report
