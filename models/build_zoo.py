@@ -75,6 +75,8 @@ ZOO = {
                      "ReduceMean", "Gemm", "Shape", "Gather", "Concat"}),
     "digits_cnn": (zoo_defs.DigitsCNN, 7,
                    {"Conv", "BatchNormalization", "Relu", "MaxPool", "GlobalAveragePool", "Flatten", "Gemm"}),
+    "fashion_cnn": (zoo_defs.FashionCNN, 30,
+                    {"Conv", "BatchNormalization", "Relu", "MaxPool", "GlobalAveragePool", "Flatten", "Gemm"}),
     # ---- extended zoo
     "resnet50ish": (zoo_defs.ResNet50ish, 8,
                     {"Conv", "BatchNormalization", "Relu", "Add", "GlobalAveragePool", "Flatten", "Gemm"}),

@@ -321,6 +321,32 @@ class DigitsCNN(nn.Module):
         return self.fc(self.flatten(self.pool(self.features(x))))
 
 
+class FashionCNN(nn.Module):
+    """CNN for 28x28 grayscale images (Fashion-MNIST), untrained: the sparse-training benchmark's model.
+
+    Conv(1->32)-BN-ReLU, MaxPool2, Conv(32->64)-BN-ReLU, MaxPool2, Conv(64->128)-BN-ReLU,
+    GlobalAveragePool, Flatten, Linear(128->10); about 7.5M multiply-adds per image.
+    """
+
+    input_shape = (1, 28, 28)
+
+    def __init__(self, n_out=10):
+        super().__init__()
+        self.features = nn.Sequential(
+            conv_bn_relu(1, 32),
+            nn.MaxPool2d(2),
+            conv_bn_relu(32, 64),
+            nn.MaxPool2d(2),
+            conv_bn_relu(64, 128),
+        )
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(128, n_out)
+
+    def forward(self, x):
+        return self.fc(self.flatten(self.pool(self.features(x))))
+
+
 # =========================================================================== extended zoo
 #
 # The models below extend the zoo with the structural patterns of common

@@ -11,9 +11,10 @@ from .legalize_training import LegalizeTraining
 from .prune_space import PruneSpaceAnalysis
 from .select import Select
 from .shapes import InferShapes, ShapesAnalysis
+from .sparse_train import SparseTrain
 from .verify import Verify
 
 BUILTIN_PASSES = (ShapesAnalysis, InferShapes, Cleanup, Check, CostAnalysis, PruneSpaceAnalysis, Select, Compact, Verify,
-                  LegalizeTraining)
+                  LegalizeTraining, SparseTrain)
 
-__all__ = ["BUILTIN_PASSES", "Check", "Cleanup", "Compact", "CostAnalysis", "InferShapes", "LegalizeTraining", "PruneSpaceAnalysis", "Select", "ShapesAnalysis", "Verify"]
+__all__ = ["BUILTIN_PASSES", "Check", "Cleanup", "Compact", "CostAnalysis", "InferShapes", "LegalizeTraining", "PruneSpaceAnalysis", "Select", "ShapesAnalysis", "SparseTrain", "Verify"]

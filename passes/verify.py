@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import onnx
 
 from onnxprune.errors import CheckFailed, UserError
 from onnxprune.ir import Graph

@@ -9,8 +9,18 @@ import pytest
 import torch
 
 import onnxprune
-from onnxprune.optim import (CRITERIA, BaseSettings, Dhspg, DhspgSettings, GroupSegments, Hesso, HessoSettings,
-                             criterion, group_layout, importance)
+from onnxprune.optim import (
+    CRITERIA,
+    BaseSettings,
+    Dhspg,
+    DhspgSettings,
+    GroupSegments,
+    Hesso,
+    HessoSettings,
+    criterion,
+    group_layout,
+    importance,
+)
 from onnxprune.optim.scores import GroupStats
 from onnxprune.passmanager import AnalysisManager
 
@@ -161,7 +171,8 @@ def reference_hesso(params, grads_seq, layout, space, settings, lr):
 def test_hesso_matches_slow_reference_and_hits_exactly_k_zero_groups():
     _, space, params, stats = small_space()
     layout = layout_of(space, params, stats)
-    settings = HessoSettings(target_group_sparsity=0.5, start_pruning_step=2, pruning_steps=6, pruning_periods=3)
+    settings = HessoSettings(target_group_sparsity=0.5, start_pruning_step=2, pruning_steps=6, pruning_periods=3,
+                             per_family=False)
     rng = np.random.default_rng(2)
     grads_seq = [random_grads(params, rng) for _ in range(12)]
     expected = reference_hesso(params, grads_seq, layout, space, settings, lr=0.05)
@@ -285,3 +296,48 @@ def test_resume_from_state_dict_equals_uninterrupted(make):
     resumed, _ = run(12, start=half)
     for k in params:
         assert torch.equal(full[k], resumed[k])
+
+
+def test_hesso_per_family_scores_spread_pruning_over_families():
+    """Scale one family's weights up 100x: global scores would prune only the other family; scores
+    relative to the family mean prune both."""
+    _, space, params, stats = small_space()
+    layout = layout_of(space, params, stats)
+    big = next(e.tensor for e in layout.axes if params[e.tensor].dim() == 4 and params[e.tensor].shape[0] == 8)
+    params[big] *= 100
+    grads = {k: torch.zeros_like(v) for k, v in params.items()}
+    for per_family, expected in ((False, 1), (True, 2)):
+        x = {k: v.clone() for k, v in params.items()}
+        optimizer = Hesso(x, grads, layout, space, BaseSettings("sgd", momentum=0.0),
+                          HessoSettings(target_group_sparsity=0.4, pruning_steps=1, per_family=per_family))
+        optimizer.step(0.0)
+        assert len(layout.selection(optimizer.zero_groups()).pruned) == expected
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("make", [
+    lambda p, g, layout, space: Hesso(p, g, layout, space, BaseSettings("adam"),
+                                      HessoSettings(target_group_sparsity=0.5, start_pruning_step=1, pruning_steps=4,
+                                                    pruning_periods=2)),
+    lambda p, g, layout, space: Dhspg(p, g, layout, space, BaseSettings("sgd", momentum=0.9),
+                                      DhspgSettings(target_group_sparsity=0.5, lmbda=0.5, partition_step=1)),
+])
+def test_cuda_step_matches_cpu(make):
+    """The optimizer step on CUDA tensors computes what it computes on CPU."""
+    _, space, params, stats = small_space()
+    layout = layout_of(space, params, stats)
+    rng = np.random.default_rng(6)
+    grads_seq = [random_grads(params, rng) for _ in range(8)]
+    results = {}
+    for device in ("cpu", "cuda"):
+        x = {k: v.clone().to(device) for k, v in params.items()}
+        grads = {k: torch.zeros_like(v) for k, v in x.items()}
+        optimizer = make(x, grads, layout, space)
+        for step_grads in grads_seq:
+            for k, g in step_grads.items():
+                grads[k].copy_(g)
+            optimizer.step(0.05)
+        results[device] = ({k: v.cpu() for k, v in x.items()}, optimizer.zero_groups())
+    for k in params:
+        np.testing.assert_allclose(results["cuda"][0][k].numpy(), results["cpu"][0][k].numpy(), rtol=1e-9, atol=1e-12)
+    assert np.array_equal(results["cuda"][1], results["cpu"][1])

@@ -11,6 +11,21 @@ from .scores import CRITERIA, DEFAULT_MIX, GroupStats, criterion, importance
 from .segments import GroupSegments
 from .sparse import GroupSparseOptimizer
 
-__all__ = ["AxisGroups", "BaseDirection", "BaseSettings", "CRITERIA", "DEFAULT_MIX", "Dhspg", "DhspgSettings",
-           "GroupLayout", "GroupSegments", "GroupSparseOptimizer", "GroupStats", "Hesso", "HessoSettings",
-           "criterion", "group_layout", "importance"]
+__all__ = [
+           "CRITERIA",
+           "DEFAULT_MIX",
+           "AxisGroups",
+           "BaseDirection",
+           "BaseSettings",
+           "Dhspg",
+           "DhspgSettings",
+           "GroupLayout",
+           "GroupSegments",
+           "GroupSparseOptimizer",
+           "GroupStats",
+           "Hesso",
+           "HessoSettings",
+           "criterion",
+           "group_layout",
+           "importance",
+]

@@ -43,8 +43,9 @@ class Dhspg(GroupSparseOptimizer):
     """DHSPG over the groups of `layout` (see module docstring)."""
 
     def __init__(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], layout: GroupLayout,
-                 space: PruningSpace, base: BaseSettings = BaseSettings(), settings: DhspgSettings = DhspgSettings()):
-        super().__init__(params, grads, layout, space, base, settings.target_group_sparsity)
+                 space: PruningSpace, base: BaseSettings | None = None, settings: DhspgSettings | None = None):
+        settings = settings or DhspgSettings()
+        super().__init__(params, grads, layout, space, base or BaseSettings(), settings.target_group_sparsity)
         self.settings = settings
         self.penalized = torch.zeros_like(self.zero)  # G_p
 

@@ -30,6 +30,10 @@ class HessoSettings:
     pruning_periods: int = 1
     group_divisible: int = 1
     criteria: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
+    # Divide each group's score by its family's mean score, so families are pruned by how their groups
+    # compare with each other rather than by their scale (a head of 3x16x64 weights always outweighs
+    # one FFN channel; without this, global ranking never picks heads). Our addition to HESSO.
+    per_family: bool = True
 
     def __post_init__(self) -> None:
         if self.pruning_periods < 1 or self.pruning_steps < self.pruning_periods:
@@ -41,8 +45,9 @@ class Hesso(GroupSparseOptimizer):
     """HESSO over the groups of `layout` (see module docstring)."""
 
     def __init__(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], layout: GroupLayout,
-                 space: PruningSpace, base: BaseSettings = BaseSettings(), settings: HessoSettings = HessoSettings()):
-        super().__init__(params, grads, layout, space, base, settings.target_group_sparsity)
+                 space: PruningSpace, base: BaseSettings | None = None, settings: HessoSettings | None = None):
+        settings = settings or HessoSettings()
+        super().__init__(params, grads, layout, space, base or BaseSettings(), settings.target_group_sparsity)
         self.settings = settings
         self.period_length = settings.pruning_steps // settings.pruning_periods  # T
         self.active = torch.zeros_like(self.zero)
@@ -68,6 +73,8 @@ class Hesso(GroupSparseOptimizer):
         if pruning and t == 0:
             self.zero |= self.active
             scores = importance(self.stats(), s.criteria)
+            if s.per_family:
+                scores = self.relative_to_family(scores)
             self.active = self.choose(scores, self._quota(period), self.zero,
                                       s.group_divisible) if self.target else torch.zeros_like(self.zero)
         for name, x in self.params.items():

@@ -51,6 +51,19 @@ class GroupSparseOptimizer:
         return (xx == 0).cpu().numpy()
 
     # ------------------------------------------------------------------ choosing groups
+    def relative_to_family(self, scores: torch.Tensor) -> torch.Tensor:
+        """Each group's score divided by the mean score of its family (vectorised)."""
+        family = self._family_index
+        sums = torch.zeros(int(family.max()) + 1, dtype=scores.dtype, device=scores.device).index_add_(0, family, scores)
+        counts = torch.bincount(family).to(scores.dtype)
+        means = sums / counts.clamp(min=1)
+        return scores / torch.where(means[family] > 0, means[family], torch.ones_like(scores))
+
+    @property
+    def _family_index(self) -> torch.Tensor:
+        _, index = np.unique(self.layout.family_of_group, return_inverse=True)
+        return torch.as_tensor(index, device=self.device)
+
     def choose(self, scores: torch.Tensor, count: int, excluded: torch.Tensor, divisible: int = 1) -> torch.Tensor:
         """Boolean mask of up to `count` lowest-scored groups outside `excluded`, such that with the
         excluded ones gone no family and no tensor axis is emptied, and (with `divisible` > 1) every

@@ -48,6 +48,8 @@ class TrainingEngine:
         Gradients land in `grads`; parameters do not change (the optimizer moves them)."""
         self.module.lazy_reset_grad()
         results = self.module(*feeds)
+        if isinstance(results, np.ndarray):  # a training model with one output returns it bare
+            results = [results]
         for index, buffer in self._stat_slots:
             buffer[...] = results[index]
         return float(results[0])

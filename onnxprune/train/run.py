@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import tempfile
 import time
@@ -394,12 +393,12 @@ def run_model(model: str, output: str, data_spec: str | None, config: TrainConfi
     trained = graph.copy()
     am = AnalysisManager(graph)
     am.state["selection"] = result.selection
-    PassManager("compact,cleanup,verify{tolerance=%g}" % tolerance).run(graph, am)
+    PassManager(f"compact,cleanup,verify{{tolerance={tolerance:g}}}").run(graph, am)
     report_verify = am.state["verify"]
     compact_cost = AnalysisManager(graph).get("cost")
     stage("compact+verify")
     save(graph, output)
-    output_name = [v.name for v in graph.outputs][0]
+    output_name = graph.outputs[0].name
     report = {
         "model": str(model), "output": str(output), "config": asdict(config),
         "data": "synthetic" if synthetic else data_spec, "steps": result.steps, "final_loss": result.final_loss,
@@ -421,4 +420,5 @@ def run_model(model: str, output: str, data_spec: str | None, config: TrainConfi
     report["time_s"] = stages
     with atomic_write(paths.report, "w") as handle:
         handle.write(json.dumps(report, indent=2) + "\n")
+    shutil.rmtree(paths.checkpoint, ignore_errors=True)  # only an unfinished run needs its checkpoint
     return report

@@ -1,0 +1,50 @@
+"""`sparse-train`: train the model with HESSO or DHSPG so chosen groups become exactly zero (DESIGN §8).
+
+The trained weights replace the model's initializers (names are kept); the groups that reached zero
+become the Selection a following `compact` applies, so `sparse-train{data=d.npz},compact,verify` is
+the whole Only-Train-Once pipeline inside any deployment pipeline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from onnxprune.errors import UserError
+from onnxprune.ir import Graph
+from onnxprune.passmanager import PassResult, TransformPass
+from onnxprune.train.data import open_data, synthetic_data
+from onnxprune.train.run import TrainConfig, sparse_train
+
+from .prune_space import PruneSpaceAnalysis
+from .shapes import ShapesAnalysis
+
+
+@dataclass(frozen=True)
+class SparseTrainOptions(TrainConfig):
+    """TrainConfig plus where the data comes from (`data`, or `synthetic` random inputs to distil on)."""
+
+    data: str = ""
+    synthetic: int = 0
+
+
+class SparseTrain(TransformPass):
+    """Train with a group-sparse optimizer; leave the zero groups as the selection for `compact`."""
+
+    name = "sparse-train"
+    Options = SparseTrainOptions
+
+    def run(self, graph: Graph, am) -> PassResult:
+        options = self.options
+        config = TrainConfig(**{f.name: getattr(options, f.name) for f in fields(TrainConfig)})
+        if options.synthetic:
+            data = synthetic_data(graph, options.synthetic, options.seed)
+            config = TrainConfig(**{**asdict(config), "loss": "distill"})
+        elif options.data:
+            data = open_data(options.data)
+        else:
+            raise UserError("sparse-train needs data: sparse-train{data=FILE.npz} (or synthetic=N to distil on "
+                            "random inputs)")
+        result = sparse_train(graph, am.get(PruneSpaceAnalysis), am.get(ShapesAnalysis), data, config)
+        am.state["selection"] = result.selection
+        am.state["training"] = result
+        return PassResult.changed()

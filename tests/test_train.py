@@ -1,0 +1,173 @@
+"""Sparse training end to end: data errors, `onnxprune run`, resume, divergence, the sparse-train pass."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import onnxprune
+from onnxprune.errors import UserError
+from onnxprune.passmanager import AnalysisManager, PassManager
+from onnxprune.train.data import check_batch, input_specs, open_data
+from onnxprune.train.run import TrainConfig, TrainingDiverged, sparse_train
+
+from .conftest import ZOO
+from .test_cli import run_cli
+
+DIGITS = ZOO / "digits_cnn.onnx"
+DIGITS_DATA = ZOO / "digits.npz"
+FAST = TrainConfig(steps=30, batch_size=32, lr=0.02, threads=1, target_sparsity=0.5, log_every=5)
+
+
+def digits_subset(tmp_path, count=256, **changes):
+    with np.load(DIGITS_DATA) as archive:
+        arrays = {"input": archive["input"][:count], "labels": archive["labels"][:count]}
+    arrays.update(changes)
+    path = tmp_path / "d.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+def train_digits(tmp_path, config=FAST, **kwargs):
+    graph = onnxprune.load(DIGITS)
+    am = AnalysisManager(graph)
+    space, types = am.get("prune-space"), am.get("shapes")
+    result = sparse_train(graph, space, types, open_data(str(digits_subset(tmp_path))), config, **kwargs)
+    return graph, space, result
+
+
+# ---------------------------------------------------------------- data
+@pytest.mark.parametrize("changes, message", [
+    ({"input": None}, r"no array named 'input'"),
+    ({"input": np.zeros((256, 1, 8, 8), np.int32)}, r"input 'input' has dtype int32, the model expects float32"),
+    ({"input": np.zeros((256, 1, 9, 8), np.float32)}, r"input 'input' has shape 32x1x9x8, the model expects \?x1x8x8"),
+    ({"labels": None}, r"no array named 'labels'.*--loss distill"),
+    ({"labels": np.zeros((256, 2), np.int64)}, r"'labels' must be a 1-D integer array"),
+])
+def test_data_errors_name_the_input_and_shapes(tmp_path, changes, message):
+    with np.load(DIGITS_DATA) as archive:
+        arrays = {"input": archive["input"][:256], "labels": archive["labels"][:256]}
+    for key, value in changes.items():
+        if value is None:
+            arrays.pop(key)
+        else:
+            arrays[key] = value
+    np.savez(tmp_path / "bad.npz", **arrays)
+    data = open_data(str(tmp_path / "bad.npz"))
+    specs = input_specs(onnxprune.load(DIGITS))
+    with pytest.raises(UserError, match=message):
+        check_batch(next(data.batches(32, 0)), specs, "labels", data.source)
+
+
+def test_empty_and_missing_data_are_clear(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="holds no .npy files"):
+        open_data(str(tmp_path / "empty"))
+    with pytest.raises(UserError, match="no such file or folder"):
+        open_data(str(tmp_path / "nothing.npz"))
+    with pytest.raises(UserError, match="cannot import module"):
+        open_data("no_such_module_xyz:make")
+    np.savez(tmp_path / "few.npz", input=np.zeros((3, 1, 8, 8), np.float32), labels=np.zeros(3, np.int64))
+    graph = onnxprune.load(DIGITS)
+    am = AnalysisManager(graph)
+    with pytest.raises(UserError, match="fewer than one batch"):
+        sparse_train(graph, am.get("prune-space"), am.get("shapes"), open_data(str(tmp_path / "few.npz")), FAST)
+
+
+def test_sharded_folder_reads_memory_mapped_rows_in_order(tmp_path):
+    x = np.arange(7 * 2, dtype=np.float32).reshape(7, 2)
+    (tmp_path / "data" / "input").mkdir(parents=True)
+    np.save(tmp_path / "data" / "input" / "000.npy", x[:3])
+    np.save(tmp_path / "data" / "input" / "001.npy", x[3:])
+    np.save(tmp_path / "data" / "labels.npy", np.arange(7))
+    data = open_data(str(tmp_path / "data"))
+    assert len(data) == 7
+    rows = list(data.batches(2, seed=None, drop_last=False))
+    assert np.array_equal(np.concatenate([b["input"] for b in rows]), x)
+    shuffled = np.concatenate([b["labels"] for b in data.batches(2, seed=3, drop_last=False)])
+    assert sorted(shuffled) == list(range(7))
+
+
+# ---------------------------------------------------------------- training
+def test_sparse_training_zeroes_exactly_the_target_groups(tmp_path):
+    graph, space, result = train_digits(tmp_path)
+    selection = result.selection
+    groups = sum(f.size for f in space.prunable)
+    assert selection.group_count == int(0.5 * groups)
+    for family_id, pruned in selection.pruned.items():
+        for member in space.family(family_id).producers:
+            if "running" in member.value:
+                continue
+            weights = graph.initializer(member.value)
+            assert not np.take(weights, member.indices(pruned), axis=member.axis).any(), member.value
+    assert np.isfinite(result.final_loss) and len(result.history) == 6
+
+
+def test_resume_gives_the_uninterrupted_result(tmp_path):
+    (tmp_path / "a").mkdir()
+    full, _, _ = train_digits(tmp_path / "a")
+
+    def stop_at_15(record):
+        if record["step"] == 15:
+            raise KeyboardInterrupt
+
+    (tmp_path / "b").mkdir()
+    with pytest.raises(UserError, match="interrupted at step 15; resume with --resume"):
+        train_digits(tmp_path / "b", checkpoint_dir=tmp_path / "b" / "ckpt", on_metrics=stop_at_15)
+    resumed, _, _ = train_digits(tmp_path / "b", checkpoint_dir=tmp_path / "b" / "ckpt", resume=True)
+    for value in full.initializers:
+        assert np.array_equal(resumed.initializer(value.name), full.initializer(value.name)), value.name
+
+
+def test_nan_loss_stops_with_a_clear_message(tmp_path):
+    path = digits_subset(tmp_path, input=np.full((256, 1, 8, 8), np.nan, np.float32))
+    graph = onnxprune.load(DIGITS)
+    am = AnalysisManager(graph)
+    with pytest.raises(TrainingDiverged, match="the loss became nan at step 0; lower --lr"):
+        sparse_train(graph, am.get("prune-space"), am.get("shapes"), open_data(str(path)), FAST)
+
+
+def test_dhspg_trains_and_compacts_through_the_passes(tmp_path):
+    path = digits_subset(tmp_path)
+    graph = onnxprune.load(DIGITS)
+    pipeline = f"sparse-train{{data={path},optimizer=dhspg,steps=40,batch-size=32,lr=0.05,threads=1}},compact,verify"
+    am = AnalysisManager(graph)
+    PassManager(pipeline).run(graph, am)
+    assert am.state["verify"].ok
+    assert am.state["training"].steps == 40
+
+
+@pytest.mark.slow
+def test_cli_run_on_digits_writes_model_report_and_metrics(tmp_path, capsys):
+    out = tmp_path / "out.onnx"
+    code, stdout, _ = run_cli(capsys, "run", str(DIGITS), "--data", str(DIGITS_DATA), "-o", str(out), "--steps", "60",
+                              "--batch-size", "32", "--lr", "0.02", "--threads", "1", "--no-progress")
+    assert code == 0, stdout
+    report = json.loads((tmp_path / "out.report.json").read_text())
+    assert report["verify"]["ok"] and report["params"]["compact"] < report["params"]["dense"]
+    assert report["flops"]["compact"] < report["flops"]["dense"]
+    assert report["eval"]["compact"]["accuracy"] == pytest.approx(report["eval"]["dense"]["accuracy"])
+    assert set(report["time_s"]) >= {"analyze", "train", "compact+verify"}
+    lines = (tmp_path / "out.metrics.jsonl").read_text().splitlines()
+    assert json.loads(lines[-1])["step"] == 60
+    assert "removed" in stdout and "latency" in stdout
+
+
+def test_cli_run_without_data_says_what_it_needs(tmp_path, capsys):
+    code, _, stderr = run_cli(capsys, "run", str(DIGITS), "-o", str(tmp_path / "o.onnx"))
+    assert code == 2
+    assert "training needs data" in stderr and "input (float32, Nx1x8x8)" in stderr and "Traceback" not in stderr
+
+
+@pytest.mark.slow
+def test_transformer_distillation_prunes_heads_and_ffn_channels(tmp_path):
+    graph = onnxprune.load(ZOO / "transformer.onnx")
+    am = AnalysisManager(graph)
+    space = am.get("prune-space")
+    pipeline = "sparse-train{synthetic=256,steps=40,batch-size=32,lr=0.01,threads=1,target-sparsity=0.5},compact,verify"
+    PassManager(pipeline).run(graph, am)
+    assert am.state["verify"].ok
+    kinds = {space.family(f).kind for f, groups in am.state["selection"].pruned.items() if groups}
+    assert kinds == {"head", "channel"}
