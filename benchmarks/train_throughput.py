@@ -71,8 +71,8 @@ def onnxprune_rate(path: Path, x: np.ndarray, y: np.ndarray, steps: int, warmup:
     am = AnalysisManager(graph)
     space, types = am.get("prune-space"), am.get("shapes")
     legal = graph.copy()
-    legalize(legal, types)
-    artifacts = build_artifacts(legal, work / f"artifacts{threads}", "cross-entropy")
+    added = legalize(legal, types)
+    artifacts = build_artifacts(legal, work / f"artifacts{threads}", "cross-entropy", exclude=added)
     engine = TrainingEngine(artifacts, threads=threads)
     layout = group_layout(space, {k: tuple(v.shape) for k, v in engine.params.items()},
                           frozenset(running_statistics(legal)))

@@ -53,6 +53,10 @@ CASES = {
                                                extra_inputs=lambda b: [b.weight((3,)), b.weight((3,))], epsilon=1e-3),
     "ReduceSumSquare": lambda: single_op("ReduceSumSquare", axes=[1, 3], keepdims=0),
     "Resize": lambda: resize_model(),
+    "ConvTranspose": lambda: single_op("ConvTranspose", extra_inputs=lambda b: [b.weight((3, 2, 3, 3)), b.weight((2,))],
+                                       kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 1]),
+    "ConvTranspose-grouped": lambda: single_op("ConvTranspose", extra_inputs=lambda b: [b.weight((3, 2, 2, 2))],
+                                               kernel_shape=[2, 2], strides=[2, 1], group=3, dilations=[1, 2]),
     "LayerNormalization": lambda: single_op("LayerNormalization",
                                             extra_inputs=lambda b: [b.weight((4,)), b.weight((4,))], axis=-1),
 }
@@ -109,13 +113,13 @@ def test_op_without_gradient_off_the_weight_path_is_fine():
     legalized(b.model({"x": [1, 3, 4, 4]}, [y]))
 
 
-def test_conv_transpose_is_refused_on_cpu_but_not_cuda():
+def test_unsupported_conv_transpose_is_refused_on_cpu_but_kept_for_cuda():
     b = Builder()
-    y = b.op("ConvTranspose", ["x", b.weight((3, 2, 2, 2))], kernel_shape=[2, 2], strides=[2, 2])
+    y = b.op("ConvTranspose", ["x", b.weight((3, 2, 2, 2))], kernel_shape=[2, 2], strides=[2, 2], pads=[2, 2, 2, 2])
     model = b.model({"x": [1, 3, 4, 4]}, [y])
     with pytest.raises(UserError, match="ConvTranspose"):
         legalized(model, "cpu")
-    legalized(model, "cuda")
+    assert "ConvTranspose" in [op.op_type for op in legalized(model, "cuda").ops()]
 
 
 def test_unsupported_resize_is_refused_with_the_reason():
@@ -126,7 +130,7 @@ def test_unsupported_resize_is_refused_with_the_reason():
 
 
 @pytest.mark.slow
-def test_legalized_zoo_models_build_gradients(tmp_path):
+def test_legalized_graph_builds_gradients(tmp_path):
     """The rewritten graph really trains: onnxruntime-training builds its gradient graph."""
     from onnxruntime.training import artifacts
 
@@ -136,6 +140,9 @@ def test_legalized_zoo_models_build_gradients(tmp_path):
     x = b.op("PRelu", [x, b.weight((8, 1, 1))])
     x = b.op("Sum", [x, b.op("Elu", [x]), b.op("Softplus", [x])])
     x = b.op("InstanceNormalization", [x, b.weight((8,)), b.weight((8,))])
+    x = b.op("ConvTranspose", [x, b.weight((8, 4, 2, 2)), b.weight((4,))], kernel_shape=[2, 2], strides=[2, 2])
+    x = b.op("Resize", [x, "", b.const(np.array([1, 1, 2, 2], np.float32))], mode="nearest",
+             coordinate_transformation_mode="asymmetric", nearest_mode="floor")
     x = b.op("GlobalMaxPool", [x])
     y = b.op("Flatten", [x])
     graph = legalized(b.model({"x": [2, 3, 6, 6]}, [y]))

@@ -230,8 +230,10 @@ def reference_dhspg(params, grads_seq, layout, settings, lr):
                 norm = np.linalg.norm(xv)
                 lam = settings.lmbda
                 if xv @ gv < 0:
-                    lam = min(max(settings.lmbda_amplify * -(xv @ gv) / norm, settings.lmbda),
-                              settings.hat_lmbda_coeff * settings.lmbda)
+                    lower, upper = -(xv @ gv) / norm, -(gv @ gv) * norm / (xv @ gv)
+                    lam = min(max(settings.lmbda_amplify * lower, settings.lmbda), settings.hat_lmbda_coeff * settings.lmbda)
+                    if lam >= upper:
+                        lam = (lower + upper) / 2
                 new = xv - lr * gv - lr * lam * xv / norm
                 factors[g] = 1 - lr * lam / norm
                 if n >= settings.partition_step + settings.half_space_project_steps and new @ xv < settings.epsilon * (xv @ xv):

@@ -171,3 +171,54 @@ def test_transformer_distillation_prunes_heads_and_ffn_channels(tmp_path):
     assert am.state["verify"].ok
     kinds = {space.family(f).kind for f, groups in am.state["selection"].pruned.items() if groups}
     assert kinds == {"head", "channel"}
+
+
+def test_module_function_data_is_used_as_it_comes(tmp_path, monkeypatch):
+    (tmp_path / "digits_feed.py").write_text(
+        "import numpy as np\n"
+        "def batches():\n"
+        "    rng = np.random.default_rng(0)\n"
+        "    for _ in range(3):\n"
+        "        yield {'input': rng.standard_normal((8, 1, 8, 8)).astype('float32'),\n"
+        "               'labels': rng.integers(0, 10, 8)}\n"
+        "def broken():\n"
+        "    return 3\n")
+    monkeypatch.chdir(tmp_path)
+    data = open_data("digits_feed:batches")
+    specs = input_specs(onnxprune.load(DIGITS))
+    feeds = [check_batch(b, specs, "labels", data.source) for b in data.batches(8, 0)]
+    assert len(feeds) == 3 and feeds[0][1].dtype == np.int64
+    with pytest.raises(UserError, match="returned int, not an iterable of batches"):
+        list(open_data("digits_feed:broken").batches(8, 0))
+    with pytest.raises(UserError, match="has no function 'missing'"):
+        open_data("digits_feed:missing")
+
+
+def test_learning_rate_schedules():
+    from onnxprune.train.schedule import LearningRate
+
+    cosine = LearningRate(0.1, 100, "cosine", warmup=10)
+    assert cosine(0) == pytest.approx(0.01) and cosine(9) == pytest.approx(0.1)
+    assert cosine(10) == pytest.approx(0.1) and cosine(55) == pytest.approx(0.05) and cosine(100) == pytest.approx(0)
+    step = LearningRate(0.1, 90, "step", gamma=0.5)
+    assert [step(0), step(30), step(60)] == pytest.approx([0.1, 0.05, 0.025])
+    assert LearningRate(0.1, 90, "constant")(89) == 0.1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [p.stem for p in sorted(ZOO.glob("*.onnx"))])
+def test_every_zoo_model_sparse_trains_and_compacts_exactly(name):
+    """Synthetic distillation, a few steps: every zoo model trains (or, for recurrent ops without a
+    gradient, is refused naming the op), the zero groups are removed and compact ≡ trained."""
+    graph = onnxprune.load(ZOO / f"{name}.onnx")
+    am = AnalysisManager(graph)
+    pipeline = "sparse-train{synthetic=32,steps=6,batch-size=8,lr=0.01,threads=1},compact,cleanup,verify"
+    if name in ("lstm", "gru"):
+        with pytest.raises(UserError, match=f"cannot differentiate {name.upper()}"):
+            PassManager(pipeline).run(graph, am)
+        return
+    PassManager(pipeline).run(graph, am)
+    assert am.state["verify"].ok
+    assert am.state["selection"].group_count == int(0.5 * sum(
+        f.size for f in AnalysisManager(onnxprune.load(ZOO / f"{name}.onnx")).get("prune-space").prunable)) or \
+        am.state["training"].skipped_families

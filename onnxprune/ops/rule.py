@@ -109,6 +109,15 @@ def static_value(graph: Graph, value, types: dict | None) -> np.ndarray | None:
     return found.astype(np.int64) if found.dtype == object else found
 
 
+def partial_value(graph: Graph, value, types: dict | None) -> list[int | None] | None:
+    """Like `static_value` for a 1-D integer vector, but keeps what is static: dynamic entries are None
+    (the sizes input of a Resize whose batch is dynamic, say)."""
+    found = _evaluate(graph, value, types, 0)
+    if found is None or found.ndim != 1:
+        return None
+    return [None if v is None else int(v) for v in found.tolist()]
+
+
 def _evaluate(graph: Graph, value, types: dict | None, depth: int) -> np.ndarray | None:
     """static_value's recursion: dynamic dims are None entries of object arrays."""
     if value is None or depth > 12:

@@ -18,7 +18,7 @@ from onnx import TensorProto
 
 from ..errors import UserError
 from ..ir import Graph, Op, Value
-from .rule import constant_value
+from .rule import constant_value, partial_value
 
 FLOAT32 = TensorProto.FLOAT
 FLOAT_TYPES = frozenset({TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16})
@@ -27,8 +27,9 @@ FLOAT_TYPES = frozenset({TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOA
 class Emitter:
     """Adds the ops of one rewrite, named after the op it replaces."""
 
-    def __init__(self, graph: Graph, op: Op, types: dict):
+    def __init__(self, graph: Graph, op: Op, types: dict, constants: set[str] | None = None):
         self.graph, self.types = graph, types
+        self.constants = constants if constants is not None else set()  # names of the constants it adds
         self.base = op.name or op.op_type
         self.opset = graph.opset
         self.count = 0
@@ -44,8 +45,10 @@ class Emitter:
         return f"{self.base}/legalized/{op_type}_{self.count}"
 
     def const(self, array, dtype=np.float32) -> Value:
-        """A new initializer (frozen in training: nothing lists it as trainable)."""
-        return self.graph.add_initializer(self.graph.fresh_name(f"{self.base}/const"), np.asarray(array, dtype=dtype))
+        """A new initializer; recorded in `constants`, so training keeps it frozen."""
+        value = self.graph.add_initializer(self.graph.fresh_name(f"{self.base}/const"), np.asarray(array, dtype=dtype))
+        self.constants.add(value.name)
+        return value
 
     def reduce(self, op_type: str, x: Value, axes: list[int], keepdims: int = 1) -> Value:
         """A Reduce* op with `axes`, as an input or an attribute depending on the opset."""
@@ -234,15 +237,18 @@ def _cast_like(graph: Graph, op: Op, emit: Emitter) -> None:
 def _resize_nearest(graph: Graph, op: Op, emit: Emitter) -> None:
     """Nearest upsampling by integer factors (as torch exports it: asymmetric, floor) = Reshape,
     Expand, Reshape (onnxruntime-training has no CPU gradient kernel for Resize/Upsample)."""
-    x = graph.inputs_of(op)[0]
+    inputs = graph.inputs_of(op)
+    x = inputs[0]
     shape = emit.shape_of(x)
     out_shape = emit.shape_of(graph.outputs_of(op)[0])
+    if out_shape is None or not all(isinstance(d, int) for d in out_shape[1:]):
+        out_shape = _resized_shape(graph, op, shape, emit.types)
     mode = op.attr("mode", b"nearest")
     transform = op.attr("coordinate_transformation_mode", b"half_pixel" if op.op_type == "Resize" else b"asymmetric")
     nearest = op.attr("nearest_mode", b"round_prefer_floor" if op.op_type == "Resize" else b"floor")
     static = shape is not None and out_shape is not None and len(shape) == len(out_shape) and \
         all(isinstance(d, int) and d > 0 for d in (*shape[1:], *out_shape[1:]))
-    factors = [o // i if static and o % i == 0 else 0 for i, o in zip(shape or (), out_shape or ())][1:]
+    factors = [o // i if static and o % i == 0 else 0 for i, o in zip((shape or ())[1:], (out_shape or ())[1:])]
     if _text(mode) != "nearest" or not static or not all(factors) or factors[0] != 1 or \
             (any(f > 1 for f in factors) and not (_text(transform) == "asymmetric" and _text(nearest) == "floor")):
         raise _refuse(op, "onnxruntime-training has no CPU gradient for Resize, and onnxprune rewrites only "
@@ -256,6 +262,65 @@ def _resize_nearest(graph: Graph, op: Op, emit: Emitter) -> None:
         broadcast += [1, f]
     expanded = emit("Expand", [emit("Reshape", [x, emit.const(spread, np.int64)]), emit.const(broadcast, np.int64)])
     emit("Reshape", [expanded, emit.const([0, *out_shape[1:]], np.int64)], out=y)
+
+
+def _conv_transpose(graph: Graph, op: Op, emit: Emitter) -> None:
+    """2-D ConvTranspose = Conv over the input with (stride - 1) zeros between elements, with the kernel
+    flipped and its in/out axes swapped (per group), padded by dilation·(k - 1) - pad (+ output_padding
+    at the end). The weight transform is in the graph (Gather flips, Reshape/Transpose), so the original
+    kernel stays the trained tensor. onnxruntime-training has no CPU gradient kernel for ConvTranspose."""
+    x, weight = graph.inputs_of(op)[:2]
+    shape, kernel_shape = emit.shape_of(x), emit.shape_of(weight)
+    rank = len(kernel_shape) - 2 if kernel_shape is not None else 0
+    kernel = list(op.attr("kernel_shape", kernel_shape[2:] if kernel_shape else []))
+    strides = list(op.attr("strides", [1] * rank))
+    dilations = list(op.attr("dilations", [1] * rank))
+    pads = list(op.attr("pads", [0] * 2 * rank))
+    extra = list(op.attr("output_padding", [0] * rank))
+    group = op.attr("group", 1)
+    begin = [d * (k - 1) - p for d, k, p in zip(dilations, kernel, pads[:rank])]
+    end = [d * (k - 1) - p + o for d, k, p, o in zip(dilations, kernel, pads[rank:], extra)]
+    static = shape is not None and kernel_shape is not None and all(isinstance(v, int) for v in (*shape[1:], *kernel_shape))
+    if rank != 2 or not static or op.attr("output_shape") is not None or \
+            _text(op.attr("auto_pad", b"NOTSET")) != "NOTSET" or min(begin + end) < 0:
+        raise _refuse(op, "onnxruntime-training has no CPU gradient for ConvTranspose, and onnxprune rewrites only "
+                          "2-D ones with static shapes, explicit pads no larger than dilation·(kernel - 1), and no "
+                          "output_shape (train with --device cuda, or re-export)")
+    inputs, (y, *_) = _detach(graph, op)
+    channels, height, width = shape[1:]
+    c_in, c_out_g = kernel_shape[:2]
+    flipped = weight
+    for axis, k in ((2, kernel[0]), (3, kernel[1])):
+        flipped = emit("Gather", [flipped, emit.const(np.arange(k - 1, -1, -1), np.int64)], axis=axis)
+    grouped = emit("Reshape", [flipped, emit.const([group, c_in // group, c_out_g, *kernel], np.int64)])
+    swapped = emit("Transpose", [grouped], perm=[0, 2, 1, 3, 4])
+    conv_weight = emit("Reshape", [swapped, emit.const([group * c_out_g, c_in // group, *kernel], np.int64)])
+    spread = x
+    if strides != [1, 1]:
+        sh, sw = strides
+        spread = emit("Reshape", [x, emit.const([0, channels, height, 1, width, 1], np.int64)])
+        spread = emit("Pad", [spread, emit.const([0, 0, 0, 0, 0, 0, 0, 0, 0, sh - 1, 0, sw - 1], np.int64)])
+        spread = emit("Reshape", [spread, emit.const([0, channels, height * sh, width * sw], np.int64)])
+        spread = emit("Slice", [spread, emit.const([0, 0], np.int64),
+                                emit.const([(height - 1) * sh + 1, (width - 1) * sw + 1], np.int64),
+                                emit.const([2, 3], np.int64)])
+    emit("Conv", [spread, conv_weight, *inputs[2:3]], out=y, kernel_shape=kernel, dilations=dilations,
+         group=group, pads=begin + end)
+
+
+def _resized_shape(graph: Graph, op: Op, shape: tuple | None, types: dict) -> tuple | None:
+    """The output shape of a Resize from its constant scales or (partly static) sizes input."""
+    inputs = graph.inputs_of(op)
+    if shape is None:
+        return None
+    if len(inputs) > 3 and inputs[3] is not None:
+        sizes = partial_value(graph, inputs[3], types)
+        return None if sizes is None or len(sizes) != len(shape) else (shape[0], *sizes[1:])
+    scales_at = 2 if op.op_type == "Resize" else 1
+    scales = constant_value(graph, inputs[scales_at]) if len(inputs) > scales_at else None
+    if scales is None or len(scales) != len(shape) or not all(isinstance(d, int) for d in shape[1:]):
+        return None
+    return (shape[0], *[int(d * float(s)) for d, s in zip(shape[1:], np.asarray(scales)[1:])])
 
 
 def _text(value) -> str:
@@ -290,6 +355,7 @@ RULES: tuple[TrainingRule, ...] = (
     TrainingRule(("ReduceSumSquare",), _reduce_sum_square),
     TrainingRule(("CastLike",), _cast_like),
     TrainingRule(("Resize", "Upsample"), _resize_nearest, devices=("cpu",), why="no CPU gradient kernel"),
+    TrainingRule(("ConvTranspose",), _conv_transpose, devices=("cpu",), why="no CPU gradient kernel"),
 )
 
 _BY_TYPE = {t: rule for rule in RULES for t in rule.op_types}
@@ -299,7 +365,7 @@ _BY_TYPE = {t: rule for rule in RULES for t in rule.op_types}
 NO_GRADIENT = frozenset({"GroupNormalization", "ReduceMax", "ReduceMin", "CumSum", "Einsum", "LpNormalization",
                          "DepthToSpace", "SpaceToDepth", "Sign", "Floor", "Round", "Ceil", "ThresholdedRelu",
                          "Shrink", "Hardmax", "ArgMax", "ArgMin", "LSTM", "GRU", "RNN", "Loop", "Scan", "If"})
-CPU_ONLY = frozenset({"ConvTranspose"})
+CPU_ONLY: frozenset[str] = frozenset()
 
 
 #: Input slots that carry shapes, indices, bounds or statistics, never a trainable tensor.
@@ -322,7 +388,22 @@ def differentiable_slot(op: Op, slot: int, device: str) -> bool:
     """True if a tensor read by `op` at input `slot` can be trained (gets a gradient)."""
     if op.domain not in ("", "ai.onnx") or lacks_gradient(op, device):
         return False
+    if op.op_type == "Cast" and op.attr("to") not in FLOAT_TYPES:
+        return False  # a cast to integers ends every gradient path
     return slot not in NON_DIFFERENTIABLE_SLOTS.get(op.op_type, frozenset())
+
+
+def gradient_reachable(graph: Graph, device: str, outputs: list[Value]) -> set[Value]:
+    """Values from which a gradient flows to `outputs`: walking back from them through differentiable
+    input slots only (so constants feeding shape arithmetic or dead branches are not among them)."""
+    reached = set(outputs)
+    for op in reversed(graph.topological_order()):
+        if not any(v in reached for v in graph.outputs_of(op) if v is not None):
+            continue
+        for slot, value in enumerate(graph.inputs_of(op)):
+            if value is not None and differentiable_slot(op, slot, device):
+                reached.add(value)
+    return reached
 
 
 def training_rule(op: Op, device: str) -> TrainingRule | None:
@@ -340,20 +421,25 @@ def lacks_gradient(op: Op, device: str) -> bool:
     return op.op_type in NO_GRADIENT or (device == "cpu" and op.op_type in CPU_ONLY)
 
 
-def legalize(graph: Graph, types: dict, device: str = "cpu") -> None:
+def legalize(graph: Graph, types: dict, device: str = "cpu") -> set[str]:
     """Apply every training rule to `graph` in place: Constant weights become initializers, each op
-    with a rule is rewritten, and ops without a gradient on a weight path are refused."""
+    with a rule is rewritten, and ops without a gradient on a weight path are refused. Returns the
+    names of the constants the rewrites added (fixed kernels and shapes: never trained)."""
     constant_weights(graph)
+    added: set[str] = set()
     for op in graph.topological_order():
         rule = training_rule(op, device)
         if rule is not None:
-            rule.rewrite(graph, op, Emitter(graph, op, types))
-    check_differentiable(graph, device)
+            rule.rewrite(graph, op, Emitter(graph, op, types, added))
+    check_differentiable(graph, device, exclude=added)
+    return added
 
 
-def check_differentiable(graph: Graph, device: str) -> None:
-    """Refuse ops without a gradient that lie downstream of a floating-point parameter."""
-    reached = {v for v in graph.initializers if v.tensor.data_type in FLOAT_TYPES and len(v.tensor.shape) >= 1}
+def check_differentiable(graph: Graph, device: str, exclude: set[str] = frozenset()) -> None:
+    """Refuse ops without a gradient that lie downstream of a floating-point parameter (other than the
+    `exclude`d constants)."""
+    reached = {v for v in graph.initializers
+               if v.tensor.data_type in FLOAT_TYPES and len(v.tensor.shape) >= 1 and v.name not in exclude}
     blocked = []
     for op in graph.topological_order():
         if not any(v in reached for v in graph.inputs_of(op) if v is not None):

@@ -4,9 +4,11 @@ At `partition_step` the groups are split once: the K·(1 + tolerance) highest-sc
 0.5·normalised cos(x_g, grad_g) + 0.5·normalised 1/avg|x_g| form G_p, to be driven to zero. Every
 step after that, while the group sparsity is below the target, each G_p group also moves by
 -lr·λ_g·x_g/‖x_g‖ and, from `partition_step + half_space_project_steps` on, is projected to zero when
-the step leaves the half-space ⟨x̂_g, x_g⟩ ≥ epsilon·‖x_g‖². λ_g is `lmbda`, raised when the gradient
-points away from zero (⟨x_g, grad_g⟩ < 0) to lmbda_amplify·(-⟨x_g, grad_g⟩)/‖x_g‖, at most
-hat_lmbda_coeff·lmbda (our reading of the adaptive rule). Zero groups stay zero.
+the step leaves the half-space ⟨x̂_g, x_g⟩ ≥ epsilon·‖x_g‖². λ_g is `lmbda`, raised when the base
+direction d points away from zero (⟨x_g, d_g⟩ < 0, so -lr·d grows the group) to
+lmbda_amplify·(-⟨x_g, d_g⟩)/‖x_g‖ within [lmbda, hat_lmbda_coeff·lmbda]; if that reaches
+-‖d_g‖²‖x_g‖/⟨x_g, d_g⟩ (where the penalised step would stop being a descent direction) it takes the
+midpoint of the two bounds, as the OTOv2 code does. Zero groups stay zero.
 
 The penalty is applied without a copy of x: x̂ = x·(1 - lr·λ_g/‖x_g‖) - lr·d, and
 ⟨x̂_g, x_g⟩ = ‖x_g‖²(1 - lr·λ_g/‖x_g‖) - lr·⟨d_g, x_g⟩ comes from per-group sums taken before the step.
@@ -32,11 +34,12 @@ class DhspgSettings:
     target_group_sparsity: float = 0.5
     tolerance: float = 0.05
     lmbda: float = 1e-3
-    lmbda_amplify: float = 2.0
-    hat_lmbda_coeff: float = 10.0
+    lmbda_amplify: float = 20.0
+    hat_lmbda_coeff: float = 1000.0
     epsilon: float = 0.9
     partition_step: int = 0
     half_space_project_steps: int = 0
+    group_divisible: int = 1  # G_p leaves every family a multiple of this (kept exact once all of G_p is zero)
 
 
 class Dhspg(GroupSparseOptimizer):
@@ -58,7 +61,7 @@ class Dhspg(GroupSparseOptimizer):
         scores = 0.5 * normalized(criterion(stats, "cosine_similarity") - 1) + 0.5 * normalized(inverse)
         count = min(self.layout.n_groups, int(round(self.target * (1 + self.settings.tolerance))))
         # choose() takes the lowest scores: negate to take the highest.
-        self.penalized = self.choose(-scores, count, torch.zeros_like(self.zero))
+        self.penalized = self.choose(-scores, count, torch.zeros_like(self.zero), self.settings.group_divisible)
 
     def step(self, lr: float) -> None:
         """One DHSPG step."""
@@ -69,11 +72,14 @@ class Dhspg(GroupSparseOptimizer):
         factor = torch.ones(self.layout.n_groups, dtype=torch.float64, device=self.device)
         active = self.penalized & ~self.zero
         if n >= s.partition_step and bool(active.any()) and int(self.zero.sum()) < self.target:
-            xx, xg, xd = self.segments.sum_products([(self.params, self.params), (self.params, self.grads),
-                                                    (self.params, directions)])
+            xx, xd, dd = self.segments.sum_products([(self.params, self.params), (self.params, directions),
+                                                    (directions, directions)])
             norm = xx.sqrt()
-            raised = (s.lmbda_amplify * -xg / norm.clamp(min=1e-300)).clamp(min=s.lmbda, max=s.hat_lmbda_coeff * s.lmbda)
-            lam = torch.where(xg < 0, raised, torch.full_like(xg, s.lmbda))
+            lower = -xd / norm.clamp(min=1e-300)
+            upper = -dd * norm / torch.where(xd < 0, xd, -torch.ones_like(xd))
+            raised = (s.lmbda_amplify * lower).clamp(min=s.lmbda, max=s.hat_lmbda_coeff * s.lmbda)
+            raised = torch.where(raised >= upper, (upper + lower) / 2, raised)
+            lam = torch.where(xd < 0, raised, torch.full_like(xd, s.lmbda))
             shrink = torch.where(norm > 0, lr * lam / norm.clamp(min=1e-300), torch.zeros_like(norm))
             factor = torch.where(active, 1 - shrink, factor)
             if n >= s.partition_step + s.half_space_project_steps:

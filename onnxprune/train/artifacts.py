@@ -19,7 +19,7 @@ import onnx
 
 from ..errors import UserError
 from ..ir import Graph
-from ..ops.training_rules import differentiable_slot
+from ..ops.training_rules import differentiable_slot, gradient_reachable
 
 Loss = Literal["cross-entropy", "mse", "distill"]
 LOSSES = ("cross-entropy", "mse", "distill")
@@ -39,17 +39,22 @@ class TrainingArtifacts:
     loss_output: str  # the model output the loss reads
 
 
-def trainable_parameters(graph: Graph, device: str = "cpu") -> tuple[list[str], list[str]]:
+def trainable_parameters(graph: Graph, device: str = "cpu", exclude: set[str] = frozenset(),
+                         loss_output: str | None = None) -> tuple[list[str], list[str]]:
     """(trainable, frozen) initializer names: float32 tensors of rank >= 1 whose every use is a
-    differentiable input slot train; BatchNorm running statistics are frozen (written back each step)."""
+    differentiable input slot train, except `exclude` (constants legalization added); BatchNorm
+    running statistics are frozen (written back each step). Only tensors from which a gradient reaches
+    `loss_output` (default: any output) train."""
     frozen = sorted(running_statistics(graph))
+    target = [v for v in graph.outputs if loss_output is None or v.name == loss_output]
+    reachable = gradient_reachable(graph, device, target)
     trainable = []
     for value in graph.initializers:
         tensor = value.tensor
-        if value.name in frozen or tensor.data_type != _FLOAT or len(tensor.shape) == 0 or graph.is_input(value):
+        if value.name in frozen or value.name in exclude or tensor.data_type != _FLOAT or len(tensor.shape) == 0 or graph.is_input(value):
             continue
         uses = graph.uses(value)
-        if uses and not graph.captures_of_value(value) and \
+        if uses and value in reachable and not graph.captures_of_value(value) and \
                 all(differentiable_slot(op, slot, device) for op, slot in uses):
             trainable.append(value.name)
     return trainable, frozen
@@ -103,9 +108,10 @@ def _quiet_stderr():
 
 
 def build_artifacts(graph: Graph, directory: Path, loss: Loss, device: str = "cpu",
-                    output: str | None = None) -> TrainingArtifacts:
+                    output: str | None = None, exclude: set[str] = frozenset()) -> TrainingArtifacts:
     """Write the training model and checkpoint for `graph` (already legalized; it is not modified) into
-    `directory`. The loss reads `output` (default: the first graph output)."""
+    `directory`. The loss reads `output` (default: the first graph output); `exclude` names constants
+    that must not train."""
     from onnxruntime.training import artifacts  # imports torch: keep it off the CLI's start-up path
 
     if loss not in LOSSES:
@@ -118,7 +124,7 @@ def build_artifacts(graph: Graph, directory: Path, loss: Loss, device: str = "cp
     if loss == "cross-entropy" and work.opset < 12:
         raise UserError(f"the cross-entropy loss needs opset >= 12; the model has opset {work.opset}. "
                         "Use --loss mse or distill, or re-export the model with a newer opset")
-    trainable, frozen = trainable_parameters(work, device)
+    trainable, frozen = trainable_parameters(work, device, exclude, output)
     if not trainable:
         raise UserError("the model has no trainable float32 weights (initializers of rank >= 1 used only where "
                         "gradients flow)")

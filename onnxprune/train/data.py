@@ -197,14 +197,29 @@ def input_specs(graph) -> list[InputSpec]:
     return specs
 
 
-def synthetic_data(graph, count: int, seed: int) -> ArrayData:
-    """Standard-normal inputs of the model's declared shapes (free dims but the batch as 1), for
-    distillation without data."""
+def synthetic_data(graph, count: int, seed: int, free_dim: int = 8) -> ArrayData:
+    """Random inputs of the model's declared shapes (free dims but the batch as `free_dim`), for
+    distillation without data: floats standard-normal; integers that index an embedding (Gather) drawn
+    below its table size, other integers (masks) 0 or 1."""
     rng = np.random.default_rng(seed)
     arrays = {}
     for spec in input_specs(graph):
-        if spec.dtype.kind != "f":
-            raise UserError(f"--synthetic makes float inputs only; input {spec.name!r} is {spec.dtype}")
-        dims = [d if d is not None else 1 for d in spec.shape[1:]]
-        arrays[spec.name] = rng.standard_normal((count, *dims)).astype(spec.dtype)
+        dims = [d if d is not None else free_dim for d in spec.shape[1:]]
+        if spec.dtype.kind == "f":
+            arrays[spec.name] = rng.standard_normal((count, *dims)).astype(spec.dtype)
+        elif spec.dtype.kind in "iu":
+            arrays[spec.name] = rng.integers(0, _index_bound(graph, spec.name), (count, *dims)).astype(spec.dtype)
+        else:
+            raise UserError(f"--synthetic cannot make {spec.dtype} inputs (input {spec.name!r}); give --data")
     return ArrayData(arrays, "synthetic data")
+
+
+def _index_bound(graph, name: str) -> int:
+    """The smallest embedding table the integer input indexes (through Gather), or 2 (a mask)."""
+    bounds = []
+    value = graph.value(name)
+    for op, slot in graph.uses(value):
+        data = graph.inputs_of(op)[0]
+        if op.op_type == "Gather" and slot == 1 and data is not None and data.tensor is not None:
+            bounds.append(data.tensor.shape[op.attr("axis", 0)])
+    return min(bounds) if bounds else 2

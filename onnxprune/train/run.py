@@ -98,7 +98,7 @@ def _make_optimizer(engine, space: PruningSpace, layout, config: TrainConfig, to
     elif config.optimizer == "dhspg":
         lmbda = 1e-3 if config.variant == "sgd" else 1e-2
         settings = DhspgSettings(config.target_sparsity, lmbda=lmbda, partition_step=total // 10,
-                                 half_space_project_steps=total // 10)
+                                 half_space_project_steps=total // 10, group_divisible=config.group_divisible)
         optimizer = Dhspg(params, grads, layout, space, base, settings)
     else:
         raise UserError(f"unknown optimizer {config.optimizer!r} (hesso, dhspg)")
@@ -141,7 +141,7 @@ def sparse_train(graph: Graph, space: PruningSpace, types: dict, data: ArrayData
     return the Selection of groups that are exactly zero."""
     import torch
 
-    from ..ops.training_rules import legalize
+    from ..ops.training_rules import constant_weights, legalize
     from ..optim import group_layout
     from .engine import TrainingEngine
 
@@ -149,12 +149,13 @@ def sparse_train(graph: Graph, space: PruningSpace, types: dict, data: ArrayData
         raise UserError(f"unknown loss {config.loss!r} (one of {', '.join(LOSSES)})")
     device = resolve_device(config.device)
     torch.set_num_threads(1)  # onnxruntime owns the cores during a step; our update is cheap
+    constant_weights(graph)  # trained Constant-op weights come back as initializers of the same name
     legal = graph.copy()
-    legalize(legal, types, "cpu")
+    added = legalize(legal, types, "cpu")
     own_dir = work_dir is None
     work_dir = Path(tempfile.mkdtemp(prefix="onnxprune-train-")) if own_dir else work_dir
     try:
-        artifacts = build_artifacts(legal, work_dir / "artifacts", config.loss)
+        artifacts = build_artifacts(legal, work_dir / "artifacts", config.loss, exclude=added)
         engine = TrainingEngine(artifacts, threads=config.threads or None)
         shapes = {k: tuple(v.shape) for k, v in engine.params.items()}
         layout = group_layout(space, shapes, frozenset(running_statistics(legal)))
