@@ -1,16 +1,18 @@
 """Training throughput: onnxprune (onnxruntime-training + our HESSO step) against plain torch.
 
-One architecture (a VGG-style CNN, 3x32x32 input, ~1.1M parameters, BatchNorm), one batch size, the
-same thread count for both, side by side in one process, random data (throughput does not depend on
-it). Reports images/s of each, their ratio, and the share of a training step that our optimizer step
-takes (HESSO with sgd+momentum, during its pruning period, so the group work is included).
+Two architectures: a VGG-style CNN (3x32x32 input, ~1.1M parameters, BatchNorm) and the zoo's
+fashion_cnn (1x28x28, 95k parameters); one batch size and the same thread count for both trainers,
+side by side in one process, random data (throughput does not depend on it). Reports images/s of
+each, their ratio, and the share of a training step that our optimizer step takes (HESSO with
+sgd+momentum, inside its pruning period, so the per-group work is included).
 
-    python benchmarks/train_throughput.py [--batch 32] [--threads 1,2] [--steps 60]
+    python benchmarks/train_throughput.py [--batch 32] [--threads 1,2] [--steps 60] [--models vgg,fashion]
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 import warnings
@@ -43,11 +45,21 @@ class Net(nn.Module):
         return self.fc(self.features(x))
 
 
-def export(model: nn.Module, path: Path) -> None:
+def fashion_cnn() -> nn.Module:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "models"))
+    import zoo_defs
+
+    return zoo_defs.FashionCNN()
+
+
+ARCHITECTURES = {"vgg": (Net, (3, 32, 32)), "fashion": (fashion_cnn, (1, 28, 28))}
+
+
+def export(model: nn.Module, path: Path, shape: tuple[int, ...]) -> None:
     model.eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (torch.randn(2, 3, 32, 32),), str(path), dynamo=False, opset_version=17,
+        torch.onnx.export(model, (torch.randn(2, *shape),), str(path), dynamo=False, opset_version=17,
                           do_constant_folding=False, training=torch.onnx.TrainingMode.PRESERVE,
                           input_names=["input"], output_names=["output"],
                           dynamic_axes={"input": {0: "N"}, "output": {0: "N"}})
@@ -100,32 +112,36 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=2, help="alternate the two this many times; best of each")
+    parser.add_argument("--models", default="vgg,fashion")
     args = parser.parse_args()
-    torch.manual_seed(0)
-    model = Net()
+    print(f"torch {torch.__version__}, batch {args.batch}, {args.steps} timed steps after {args.warmup} warm-up; "
+          f"best of {args.repeat}")
+    print(f"{'model':<8} {'params':>10} {'threads':>7} {'torch img/s':>12} {'onnxprune img/s':>16} {'ratio':>6} "
+          f"{'optimizer share':>16}")
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((args.batch, 3, 32, 32)).astype(np.float32)
-    y = rng.integers(0, 10, args.batch).astype(np.int64)
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        path = work / "net.onnx"
-        export(model, path)
-        print(f"torch {torch.__version__}, batch {args.batch}, {args.steps} timed steps after {args.warmup} warm-up; "
-              f"best of {args.repeat}")
-        print(f"{'threads':>7} {'torch img/s':>12} {'onnxprune img/s':>16} {'ratio':>6} {'optimizer share':>16}")
-        for threads in [int(t) for t in args.threads.split(",")]:
-            best_torch = best_ours = 0.0
-            share = 1.0
-            for _ in range(args.repeat):
-                torch.set_num_threads(threads)
-                best_torch = max(best_torch, torch_rate(model, torch.from_numpy(x), torch.from_numpy(y), args.steps,
-                                                        args.warmup))
-                torch.set_num_threads(1)  # as `onnxprune run` does: onnxruntime owns the cores
-                rate, fraction, params, groups = onnxprune_rate(path, x, y, args.steps, args.warmup, threads, work)
-                if rate > best_ours:
-                    best_ours, share = rate, fraction
-            print(f"{threads:>7} {best_torch:>12.0f} {best_ours:>16.0f} {best_ours / best_torch:>6.2f} {share:>16.1%}")
-        print(f"model: {params:,} trainable parameters in onnxruntime, {groups} prunable groups (HESSO pruning period)")
+    for name in args.models.split(","):
+        make, shape = ARCHITECTURES[name]
+        torch.manual_seed(0)
+        model = make()
+        x = rng.standard_normal((args.batch, *shape)).astype(np.float32)
+        y = rng.integers(0, 10, args.batch).astype(np.int64)
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp)
+            path = work / "net.onnx"
+            export(model, path, shape)
+            for threads in [int(t) for t in args.threads.split(",")]:
+                best_torch = best_ours = 0.0
+                share = 1.0
+                for _ in range(args.repeat):
+                    torch.set_num_threads(threads)
+                    best_torch = max(best_torch, torch_rate(model, torch.from_numpy(x), torch.from_numpy(y),
+                                                            args.steps, args.warmup))
+                    torch.set_num_threads(1)  # as `onnxprune run` does: onnxruntime owns the cores
+                    rate, fraction, params, _ = onnxprune_rate(path, x, y, args.steps, args.warmup, threads, work)
+                    if rate > best_ours:
+                        best_ours, share = rate, fraction
+                print(f"{name:<8} {params:>10,} {threads:>7} {best_torch:>12.0f} {best_ours:>16.0f} "
+                      f"{best_ours / best_torch:>6.2f} {share:>16.1%}", flush=True)
 
 
 if __name__ == "__main__":

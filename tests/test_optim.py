@@ -224,7 +224,7 @@ def reference_dhspg(params, grads_seq, layout, settings, lr):
             count = int(round(K * (1 + settings.tolerance)))
             penalized = {int(g) for g in np.lexsort((np.arange(len(score)), -score))[:count]}
         factors = {}
-        if n >= settings.partition_step and len(zero) < K:
+        if n >= settings.partition_step and penalized - zero:
             for g in sorted(penalized - zero):
                 xv, gv = group_vector(x, layout, g), group_vector(grads, layout, g)
                 norm = np.linalg.norm(xv)
@@ -250,7 +250,7 @@ def reference_dhspg(params, grads_seq, layout, settings, lr):
 def test_dhspg_matches_slow_reference():
     _, space, params, stats = small_space()
     layout = layout_of(space, params, stats)
-    settings = DhspgSettings(target_group_sparsity=0.5, lmbda=0.5, epsilon=0.95, partition_step=1,
+    settings = DhspgSettings(target_group_sparsity=0.5, tolerance=0.1, lmbda=0.5, epsilon=0.95, partition_step=1,
                              half_space_project_steps=2)
     rng = np.random.default_rng(4)
     grads_seq = [random_grads(params, rng) for _ in range(15)]

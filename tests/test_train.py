@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -222,3 +223,24 @@ def test_every_zoo_model_sparse_trains_and_compacts_exactly(name):
     assert am.state["selection"].group_count == int(0.5 * sum(
         f.size for f in AnalysisManager(onnxprune.load(ZOO / f"{name}.onnx")).get("prune-space").prunable)) or \
         am.state["training"].skipped_families
+
+
+def test_batchnorm_running_statistics_are_written_back(tmp_path):
+    """One step at a negligible learning rate: the running mean moves to momentum·old + (1-momentum)·batch
+    mean, as onnxruntime's training-mode BatchNorm computes it, and lands in the model's initializer."""
+    from .builders import Builder
+
+    b = Builder(seed=4)
+    x = b.bn("x", 3)
+    mean_name = b.nodes[-1].input[3]
+    y = b.op("Flatten", [b.op("GlobalAveragePool", [b.conv(x, 3, 4)])])
+    graph = onnxprune.load(b.model({"x": ["N", 3, 4, 4]}, [y]))
+    before = np.array(graph.initializer(mean_name))
+    rng = np.random.default_rng(0)
+    inputs = (rng.standard_normal((16, 3, 4, 4)) * 2 + 1).astype(np.float32)
+    np.savez(tmp_path / "bn.npz", x=inputs, labels=rng.integers(0, 4, 16))
+    am = AnalysisManager(graph)
+    config = replace(FAST, steps=1, batch_size=16, lr=1e-12, target_sparsity=0.0)
+    sparse_train(graph, am.get("prune-space"), am.get("shapes"), open_data(str(tmp_path / "bn.npz")), config)
+    expected = 0.9 * before + 0.1 * inputs.mean(axis=(0, 2, 3))
+    np.testing.assert_allclose(graph.initializer(mean_name), expected, rtol=1e-5, atol=1e-6)

@@ -1,8 +1,9 @@
 """DHSPG (OTOv2): implicit group sparsity by a group penalty and a half-space projection (ALGORITHMS.md).
 
 At `partition_step` the groups are split once: the K·(1 + tolerance) highest-scored by
-0.5·normalised cos(x_g, grad_g) + 0.5·normalised 1/avg|x_g| form G_p, to be driven to zero. Every
-step after that, while the group sparsity is below the target, each G_p group also moves by
+0.5·normalised cos(x_g, grad_g) + 0.5·normalised 1/avg|x_g| form G_p, to be driven to zero (kept
+counts rounded to group_divisible). Every step after that, until every G_p group is zero (not merely
+K of them, so the zero set is exactly G_p and keeps the rounding), each remaining G_p group moves by
 -lr·λ_g·x_g/‖x_g‖ and, from `partition_step + half_space_project_steps` on, is projected to zero when
 the step leaves the half-space ⟨x̂_g, x_g⟩ ≥ epsilon·‖x_g‖². λ_g is `lmbda`, raised when the base
 direction d points away from zero (⟨x_g, d_g⟩ < 0, so -lr·d grows the group) to
@@ -32,7 +33,7 @@ class DhspgSettings:
     """DHSPG's hyper-parameters (defaults after the OTOv2 tutorials)."""
 
     target_group_sparsity: float = 0.5
-    tolerance: float = 0.05
+    tolerance: float = 0.0  # G_p holds K·(1 + tolerance) groups
     lmbda: float = 1e-3
     lmbda_amplify: float = 20.0
     hat_lmbda_coeff: float = 1000.0
@@ -71,7 +72,7 @@ class Dhspg(GroupSparseOptimizer):
         directions = self.base.compute(self.params, self.grads, lr)
         factor = torch.ones(self.layout.n_groups, dtype=torch.float64, device=self.device)
         active = self.penalized & ~self.zero
-        if n >= s.partition_step and bool(active.any()) and int(self.zero.sum()) < self.target:
+        if n >= s.partition_step and bool(active.any()):
             xx, xd, dd = self.segments.sum_products([(self.params, self.params), (self.params, directions),
                                                     (directions, directions)])
             norm = xx.sqrt()

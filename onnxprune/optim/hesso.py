@@ -70,13 +70,12 @@ class Hesso(GroupSparseOptimizer):
         directions = self.base.compute(self.params, self.grads, lr)
         period, t = divmod(n - s.start_pruning_step, T) if n >= s.start_pruning_step else (-1, 0)
         pruning = 0 <= period < s.pruning_periods
-        if pruning and t == 0:
+        if pruning and t == 0 and self.target:
             self.zero |= self.active
             scores = importance(self.stats(), s.criteria)
             if s.per_family:
                 scores = self.relative_to_family(scores)
-            self.active = self.choose(scores, self._quota(period), self.zero,
-                                      s.group_divisible) if self.target else torch.zeros_like(self.zero)
+            self.active = self.choose(scores, self._quota(period), self.zero, s.group_divisible)
         for name, x in self.params.items():
             x.sub_(directions[name], alpha=lr)
         factor = torch.ones(self.layout.n_groups, dtype=torch.float64, device=self.device)

@@ -159,7 +159,7 @@ def sparse_train(graph: Graph, space: PruningSpace, types: dict, data: ArrayData
         engine = TrainingEngine(artifacts, threads=config.threads or None)
         shapes = {k: tuple(v.shape) for k, v in engine.params.items()}
         layout = group_layout(space, shapes, frozenset(running_statistics(legal)))
-        if not layout.n_groups:
+        if not layout.n_groups and config.target_sparsity > 0:
             raise UserError("no prunable group has trainable weights; see `onnxprune analyze` for why families froze")
         specs = input_specs(graph)
         steps_per_epoch = len(data) // config.batch_size if isinstance(data, ArrayData) else 0
@@ -219,7 +219,7 @@ def sparse_train(graph: Graph, space: PruningSpace, types: dict, data: ArrayData
                     last_loss = loss
                     if step % config.log_every == 0 or step == total:
                         record = {"step": step, "loss": loss, "lr": lr,
-                                  "group_sparsity": float(optimizer.zero.double().mean()),
+                                  "group_sparsity": float(optimizer.zero.double().mean()) if len(optimizer.zero) else 0.0,
                                   "samples_per_s": step * config.batch_size / max(time.perf_counter() - started, 1e-9)}
                         history.append(record)
                         if on_metrics:
@@ -247,7 +247,8 @@ def sparse_train(graph: Graph, space: PruningSpace, types: dict, data: ArrayData
         for name, array in engine.weights().items():
             graph.set_initializer(name, array.astype(graph.value(name).tensor.array.dtype, copy=False))
         zero = optimizer.zero_groups()
-        return TrainResult(layout.selection(zero), step, last_loss, history, float(zero.mean()), layout.skipped)
+        sparsity = float(zero.mean()) if len(zero) else 0.0
+        return TrainResult(layout.selection(zero), step, last_loss, history, sparsity, layout.skipped)
     finally:
         if own_dir:
             shutil.rmtree(work_dir, ignore_errors=True)
