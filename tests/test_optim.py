@@ -206,6 +206,8 @@ def test_hesso_group_divisible_keeps_multiples():
     pruned = layout.selection(optimizer.zero_groups()).pruned
     for family_id, groups in pruned.items():
         assert (space.family(family_id).size - len(groups)) % 4 == 0
+    # K = 8 of 14; keeping multiples of 4 (and at least 4) allows at most 2 + 4: blocks fill up to that
+    assert sum(len(g) for g in pruned.values()) == 6
 
 
 def reference_dhspg(params, grads_seq, layout, settings, lr):
@@ -343,3 +345,19 @@ def test_cuda_step_matches_cpu(make):
     for k in params:
         np.testing.assert_allclose(results["cuda"][0][k].numpy(), results["cpu"][0][k].numpy(), rtol=1e-9, atol=1e-12)
     assert np.array_equal(results["cuda"][1], results["cpu"][1])
+
+
+def test_choose_gives_back_broken_blocks_and_fills_with_whole_ones():
+    _, space, params, stats = small_space()
+    layout = layout_of(space, params, stats)
+    grads = {k: torch.zeros_like(v) for k, v in params.items()}
+    optimizer = Hesso(params, grads, layout, space)
+    small = layout.family_of_group == layout.family_of_group[0]
+    scores = torch.tensor(np.where(small, 1.0, 2.0) + np.arange(layout.n_groups) * 1e-3)
+    scores[np.flatnonzero(small)[3:]] = 10.0  # the small family offers three cheap groups, then expensive ones
+    chosen = optimizer.choose(scores, 7, torch.zeros(layout.n_groups, dtype=torch.bool), divisible=2).numpy()
+    per_family = {f: int(chosen[layout.family_of_group == f].sum()) for f in layout.families}
+    sizes = {f: space.family(f).size for f in layout.families}
+    assert all((sizes[f] - n) % 2 == 0 for f, n in per_family.items())
+    # greedy: 3 + 4, the small family's odd third pick goes back (6), a whole block of 2 fills (8)
+    assert sum(per_family.values()) == 8

@@ -65,42 +65,83 @@ class GroupSparseOptimizer:
         return torch.as_tensor(index, device=self.device)
 
     def choose(self, scores: torch.Tensor, count: int, excluded: torch.Tensor, divisible: int = 1) -> torch.Tensor:
-        """Boolean mask of up to `count` lowest-scored groups outside `excluded`, such that with the
-        excluded ones gone no family and no tensor axis is emptied, and (with `divisible` > 1) every
-        family keeps a multiple of `divisible` groups (rounding towards keeping more)."""
+        """Boolean mask of about `count` lowest-scored groups outside `excluded`, such that with the
+        excluded ones gone no family and no tensor axis is emptied. With `divisible` > 1 every family
+        keeps a multiple of `divisible` groups: picks that break a block are given back, and whole
+        blocks (of the families whose next `divisible` candidates score lowest) fill the shortfall while
+        that brings the total closer to `count`. Runs once per pruning period, never per step."""
         chosen = torch.zeros_like(self.zero)
         if count <= 0:
             return chosen
         budget = AxisBudget(self.space)
-        family_of = self.layout.family_of_group
-        local = self.layout.local_group
-        removed: dict[int, list[int]] = {}
-        for g in np.flatnonzero(excluded.cpu().numpy()):
+        family_of, local = self.layout.family_of_group, self.layout.local_group
+        excluded_np = excluded.cpu().numpy()
+        removed: dict[int, int] = {}
+        for g in np.flatnonzero(excluded_np):
             budget.take(self.space.family(int(family_of[g])), int(local[g]))
-            removed.setdefault(int(family_of[g]), []).append(int(g))
+            removed[int(family_of[g])] = removed.get(int(family_of[g]), 0) + 1
         values = scores.detach().cpu().numpy()
-        order = np.lexsort((np.arange(len(values)), values))
+        order = [int(g) for g in np.lexsort((np.arange(len(values)), values)) if not excluded_np[g]]
+        keep_at_least = max(1, divisible)
         picked: dict[int, list[int]] = {}
         taken = 0
-        for g in order:  # at most once per pruning period, never per step
+        for g in order:
             if taken >= count:
                 break
-            if excluded[g]:
-                continue
             family = self.space.family(int(family_of[g]))
-            if len(removed.get(family.id, ())) + len(picked.get(family.id, ())) >= family.size - max(1, divisible):
+            if removed.get(family.id, 0) + len(picked.get(family.id, ())) >= family.size - keep_at_least:
                 continue
             if budget.take(family, int(local[g])):
-                picked.setdefault(family.id, []).append(int(g))
+                picked.setdefault(family.id, []).append(g)
                 taken += 1
-        for family_id, groups in picked.items():
-            size = self.space.family(family_id).size
-            kept = size - len(removed.get(family_id, ())) - len(groups)
-            extra = (-kept) % divisible if divisible > 1 else 0  # keep more: give back the highest-scored picks
-            del groups[len(groups) - min(extra, len(groups)):]
+        if divisible > 1:
+            for family_id, groups in picked.items():
+                kept = self.space.family(family_id).size - removed.get(family_id, 0) - len(groups)
+                for g in groups[len(groups) - min((-kept) % divisible, len(groups)):]:
+                    budget.give_back(self.space.family(family_id), int(local[g]))
+                    groups.remove(g)
+            self._fill_blocks(picked, removed, order, values, count, divisible, budget)
+        for groups in picked.values():
             if groups:
                 chosen[groups] = True
         return chosen
+
+    def _fill_blocks(self, picked: dict[int, list[int]], removed: dict[int, int], order: list[int], values,
+                     count: int, divisible: int, budget: AxisBudget) -> None:
+        """Add blocks of `divisible` groups, cheapest block first, while that brings the total closer to
+        `count` (see `choose`)."""
+        family_of, local = self.layout.family_of_group, self.layout.local_group
+        candidates: dict[int, list[int]] = {}
+        for g in order:  # per family, its groups not picked yet, lowest score first
+            if g not in picked.get(int(family_of[g]), ()):
+                candidates.setdefault(int(family_of[g]), []).append(g)
+        taken = sum(len(groups) for groups in picked.values())
+        while count - taken >= (divisible + 1) // 2:
+            best, best_score = None, None
+            for family_id, left in candidates.items():
+                size = self.space.family(family_id).size
+                kept = size - removed.get(family_id, 0) - len(picked.get(family_id, ()))
+                if len(left) < divisible or kept - divisible < divisible:
+                    continue
+                score = float(np.mean(values[left[:divisible]]))
+                if best_score is None or score < best_score:
+                    best, best_score = family_id, score
+            if best is None:
+                return
+            block, candidates[best] = candidates[best][:divisible], candidates[best][divisible:]
+            family = self.space.family(best)
+            done = []
+            for g in block:
+                if not budget.take(family, int(local[g])):
+                    break
+                done.append(g)
+            if len(done) < len(block):  # an axis would empty: this family takes no more blocks
+                for g in done:
+                    budget.give_back(family, int(local[g]))
+                candidates[best] = []
+                continue
+            picked.setdefault(best, []).extend(block)
+            taken += divisible
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
