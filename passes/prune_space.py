@@ -220,6 +220,7 @@ def _collect(graph: Graph, types: dict[str, TensorType]) -> _Facts:
     for value in graph.values():
         if _is_parameter(graph, value):
             facts.parameters.add(value.name)
+    capturing = {op for _, op, key in graph.nx.edges(keys=True) if not isinstance(key, int)}  # subgraph readers
     for op in graph.topological_order():
         inputs = [v.name if v is not None else None for v in graph.inputs_of(op)]
         outputs = [v.name if v is not None else None for v in graph.outputs_of(op)]
@@ -263,7 +264,7 @@ def _collect(graph: Graph, types: dict[str, TensorType]) -> _Facts:
             key = entry.key(axis)
             if key is not None and (role == PRODUCER or key not in facts.roles):
                 facts.roles[key] = role  # a parameter that produces anywhere is a producer
-        for captured in graph.captures_of(op):
+        for captured in graph.captures_of(op) if op in capturing else ():
             for key in [k for k in facts.sizes if k[0] == captured.name]:
                 facts.frozen.setdefault(key, []).append(f"read by a subgraph of {op.label}")
     for value, what in [(v, "model input") for v in graph.inputs] + [(v, "model output") for v in graph.outputs]:
@@ -392,7 +393,7 @@ def _family(graph: Graph, facts: _Facts, classes: list, members_of: dict, sizes:
         reasons.append("no parameter produces these channels")
     if len(groups) < 2:
         reasons.append("a single group: nothing can be removed without removing everything")
-    elif all(_pinned(facts, members, g) for g in range(len(groups))):
+    elif _pinned(facts, members, len(groups)).all():
         reasons.append("every group is the last one feeding some tensor (a Split output, say): removing any "
                        "would leave it empty")
     reasons.extend(_zero_invariance(graph, facts, key_set))
@@ -416,14 +417,15 @@ def _components(n: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
             return label
 
 
-def _pinned(facts: _Facts, members: list[Member], group: int) -> bool:
-    """True if removing `group` alone would empty one of the family's member axes."""
+def _pinned(facts: _Facts, members: list[Member], n_groups: int) -> np.ndarray:
+    """Per group: True if removing it alone would empty one of the family's member axes."""
+    pinned = np.zeros(n_groups, dtype=bool)
     for member in members:
-        owned = int((member.table[group] >= 0).sum())
         size = facts.sizes.get((member.value, member.axis))
-        if owned and isinstance(size, int) and owned >= size:
-            return True
-    return False
+        if isinstance(size, int):
+            owned = (member.table >= 0).sum(axis=1)
+            pinned |= (owned > 0) & (owned >= size)
+    return pinned
 
 
 def _table(groups: np.ndarray, n_groups: int) -> np.ndarray:
