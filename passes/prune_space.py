@@ -340,6 +340,10 @@ def _component_families(graph: Graph, facts: _Facts, classes: list, members_of: 
     links = [link for link in facts.links if link[0] in key_set]
     if bad:
         return [Family(first_id, _name(keys, facts), 0, "channel", (), tuple(bad))]
+    if len(classes) == 1 and not links:  # the common case (conv → norm → activation): index i is group i
+        identity = np.arange(sizes[classes[0]])
+        return [_family(graph, facts, classes, members_of, sizes, {classes[0]: 0}, identity, identity, links, bad,
+                        first_id)]
     offsets, total = {}, 0
     for c in classes:
         offsets[c] = total
@@ -430,6 +434,8 @@ def _pinned(facts: _Facts, members: list[Member], n_groups: int) -> np.ndarray:
 
 def _table(groups: np.ndarray, n_groups: int) -> np.ndarray:
     """Row g lists the positions where `groups == g` (-1 entries belong to no group here), padded with -1."""
+    if len(groups) == n_groups and np.array_equal(groups, np.arange(n_groups)):
+        return groups.astype(np.int64).reshape(-1, 1)
     positions = np.flatnonzero(groups >= 0)
     groups = groups[positions]
     counts = np.bincount(groups, minlength=n_groups)
