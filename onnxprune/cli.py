@@ -123,6 +123,7 @@ def analyze(graph: Graph, path: str, input_shapes: Sequence[str] = ()) -> dict[s
     cost = am.get("cost", input_shapes=tuple(input_shapes))
     shapes = am.get("shapes", input_shapes=tuple(input_shapes))
     space = am.get("prune-space", input_shapes=tuple(input_shapes))
+    erasing = am.get("erase-space", input_shapes=tuple(input_shapes))
 
     def describe(value):
         found = shapes.get(value.name)
@@ -150,6 +151,8 @@ def analyze(graph: Graph, path: str, input_shapes: Sequence[str] = ()) -> dict[s
                     "flops": o.cost.flops if o.cost else None} for o in cost.ops],
         "input_shapes": list(input_shapes),
         "families": [f.describe() for f in space.families],
+        "regions": [r.describe() for r in erasing.regions],
+        "exclusive_regions": [list(group) for group in erasing.exclusive],
         **_prunable_totals(graph, space, cost),
         "notes": ["MACs and FLOPs count symbolic dimensions (such as the batch) as 1"],
     }
@@ -201,6 +204,17 @@ def format_analysis(data: dict[str, Any]) -> str:
         params = f"{f['params']:,}" if f["params"] is not None else "?"
         lines.append(f"{f['id']:>3}  {f['kind']:<7}{f['size']:>7}{len(f['members']):>8}{params:>10}  "
                      f"{f['name'][:33]:<34}{status}")
+    lines.append("")
+    lines.append(f"{len(data['regions'])} erasable regions (blocks that can be removed whole)")
+    if data["regions"]:
+        lines.append(f"{'id':>3}{'ops':>6}{'params':>10}{'FLOPs':>14}  {'merges into':<34}entry")
+        for r in data["regions"]:
+            nested = f" (inside {r['parent']})" if r["parent"] is not None else ""
+            lines.append(f"{r['id']:>3}{r['ops']:>6}{r['params']:>10,}{r['flops']:>14,}  {r['merge'][:33]:<34}"
+                         f"{r['entry']}{nested}")
+        for group in data["exclusive_regions"]:
+            lines.append(f"  not all of regions {', '.join(map(str, group))} together: their merge would lose "
+                         "every input")
     if data["unknown_cost_ops"]:
         names = ", ".join(f"{o['op_type']} {o['name']!r}" for o in data["unknown_cost_ops"][:5])
         more = len(data["unknown_cost_ops"]) - 5

@@ -209,3 +209,42 @@ class AxisBudget:
         """Undo `take`."""
         for key, count in self._rows(family, group):
             self.left[key] += count
+
+
+# ====================================================================== erasing space (DESIGN §6)
+@dataclass(frozen=True)
+class Region:
+    """An erasable single-entry single-exit subgraph: `ops` compute `exit` from `entry` alone (plus
+    constants), and `exit` only feeds input `slot` of the merge op `merge` (an Add or Sum), which another
+    path from `entry` also reaches. Erasing it replaces the merge by its other input(s)."""
+
+    id: int
+    entry: str  # the value the region reads
+    exit: str  # the value the region produces
+    merge: str  # name of the Add/Sum op it feeds
+    slot: int  # the merge's input slot that reads `exit`
+    ops: tuple[str, ...]  # op names, in topological order
+    parameters: tuple[str, ...]  # floating-point initializers only the region reads (one erasing group)
+    params: int = 0  # parameter elements
+    flops: int = 0  # FLOPs per run of the region's ops
+    parent: int | None = None  # the smallest region that strictly contains this one
+
+    def describe(self) -> dict:
+        """Plain-data summary (for analyze --json)."""
+        return {"id": self.id, "entry": self.entry, "exit": self.exit, "merge": self.merge, "slot": self.slot,
+                "ops": len(self.ops), "op_names": list(self.ops), "parameters": list(self.parameters),
+                "params": self.params, "flops": self.flops, "parent": self.parent}
+
+
+@dataclass(frozen=True)
+class ErasingSpace:
+    """Every erasable region of a model, and which sets of them may not be erased together (erasing all
+    of one set would leave its merge with no input)."""
+
+    regions: tuple[Region, ...]
+    exclusive: tuple[tuple[int, ...], ...] = ()
+
+    def admissible(self, erased) -> bool:
+        """True if erasing the regions `erased` (ids) together leaves every merge an input."""
+        erased = set(erased)
+        return not any(set(group) <= erased for group in self.exclusive)

@@ -7,6 +7,7 @@ from .check import Check
 from .cleanup import Cleanup
 from .compact import Compact
 from .cost import CostAnalysis
+from .erase_space import EraseSpaceAnalysis
 from .legalize_training import LegalizeTraining
 from .prune_space import PruneSpaceAnalysis
 from .select import Select
@@ -15,6 +16,6 @@ from .sparse_train import SparseTrain
 from .verify import Verify
 
 BUILTIN_PASSES = (ShapesAnalysis, InferShapes, Cleanup, Check, CostAnalysis, PruneSpaceAnalysis, Select, Compact, Verify,
-                  LegalizeTraining, SparseTrain)
+                  LegalizeTraining, SparseTrain, EraseSpaceAnalysis)
 
-__all__ = ["BUILTIN_PASSES", "Check", "Cleanup", "Compact", "CostAnalysis", "InferShapes", "LegalizeTraining", "PruneSpaceAnalysis", "Select", "ShapesAnalysis", "SparseTrain", "Verify"]
+__all__ = ["BUILTIN_PASSES", "Check", "Cleanup", "Compact", "CostAnalysis", "EraseSpaceAnalysis", "InferShapes", "LegalizeTraining", "PruneSpaceAnalysis", "Select", "ShapesAnalysis", "SparseTrain", "Verify"]

@@ -1,0 +1,205 @@
+"""`erase-space`: find the operators and blocks that can be erased whole (DESIGN §6, OTOv3).
+
+A region is a subgraph whose exit feeds an Add or Sum that another path from its entry also reaches:
+residual branches x + F(x) (identity or projection shortcuts), transformer attention and MLP
+sub-blocks, parallel summed branches. On the data-flow graph of ops (ops that depend on no graph input
+are constants), the entry of the branch ending in merge input `a` is the nearest common ancestor value of
+`a` and the merge's other input(s), the value where the two paths fork; the region is every op on a path
+from the entry to `a`. It must have a single exit: nothing outside reads its values but the merge
+(through `a`). It may read side inputs that do not depend on its entry (an attention mask, rotary
+tables); they are left in place. A region must hold parameters, the group that training drives to zero.
+What does not fit is not a region.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import networkx as nx
+
+from onnxprune.ir import Graph, Op, Value
+from onnxprune.passmanager import AnalysisPass
+from onnxprune.space import ErasingSpace, Region
+
+from .cost import FLOAT_TYPES, CostAnalysis
+
+MERGES = {"Add", "Sum"}
+_ROOT = "<inputs>"
+
+
+@dataclass(frozen=True)
+class EraseSpaceOptions:
+    """Options of `erase-space`."""
+
+    input_shapes: tuple[str, ...] = ()  # NAME=DIMS bindings for the cost figures
+
+
+class EraseSpaceAnalysis(AnalysisPass):
+    """Find erasable regions (residual branches, attention/MLP sub-blocks, summed branches) and which of
+    them may not be erased together."""
+
+    name = "erase-space"
+    Options = EraseSpaceOptions
+
+    def run(self, graph: Graph, am) -> ErasingSpace:
+        return find_regions(graph, am.get(CostAnalysis, input_shapes=self.options.input_shapes))
+
+
+def _dataflow(graph: Graph) -> tuple[nx.DiGraph, list[Op]]:
+    """Ops that depend on a graph input, with edges along the values they pass; a virtual root feeds the
+    ops that read graph inputs."""
+    order = graph.topological_order()
+    live: set[Value] = {v for v in graph.inputs if not v.is_initializer}
+    flow = nx.DiGraph()
+    flow.add_node(_ROOT)
+    ops = []
+    for op in order:
+        reads = [v for v in graph.inputs_of(op) + graph.captures_of(op) if v is not None and v in live]
+        if not reads:
+            continue  # constant: depends on no input
+        ops.append(op)
+        flow.add_node(op)
+        for value in reads:
+            producer = graph.producer(value)
+            flow.add_edge(producer if producer is not None else _ROOT, op)
+        live.update(v for v in graph.outputs_of(op) if v is not None)
+    return flow, ops
+
+
+def find_regions(graph: Graph, cost=None) -> ErasingSpace:
+    """The ErasingSpace of `graph` (see module docstring)."""
+    flow, ops = _dataflow(graph)
+    if len(ops) == 0:
+        return ErasingSpace(())
+    position = {op: i for i, op in enumerate(ops)}
+    op_cost = {c.name: c.cost for c in cost.ops} if cost is not None else {}
+    found: list[Region] = []
+    by_merge: dict[str, list[int]] = {}
+    for merge in ops:
+        if merge.op_type not in MERGES or merge.domain not in ("", "ai.onnx"):
+            continue
+        inputs = graph.inputs_of(merge)
+        if len(inputs) < 2 or any(v is None for v in inputs) or len({v.name for v in inputs}) != len(inputs):
+            continue
+        for slot, branch in enumerate(inputs):
+            others = [v for i, v in enumerate(inputs) if i != slot]
+            region = _region(graph, flow, position, merge, slot, branch, others)
+            if region is None:
+                continue
+            members = sorted(region[1], key=position.__getitem__)
+            parameters = _parameters(graph, members)
+            if not parameters:
+                continue  # nothing to drive to zero (rotary or GELU arithmetic)
+            found.append(Region(
+                len(found), region[0].name, branch.name, merge.name or merge.label, slot,
+                tuple(op.name or op.label for op in members), tuple(parameters),
+                sum(graph.value(p).tensor.size for p in parameters),
+                sum((op_cost.get(op.name).flops if op_cost.get(op.name) else 0) for op in members)))
+            by_merge.setdefault(merge.name or merge.label, []).append(found[-1].id)
+    found = _with_parents(found)
+    exclusive = tuple(tuple(ids) for merge, ids in by_merge.items()
+                      if len(ids) == len(graph.inputs_of(_op_named(graph, merge))))
+    return ErasingSpace(tuple(found), exclusive)
+
+
+def _op_named(graph: Graph, name: str) -> Op:
+    return next(op for op in graph.ops() if (op.name or op.label) == name)
+
+
+def _region(graph: Graph, flow: nx.DiGraph, position: dict[Op, int], merge: Op, slot: int, branch: Value,
+            others: list[Value]) -> tuple[Value, set[Op]] | None:
+    """(entry, ops) of the branch that ends in `branch` (input `slot` of `merge`), or None."""
+    exit_op = graph.producer(branch)
+    if exit_op is None or exit_op not in flow or graph.is_output(branch):
+        return None
+    if graph.uses(branch) != [(merge, slot)]:
+        return None  # the exit feeds something besides the merge
+    upstream = nx.ancestors(flow, exit_op) | {exit_op}
+    other_up: set = set()
+    for value in others:
+        producer = graph.producer(value)
+        other_up |= (nx.ancestors(flow, producer) | {producer}) if producer in flow else set()
+    forks = [op for op in upstream & other_up if op != _ROOT]
+    candidates = [v for op in sorted(forks, key=position.__getitem__, reverse=True)
+                  for v in graph.outputs_of(op) if v is not None]
+    candidates += [v for v in graph.inputs if not v.is_initializer]  # branches that fork at a graph input
+    for entry in candidates[:4]:  # the nearest forks; farther ones only add ops that leak
+        starts = [op for op in graph.consumers(entry) if op in upstream]
+        if not starts or not _reaches(graph, entry, others, flow):
+            continue
+        inside = set()
+        for op in starts:
+            inside |= (nx.descendants(flow, op) | {op}) & upstream
+        if _closed(graph, inside, branch):
+            return entry, inside
+        return None
+    return None
+
+
+def _reaches(graph: Graph, entry: Value, others: list[Value], flow: nx.DiGraph) -> bool:
+    """True if some other merge input is `entry` or is computed from it."""
+    readers = [op for op in graph.consumers(entry) if op in flow]
+    below = set(readers).union(*(nx.descendants(flow, op) for op in readers)) if readers else set()
+    return any(v is entry or graph.producer(v) in below for v in others)
+
+
+def _closed(graph: Graph, inside: set[Op], exit_value: Value) -> bool:
+    """Single exit: values made inside are read only inside, the exit only by the merge."""
+    for op in inside:
+        for value in graph.outputs_of(op):
+            if value is None or value is exit_value:
+                continue
+            if graph.is_output(value) or any(reader not in inside for reader in graph.consumers(value)):
+                return False
+    return True
+
+
+def _constant(graph: Graph, op: Op, depth: int = 0) -> bool:
+    """True if `op` depends on no graph input (only initializers and other constant ops)."""
+    if depth > 64:
+        return False
+    for value in graph.inputs_of(op):
+        if value is None or value.is_initializer:
+            continue
+        producer = graph.producer(value)
+        if producer is None or not _constant(graph, producer, depth + 1):
+            return False
+    return True
+
+
+def _parameters(graph: Graph, members: list[Op]) -> list[str]:
+    """Floating-point initializers (rank >= 1) that only the region reads, directly or through constant
+    ops (a Transpose of a weight, say) that only the region reads."""
+    inside = set(members)
+    grown = True
+    while grown:  # add constant producers whose every reader is inside
+        grown = False
+        for op in list(inside):
+            for value in graph.inputs_of(op):
+                producer = graph.producer(value) if value is not None else None
+                if producer is not None and producer not in inside and _constant(graph, producer) and \
+                        all(reader in inside for v in graph.outputs_of(producer) if v is not None
+                            for reader in graph.consumers(v)):
+                    inside.add(producer)
+                    grown = True
+    found = []
+    for op in inside:
+        for value in graph.inputs_of(op):
+            if value is None or not value.is_initializer or value.name in found:
+                continue
+            tensor = value.tensor
+            if tensor.data_type in FLOAT_TYPES and len(tensor.shape) >= 1 and \
+                    all(consumer in inside for consumer in graph.consumers(value)):
+                found.append(value.name)
+    return found
+
+
+def _with_parents(regions: list[Region]) -> list[Region]:
+    """Each region's parent: the smallest other region whose ops strictly contain its ops."""
+    sets = [set(r.ops) for r in regions]
+    out = []
+    for r, ops in zip(regions, sets):
+        containing = [o for o, other in zip(regions, sets) if o.id != r.id and ops < other]
+        parent = min(containing, key=lambda o: len(o.ops)).id if containing else None
+        out.append(replace(r, parent=parent))
+    return out

@@ -1,0 +1,93 @@
+"""erase-space: the erasable regions are exactly the blocks a person would name."""
+
+from __future__ import annotations
+
+import pytest
+
+import onnxprune
+from onnxprune.passmanager import AnalysisManager
+
+from .builders import Builder
+from .conftest import ZOO
+
+
+def regions_of(graph):
+    return AnalysisManager(graph).get("erase-space")
+
+
+def merges(name):
+    space = regions_of(onnxprune.load(ZOO / f"{name}.onnx"))
+    return sorted((r.merge, r.slot) for r in space.regions), space
+
+
+# model -> the (merge, input slot) of every region: the residual branches a person names (for resnet's
+# projection blocks, the shortcut conv is a region too, exclusive with the main branch)
+KNOWN = {
+    "resnet": [("/block1/Add", 0), ("/block2/Add", 0), ("/block2/Add", 1), ("/block3/Add", 0), ("/block3/Add", 1)],
+    "mobilenetv2": [("/blocks/blocks.0/Add", 1), ("/blocks/blocks.2/Add", 1)],
+    "vit": [(f"/blocks/blocks.{i}/Add{s}", 1) for i in range(2) for s in ("", "_1")],
+    "gpt": [(f"/blocks/blocks.{i}/Add{s}", 1) for i in range(2) for s in ("", "_1")],
+    "bert": [(f"/layers.{i}/Add_{s}", 1) for i in range(2) for s in (1, 2)],
+    "llama": [(f"/layers.{i}/Add_{s}", 1) for i in range(2) for s in (3, 4)],
+    "transformer": [("/Add", 1), ("/Add_1", 1)],
+    "yoloish": [("/backbone/backbone.2/m.0/Add", 1), ("/backbone/backbone.4/m.0/Add", 1),
+                ("/backbone/backbone.4/m.1/Add", 1)],
+}
+
+
+@pytest.mark.parametrize("name", sorted(KNOWN))
+def test_regions_are_the_residual_blocks(name):
+    found, space = merges(name)
+    if name == "resnet":  # block1: identity shortcut (one region); blocks 2-3: main branch and projection
+        assert found == sorted(KNOWN[name])
+        assert sorted(map(sorted, space.exclusive)) == [[1, 2], [3, 4]]
+        assert {(r.merge, len(r.ops)) for r in space.regions} >= {("/block1/Add", 5), ("/block2/Add", 2)}
+        return
+    assert found == sorted(KNOWN[name])
+    assert not space.exclusive  # identity shortcuts: the merge always keeps its skip input
+
+
+@pytest.mark.parametrize("name", ["vgg", "mlp", "digits_cnn", "densenet", "unetish", "inceptionish",
+                                  "shufflenetish", "conv1d_audio"])
+def test_models_without_summed_branches_have_no_regions(name):
+    assert regions_of(onnxprune.load(ZOO / f"{name}.onnx")).regions == ()
+
+
+def test_attention_and_mlp_regions_hold_their_weights():
+    _, space = merges("vit")
+    attention, mlp = space.regions[0], space.regions[1]
+    assert len(attention.ops) > len(mlp.ops) > 3
+    assert attention.params == 4 * 64 * 64 + 4 * 64 + 2 * 64  # q, k, v, out projections + biases, LayerNorm
+    assert attention.flops > 0 and mlp.params > 0
+
+
+def test_hand_built_residual_block():
+    b = Builder()
+    stem = b.op("Relu", [b.conv("x", 3, 4)])
+    y = b.conv(b.op("Relu", [b.conv(stem, 4, 4)]), 4, 4)
+    out = b.op("Add", [stem, y])
+    space = regions_of(onnxprune.load(b.model({"x": [1, 3, 4, 4]}, [out])))
+    (region,) = space.regions
+    assert region.entry == stem and region.exit == y and region.slot == 1
+    assert list(region.ops) == ["Conv", "Relu", "Conv"]
+    assert region.params == 2 * (4 * 4 + 4)
+
+
+def test_branch_whose_inside_is_read_elsewhere_is_not_a_region():
+    b = Builder()
+    stem = b.op("Relu", [b.conv("x", 3, 4)])
+    inner = b.op("Relu", [b.conv(stem, 4, 4)])
+    y = b.conv(inner, 4, 4)
+    out = b.op("Add", [stem, y])
+    model = b.model({"x": [1, 3, 4, 4]}, [out, inner])  # `inner` leaves the block: erasing it would break that
+    assert regions_of(onnxprune.load(model)).regions == ()
+
+
+def test_parallel_summed_branches_may_not_all_go():
+    b = Builder()
+    stem = b.op("Relu", [b.conv("x", 3, 4)])
+    out = b.op("Sum", [b.conv(stem, 4, 4), b.conv(stem, 4, 4), b.conv(stem, 4, 4)])
+    space = regions_of(onnxprune.load(b.model({"x": [1, 3, 4, 4]}, [out])))
+    assert len(space.regions) == 3
+    assert space.exclusive == ((0, 1, 2),)
+    assert space.admissible({0, 1}) and not space.admissible({0, 1, 2})
