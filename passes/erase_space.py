@@ -13,6 +13,7 @@ What does not fit is not a region.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, replace
 
 import networkx as nx
@@ -87,7 +88,7 @@ def find_regions(graph: Graph, cost=None) -> ErasingSpace:
             if region is None:
                 continue
             members = sorted(region[1], key=position.__getitem__)
-            parameters = _parameters(graph, members)
+            parameters = _parameters(graph, flow, members)
             if not parameters:
                 continue  # nothing to drive to zero (rotary or GELU arithmetic)
             found.append(Region(
@@ -95,15 +96,10 @@ def find_regions(graph: Graph, cost=None) -> ErasingSpace:
                 tuple(op.name or op.label for op in members), tuple(parameters),
                 sum(graph.value(p).tensor.size for p in parameters),
                 sum((op_cost.get(op.name).flops if op_cost.get(op.name) else 0) for op in members)))
-            by_merge.setdefault(merge.name or merge.label, []).append(found[-1].id)
+            by_merge.setdefault(merge, []).append(found[-1].id)
     found = _with_parents(found)
-    exclusive = tuple(tuple(ids) for merge, ids in by_merge.items()
-                      if len(ids) == len(graph.inputs_of(_op_named(graph, merge))))
+    exclusive = tuple(tuple(ids) for merge, ids in by_merge.items() if len(ids) == len(graph.inputs_of(merge)))
     return ErasingSpace(tuple(found), exclusive)
-
-
-def _op_named(graph: Graph, name: str) -> Op:
-    return next(op for op in graph.ops() if (op.name or op.label) == name)
 
 
 def _region(graph: Graph, flow: nx.DiGraph, position: dict[Op, int], merge: Op, slot: int, branch: Value,
@@ -114,25 +110,65 @@ def _region(graph: Graph, flow: nx.DiGraph, position: dict[Op, int], merge: Op, 
         return None
     if graph.uses(branch) != [(merge, slot)]:
         return None  # the exit feeds something besides the merge
-    upstream = nx.ancestors(flow, exit_op) | {exit_op}
-    other_up: set = set()
-    for value in others:
-        producer = graph.producer(value)
-        other_up |= (nx.ancestors(flow, producer) | {producer}) if producer in flow else set()
-    forks = [op for op in upstream & other_up if op != _ROOT]
-    candidates = [v for op in sorted(forks, key=position.__getitem__, reverse=True)
-                  for v in graph.outputs_of(op) if v is not None]
-    candidates += [v for v in graph.inputs if not v.is_initializer]  # branches that fork at a graph input
-    for entry in candidates[:4]:  # the nearest forks; farther ones only add ops that leak
-        starts = [op for op in graph.consumers(entry) if op in upstream]
-        if not starts or not _reaches(graph, entry, others, flow):
-            continue
-        inside = set()
-        for op in starts:
-            inside |= (nx.descendants(flow, op) | {op}) & upstream
-        if _closed(graph, inside, branch):
-            return entry, inside
+    found = _fork(graph, flow, position, exit_op, others)
+    if found is None:
         return None
+    fork, above = found
+    entries = [fork] if isinstance(fork, Value) else [v for v in graph.outputs_of(fork) if v is not None]
+    for entry in entries:
+        starts = [op for op in graph.consumers(entry) if op in above]
+        if not starts or (len(entries) > 1 and not _reaches(graph, entry, others, flow)):
+            continue  # (a single-output fork reaches the other inputs: that is what made it the fork)
+        inside, stack = set(starts), list(starts)
+        while stack:  # forward from the entry, staying among the exit's ancestors
+            for successor in flow.successors(stack.pop()):
+                if successor in above and successor not in inside:
+                    inside.add(successor)
+                    stack.append(successor)
+        return (entry, inside) if _closed(graph, inside, branch) else None
+    return None
+
+
+def _fork(graph: Graph, flow: nx.DiGraph, position: dict[Op, int], exit_op: Op, others: list[Value]):
+    """The latest op (or graph input) that is an ancestor of both `exit_op` and the other merge inputs,
+    and the exit's ancestors after it. Walks back from both sides at once, latest first, so the cost is
+    the size of the block, not of the model."""
+    inputs = {v: -1 - i for i, v in enumerate(graph.inputs)}
+
+    def key(node) -> int:
+        return inputs[node] if isinstance(node, Value) else position[node]
+
+    def parents(node):
+        if isinstance(node, Value):
+            return []
+        found = [p for p in flow.predecessors(node) if p != _ROOT]
+        return found + [v for v in graph.inputs_of(node) if v is not None and v in inputs]
+
+    seen: dict = {exit_op: 1}
+    heap = [(-key(exit_op), 0, exit_op)]
+    counter = 1
+    for value in others:
+        start = graph.producer(value) if graph.producer(value) in flow else (value if value in inputs else None)
+        if start is None:
+            return None
+        seen[start] = seen.get(start, 0) | 2
+        heap.append((-key(start), counter, start))
+        counter += 1
+    heapq.heapify(heap)
+    above = set()
+    while heap:
+        _, _, node = heapq.heappop(heap)
+        if seen[node] == 3:
+            return node, above
+        if seen[node] & 1 and not isinstance(node, Value):
+            above.add(node)
+        for parent in parents(node):
+            if parent not in seen:
+                seen[parent] = seen[node]
+                heapq.heappush(heap, (-key(parent), counter, parent))
+                counter += 1
+            elif seen[parent] | seen[node] != seen[parent]:
+                seen[parent] |= seen[node]
     return None
 
 
@@ -154,34 +190,19 @@ def _closed(graph: Graph, inside: set[Op], exit_value: Value) -> bool:
     return True
 
 
-def _constant(graph: Graph, op: Op, depth: int = 0) -> bool:
-    """True if `op` depends on no graph input (only initializers and other constant ops)."""
-    if depth > 64:
-        return False
-    for value in graph.inputs_of(op):
-        if value is None or value.is_initializer:
-            continue
-        producer = graph.producer(value)
-        if producer is None or not _constant(graph, producer, depth + 1):
-            return False
-    return True
-
-
-def _parameters(graph: Graph, members: list[Op]) -> list[str]:
+def _parameters(graph: Graph, flow: nx.DiGraph, members: list[Op]) -> list[str]:
     """Floating-point initializers (rank >= 1) that only the region reads, directly or through constant
-    ops (a Transpose of a weight, say) that only the region reads."""
+    ops (those outside the data flow, a Transpose of a weight, say) that only the region reads."""
     inside = set(members)
-    grown = True
-    while grown:  # add constant producers whose every reader is inside
-        grown = False
-        for op in list(inside):
-            for value in graph.inputs_of(op):
-                producer = graph.producer(value) if value is not None else None
-                if producer is not None and producer not in inside and _constant(graph, producer) and \
-                        all(reader in inside for v in graph.outputs_of(producer) if v is not None
-                            for reader in graph.consumers(v)):
-                    inside.add(producer)
-                    grown = True
+    work = list(members)
+    while work:  # take in constant producers whose every reader is inside
+        for value in graph.inputs_of(work.pop()):
+            producer = graph.producer(value) if value is not None else None
+            if producer is not None and producer not in inside and producer not in flow and \
+                    all(reader in inside for v in graph.outputs_of(producer) if v is not None
+                        for reader in graph.consumers(v)):
+                inside.add(producer)
+                work.append(producer)
     found = []
     for op in inside:
         for value in graph.inputs_of(op):
@@ -191,7 +212,7 @@ def _parameters(graph: Graph, members: list[Op]) -> list[str]:
             if tensor.data_type in FLOAT_TYPES and len(tensor.shape) >= 1 and \
                     all(consumer in inside for consumer in graph.consumers(value)):
                 found.append(value.name)
-    return found
+    return sorted(found)
 
 
 def _with_parents(regions: list[Region]) -> list[Region]:
