@@ -280,6 +280,7 @@ def _prune_pipeline(args: argparse.Namespace, graph: Graph, passes: list) -> int
             check_output_path(path, graph.source_files or (args.model,))
     am = AnalysisManager(graph)
     space = am.get("prune-space")
+    erasing = am.get("erase-space")
     before = am.get("cost")
     if not args.no_verify:
         passes.append(REGISTRY.get("verify")(tolerance=args.tolerance))
@@ -290,13 +291,14 @@ def _prune_pipeline(args: argparse.Namespace, graph: Graph, passes: list) -> int
     loads = _loads_at_default_settings(graph)
     save(graph, args.output)
     if args.selection_out:
-        write_json(args.selection_out, selection.to_json(space))
+        write_json(args.selection_out, selection.to_json(space, erasing))
     families = sum(1 for groups in selection.pruned.values() if groups)
 
     def change(a: int, b: int) -> str:
         return f"{a:,} -> {b:,} ({100 * (b - a) / a:+.1f}%)" if a else f"{a:,} -> {b:,}"
 
-    print(f"pruned {selection.group_count} groups in {families} of {len(space.prunable)} prunable families")
+    print(f"pruned {selection.group_count} groups in {families} of {len(space.prunable)} prunable families"
+          + (f"; erased {len(selection.erased)} regions" if selection.erased else ""))
     print(f"parameters {change(before.parameters, after.parameters)}")
     print(f"FLOPs      {change(before.flops, after.flops)} per run")
     verify = am.state.get("verify")
@@ -328,7 +330,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
     """Select groups by importance and remove them in one shot."""
     graph = load_model(args.model, allow_custom_ops=args.allow_custom_ops)
     select = REGISTRY.get("select")(ratio=args.ratio, criterion=args.criterion, by=args.by, scope=args.scope,
-                                     round_to=args.round_to, max_family_ratio=args.max_family_ratio, seed=args.seed)
+                                     round_to=args.round_to, max_family_ratio=args.max_family_ratio, seed=args.seed,
+                                     erase=args.erase)
     if not 0 <= args.ratio <= 1:
         raise UserError(f"--ratio must be between 0 and 1, got {args.ratio}")
     return _prune_pipeline(args, graph, [select, REGISTRY.get("compact")()])
@@ -433,6 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--max-family-ratio", type=float, default=0.9, help="at most this share of one family")
     prune.add_argument("--seed", type=int, default=0, help="seed for --criterion random")
     prune.add_argument("--selection-out", metavar="FILE", help="write the selection as JSON")
+    prune.add_argument("--erase", type=int, default=0, metavar="N",
+                       help="also erase the N least important whole blocks (see analyze's regions)")
     _verify_options(prune)
     prune.set_defaults(func=cmd_prune)
 

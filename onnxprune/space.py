@@ -115,6 +115,19 @@ class Selection:
     """Pruned groups per family id (and, later, erased regions). Plain data; see `to_json`."""
 
     pruned: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    erased: tuple[int, ...] = ()  # region ids of the model's ErasingSpace
+
+    def check_regions(self, erasing: ErasingSpace | None) -> None:
+        """Refuse erased regions that do not exist, or a set that would leave a merge with no input."""
+        if not self.erased:
+            return
+        known = len(erasing.regions) if erasing is not None else 0
+        if any(not 0 <= r < known for r in self.erased):
+            raise UserError(f"selection erases region(s) {sorted(self.erased)}, but the model has {known} regions")
+        if not erasing.admissible(self.erased):
+            group = next(g for g in erasing.exclusive if set(g) <= set(self.erased))
+            raise UserError(f"selection erases regions {', '.join(map(str, group))} together, which would leave "
+                            f"their merge ({erasing.regions[group[0]].merge}) with no input")
 
     def check(self, space: PruningSpace) -> None:
         """Refuse selections that touch frozen families, name groups that do not exist, or empty a family."""
@@ -149,9 +162,9 @@ class Selection:
         """Number of pruned groups."""
         return sum(len(g) for g in self.pruned.values())
 
-    def to_json(self, space: PruningSpace) -> dict:
+    def to_json(self, space: PruningSpace, erasing: ErasingSpace | None = None) -> dict:
         """Plain JSON: for each pruned family, its name (checked when applied), its groups, and every
-        pruned group's parameter slices, so anyone can rebuild the masked model."""
+        pruned group's parameter slices, so anyone can rebuild the masked model; and the erased regions."""
         families = []
         for family_id, groups in sorted(self.pruned.items()):
             if not groups:
@@ -160,10 +173,19 @@ class Selection:
             families.append({"family": family_id, "name": family.name, "size": family.size,
                              "groups": sorted(int(g) for g in groups),
                              "slices": {str(g): family.group_slices(g) for g in sorted(groups)}})
-        return {"format": "onnxprune.selection/1", "families": families}
+        data = {"format": "onnxprune.selection/1", "families": families}
+        if self.erased:
+            data["regions"] = self.regions_json(erasing)
+        return data
+
+    def regions_json(self, erasing: ErasingSpace) -> list[dict]:
+        """The erased regions as plain data: what each merge loses and which parameters the masked
+        model zeroes."""
+        return [{"region": r, "merge": erasing.regions[r].merge, "exit": erasing.regions[r].exit,
+                 "group": list(erasing.regions[r].group)} for r in sorted(self.erased)]
 
     @classmethod
-    def from_json(cls, data: dict, space: PruningSpace) -> Selection:
+    def from_json(cls, data: dict, space: PruningSpace, erasing: ErasingSpace | None = None) -> Selection:
         """Read a selection written by `to_json`, checking it matches this model's families."""
         if not isinstance(data, dict) or data.get("format") != "onnxprune.selection/1":
             raise UserError("not an onnxprune selection (expected \"format\": \"onnxprune.selection/1\")")
@@ -174,8 +196,17 @@ class Selection:
                 raise UserError(f"selection family {family_id} ({entry.get('name')}) does not match this model's "
                                 "families; was it made for another model?")
             pruned[family_id] = tuple(sorted(int(g) for g in entry["groups"]))
-        selection = cls(pruned)
+        erased = []
+        for entry in data.get("regions", []):
+            region = int(entry["region"])
+            if erasing is None or not 0 <= region < len(erasing.regions) or \
+                    erasing.regions[region].exit != entry.get("exit"):
+                raise UserError(f"selection region {region} (exit {entry.get('exit')}) does not match this model's "
+                                "regions; was it made for another model?")
+            erased.append(region)
+        selection = cls(pruned, tuple(sorted(erased)))
         selection.check(space)
+        selection.check_regions(erasing)
         return selection
 
 
@@ -224,7 +255,8 @@ class Region:
     merge: str  # name of the Add/Sum op it feeds
     slot: int  # the merge's input slot that reads `exit`
     ops: tuple[str, ...]  # op names, in topological order
-    parameters: tuple[str, ...]  # floating-point initializers only the region reads (one erasing group)
+    parameters: tuple[str, ...]  # floating-point initializers only the region reads (they go with it)
+    group: tuple[str, ...] = ()  # the initializers whose zeroing makes the exit exactly zero (the erasing group)
     params: int = 0  # parameter elements
     flops: int = 0  # FLOPs per run of the region's ops
     parent: int | None = None  # the smallest region that strictly contains this one
@@ -233,6 +265,7 @@ class Region:
         """Plain-data summary (for analyze --json)."""
         return {"id": self.id, "entry": self.entry, "exit": self.exit, "merge": self.merge, "slot": self.slot,
                 "ops": len(self.ops), "op_names": list(self.ops), "parameters": list(self.parameters),
+                "group": list(self.group),
                 "params": self.params, "flops": self.flops, "parent": self.parent}
 
 

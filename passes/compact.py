@@ -15,9 +15,10 @@ from onnxprune.ops import OpView, rule_for
 from onnxprune.ops.coupling import ax_in, ax_out
 from onnxprune.ops.rule import constant_value
 from onnxprune.passmanager import PassResult, TransformPass
-from onnxprune.space import PruningSpace, Selection
+from onnxprune.space import ErasingSpace, PruningSpace, Selection
 
 from .cleanup import remove_dead_ops, remove_unused_values
+from .erase_space import EraseSpaceAnalysis
 from .prune_space import PruneSpaceAnalysis
 from .shapes import ShapesAnalysis
 
@@ -40,10 +41,16 @@ def _index(axis: int, indices: np.ndarray) -> tuple:
     return (slice(None),) * axis + (indices,)
 
 
-def masked_graph(graph: Graph, space: PruningSpace, selection: Selection) -> Graph:
-    """A copy of `graph` with every producer slice of the selected groups set to zero."""
+def masked_graph(graph: Graph, space: PruningSpace, selection: Selection, erasing: ErasingSpace | None = None
+                 ) -> Graph:
+    """A copy of `graph` with every producer slice of the selected groups, and every parameter of the
+    erased regions' groups, set to zero."""
     masked = graph.copy()
     zeroed: dict[str, list[tuple[int, np.ndarray]]] = {}
+    for region in selection.erased:
+        for name in erasing.regions[region].group:
+            shape = graph.value(name).tensor.shape
+            zeroed.setdefault(name, []).append((0, np.arange(shape[0]) if shape else np.zeros(0, np.int64)))
     for family_id, groups in selection.pruned.items():
         if not groups:
             continue
@@ -67,14 +74,44 @@ class CompactReport:
     parameters_after: int
 
 
-def compact_graph(graph: Graph, space: PruningSpace, selection: Selection, types: dict[str, TensorType]) -> CompactReport:
-    """Remove the selected groups from `graph` in place: rewrite ops whose attributes or constants
-    state sizes, slice every member parameter, forget the stale shapes, drop what became dead."""
+def erase_regions(graph: Graph, space: PruningSpace, selection: Selection, erasing: ErasingSpace) -> None:
+    """Replace each erased region's merge by its remaining input(s) (an Identity or a smaller Sum that keeps
+    the merge's output name, which `cleanup` folds) and delete what became dead."""
+    selection.check_regions(erasing)
+    inside = set()
+    for region in (erasing.regions[r] for r in selection.erased):
+        inside |= {v.name for op in graph.ops() if (op.name or op.label) in set(region.ops)
+                   for v in graph.outputs_of(op) if v is not None} | set(region.parameters)
+    for family_id, groups in selection.pruned.items():
+        clash = [m.value for m in space.family(family_id).members if m.value in inside] if groups else []
+        if clash:
+            raise UserError(f"the selection prunes family {family_id} ({space.family(family_id).name}), which reaches "
+                            f"into an erased region ({clash[0]}); erase the region or prune the family, not both")
+    merges = {}
+    for region in (erasing.regions[r] for r in selection.erased):
+        merges.setdefault(region.merge, set()).add(region.exit)
+    for op in [op for op in graph.ops() if (op.name or op.label) in merges]:
+        gone = merges[op.name or op.label]
+        keep = [v for v in graph.inputs_of(op) if v is not None and v.name not in gone]
+        (output,) = graph.outputs_of(op)
+        graph.remove_op(op, remove_outputs=False)
+        graph.add_op("Identity" if len(keep) == 1 else op.op_type, keep, [output], name=op.name)
+    remove_dead_ops(graph)
+    remove_unused_values(graph, graph.names_used_outside())
+
+
+def compact_graph(graph: Graph, space: PruningSpace, selection: Selection, types: dict[str, TensorType],
+                  erasing: ErasingSpace | None = None) -> CompactReport:
+    """Remove the selected groups from `graph` in place: erase the selected regions, rewrite ops whose
+    attributes or constants state sizes, slice every member parameter, forget the stale shapes, drop
+    what became dead."""
     selection.check(space)
-    removed = selection.removed(space)
     before = sum(v.tensor.size for v in graph.initializers)
+    if selection.erased:
+        erase_regions(graph, space, selection, erasing)
+    removed = selection.removed(space)
     if not removed:
-        return CompactReport(0, before, before)
+        return CompactReport(selection.group_count, before, sum(v.tensor.size for v in graph.initializers))
     kept = {key: np.setdiff1d(np.arange(space.axis_size(*key)), idx) for key, idx in removed.items()}
     views = []
     for op in graph.topological_order():
@@ -112,7 +149,7 @@ def compact_graph(graph: Graph, space: PruningSpace, selection: Selection, types
     return CompactReport(selection.group_count, before, after)
 
 
-def read_selection(path: str | Path, space: PruningSpace) -> Selection:
+def read_selection(path: str | Path, space: PruningSpace, erasing: ErasingSpace | None = None) -> Selection:
     """Load a selection JSON file for this model."""
     try:
         data = json.loads(Path(path).read_text())
@@ -121,7 +158,7 @@ def read_selection(path: str | Path, space: PruningSpace) -> Selection:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: not a JSON selection ({exc})") from None
     try:
-        return Selection.from_json(data, space)
+        return Selection.from_json(data, space, erasing)
     except UserError as exc:
         raise UserError(f"{path}: {exc}") from None
 
@@ -143,13 +180,14 @@ class Compact(TransformPass):
 
     def run(self, graph: Graph, am) -> PassResult:
         space = am.get(PruneSpaceAnalysis)
+        erasing = am.get(EraseSpaceAnalysis)
         if self.options.selection:
-            selection = read_selection(self.options.selection, space)
+            selection = read_selection(self.options.selection, space, erasing)
         elif "selection" in am.state:
             selection = am.state["selection"]
         else:
             raise UserError("compact needs a selection: run `select` before it, or give compact{selection=FILE}")
         am.state["selection"] = selection
-        am.state["reference"] = masked_graph(graph, space, selection)
-        am.state["compact"] = compact_graph(graph, space, selection, am.get(ShapesAnalysis))
-        return PassResult.changed() if selection.group_count else PassResult.unchanged()
+        am.state["reference"] = masked_graph(graph, space, selection, erasing)
+        am.state["compact"] = compact_graph(graph, space, selection, am.get(ShapesAnalysis), erasing)
+        return PassResult.changed() if selection.group_count or selection.erased else PassResult.unchanged()

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 import networkx as nx
 
 from onnxprune.ir import Graph, Op, Value
+from onnxprune.ops.zeroing import zeroing_parameters
 from onnxprune.passmanager import AnalysisPass
 from onnxprune.space import ErasingSpace, Region
 
@@ -89,11 +90,12 @@ def find_regions(graph: Graph, cost=None) -> ErasingSpace:
                 continue
             members = sorted(region[1], key=position.__getitem__)
             parameters = _parameters(graph, flow, members)
-            if not parameters:
-                continue  # nothing to drive to zero (rotary or GELU arithmetic)
+            group = zeroing_parameters(graph, branch, region[1])
+            if not parameters or not group or not set(group) <= set(parameters):
+                continue  # nothing zeroes the exit (rotary or GELU arithmetic), or it is shared with others
             found.append(Region(
                 len(found), region[0].name, branch.name, merge.name or merge.label, slot,
-                tuple(op.name or op.label for op in members), tuple(parameters),
+                tuple(op.name or op.label for op in members), tuple(parameters), tuple(group),
                 sum(graph.value(p).tensor.size for p in parameters),
                 sum((op_cost.get(op.name).flops if op_cost.get(op.name) else 0) for op in members)))
             by_merge.setdefault(merge, []).append(found[-1].id)

@@ -15,9 +15,10 @@ import numpy as np
 from onnxprune.ir import Graph
 from onnxprune.ops.rule import constant_value
 from onnxprune.passmanager import PassResult, TransformPass
-from onnxprune.space import AxisBudget, Family, PruningSpace, Selection
+from onnxprune.space import AxisBudget, ErasingSpace, Family, PruningSpace, Selection
 
 from .cost import CostAnalysis
+from .erase_space import EraseSpaceAnalysis
 from .prune_space import PruneSpaceAnalysis
 
 
@@ -33,6 +34,7 @@ class SelectOptions:
     round_to: int = 1  # kept groups per family are a multiple of this
     max_family_ratio: float = 0.9  # never remove more than this share of one family
     seed: int = 0  # for criterion=random
+    erase: int = 0  # also erase this many whole regions (blocks), the least important first
 
 
 def _per_index(array: np.ndarray, axis: int, criterion: str) -> np.ndarray:
@@ -144,5 +146,40 @@ class Select(TransformPass):
             from onnxprune.errors import UserError
             raise UserError(f"select: ratio must be between 0 and 1, got {self.options.ratio}")
         space = am.get(PruneSpaceAnalysis)
-        am.state["selection"] = select_groups(graph, space, am.get(CostAnalysis), self.options)
+        selection = select_groups(graph, space, am.get(CostAnalysis), self.options)
+        if self.options.erase:
+            erasing = am.get(EraseSpaceAnalysis)
+            selection = with_regions(graph, space, erasing, selection, self.options.erase)
+        am.state["selection"] = selection
         return PassResult.unchanged()
+
+
+def region_scores(graph: Graph, erasing: ErasingSpace) -> np.ndarray:
+    """Importance of each region: the root mean square of its group's parameters (what erasing it zeroes)."""
+    scores = []
+    for region in erasing.regions:
+        arrays = [np.asarray(_parameter(graph, name), dtype=np.float64).ravel() for name in region.group]
+        values = np.concatenate(arrays) if arrays else np.zeros(1)
+        scores.append(float(np.sqrt(np.mean(values * values))))
+    return np.asarray(scores)
+
+
+def with_regions(graph: Graph, space: PruningSpace, erasing: ErasingSpace, selection: Selection, count: int
+                 ) -> Selection:
+    """`selection` plus the `count` least important regions that may be erased together; pruned groups of
+    families reaching into an erased region are dropped (a region goes whole or not at all)."""
+    erased: list[int] = []
+    for region in np.argsort(region_scores(graph, erasing), kind="stable"):
+        if len(erased) >= count:
+            break
+        if erasing.admissible(erased + [int(region)]):
+            erased.append(int(region))
+    inside = {name for r in erased for name in (*erasing.regions[r].parameters, *_region_values(graph, erasing.regions[r]))}
+    pruned = {f: g for f, g in selection.pruned.items()
+              if not any(m.value in inside for m in space.family(f).members)}
+    return Selection(pruned, tuple(sorted(erased)))
+
+
+def _region_values(graph: Graph, region) -> set[str]:
+    names = set(region.ops)
+    return {v.name for op in graph.ops() if (op.name or op.label) in names for v in graph.outputs_of(op) if v is not None}
