@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
+import onnx
 import pytest
+from onnxprune.passes.compact import compact_graph, masked_graph
+from onnxprune.passes.verify import compare, random_inputs
 
 import onnxprune
+from onnxprune.errors import UserError
 from onnxprune.passmanager import AnalysisManager
+from onnxprune.space import Selection
 
 from .builders import Builder
 from .conftest import ZOO
+from .test_cli import run_cli
 
 
 def regions_of(graph):
@@ -111,11 +120,7 @@ def random_admissible(erasing, rng):
 @pytest.mark.parametrize("name", WITH_REGIONS)
 @pytest.mark.parametrize("seed", [0, 1])
 def test_erasing_regions_computes_the_masked_model(name, seed):
-    import numpy as np
-    import onnx
-    from onnxprune.passes.compact import compact_graph, masked_graph
-    from onnxprune.passes.verify import compare, random_inputs
-    from onnxprune.space import Selection
+
 
     graph = onnxprune.load(ZOO / f"{name}.onnx")
     am = AnalysisManager(graph)
@@ -136,9 +141,7 @@ def test_erasing_regions_computes_the_masked_model(name, seed):
 
 
 def test_inadmissible_region_sets_are_rejected():
-    from onnxprune.errors import UserError
-    from onnxprune.passes.compact import compact_graph
-    from onnxprune.space import Selection
+
 
     graph = onnxprune.load(ZOO / "resnet.onnx")
     am = AnalysisManager(graph)
@@ -151,9 +154,7 @@ def test_inadmissible_region_sets_are_rejected():
 
 
 def test_cli_prune_erase_writes_regions_and_compact_reproduces_it(tmp_path, capsys):
-    import json
 
-    from .test_cli import run_cli
 
     out, sel, again = tmp_path / "a.onnx", tmp_path / "s.json", tmp_path / "b.onnx"
     code, stdout, _ = run_cli(capsys, "prune", ZOO / "resnet.onnx", "-o", out, "--ratio", "0.2", "--erase", "2",
@@ -166,9 +167,7 @@ def test_cli_prune_erase_writes_regions_and_compact_reproduces_it(tmp_path, caps
 
 
 def test_pruning_into_an_erased_region_is_refused():
-    from onnxprune.errors import UserError
-    from onnxprune.passes.compact import compact_graph
-    from onnxprune.space import Selection
+
 
     graph = onnxprune.load(ZOO / "resnet.onnx")
     am = AnalysisManager(graph)
