@@ -120,8 +120,6 @@ def random_admissible(erasing, rng):
 @pytest.mark.parametrize("name", WITH_REGIONS)
 @pytest.mark.parametrize("seed", [0, 1])
 def test_erasing_regions_computes_the_masked_model(name, seed):
-
-
     graph = onnxprune.load(ZOO / f"{name}.onnx")
     am = AnalysisManager(graph)
     space, erasing = am.get("prune-space"), am.get("erase-space")
@@ -141,8 +139,6 @@ def test_erasing_regions_computes_the_masked_model(name, seed):
 
 
 def test_inadmissible_region_sets_are_rejected():
-
-
     graph = onnxprune.load(ZOO / "resnet.onnx")
     am = AnalysisManager(graph)
     space, erasing = am.get("prune-space"), am.get("erase-space")
@@ -154,8 +150,6 @@ def test_inadmissible_region_sets_are_rejected():
 
 
 def test_cli_prune_erase_writes_regions_and_compact_reproduces_it(tmp_path, capsys):
-
-
     out, sel, again = tmp_path / "a.onnx", tmp_path / "s.json", tmp_path / "b.onnx"
     code, stdout, _ = run_cli(capsys, "prune", ZOO / "resnet.onnx", "-o", out, "--ratio", "0.2", "--erase", "2",
                               "--selection-out", sel)
@@ -167,8 +161,6 @@ def test_cli_prune_erase_writes_regions_and_compact_reproduces_it(tmp_path, caps
 
 
 def test_pruning_into_an_erased_region_is_refused():
-
-
     graph = onnxprune.load(ZOO / "resnet.onnx")
     am = AnalysisManager(graph)
     space, erasing = am.get("prune-space"), am.get("erase-space")
