@@ -358,7 +358,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     paths = RunPaths.beside(args.output)
     for path in (args.output, f"{args.output}.data", paths.report, paths.metrics):
         check_output_path(path, graph_sources)
+    if not 0 <= args.target_erase <= 1:
+        raise UserError(f"--target-erase must be between 0 and 1, got {args.target_erase}")
     config = TrainConfig(optimizer=args.optimizer, variant=args.variant, target_sparsity=args.target_sparsity,
+                         target_erase=args.target_erase,
                          loss=args.loss, epochs=args.epochs, steps=args.steps or 0, lr=args.lr, schedule=args.schedule,
                          warmup=args.warmup, momentum=args.momentum, weight_decay=args.weight_decay,
                          batch_size=args.batch_size, device=args.device, seed=args.seed,
@@ -373,7 +376,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         return f"{a:,} -> {b:,} ({100 * (b - a) / a:+.1f}%)" if a else f"{a:,} -> {b:,}"
 
     print(f"trained {report['steps']} steps; group sparsity {report['group_sparsity']:.3f}; "
-          f"removed {report['groups_removed']} groups in {len(report['families'])} families")
+          f"removed {report['groups_removed']} groups in {len(report['families'])} families"
+          + (f"; erased {len(report['regions_erased'])} blocks ({report['nodes']['dense']} -> "
+             f"{report['nodes']['compact']} nodes)" if report["regions_erased"] else ""))
     print(f"parameters {change('params')}")
     print(f"FLOPs      {change('flops')} per run")
     lat = report["latency_ms"]
@@ -461,6 +466,8 @@ def _run_parser(commands) -> None:
     run.add_argument("--synthetic", type=int, default=0, metavar="N",
                      help="no data: distil the original model on N random inputs (says so)")
     run.add_argument("--target-sparsity", type=float, default=0.5, help="share of groups to zero (default 0.5)")
+    run.add_argument("--target-erase", type=float, default=0.0, metavar="F",
+                     help="also erase this share of the erasable regions (whole blocks; hesso)")
     run.add_argument("--optimizer", choices=["hesso", "dhspg"], default="hesso")
     run.add_argument("--variant", choices=["sgd", "adam", "adamw"], default="sgd", help="base optimizer")
     run.add_argument("--loss", choices=["cross-entropy", "mse", "distill"], default="cross-entropy")

@@ -157,6 +157,16 @@ class Selection:
                 removed.setdefault((member.value, member.axis), []).append(member.indices(groups))
         return {key: np.unique(np.concatenate(parts)) for key, parts in removed.items()}
 
+    def without_clashes(self, space: PruningSpace, erasing: ErasingSpace | None) -> Selection:
+        """This selection minus the pruned groups of families that reach into an erased region (the region
+        goes whole; its channels need no pruning). Kept zero channels still compute zeros, so compact
+        stays exact."""
+        if not self.erased:
+            return self
+        gone = {name for r in self.erased for name in erasing.regions[r].values}
+        pruned = {f: g for f, g in self.pruned.items() if not any(m.value in gone for m in space.family(f).members)}
+        return Selection(pruned, self.erased)
+
     @property
     def group_count(self) -> int:
         """Number of pruned groups."""
@@ -260,6 +270,7 @@ class Region:
     params: int = 0  # parameter elements
     flops: int = 0  # FLOPs per run of the region's ops
     parent: int | None = None  # the smallest region that strictly contains this one
+    values: tuple[str, ...] = ()  # every value the region makes or alone reads (gone once it is erased)
 
     def describe(self) -> dict:
         """Plain-data summary (for analyze --json)."""

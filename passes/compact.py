@@ -78,10 +78,7 @@ def erase_regions(graph: Graph, space: PruningSpace, selection: Selection, erasi
     """Replace each erased region's merge by its remaining input(s) (an Identity or a smaller Sum that keeps
     the merge's output name, which `cleanup` folds) and delete what became dead."""
     selection.check_regions(erasing)
-    inside = set()
-    for region in (erasing.regions[r] for r in selection.erased):
-        inside |= {v.name for op in graph.ops() if (op.name or op.label) in set(region.ops)
-                   for v in graph.outputs_of(op) if v is not None} | set(region.parameters)
+    inside = {name for r in selection.erased for name in erasing.regions[r].values}
     for family_id, groups in selection.pruned.items():
         clash = [m.value for m in space.family(family_id).members if m.value in inside] if groups else []
         if clash:

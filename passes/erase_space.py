@@ -93,11 +93,13 @@ def find_regions(graph: Graph, cost=None) -> ErasingSpace:
             group = zeroing_parameters(graph, branch, region[1])
             if not parameters or not group or not set(group) <= set(parameters):
                 continue  # nothing zeroes the exit (rotary or GELU arithmetic), or it is shared with others
+            made = [v.name for op in members for v in graph.outputs_of(op) if v is not None]
             found.append(Region(
                 len(found), region[0].name, branch.name, merge.name or merge.label, slot,
                 tuple(op.name or op.label for op in members), tuple(parameters), tuple(group),
                 sum(graph.value(p).tensor.size for p in parameters),
-                sum((op_cost.get(op.name).flops if op_cost.get(op.name) else 0) for op in members)))
+                sum((op_cost.get(op.name).flops if op_cost.get(op.name) else 0) for op in members),
+                values=tuple(made + list(parameters))))
             by_merge.setdefault(merge, []).append(found[-1].id)
     found = _with_parents(found)
     exclusive = tuple(tuple(ids) for merge, ids in by_merge.items() if len(ids) == len(graph.inputs_of(merge)))

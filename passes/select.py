@@ -174,12 +174,4 @@ def with_regions(graph: Graph, space: PruningSpace, erasing: ErasingSpace, selec
             break
         if erasing.admissible(erased + [int(region)]):
             erased.append(int(region))
-    inside = {name for r in erased for name in (*erasing.regions[r].parameters, *_region_values(graph, erasing.regions[r]))}
-    pruned = {f: g for f, g in selection.pruned.items()
-              if not any(m.value in inside for m in space.family(f).members)}
-    return Selection(pruned, tuple(sorted(erased)))
-
-
-def _region_values(graph: Graph, region) -> set[str]:
-    names = set(region.ops)
-    return {v.name for op in graph.ops() if (op.name or op.label) in names for v in graph.outputs_of(op) if v is not None}
+    return Selection(selection.pruned, tuple(sorted(erased))).without_clashes(space, erasing)

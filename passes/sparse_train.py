@@ -15,6 +15,7 @@ from onnxprune.passmanager import PassResult, TransformPass
 from onnxprune.train.data import open_data, synthetic_data
 from onnxprune.train.run import TrainConfig, sparse_train
 
+from .erase_space import EraseSpaceAnalysis
 from .prune_space import PruneSpaceAnalysis
 from .shapes import ShapesAnalysis
 
@@ -44,7 +45,8 @@ class SparseTrain(TransformPass):
         else:
             raise UserError("sparse-train needs data: sparse-train{data=FILE.npz} (or synthetic=N to distil on "
                             "random inputs)")
-        result = sparse_train(graph, am.get(PruneSpaceAnalysis), am.get(ShapesAnalysis), data, config)
+        erasing = am.get(EraseSpaceAnalysis) if config.target_erase else None
+        result = sparse_train(graph, am.get(PruneSpaceAnalysis), am.get(ShapesAnalysis), data, config, erasing=erasing)
         am.state["selection"] = result.selection
         am.state["training"] = result
         return PassResult.changed()

@@ -244,3 +244,26 @@ def test_batchnorm_running_statistics_are_written_back(tmp_path):
     sparse_train(graph, am.get("prune-space"), am.get("shapes"), open_data(str(tmp_path / "bn.npz")), config)
     expected = 0.9 * before + 0.1 * inputs.mean(axis=(0, 2, 3))
     np.testing.assert_allclose(graph.initializer(mean_name), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("target_erase, expected", [(0.4, 2), (1.0, 3)])
+def test_training_erases_whole_blocks_admissibly(target_erase, expected):
+    """resnet has 5 regions, two pairs of which share a merge: erasing everything admissible is 3."""
+    graph = onnxprune.load(ZOO / "resnet.onnx")
+    am = AnalysisManager(graph)
+    erasing = am.get("erase-space")
+    pipeline = (f"sparse-train{{synthetic=64,steps=12,batch-size=8,lr=0.01,threads=1,target-sparsity=0.3,"
+                f"target-erase={target_erase}}},compact,cleanup,verify")
+    nodes = len(graph)
+    PassManager(pipeline).run(graph, am)
+    selection = am.state["selection"]
+    assert len(selection.erased) == expected and erasing.admissible(selection.erased)
+    assert am.state["verify"].ok and len(graph) < nodes
+    if expected == 2:  # (erasing 3 of 5 blocks leaves no pruned family clear of them)
+        assert selection.group_count > 0  # channels pruned in the same training
+
+
+def test_erasing_with_dhspg_is_refused():
+    graph = onnxprune.load(ZOO / "resnet.onnx")
+    with pytest.raises(UserError, match="needs --optimizer hesso"):
+        PassManager("sparse-train{synthetic=16,steps=2,batch-size=8,optimizer=dhspg,target-erase=0.5}").run(graph)

@@ -14,15 +14,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..space import PruningSpace, Selection
+from ..space import ErasingSpace, PruningSpace, Selection
 
 
 @dataclass(frozen=True)
 class AxisGroups:
-    """Axis `axis` of parameter `tensor`: `group_of_index[i]` is the global group of index i (-1: none)."""
+    """Axis `axis` of parameter `tensor`: `group_of_index[i]` is the global group of index i (-1: none).
+    `axis` None means the whole tensor belongs to the one group in `group_of_index` (an erasable
+    region's group, which may overlap the tensor's channel groups)."""
 
     tensor: str
-    axis: int
+    axis: int | None
     group_of_index: np.ndarray
 
 
@@ -45,26 +47,36 @@ class GroupLayout:
         """Family ids that have groups here, ascending."""
         return np.unique(self.family_of_group)
 
+    @property
+    def is_region(self) -> np.ndarray:
+        """Per group: True for erasable-region groups (their family id is -1 - region id)."""
+        return self.family_of_group < 0
+
     def selection(self, zero: np.ndarray) -> Selection:
-        """The Selection that prunes the global groups flagged in `zero` (boolean, one per group)."""
+        """The Selection that prunes (or erases) the global groups flagged in `zero` (one bool per group)."""
         pruned: dict[int, list[int]] = {}
+        erased = []
         for g in np.flatnonzero(np.asarray(zero, dtype=bool)):
-            pruned.setdefault(int(self.family_of_group[g]), []).append(int(self.local_group[g]))
-        return Selection({f: tuple(groups) for f, groups in pruned.items()})
+            family = int(self.family_of_group[g])
+            if family < 0:
+                erased.append(-1 - family)
+            else:
+                pruned.setdefault(family, []).append(int(self.local_group[g]))
+        return Selection({f: tuple(groups) for f, groups in pruned.items()}, tuple(sorted(erased)))
 
     def element_counts(self, shapes: dict[str, tuple[int, ...]]) -> np.ndarray:
         """Parameter elements of each group (over all its slices)."""
         counts = np.zeros(self.n_groups, dtype=np.int64)
         for entry in self.axes:
             shape = shapes[entry.tensor]
-            per_index = int(np.prod(shape)) // shape[entry.axis]
+            per_index = int(np.prod(shape)) // (shape[entry.axis] if entry.axis is not None else 1)
             owned = entry.group_of_index[entry.group_of_index >= 0]
             np.add.at(counts, owned, per_index)
         return counts
 
 
-def group_layout(space: PruningSpace, shapes: dict[str, tuple[int, ...]], buffers: frozenset[str] = frozenset()
-                 ) -> GroupLayout:
+def group_layout(space: PruningSpace, shapes: dict[str, tuple[int, ...]], buffers: frozenset[str] = frozenset(),
+                 erasing: ErasingSpace | None = None) -> GroupLayout:
     """Lay out the groups of every prunable family over the trainable tensors in `shapes` (name ->
     shape). `buffers` are producers that need not be zero for the group to vanish (BatchNorm running
     statistics: with scale and shift at zero the channel is zero whatever they hold); they are left
@@ -92,6 +104,15 @@ def group_layout(space: PruningSpace, shapes: dict[str, tuple[int, ...]], buffer
             if (owner[indices] >= 0).any() or len(np.unique(indices)) != len(indices):
                 raise ValueError(f"{member.value} axis {member.axis}: an index belongs to two groups")
             owner[indices] = first + np.nonzero(valid)[0]
-    axes = tuple(AxisGroups(name, axis, owner) for (name, axis), owner in by_axis.items())
+    axes = [AxisGroups(name, axis, owner) for (name, axis), owner in by_axis.items()]
+    for region in erasing.regions if erasing is not None else ():
+        missing = [name for name in region.group if name not in shapes]
+        if missing:
+            skipped.append(f"region {region.id} ({region.merge}): {missing[0]} is not a trainable tensor")
+            continue
+        family_of_group.append(-1 - region.id)
+        local_group.append(0)
+        axes += [AxisGroups(name, None, np.array([len(family_of_group) - 1])) for name in region.group]
+    axes = tuple(axes)
     return GroupLayout(np.asarray(family_of_group, dtype=np.int64), np.asarray(local_group, dtype=np.int64),
                        axes, tuple(skipped))

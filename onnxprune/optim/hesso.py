@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..space import PruningSpace
+from ..space import ErasingSpace, PruningSpace
 from .base import BaseSettings
 from .groups import GroupLayout
 from .scores import DEFAULT_MIX, importance
@@ -34,6 +34,7 @@ class HessoSettings:
     # compare with each other rather than by their scale (a head of 3x16x64 weights always outweighs
     # one FFN channel; without this, global ranking never picks heads). Our addition to HESSO.
     per_family: bool = True
+    target_erase: float = 0.0  # share of the erasable regions to erase (their groups join the same periods)
 
     def __post_init__(self) -> None:
         if self.pruning_periods < 1 or self.pruning_steps < self.pruning_periods:
@@ -45,9 +46,11 @@ class Hesso(GroupSparseOptimizer):
     """HESSO over the groups of `layout` (see module docstring)."""
 
     def __init__(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], layout: GroupLayout,
-                 space: PruningSpace, base: BaseSettings | None = None, settings: HessoSettings | None = None):
+                 space: PruningSpace, base: BaseSettings | None = None, settings: HessoSettings | None = None,
+                 erasing: ErasingSpace | None = None):
         settings = settings or HessoSettings()
-        super().__init__(params, grads, layout, space, base or BaseSettings(), settings.target_group_sparsity)
+        super().__init__(params, grads, layout, space, base or BaseSettings(), settings.target_group_sparsity,
+                         erasing, settings.target_erase)
         self.settings = settings
         self.period_length = settings.pruning_steps // settings.pruning_periods  # T
         self.active = torch.zeros_like(self.zero)
@@ -57,12 +60,12 @@ class Hesso(GroupSparseOptimizer):
         """The first step after the last pruning period."""
         return self.settings.start_pruning_step + self.period_length * self.settings.pruning_periods
 
-    def _quota(self, period: int) -> int:
-        """Groups to activate at the start of `period`: its share of K, plus what earlier periods could
-        not take (the last period takes the remainder)."""
+    def _quota(self, period: int, target: int, done: int) -> int:
+        """Groups to activate at the start of `period`: its share of `target`, plus what earlier periods
+        could not take (the last period takes the remainder)."""
         periods = self.settings.pruning_periods
-        due = self.target if period == periods - 1 else (self.target // periods) * (period + 1)
-        return due - int(self.zero.sum())
+        due = target if period == periods - 1 else (target // periods) * (period + 1)
+        return due - done
 
     def step(self, lr: float) -> None:
         """One HESSO step."""
@@ -70,12 +73,16 @@ class Hesso(GroupSparseOptimizer):
         directions = self.base.compute(self.params, self.grads, lr)
         period, t = divmod(n - s.start_pruning_step, T) if n >= s.start_pruning_step else (-1, 0)
         pruning = 0 <= period < s.pruning_periods
-        if pruning and t == 0 and self.target:
+        if pruning and t == 0 and (self.target or self.region_target):
             self.zero |= self.active
             scores = importance(self.stats(), s.criteria)
             if s.per_family:
                 scores = self.relative_to_family(scores)
-            self.active = self.choose(scores, self._quota(period), self.zero, s.group_divisible)
+            regions = self.region_mask
+            channel_quota = self._quota(period, self.target, int((self.zero & ~regions).sum()))
+            region_quota = self._quota(period, self.region_target, int((self.zero & regions).sum()))
+            self.active = self.choose(scores, channel_quota, self.zero | regions, s.group_divisible) | \
+                self.choose_regions(scores, region_quota, self.zero)
         for name, x in self.params.items():
             x.sub_(directions[name], alpha=lr)
         factor = torch.ones(self.layout.n_groups, dtype=torch.float64, device=self.device)

@@ -33,10 +33,13 @@ class GroupSegments:
         views = []
         for entry in layout.axes:
             shape = tuple(shapes[entry.tensor])
-            before, after = math.prod(shape[:entry.axis]), math.prod(shape[entry.axis + 1:])
+            if entry.axis is None:  # the whole tensor is one group's
+                shape3 = (1, 1, math.prod(shape))
+            else:
+                shape3 = (math.prod(shape[:entry.axis]), shape[entry.axis], math.prod(shape[entry.axis + 1:]))
             owned = torch.as_tensor(entry.group_of_index, device=self.device)
             positions = torch.nonzero(owned >= 0).flatten()
-            views.append(_AxisView(entry.tensor, (before, shape[entry.axis], after), positions, owned[positions]))
+            views.append(_AxisView(entry.tensor, shape3, positions, owned[positions]))
         self._views = tuple(views)
         self.tensors = tuple(dict.fromkeys(v.tensor for v in views))  # tensors that carry groups
         counts = torch.zeros(self.n_groups, dtype=torch.float64, device=self.device)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..space import AxisBudget, PruningSpace
+from ..space import AxisBudget, ErasingSpace, PruningSpace
 from .base import BaseDirection, BaseSettings
 from .groups import GroupLayout
 from .scores import GroupStats
@@ -19,15 +19,21 @@ class GroupSparseOptimizer:
     updated in place; tensors named in the layout carry groups."""
 
     def __init__(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], layout: GroupLayout,
-                 space: PruningSpace, base: BaseSettings, target_group_sparsity: float):
-        if not 0 <= target_group_sparsity < 1:
-            raise ValueError(f"target group sparsity must be in [0, 1), got {target_group_sparsity}")
+                 space: PruningSpace, base: BaseSettings, target_group_sparsity: float,
+                 erasing: ErasingSpace | None = None, target_erase: float = 0.0):
+        if not 0 <= target_group_sparsity < 1 or not 0 <= target_erase <= 1:
+            raise ValueError(f"target group sparsity must be in [0, 1) and the erased share in [0, 1], got "
+                             f"{target_group_sparsity} and {target_erase}")
         self.params, self.grads, self.layout, self.space = params, grads, layout, space
+        self.erasing = erasing
         self.base = BaseDirection(base, params)
         device = next(iter(params.values())).device if params else torch.device("cpu")
         self.segments = GroupSegments(layout, {k: tuple(v.shape) for k, v in params.items()}, device)
         self.device = device
-        self.target = int(np.floor(target_group_sparsity * layout.n_groups + 1e-9))  # K
+        regions = layout.is_region
+        self.region_mask = torch.as_tensor(regions, device=device)
+        self.target = int(np.floor(target_group_sparsity * int((~regions).sum()) + 1e-9))  # K, channel groups
+        self.region_target = int(np.floor(target_erase * int(regions.sum()) + 1e-9))  # regions to erase
         self.zero = torch.zeros(layout.n_groups, dtype=torch.bool, device=device)  # sticky zero groups
         self.steps = 0
 
@@ -61,8 +67,33 @@ class GroupSparseOptimizer:
 
     @property
     def _family_index(self) -> torch.Tensor:
-        _, index = np.unique(self.layout.family_of_group, return_inverse=True)
+        """Per group: its family's bucket (all regions share one: they compare with each other)."""
+        families = np.maximum(self.layout.family_of_group, -1)
+        _, index = np.unique(families, return_inverse=True)
         return torch.as_tensor(index, device=self.device)
+
+    def choose_regions(self, scores: torch.Tensor, count: int, excluded: torch.Tensor) -> torch.Tensor:
+        """Up to `count` lowest-scored region groups outside `excluded` that may be erased together with
+        the excluded ones (no merge loses every input)."""
+        chosen = torch.zeros_like(self.zero)
+        if count <= 0 or self.erasing is None:
+            return chosen
+        family_of = self.layout.family_of_group
+        excluded_np = excluded.cpu().numpy()
+        erased = [-1 - int(family_of[g]) for g in np.flatnonzero(excluded_np & (family_of < 0))]
+        values = scores.detach().cpu().numpy()
+        taken = 0
+        for g in np.lexsort((np.arange(len(values)), values)):
+            if taken >= count:
+                break
+            if family_of[g] >= 0 or excluded_np[g]:
+                continue
+            region = -1 - int(family_of[g])
+            if self.erasing.admissible(erased + [region]):
+                erased.append(region)
+                chosen[int(g)] = True
+                taken += 1
+        return chosen
 
     def choose(self, scores: torch.Tensor, count: int, excluded: torch.Tensor, divisible: int = 1) -> torch.Tensor:
         """Boolean mask of about `count` lowest-scored groups outside `excluded`, such that with the
@@ -77,11 +108,11 @@ class GroupSparseOptimizer:
         family_of, local = self.layout.family_of_group, self.layout.local_group
         excluded_np = excluded.cpu().numpy()
         removed: dict[int, int] = {}
-        for g in np.flatnonzero(excluded_np):
+        for g in np.flatnonzero(excluded_np & (family_of >= 0)):  # region groups are not channels
             budget.take(self.space.family(int(family_of[g])), int(local[g]))
             removed[int(family_of[g])] = removed.get(int(family_of[g]), 0) + 1
         values = scores.detach().cpu().numpy()
-        order = [int(g) for g in np.lexsort((np.arange(len(values)), values)) if not excluded_np[g]]
+        order = [int(g) for g in np.lexsort((np.arange(len(values)), values)) if not excluded_np[g] and family_of[g] >= 0]
         keep_at_least = max(1, divisible)
         picked: dict[int, list[int]] = {}
         taken = 0

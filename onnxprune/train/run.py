@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..ir import Graph
-from ..space import PruningSpace, Selection
+from ..space import ErasingSpace, PruningSpace, Selection
 from .artifacts import LOSSES, build_artifacts, running_statistics
 from .data import ArrayData, FactoryData, check_batch, input_specs
 from .schedule import LearningRate
@@ -39,6 +39,7 @@ class TrainConfig:
     optimizer: Literal["hesso", "dhspg"] = "hesso"
     variant: Literal["sgd", "adam", "adamw"] = "sgd"
     target_sparsity: float = 0.5
+    target_erase: float = 0.0  # share of the erasable regions (whole blocks) to erase; HESSO only
     loss: Literal["cross-entropy", "mse", "distill"] = "cross-entropy"
     epochs: int = 3
     steps: int = 0  # if set, overrides epochs
@@ -80,7 +81,8 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def _make_optimizer(engine, space: PruningSpace, layout, config: TrainConfig, total: int, device: str):
+def _make_optimizer(engine, space: PruningSpace, layout, config: TrainConfig, total: int, device: str,
+                    erasing: ErasingSpace | None = None):
     from ..optim import BaseSettings, Dhspg, DhspgSettings, Hesso, HessoSettings
 
     params, grads = engine.params, engine.grads
@@ -93,9 +95,12 @@ def _make_optimizer(engine, space: PruningSpace, layout, config: TrainConfig, to
         start = total // 10
         pruning_steps = max(total // 4 - start, 1)
         periods = max(1, min(config.pruning_periods, pruning_steps))
-        settings = HessoSettings(config.target_sparsity, start, pruning_steps, periods, config.group_divisible)
-        optimizer = Hesso(params, grads, layout, space, base, settings)
+        settings = HessoSettings(config.target_sparsity, start, pruning_steps, periods, config.group_divisible,
+                                 target_erase=config.target_erase)
+        optimizer = Hesso(params, grads, layout, space, base, settings, erasing)
     elif config.optimizer == "dhspg":
+        if config.target_erase:
+            raise UserError("erasing regions while training needs --optimizer hesso (H2SPG is not built yet)")
         lmbda = 1e-3 if config.variant == "sgd" else 1e-2
         settings = DhspgSettings(config.target_sparsity, lmbda=lmbda, partition_step=total // 10,
                                  half_space_project_steps=total // 10, group_divisible=config.group_divisible)
@@ -136,9 +141,11 @@ class _Checkpoint:
 
 def sparse_train(graph: Graph, space: PruningSpace, types: dict, data: ArrayData | FactoryData, config: TrainConfig,
                  *, work_dir: Path | None = None, checkpoint_dir: Path | None = None, resume: bool = False,
-                 on_metrics: Callable[[dict], None] | None = None, progress: bool = False) -> TrainResult:
+                 on_metrics: Callable[[dict], None] | None = None, progress: bool = False,
+                 erasing: ErasingSpace | None = None) -> TrainResult:
     """Train `graph` with a group-sparse optimizer; write the trained weights into it (in place) and
-    return the Selection of groups that are exactly zero."""
+    return the Selection of groups that are exactly zero (and of regions, with `erasing` and
+    `config.target_erase`, whose groups are zero: those are erased whole)."""
     import torch
 
     from ..ops.training_rules import constant_weights, legalize
@@ -158,7 +165,10 @@ def sparse_train(graph: Graph, space: PruningSpace, types: dict, data: ArrayData
         artifacts = build_artifacts(legal, work_dir / "artifacts", config.loss, exclude=added)
         engine = TrainingEngine(artifacts, threads=config.threads or None)
         shapes = {k: tuple(v.shape) for k, v in engine.params.items()}
-        layout = group_layout(space, shapes, frozenset(running_statistics(legal)))
+        if config.target_erase and (erasing is None or not erasing.regions):
+            raise UserError("--target-erase: the model has no erasable regions (see `onnxprune analyze`)")
+        layout = group_layout(space, shapes, frozenset(running_statistics(legal)),
+                              erasing if config.target_erase else None)
         if not layout.n_groups and config.target_sparsity > 0:
             raise UserError("no prunable group has trainable weights; see `onnxprune analyze` for why families froze")
         specs = input_specs(graph)
@@ -168,7 +178,7 @@ def sparse_train(graph: Graph, space: PruningSpace, types: dict, data: ArrayData
         total = config.steps or config.epochs * steps_per_epoch
         if total <= 0:
             raise UserError("give --steps for data from a module:function (its length is unknown)")
-        optimizer, opt_params, opt_grads = _make_optimizer(engine, space, layout, config, total, device)
+        optimizer, opt_params, opt_grads = _make_optimizer(engine, space, layout, config, total, device, erasing)
         schedule = LearningRate(config.lr, total, config.schedule, config.warmup)
         teacher = _teacher(graph, artifacts.loss_output) if config.loss == "distill" else None
         checkpoint = _Checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
@@ -248,7 +258,8 @@ def sparse_train(graph: Graph, space: PruningSpace, types: dict, data: ArrayData
             graph.set_initializer(name, array.astype(graph.value(name).tensor.array.dtype, copy=False))
         zero = optimizer.zero_groups()
         sparsity = float(zero.mean()) if len(zero) else 0.0
-        return TrainResult(layout.selection(zero), step, last_loss, history, sparsity, layout.skipped)
+        selection = layout.selection(zero).without_clashes(space, erasing)
+        return TrainResult(selection, step, last_loss, history, sparsity, layout.skipped)
     finally:
         if own_dir:
             shutil.rmtree(work_dir, ignore_errors=True)
@@ -361,6 +372,7 @@ def run_model(model: str, output: str, data_spec: str | None, config: TrainConfi
     original = graph.copy()
     am = AnalysisManager(graph)
     space = am.get("prune-space")
+    erasing = am.get("erase-space")
     types = am.get("shapes")
     dense_cost = am.get("cost")
     stage("analyze")
@@ -390,7 +402,7 @@ def run_model(model: str, output: str, data_spec: str | None, config: TrainConfi
             metrics.write(json.dumps(record) + "\n")
             metrics.flush()
         result = sparse_train(graph, space, types, data, config, checkpoint_dir=paths.checkpoint, resume=resume,
-                              on_metrics=on_metrics, progress=progress)
+                              on_metrics=on_metrics, progress=progress, erasing=erasing)
     stage("train")
     trained = graph.copy()
     am = AnalysisManager(graph)
@@ -405,6 +417,8 @@ def run_model(model: str, output: str, data_spec: str | None, config: TrainConfi
         "model": str(model), "output": str(output), "config": asdict(config),
         "data": "synthetic" if synthetic else data_spec, "steps": result.steps, "final_loss": result.final_loss,
         "group_sparsity": result.group_sparsity, "groups_removed": result.selection.group_count,
+        "regions_erased": [erasing.regions[r].merge for r in result.selection.erased],
+        "nodes": {"dense": len(original), "compact": len(graph)},
         "families": {space.family(f).name: {"removed": len(g), "size": space.family(f).size}
                      for f, g in sorted(result.selection.pruned.items()) if g},
         "skipped_families": list(result.skipped_families),
