@@ -77,6 +77,9 @@ ZOO = {
                    {"Conv", "BatchNormalization", "Relu", "MaxPool", "GlobalAveragePool", "Flatten", "Gemm"}),
     "fashion_cnn": (zoo_defs.FashionCNN, 30,
                     {"Conv", "BatchNormalization", "Relu", "MaxPool", "GlobalAveragePool", "Flatten", "Gemm"}),
+    "fashion_resnet": (zoo_defs.FashionResNet, 31,
+                       {"Conv", "BatchNormalization", "Relu", "MaxPool", "Add", "GlobalAveragePool", "Flatten",
+                        "Gemm"}),
     # ---- extended zoo
     "resnet50ish": (zoo_defs.ResNet50ish, 8,
                     {"Conv", "BatchNormalization", "Relu", "Add", "GlobalAveragePool", "Flatten", "Gemm"}),

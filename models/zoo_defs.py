@@ -347,6 +347,29 @@ class FashionCNN(nn.Module):
         return self.fc(self.flatten(self.pool(self.features(x))))
 
 
+class FashionResNet(nn.Module):
+    """Residual CNN for 28x28 grayscale images, untrained: the erasing benchmark's model.
+
+    Conv(1->32)-BN-ReLU, MaxPool2 (14x14), two identity BasicBlocks at 32 channels, a strided
+    projection BasicBlock to 64 channels (7x7), two identity BasicBlocks at 64, GlobalAveragePool,
+    Linear(64->10): six erasable residual branches, one projection shortcut.
+    """
+
+    input_shape = (1, 28, 28)
+
+    def __init__(self, n_out=10):
+        super().__init__()
+        self.stem = nn.Sequential(conv_bn_relu(1, 32), nn.MaxPool2d(2))
+        self.blocks = nn.Sequential(BasicBlock(32, 32), BasicBlock(32, 32), BasicBlock(32, 64, stride=2),
+                                    BasicBlock(64, 64), BasicBlock(64, 64))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(64, n_out)
+
+    def forward(self, x):
+        return self.fc(self.flatten(self.pool(self.blocks(self.stem(x)))))
+
+
 # =========================================================================== extended zoo
 #
 # The models below extend the zoo with the structural patterns of common

@@ -56,7 +56,7 @@ def test_regions_are_the_residual_blocks(name):
     assert not space.exclusive  # identity shortcuts: the merge always keeps its skip input
 
 
-@pytest.mark.parametrize("name", ["vgg", "mlp", "digits_cnn", "densenet", "unetish", "inceptionish",
+@pytest.mark.parametrize("name", ["vgg", "mlp", "digits_cnn", "fashion_cnn", "densenet", "unetish", "inceptionish",
                                   "shufflenetish", "conv1d_audio"])
 def test_models_without_summed_branches_have_no_regions(name):
     assert regions_of(onnxprune.load(ZOO / f"{name}.onnx")).regions == ()
@@ -103,7 +103,7 @@ def test_parallel_summed_branches_may_not_all_go():
 
 
 # ---------------------------------------------------------------- erasing: compact ≡ masked
-WITH_REGIONS = ["resnet", "resnet50ish", "mobilenetv2", "mobilenetv3ish", "efficientnetish", "regnetish", "yoloish",
+WITH_REGIONS = ["resnet", "fashion_resnet", "resnet50ish", "mobilenetv2", "mobilenetv3ish", "efficientnetish", "regnetish", "yoloish",
                 "convnextish", "vit", "vit_dynamo", "bert", "bert_dynamo", "gpt", "llama", "llama_dynamo",
                 "transformer", "resnet_dynamo"]
 
