@@ -358,6 +358,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     paths = RunPaths.beside(args.output)
     for path in (args.output, f"{args.output}.data", paths.report, paths.metrics):
         check_output_path(path, graph_sources)
+    if args.target_erase is None:
+        args.target_erase = 0.5 if args.erase else 0.0
     if not 0 <= args.target_erase <= 1:
         raise UserError(f"--target-erase must be between 0 and 1, got {args.target_erase}")
     config = TrainConfig(optimizer=args.optimizer, variant=args.variant, target_sparsity=args.target_sparsity,
@@ -466,8 +468,9 @@ def _run_parser(commands) -> None:
     run.add_argument("--synthetic", type=int, default=0, metavar="N",
                      help="no data: distil the original model on N random inputs (says so)")
     run.add_argument("--target-sparsity", type=float, default=0.5, help="share of groups to zero (default 0.5)")
-    run.add_argument("--target-erase", type=float, default=0.0, metavar="F",
-                     help="also erase this share of the erasable regions (whole blocks; hesso)")
+    run.add_argument("--erase", action="store_true", help="also erase whole blocks (share: --target-erase)")
+    run.add_argument("--target-erase", type=float, metavar="F",
+                     help="share of the erasable regions to erase (default 0.5 with --erase; implies --erase)")
     run.add_argument("--optimizer", choices=["hesso", "dhspg"], default="hesso")
     run.add_argument("--variant", choices=["sgd", "adam", "adamw"], default="sgd", help="base optimizer")
     run.add_argument("--loss", choices=["cross-entropy", "mse", "distill"], default="cross-entropy")

@@ -263,7 +263,29 @@ def test_training_erases_whole_blocks_admissibly(target_erase, expected):
         assert selection.group_count > 0  # channels pruned in the same training
 
 
-def test_erasing_with_dhspg_is_refused():
+def test_h2spg_admits_only_admissible_regions_and_zeroes_them():
+    """DHSPG over regions (H2SPG): G_p takes regions in score order only while no merge would lose every
+    input; the penalty and projection then zero them, and the zero set stays admissible."""
+    import torch
+
+    from onnxprune.optim import BaseSettings, Dhspg, DhspgSettings, group_layout
+
     graph = onnxprune.load(ZOO / "resnet.onnx")
-    with pytest.raises(UserError, match="needs --optimizer hesso"):
-        PassManager("sparse-train{synthetic=16,steps=2,batch-size=8,optimizer=dhspg,target-erase=0.5}").run(graph)
+    am = AnalysisManager(graph)
+    space, erasing = am.get("prune-space"), am.get("erase-space")
+    stats = {graph.inputs_of(op)[i].name for op in graph.ops() if op.op_type == "BatchNormalization" for i in (3, 4)}
+    params = {v.name: torch.tensor(np.array(v.tensor.array), dtype=torch.float64) for v in graph.initializers
+              if v.tensor.data_type == 1 and v.name not in stats and len(v.tensor.shape) >= 1}
+    layout = group_layout(space, {k: tuple(v.shape) for k, v in params.items()}, frozenset(stats), erasing)
+    grads = {k: torch.zeros_like(v) for k, v in params.items()}
+    optimizer = Dhspg(params, grads, layout, space, BaseSettings("sgd", momentum=0.0),
+                      DhspgSettings(target_group_sparsity=0.0, target_erase=1.0, lmbda=1.0, partition_step=0), erasing)
+    rng = np.random.default_rng(0)
+    for _ in range(80):  # the penalty takes 0.2 off each admitted group's norm per step (norms are 4-8)
+        for k, g in grads.items():
+            g.copy_(torch.tensor(rng.standard_normal(tuple(g.shape)) * 1e-3))
+        optimizer.step(0.2)
+    penalized = layout.selection(optimizer.penalized.numpy()).erased
+    erased = layout.selection(optimizer.zero_groups()).erased
+    assert len(penalized) == 3 and erasing.admissible(penalized)
+    assert erased == penalized

@@ -1,4 +1,5 @@
-"""DHSPG (OTOv2): implicit group sparsity by a group penalty and a half-space projection (ALGORITHMS.md).
+"""DHSPG (OTOv2) and, over erasable regions, H2SPG (OTOv3): implicit group sparsity by a group penalty
+and a half-space projection (ALGORITHMS.md).
 
 At `partition_step` the groups are split once: the K·(1 + tolerance) highest-scored by
 0.5·normalised cos(x_g, grad_g) + 0.5·normalised 1/avg|x_g| form G_p, to be driven to zero (kept
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..space import PruningSpace
+from ..space import ErasingSpace, PruningSpace
 from .base import BaseSettings
 from .groups import GroupLayout
 from .scores import criterion, normalized
@@ -41,15 +42,18 @@ class DhspgSettings:
     partition_step: int = 0
     half_space_project_steps: int = 0
     group_divisible: int = 1  # G_p leaves every family a multiple of this (kept exact once all of G_p is zero)
+    target_erase: float = 0.0  # share of erasable regions admitted to G_p (H2SPG: only admissible sets)
 
 
 class Dhspg(GroupSparseOptimizer):
     """DHSPG over the groups of `layout` (see module docstring)."""
 
     def __init__(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], layout: GroupLayout,
-                 space: PruningSpace, base: BaseSettings | None = None, settings: DhspgSettings | None = None):
+                 space: PruningSpace, base: BaseSettings | None = None, settings: DhspgSettings | None = None,
+                 erasing: ErasingSpace | None = None):
         settings = settings or DhspgSettings()
-        super().__init__(params, grads, layout, space, base or BaseSettings(), settings.target_group_sparsity)
+        super().__init__(params, grads, layout, space, base or BaseSettings(), settings.target_group_sparsity,
+                         erasing, settings.target_erase)
         self.settings = settings
         self.penalized = torch.zeros_like(self.zero)  # G_p
 
@@ -61,13 +65,15 @@ class Dhspg(GroupSparseOptimizer):
         inverse[avg == 0] = inverse.max() if bool((avg > 0).any()) else 1.0  # zero groups rank first
         scores = 0.5 * normalized(criterion(stats, "cosine_similarity") - 1) + 0.5 * normalized(inverse)
         count = min(self.layout.n_groups, int(round(self.target * (1 + self.settings.tolerance))))
-        # choose() takes the lowest scores: negate to take the highest.
-        self.penalized = self.choose(-scores, count, torch.zeros_like(self.zero), self.settings.group_divisible)
+        # choose() takes the lowest scores: negate to take the highest. Regions are admitted in that order
+        # only while no merge would lose every input (H2SPG's hierarchy constraint, our reading).
+        self.penalized = self.choose(-scores, count, self.region_mask.clone(), self.settings.group_divisible) | \
+            self.choose_regions(-scores, self.region_target, torch.zeros_like(self.zero))
 
     def step(self, lr: float) -> None:
         """One DHSPG step."""
         s, n = self.settings, self.steps
-        if n == s.partition_step and self.target:
+        if n == s.partition_step and (self.target or self.region_target):
             self.partition()
         directions = self.base.compute(self.params, self.grads, lr)
         factor = torch.ones(self.layout.n_groups, dtype=torch.float64, device=self.device)

@@ -39,7 +39,7 @@ class TrainConfig:
     optimizer: Literal["hesso", "dhspg"] = "hesso"
     variant: Literal["sgd", "adam", "adamw"] = "sgd"
     target_sparsity: float = 0.5
-    target_erase: float = 0.0  # share of the erasable regions (whole blocks) to erase; HESSO only
+    target_erase: float = 0.0  # share of the erasable regions (whole blocks) to erase (HESSO, or DHSPG = H2SPG)
     loss: Literal["cross-entropy", "mse", "distill"] = "cross-entropy"
     epochs: int = 3
     steps: int = 0  # if set, overrides epochs
@@ -99,12 +99,11 @@ def _make_optimizer(engine, space: PruningSpace, layout, config: TrainConfig, to
                                  target_erase=config.target_erase)
         optimizer = Hesso(params, grads, layout, space, base, settings, erasing)
     elif config.optimizer == "dhspg":
-        if config.target_erase:
-            raise UserError("erasing regions while training needs --optimizer hesso (H2SPG is not built yet)")
         lmbda = 1e-3 if config.variant == "sgd" else 1e-2
         settings = DhspgSettings(config.target_sparsity, lmbda=lmbda, partition_step=total // 10,
-                                 half_space_project_steps=total // 10, group_divisible=config.group_divisible)
-        optimizer = Dhspg(params, grads, layout, space, base, settings)
+                                 half_space_project_steps=total // 10, group_divisible=config.group_divisible,
+                                 target_erase=config.target_erase)
+        optimizer = Dhspg(params, grads, layout, space, base, settings, erasing)
     else:
         raise UserError(f"unknown optimizer {config.optimizer!r} (hesso, dhspg)")
     return optimizer, params, grads
