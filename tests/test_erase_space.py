@@ -168,3 +168,27 @@ def test_pruning_into_an_erased_region_is_refused():
     inner = next(f for f in space.prunable if any(m.value in region.parameters for m in f.members))
     with pytest.raises(UserError, match="reaches into an erased region"):
         compact_graph(graph.copy(), space, Selection({inner.id: (0,)}, (0,)), am.get("shapes"), erasing)
+
+
+def test_nested_regions_know_their_parent_and_erase_together():
+    """x + A(x) where A = conv, then y + B(y), then conv: B nests inside A."""
+    b = Builder(seed=5)
+    x = b.op("Relu", [b.conv("x", 3, 4)])
+    y = b.op("Relu", [b.conv(x, 4, 4)])
+    inner = b.op("Add", [y, b.bn(b.conv(y, 4, 4), 4)])
+    outer = b.op("Add", [x, b.bn(b.conv(inner, 4, 4), 4)])
+    graph = onnxprune.load(b.model({"x": [1, 3, 5, 5]}, [outer]))
+    am = AnalysisManager(graph)
+    space, erasing = am.get("prune-space"), am.get("erase-space")
+    assert len(erasing.regions) == 2 and not erasing.exclusive
+    inner_region, outer_region = sorted(erasing.regions, key=lambda r: len(r.ops))
+    assert inner_region.parent == outer_region.id and outer_region.parent is None
+    assert set(inner_region.ops) < set(outer_region.ops)
+    for erased in [(inner_region.id,), (outer_region.id,), (inner_region.id, outer_region.id)]:
+        selection = Selection({}, erased)
+        reference = masked_graph(graph, space, selection, erasing)
+        compacted = graph.copy()
+        compact_graph(compacted, space, selection, am.get("shapes"), erasing)
+        feeds = [random_inputs(graph, np.random.default_rng(i), 1) for i in range(2)]
+        assert compare(reference, compacted, feeds, 1e-4).ok
+        assert len(compacted) < len(graph)
