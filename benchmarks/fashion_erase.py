@@ -16,13 +16,11 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from onnxprune.ir import load
-from onnxprune.train.run import TrainConfig, latency_ms, run_model
+from onnxprune.train.run import TrainConfig, run_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fashion_mnist import WORK, prepare
+from fashion_mnist import WORK, prepare, round_robin_latency
 
 MODEL = Path(__file__).resolve().parent.parent / "models" / "fashion_resnet.onnx"
 
@@ -53,13 +51,7 @@ def main() -> None:
         rows.append((label, report, out))
         print(f"  {label}: trained in {report['time_s']['train']:.0f}s", file=sys.stderr)
     graphs = {"dense": load(str(MODEL)), **{label: load(str(out)) for label, _, out in rows}}
-    latency = {}
-    for batch, repeats in ((1, 100), (32, 20)):
-        found = {name: [] for name in graphs}
-        for _ in range(args.latency_rounds):
-            for name, graph in graphs.items():
-                found[name].append(latency_ms(graph, batch=batch, repeats=repeats))
-        latency[batch] = {name: float(np.median(v)) for name, v in found.items()}
+    latency = round_robin_latency(graphs, args.latency_rounds)
     print(f"Fashion-MNIST, models/fashion_resnet.onnx, {args.epochs} epoch(s), batch {args.batch_size}, lr {args.lr} "
           f"cosine, SGD momentum 0.9; test top-1 on 10,000 images; latency 1 thread, ms")
     print(f"{'run':<22} {'top-1':>7} {'erased':>7} {'nodes':>6} {'convs':>6} {'params':>8} {'FLOPs':>11} "

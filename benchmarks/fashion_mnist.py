@@ -60,20 +60,27 @@ def prepare() -> tuple[Path, Path]:
     return train, test
 
 
+def round_robin_latency(graphs: dict, rounds: int) -> dict[int, dict[str, float]]:
+    """batch -> name -> ms: each model's latency at batch 1 and 32, measured round-robin after all
+    training (so a busy moment of the machine hits all models alike), the median over rounds of each
+    model's median."""
+    latency = {}
+    for batch, repeats in ((1, 100), (32, 20)):
+        found: dict[str, list[float]] = {name: [] for name in graphs}
+        for _ in range(rounds):
+            for name, graph in graphs.items():
+                found[name].append(latency_ms(graph, batch=batch, repeats=repeats))
+        latency[batch] = {name: float(np.median(times)) for name, times in found.items()}
+    return latency
+
+
 def measure_latency(rows: list, rounds: int) -> None:
-    """Latency of the dense model and every compact one, measured round-robin after all training (so a
-    busy moment of the machine hits all models alike); the median over rounds of each model's median."""
+    """Put the dense and compact latency of every run into its report."""
     models = {"dense": load(str(MODEL))}
     models.update({label: load(str(WORK / f"{label.replace(' ', '_')}.onnx")) for label, *_ in rows})
-    for batch, repeats in ((1, 100), (32, 20)):
-        found: dict[str, list[float]] = {name: [] for name in models}
-        for _ in range(rounds):
-            for name, graph in models.items():
-                found[name].append(latency_ms(graph, batch=batch, repeats=repeats))
-        dense = float(np.median(found["dense"]))
+    for batch, found in round_robin_latency(models, rounds).items():
         for label, report, *_ in rows:
-            report.setdefault("latency_ms", {})[f"batch{batch}"] = {"dense": dense,
-                                                                   "compact": float(np.median(found[label]))}
+            report.setdefault("latency_ms", {})[f"batch{batch}"] = {"dense": found["dense"], "compact": found[label]}
 
 
 def main() -> None:

@@ -157,15 +157,24 @@ class Selection:
                 removed.setdefault((member.value, member.axis), []).append(member.indices(groups))
         return {key: np.unique(np.concatenate(parts)) for key, parts in removed.items()}
 
+    def clashes(self, space: PruningSpace, erasing: ErasingSpace | None) -> dict[int, str]:
+        """Pruned families that reach into an erased region: family id -> a member value inside it."""
+        if not self.erased:
+            return {}
+        gone = {name for r in self.erased for name in erasing.regions[r].values}
+        found = {}
+        for family_id, groups in self.pruned.items():
+            inside = [m.value for m in space.family(family_id).members if m.value in gone] if groups else []
+            if inside:
+                found[family_id] = inside[0]
+        return found
+
     def without_clashes(self, space: PruningSpace, erasing: ErasingSpace | None) -> Selection:
         """This selection minus the pruned groups of families that reach into an erased region (the region
         goes whole; its channels need no pruning). Kept zero channels still compute zeros, so compact
         stays exact."""
-        if not self.erased:
-            return self
-        gone = {name for r in self.erased for name in erasing.regions[r].values}
-        pruned = {f: g for f, g in self.pruned.items() if not any(m.value in gone for m in space.family(f).members)}
-        return Selection(pruned, self.erased)
+        clashing = self.clashes(space, erasing)
+        return Selection({f: g for f, g in self.pruned.items() if f not in clashing}, self.erased)
 
     @property
     def group_count(self) -> int:

@@ -78,17 +78,16 @@ def erase_regions(graph: Graph, space: PruningSpace, selection: Selection, erasi
     """Replace each erased region's merge by its remaining input(s) (an Identity or a smaller Sum that keeps
     the merge's output name, which `cleanup` folds) and delete what became dead."""
     selection.check_regions(erasing)
-    inside = {name for r in selection.erased for name in erasing.regions[r].values}
-    for family_id, groups in selection.pruned.items():
-        clash = [m.value for m in space.family(family_id).members if m.value in inside] if groups else []
-        if clash:
-            raise UserError(f"the selection prunes family {family_id} ({space.family(family_id).name}), which reaches "
-                            f"into an erased region ({clash[0]}); erase the region or prune the family, not both")
-    merges = {}
+    clashing = selection.clashes(space, erasing)
+    if clashing:
+        family_id, value = next(iter(clashing.items()))
+        raise UserError(f"the selection prunes family {family_id} ({space.family(family_id).name}), which reaches "
+                        f"into an erased region ({value}); erase the region or prune the family, not both")
+    merges: dict = {}
     for region in (erasing.regions[r] for r in selection.erased):
-        merges.setdefault(region.merge, set()).add(region.exit)
-    for op in [op for op in graph.ops() if (op.name or op.label) in merges]:
-        gone = merges[op.name or op.label]
+        ((merge, _),) = graph.uses(graph.value(region.exit))  # a region's exit feeds only its merge
+        merges.setdefault(merge, set()).add(region.exit)
+    for op, gone in merges.items():
         keep = [v for v in graph.inputs_of(op) if v is not None and v.name not in gone]
         (output,) = graph.outputs_of(op)
         graph.remove_op(op, remove_outputs=False)

@@ -52,6 +52,14 @@ def random_grads(params, rng):
     return {k: torch.tensor(rng.standard_normal(tuple(v.shape))) for k, v in params.items()}
 
 
+def drive(optimizer, grads, grads_seq, lr):
+    """One optimizer step per entry of `grads_seq`, its gradients copied into `grads` first."""
+    for step_grads in grads_seq:
+        for k, g in step_grads.items():
+            grads[k].copy_(g)
+        optimizer.step(lr)
+
+
 # ---------------------------------------------------------------- slow references (a loop over groups)
 def group_slices(layout, group):
     """[(tensor, axis, index)] of one group."""
@@ -179,10 +187,7 @@ def test_hesso_matches_slow_reference_and_hits_exactly_k_zero_groups():
     ours = {k: v.clone() for k, v in params.items()}
     grads = {k: torch.zeros_like(v) for k, v in params.items()}
     optimizer = Hesso(ours, grads, layout, space, BaseSettings("sgd", momentum=0.0), settings)
-    for step_grads in grads_seq:
-        for k, g in step_grads.items():
-            grads[k].copy_(g)
-        optimizer.step(0.05)
+    drive(optimizer, grads, grads_seq, 0.05)
     for k in params:
         np.testing.assert_allclose(ours[k].numpy(), expected[k].numpy(), rtol=1e-12, atol=0)
     zero = optimizer.zero_groups()
@@ -199,10 +204,7 @@ def test_hesso_group_divisible_keeps_multiples():
     optimizer = Hesso(params, grads, layout, space, BaseSettings("sgd", momentum=0.0),
                       HessoSettings(target_group_sparsity=0.6, pruning_steps=2, pruning_periods=1, group_divisible=4))
     rng = np.random.default_rng(3)
-    for _ in range(3):
-        for k, g in random_grads(params, rng).items():
-            grads[k].copy_(g)
-        optimizer.step(0.01)
+    drive(optimizer, grads, [random_grads(params, rng) for _ in range(3)], 0.01)
     pruned = layout.selection(optimizer.zero_groups()).pruned
     for family_id, groups in pruned.items():
         assert (space.family(family_id).size - len(groups)) % 4 == 0
@@ -260,10 +262,7 @@ def test_dhspg_matches_slow_reference():
     ours = {k: v.clone() for k, v in params.items()}
     grads = {k: torch.zeros_like(v) for k, v in params.items()}
     optimizer = Dhspg(ours, grads, layout, space, BaseSettings("sgd", momentum=0.0), settings)
-    for step_grads in grads_seq:
-        for k, g in step_grads.items():
-            grads[k].copy_(g)
-        optimizer.step(0.2)
+    drive(optimizer, grads, grads_seq, 0.2)
     for k in params:
         np.testing.assert_allclose(ours[k].numpy(), expected[k].numpy(), rtol=1e-10, atol=1e-12)
     assert zero, "the reference projected nothing: the test would not exercise the projection"
@@ -289,10 +288,7 @@ def test_resume_from_state_dict_equals_uninterrupted(make):
         optimizer = make(x, grads, layout, space)
         if start:
             optimizer.load_state_dict(start[1])
-        for step_grads in grads_seq[optimizer.steps:steps]:
-            for k, g in step_grads.items():
-                grads[k].copy_(g)
-            optimizer.step(0.05)
+        drive(optimizer, grads, grads_seq[optimizer.steps:steps], 0.05)
         return x, optimizer.state_dict()
 
     full, _ = run(12)
@@ -337,10 +333,7 @@ def test_cuda_step_matches_cpu(make):
         x = {k: v.clone().to(device) for k, v in params.items()}
         grads = {k: torch.zeros_like(v) for k, v in x.items()}
         optimizer = make(x, grads, layout, space)
-        for step_grads in grads_seq:
-            for k, g in step_grads.items():
-                grads[k].copy_(g)
-            optimizer.step(0.05)
+        drive(optimizer, grads, grads_seq, 0.05)
         results[device] = ({k: v.cpu() for k, v in x.items()}, optimizer.zero_groups())
     for k in params:
         np.testing.assert_allclose(results["cuda"][0][k].numpy(), results["cpu"][0][k].numpy(), rtol=1e-9, atol=1e-12)

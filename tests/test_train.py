@@ -282,7 +282,7 @@ def test_h2spg_admits_only_admissible_regions_and_zeroes_them():
                       DhspgSettings(target_group_sparsity=0.0, target_erase=1.0, lmbda=1.0, partition_step=0), erasing)
     rng = np.random.default_rng(0)
     for _ in range(80):  # the penalty takes 0.2 off each admitted group's norm per step (norms are 4-8)
-        for k, g in grads.items():
+        for g in grads.values():
             g.copy_(torch.tensor(rng.standard_normal(tuple(g.shape)) * 1e-3))
         optimizer.step(0.2)
     penalized = layout.selection(optimizer.penalized.numpy()).erased

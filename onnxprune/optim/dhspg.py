@@ -48,6 +48,8 @@ class DhspgSettings:
 class Dhspg(GroupSparseOptimizer):
     """DHSPG over the groups of `layout` (see module docstring)."""
 
+    masks = ("penalized",)  # G_p
+
     def __init__(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], layout: GroupLayout,
                  space: PruningSpace, base: BaseSettings | None = None, settings: DhspgSettings | None = None,
                  erasing: ErasingSpace | None = None):
@@ -99,12 +101,3 @@ class Dhspg(GroupSparseOptimizer):
         if bool(self.zero.any()):  # the base step moved zero groups again: put them back
             self.segments.scale_(self.params, (~self.zero).double())
         self.steps += 1
-
-    def state_dict(self) -> dict:
-        """Base state plus G_p."""
-        return {**super().state_dict(), "penalized": self.penalized.cpu()}
-
-    def load_state_dict(self, data: dict) -> None:
-        """Restore what `state_dict` returned."""
-        super().load_state_dict(data)
-        self.penalized.copy_(data["penalized"])

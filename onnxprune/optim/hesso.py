@@ -45,6 +45,8 @@ class HessoSettings:
 class Hesso(GroupSparseOptimizer):
     """HESSO over the groups of `layout` (see module docstring)."""
 
+    masks = ("active",)  # the groups shrinking in the current period
+
     def __init__(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], layout: GroupLayout,
                  space: PruningSpace, base: BaseSettings | None = None, settings: HessoSettings | None = None,
                  erasing: ErasingSpace | None = None):
@@ -54,11 +56,6 @@ class Hesso(GroupSparseOptimizer):
         self.settings = settings
         self.period_length = settings.pruning_steps // settings.pruning_periods  # T
         self.active = torch.zeros_like(self.zero)
-
-    @property
-    def pruning_done_step(self) -> int:
-        """The first step after the last pruning period."""
-        return self.settings.start_pruning_step + self.period_length * self.settings.pruning_periods
 
     def _quota(self, period: int, target: int, done: int) -> int:
         """Groups to activate at the start of `period`: its share of `target`, plus what earlier periods
@@ -95,12 +92,3 @@ class Hesso(GroupSparseOptimizer):
             self.zero |= self.active
             self.active = torch.zeros_like(self.zero)
         self.steps += 1
-
-    def state_dict(self) -> dict:
-        """Base state plus the active groups."""
-        return {**super().state_dict(), "active": self.active.cpu()}
-
-    def load_state_dict(self, data: dict) -> None:
-        """Restore what `state_dict` returned."""
-        super().load_state_dict(data)
-        self.active.copy_(data["active"])

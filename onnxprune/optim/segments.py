@@ -42,11 +42,7 @@ class GroupSegments:
             views.append(_AxisView(entry.tensor, shape3, positions, owned[positions]))
         self._views = tuple(views)
         self.tensors = tuple(dict.fromkeys(v.tensor for v in views))  # tensors that carry groups
-        counts = torch.zeros(self.n_groups, dtype=torch.float64, device=self.device)
-        for view in views:
-            counts.index_add_(0, view.groups, torch.full(view.groups.shape, float(view.shape3[0] * view.shape3[2]),
-                                                         dtype=torch.float64, device=self.device))
-        self.counts = counts  # elements per group
+        self.counts = torch.as_tensor(layout.element_counts(shapes), dtype=torch.float64, device=self.device)
 
     def sum_products(self, pairs: list[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]]) -> torch.Tensor:
         """Row k, column g: sum over group g's elements of a*b for the k-th (a, b) pair (float64)."""

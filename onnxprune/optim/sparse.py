@@ -18,6 +18,9 @@ class GroupSparseOptimizer:
     """Base class: subclasses implement `step(lr)`. `params` and `grads` map names to tensors that are
     updated in place; tensors named in the layout carry groups."""
 
+    #: per-group boolean masks a subclass keeps besides `zero` (saved and restored with the state)
+    masks: tuple[str, ...] = ()
+
     def __init__(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], layout: GroupLayout,
                  space: PruningSpace, base: BaseSettings, target_group_sparsity: float,
                  erasing: ErasingSpace | None = None, target_erase: float = 0.0):
@@ -46,10 +49,7 @@ class GroupSparseOptimizer:
 
     def group_sparsity(self) -> float:
         """Share of groups that are exactly zero now."""
-        if not self.layout.n_groups:
-            return 0.0
-        xx = self.segments.sum_products([(self.params, self.params)])[0]
-        return float((xx == 0).double().mean())
+        return float(self.zero_groups().mean()) if self.layout.n_groups else 0.0
 
     def zero_groups(self) -> np.ndarray:
         """Boolean per group: all of its parameters are exactly zero now."""
@@ -177,13 +177,15 @@ class GroupSparseOptimizer:
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
         """Everything a resumed run needs besides the parameters."""
-        return {"steps": self.steps, "zero": self.zero.cpu(), "base": self.base.state_dict()}
+        return {"steps": self.steps, "base": self.base.state_dict(),
+                **{name: getattr(self, name).cpu() for name in ("zero", *self.masks)}}
 
     def load_state_dict(self, data: dict) -> None:
         """Restore what `state_dict` returned."""
         self.steps = int(data["steps"])
-        self.zero.copy_(data["zero"])
         self.base.load_state_dict(data["base"])
+        for name in ("zero", *self.masks):
+            getattr(self, name).copy_(data[name])
 
     def step(self, lr: float) -> None:  # pragma: no cover - abstract
         """One update of every parameter with learning rate `lr`."""

@@ -181,68 +181,52 @@ def sparse_train(graph: Graph, space: PruningSpace, types: dict, data: ArrayData
         schedule = LearningRate(config.lr, total, config.schedule, config.warmup)
         teacher = _teacher(graph, artifacts.loss_output) if config.loss == "distill" else None
         checkpoint = _Checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
-        step, skip = 0, 0
+        if teacher is None and artifacts.target == "target":
+            raise UserError("--loss mse needs a 'target' array in the data; use --loss distill to train against "
+                            "the original model's outputs")
+        step = 0
         if resume:
             if checkpoint is None:
                 raise UserError("--resume needs a checkpoint folder")
-            progress_state = checkpoint.load(engine, optimizer)
+            step = int(checkpoint.load(engine, optimizer)["step"])
             if device == "cuda":
                 for k in opt_params:
                     opt_params[k].copy_(engine.params[k])
-            step = int(progress_state["step"])
         history: list[dict] = []
         bar = _progress_bar(total, step) if progress else None
         last_loss = math.nan
         started = time.perf_counter()
         interrupted = False
         try:
-            epoch = step // steps_per_epoch if steps_per_epoch else 0
-            skip = step - epoch * steps_per_epoch if steps_per_epoch else step
-            while step < total:
-                for batch in data.batches(config.batch_size, config.seed + epoch):
-                    if skip:
-                        skip -= 1
-                        continue
-                    if step >= total:
-                        break
-                    feeds = check_batch(batch, specs, artifacts.target, getattr(data, "source", "data"))
-                    if teacher is not None:
-                        feeds.append(teacher(feeds[:len(specs)]))
-                    elif artifacts.target == "target":
-                        raise UserError("--loss mse needs a 'target' array in the data; use --loss distill "
-                                        "to train against the original model's outputs")
-                    loss = engine.step(feeds)
-                    if not math.isfinite(loss):
-                        raise TrainingDiverged(
-                            f"the loss became {loss} at step {step}; lower --lr" +
-                            (f" (the last good checkpoint is in {checkpoint.directory})" if checkpoint else ""))
-                    lr = schedule(step)
-                    if device == "cuda":
-                        for k in opt_grads:
-                            opt_grads[k].copy_(engine.grads[k], non_blocking=True)
-                    optimizer.step(lr)
-                    if device == "cuda":
-                        for k in opt_params:
-                            engine.params[k].copy_(opt_params[k])
-                    step += 1
-                    last_loss = loss
-                    if step % config.log_every == 0 or step == total:
-                        record = {"step": step, "loss": loss, "lr": lr,
-                                  "group_sparsity": float(optimizer.zero.double().mean()) if len(optimizer.zero) else 0.0,
-                                  "samples_per_s": step * config.batch_size / max(time.perf_counter() - started, 1e-9)}
-                        history.append(record)
-                        if on_metrics:
-                            on_metrics(record)
-                        if bar is not None:
-                            bar.set_postfix(loss=f"{loss:.4f}", sparsity=f"{record['group_sparsity']:.2f}",
-                                            lr=f"{lr:.3g}", refresh=False)
-                    if bar is not None:
-                        bar.update(1)
-                    if checkpoint and config.checkpoint_every and step % config.checkpoint_every == 0:
-                        checkpoint.save(step, engine, optimizer, {"loss": loss})
-                epoch += 1
-                if steps_per_epoch == 0:
+            for batch in _batches_from(data, config.batch_size, config.seed, step, steps_per_epoch):
+                if step >= total:
                     break
+                feeds = check_batch(batch, specs, artifacts.target, getattr(data, "source", "data"))
+                if teacher is not None:
+                    feeds.append(teacher(feeds[:len(specs)]))
+                loss = engine.step(feeds)
+                if not math.isfinite(loss):
+                    raise TrainingDiverged(
+                        f"the loss became {loss} at step {step}; lower --lr" +
+                        (f" (the last good checkpoint is in {checkpoint.directory})" if checkpoint else ""))
+                lr = schedule(step)
+                _update(optimizer, engine, opt_params, opt_grads, device, lr)
+                step += 1
+                last_loss = loss
+                if step % config.log_every == 0 or step == total:
+                    record = {"step": step, "loss": loss, "lr": lr,
+                              "group_sparsity": _share(optimizer.zero.cpu().numpy()),
+                              "samples_per_s": step * config.batch_size / max(time.perf_counter() - started, 1e-9)}
+                    history.append(record)
+                    if on_metrics:
+                        on_metrics(record)
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{loss:.4f}", sparsity=f"{record['group_sparsity']:.2f}",
+                                        lr=f"{lr:.3g}", refresh=False)
+                if bar is not None:
+                    bar.update(1)
+                if checkpoint and config.checkpoint_every and step % config.checkpoint_every == 0:
+                    checkpoint.save(step, engine, optimizer, {"loss": loss})
         except KeyboardInterrupt:
             interrupted = True
         finally:
@@ -256,12 +240,43 @@ def sparse_train(graph: Graph, space: PruningSpace, types: dict, data: ArrayData
         for name, array in engine.weights().items():
             graph.set_initializer(name, array.astype(graph.value(name).tensor.array.dtype, copy=False))
         zero = optimizer.zero_groups()
-        sparsity = float(zero.mean()) if len(zero) else 0.0
         selection = layout.selection(zero).without_clashes(space, erasing)
-        return TrainResult(selection, step, last_loss, history, sparsity, layout.skipped)
+        return TrainResult(selection, step, last_loss, history, _share(zero), layout.skipped)
     finally:
         if own_dir:
             shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def _batches_from(data: ArrayData | FactoryData, batch_size: int, seed: int, start: int, steps_per_epoch: int):
+    """Batches from step `start` on: epoch e is shuffled with seed + e, and a resumed run skips the batches
+    its epoch already used. Data from a factory (steps_per_epoch 0) is one pass."""
+    epoch, skip = divmod(start, steps_per_epoch) if steps_per_epoch else (0, start)
+    while True:
+        for batch in data.batches(batch_size, seed + epoch):
+            if skip:
+                skip -= 1
+                continue
+            yield batch
+        if not steps_per_epoch:
+            return
+        epoch += 1
+
+
+def _update(optimizer, engine, params, grads, device: str, lr: float) -> None:
+    """One optimizer step. On CUDA the step runs on copies of onnxruntime's CPU buffers: gradients go
+    there first, parameters come back after."""
+    if device == "cuda":
+        for k in grads:
+            grads[k].copy_(engine.grads[k], non_blocking=True)
+    optimizer.step(lr)
+    if device == "cuda":
+        for k in params:
+            engine.params[k].copy_(params[k])
+
+
+def _share(flags: np.ndarray) -> float:
+    """Share of True entries (0 for none)."""
+    return float(flags.mean()) if len(flags) else 0.0
 
 
 def _teacher(graph: Graph, output: str):
