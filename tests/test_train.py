@@ -289,3 +289,19 @@ def test_h2spg_admits_only_admissible_regions_and_zeroes_them():
     erased = layout.selection(optimizer.zero_groups()).erased
     assert len(penalized) == 3 and erasing.admissible(penalized)
     assert erased == penalized
+
+
+def test_mse_trains_against_a_target_array_and_says_when_it_is_missing(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "reg.npz", input=rng.standard_normal((64, 1, 8, 8)).astype(np.float32),
+             target=rng.standard_normal((64, 10)).astype(np.float32))
+    graph = onnxprune.load(DIGITS)
+    am = AnalysisManager(graph)
+    config = replace(FAST, loss="mse", steps=6)
+    result = sparse_train(graph, am.get("prune-space"), am.get("shapes"), open_data(str(tmp_path / "reg.npz")), config)
+    assert result.steps == 6 and np.isfinite(result.final_loss)
+    np.savez(tmp_path / "none.npz", input=rng.standard_normal((64, 1, 8, 8)).astype(np.float32))
+    graph = onnxprune.load(DIGITS)
+    am = AnalysisManager(graph)
+    with pytest.raises(UserError, match="no array named 'target'.*--loss mse needs"):
+        sparse_train(graph, am.get("prune-space"), am.get("shapes"), open_data(str(tmp_path / "none.npz")), config)

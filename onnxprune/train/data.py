@@ -20,6 +20,7 @@ import numpy as np
 from ..errors import UserError
 
 LABELS = "labels"
+TARGET = "target"
 
 
 @dataclass(frozen=True)
@@ -151,9 +152,10 @@ def open_data(spec: str) -> ArrayData | FactoryData:
     raise UserError(f"--data {spec}: no such file or folder")
 
 
-def check_batch(batch: dict[str, np.ndarray], inputs: list[InputSpec], target: str | None, source: str,
-                target_shape: tuple | None = None) -> list[np.ndarray]:
-    """The feeds for one batch in training order (inputs, then labels/target), or a clear error naming
+def check_batch(batch: dict[str, np.ndarray], inputs: list[InputSpec], target: str | None, source: str
+                ) -> list[np.ndarray]:
+    """The feeds for one batch in training order (inputs, then `labels` or `target` as the loss needs:
+    pass target=None when the caller supplies it, as distillation does), or a clear error naming
     the input, the expected and the given shape or dtype."""
     feeds = []
     for spec in inputs:
@@ -180,6 +182,14 @@ def check_batch(batch: dict[str, np.ndarray], inputs: list[InputSpec], target: s
             raise UserError(f"{source}: 'labels' must be a 1-D integer array, got {labels.dtype} with shape "
                             f"{'x'.join(map(str, labels.shape))}")
         feeds.append(labels.astype(np.int64))
+    elif target == TARGET:
+        if TARGET not in batch:
+            raise UserError(f"{source}: no array named 'target' (what the output should be), which --loss mse needs; "
+                            "use --loss distill to train against the original model's outputs")
+        values = batch[TARGET]
+        if values.dtype.kind != "f":
+            raise UserError(f"{source}: 'target' must be a float array, got {values.dtype}")
+        feeds.append(np.ascontiguousarray(values, dtype=np.float32))
     return feeds
 
 

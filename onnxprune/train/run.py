@@ -181,9 +181,6 @@ def sparse_train(graph: Graph, space: PruningSpace, types: dict, data: ArrayData
         schedule = LearningRate(config.lr, total, config.schedule, config.warmup)
         teacher = _teacher(graph, artifacts.loss_output) if config.loss == "distill" else None
         checkpoint = _Checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
-        if teacher is None and artifacts.target == "target":
-            raise UserError("--loss mse needs a 'target' array in the data; use --loss distill to train against "
-                            "the original model's outputs")
         step = 0
         if resume:
             if checkpoint is None:
@@ -201,7 +198,7 @@ def sparse_train(graph: Graph, space: PruningSpace, types: dict, data: ArrayData
             for batch in _batches_from(data, config.batch_size, config.seed, step, steps_per_epoch):
                 if step >= total:
                     break
-                feeds = check_batch(batch, specs, artifacts.target, getattr(data, "source", "data"))
+                feeds = check_batch(batch, specs, None if teacher else artifacts.target, getattr(data, "source", "data"))
                 if teacher is not None:
                     feeds.append(teacher(feeds[:len(specs)]))
                 loss = engine.step(feeds)
