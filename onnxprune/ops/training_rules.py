@@ -20,7 +20,6 @@ from ..errors import UserError
 from ..ir import Graph, Op, Value
 from .rule import constant_value, partial_value
 
-FLOAT32 = TensorProto.FLOAT
 FLOAT_TYPES = frozenset({TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16})
 
 
@@ -360,12 +359,11 @@ RULES: tuple[TrainingRule, ...] = (
 
 _BY_TYPE = {t: rule for rule in RULES for t in rule.op_types}
 
-#: Ops with no gradient in onnxruntime-training 1.19 and no rewrite here (on CPU; `CPU_ONLY` adds
-#: those whose gradient kernel exists on CUDA only).
+#: Ops with no gradient in onnxruntime-training 1.19 and no rewrite here (on any device; the ops whose
+#: gradient kernel exists on CUDA only have CPU rewrites above, which refuse what they cannot rewrite).
 NO_GRADIENT = frozenset({"GroupNormalization", "ReduceMax", "ReduceMin", "CumSum", "Einsum", "LpNormalization",
                          "DepthToSpace", "SpaceToDepth", "Sign", "Floor", "Round", "Ceil", "ThresholdedRelu",
                          "Shrink", "Hardmax", "ArgMax", "ArgMin", "LSTM", "GRU", "RNN", "Loop", "Scan", "If"})
-CPU_ONLY: frozenset[str] = frozenset()
 
 
 #: Input slots that carry shapes, indices, bounds or statistics, never a trainable tensor.
@@ -415,10 +413,8 @@ def training_rule(op: Op, device: str) -> TrainingRule | None:
 
 
 def lacks_gradient(op: Op, device: str) -> bool:
-    """True if onnxruntime-training cannot differentiate `op` on `device` and no rule rewrites it."""
-    if op.domain not in ("", "ai.onnx"):
-        return False
-    return op.op_type in NO_GRADIENT or (device == "cpu" and op.op_type in CPU_ONLY)
+    """True if onnxruntime-training cannot differentiate `op` (on `device`) and no rule rewrites it."""
+    return op.domain in ("", "ai.onnx") and op.op_type in NO_GRADIENT
 
 
 def legalize(graph: Graph, types: dict, device: str = "cpu") -> set[str]:

@@ -72,8 +72,8 @@ def zeroing_parameters(graph: Graph, value: Value, inside: set[Op], depth: int =
         for v in inputs:
             if v is None:
                 continue
-            found = [parameter_source(graph, v)] if parameter_source(graph, v) else \
-                zeroing_parameters(graph, v, inside, depth + 1)
+            source = parameter_source(graph, v)
+            found = [source] if source else zeroing_parameters(graph, v, inside, depth + 1)
             if found is None:
                 return None
             total += [f for f in found if f not in total]
