@@ -2,11 +2,12 @@
 
 Two architectures: a VGG-style CNN (3x32x32 input, ~1.1M parameters, BatchNorm) and the zoo's
 fashion_cnn (1x28x28, 95k parameters); one batch size and the same thread count for both trainers,
-side by side in one process, random data (throughput does not depend on it). Reports images/s of
-each, their ratio, and the share of a training step that our optimizer step takes (HESSO with
-sgd+momentum, inside its pruning period, so the per-group work is included).
+side by side in one process, random data (throughput does not depend on it), in alternating short
+windows. Reports images/s of each, their ratio, the share of a training step that our optimizer step
+takes (HESSO with sgd+momentum, inside its pruning period, so the per-group work is included), and the
+same training with onnxruntime's own gradient kernels (what ops/gradient_rules.py buys).
 
-    python benchmarks/train_throughput.py [--batch 32] [--threads 1,2] [--steps 60] [--models vgg,fashion]
+    python benchmarks/train_throughput.py [--batch 32] [--threads 1,2] [--rounds 10] [--window 6] [--models vgg,fashion]
 """
 
 from __future__ import annotations
@@ -65,83 +66,119 @@ def export(model: nn.Module, path: Path, shape: tuple[int, ...]) -> None:
                           dynamic_axes={"input": {0: "N"}, "output": {0: "N"}})
 
 
-def torch_rate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, warmup: int) -> float:
-    model.train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    loss_fn = nn.CrossEntropyLoss()
-    for i in range(warmup + steps):
-        if i == warmup:
-            start = time.perf_counter()
-        optimizer.zero_grad(set_to_none=False)
-        loss_fn(model(x), y).backward()
-        optimizer.step()
-    return steps * len(x) / (time.perf_counter() - start)
+class TorchTrainer:
+    """Plain torch training: SGD with momentum, cross-entropy."""
+
+    def __init__(self, model: nn.Module, x: np.ndarray, y: np.ndarray, threads: int):
+        self.model, self.threads = model.train(), threads
+        self.x, self.y = torch.from_numpy(x), torch.from_numpy(y)
+        self.optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        self.loss = nn.CrossEntropyLoss()
+
+    def window(self, steps: int) -> tuple[float, float]:
+        """Run `steps` steps; (seconds, seconds in the optimizer step)."""
+        torch.set_num_threads(self.threads)
+        start = time.perf_counter()
+        for _ in range(steps):
+            self.optimizer.zero_grad(set_to_none=False)
+            self.loss(self.model(self.x), self.y).backward()
+            self.optimizer.step()
+        return time.perf_counter() - start, 0.0
 
 
-def onnxprune_rate(path: Path, x: np.ndarray, y: np.ndarray, steps: int, warmup: int, threads: int, work: Path):
-    graph = onnxprune.load(path)
-    am = AnalysisManager(graph)
-    space, types = am.get("prune-space"), am.get("shapes")
-    legal = graph.copy()
-    added = legalize(legal, types)
-    artifacts = build_artifacts(legal, work / f"artifacts{threads}", "cross-entropy", exclude=added)
-    engine = TrainingEngine(artifacts, threads=threads)
-    layout = group_layout(space, {k: tuple(v.shape) for k, v in engine.params.items()},
-                          frozenset(running_statistics(legal)))
-    total = warmup + steps
-    # the whole timed window inside HESSO's pruning period: every step scales active groups
-    optimizer = Hesso(engine.params, engine.grads, layout, space, BaseSettings("sgd", momentum=0.9),
-                      HessoSettings(0.5, start_pruning_step=warmup, pruning_steps=steps + 1, pruning_periods=1))
-    opt_time = 0.0
-    for i in range(total):
-        if i == warmup:
-            start, opt_time = time.perf_counter(), 0.0
-        engine.step([x, y])
-        t = time.perf_counter()
-        optimizer.step(0.01)
-        opt_time += time.perf_counter() - t
-    elapsed = time.perf_counter() - start
-    params = sum(v.numel() for v in engine.params.values())
-    return steps * len(x) / elapsed, opt_time / elapsed, params, layout.n_groups
+class OnnxpruneTrainer:
+    """onnxprune training as `onnxprune run` sets it up: legalized graph, onnxruntime-training artifacts
+    (with the CPU gradient rewrites), torch at one thread, HESSO with sgd+momentum inside its pruning
+    period for every timed step, so the per-group work is included."""
+
+    def __init__(self, path: Path, x: np.ndarray, y: np.ndarray, threads: int, work: Path, total_steps: int,
+                 gradient_rules: bool = True):
+        graph = onnxprune.load(path)
+        am = AnalysisManager(graph)
+        space, types = am.get("prune-space"), am.get("shapes")
+        legal = graph.copy()
+        added = legalize(legal, types)
+        artifacts = build_artifacts(legal, work / f"artifacts{threads}", "cross-entropy", exclude=added,
+                                    gradient_rules=gradient_rules)
+        self.engine = TrainingEngine(artifacts, threads=threads)
+        layout = group_layout(space, {k: tuple(v.shape) for k, v in self.engine.params.items()},
+                              frozenset(running_statistics(legal)))
+        self.optimizer = Hesso(self.engine.params, self.engine.grads, layout, space,
+                               BaseSettings("sgd", momentum=0.9),
+                               HessoSettings(0.5, start_pruning_step=0, pruning_steps=total_steps + 1,
+                                             pruning_periods=1))
+        self.feeds = [x, y]
+        self.params = sum(v.numel() for v in self.engine.params.values())
+
+    def window(self, steps: int) -> tuple[float, float]:
+        torch.set_num_threads(1)  # as `onnxprune run` does: onnxruntime owns the cores
+        optimizer_time = 0.0
+        start = time.perf_counter()
+        for _ in range(steps):
+            self.engine.step(self.feeds)
+            t = time.perf_counter()
+            self.optimizer.step(0.01)
+            optimizer_time += time.perf_counter() - t
+        return time.perf_counter() - start, optimizer_time
+
+
+def compare(trainers: dict, batch: int, rounds: int, window: int, warmup: int) -> dict:
+    """Run short windows of each trainer in turn, `rounds` times: this machine's speed drifts by 10-20%
+    over tens of seconds, so each round compares neighbours. Per trainer: median images/s, and the
+    median, lowest and highest per-round ratio to the first trainer; the optimizer's share of its time."""
+    for trainer in trainers.values():
+        trainer.window(warmup)
+    times = {name: [] for name in trainers}
+    optimizer = dict.fromkeys(trainers, 0.0)
+    for _ in range(rounds):
+        for name, trainer in trainers.items():
+            elapsed, in_optimizer = trainer.window(window)
+            times[name].append(elapsed)
+            optimizer[name] += in_optimizer
+    reference = np.array(next(iter(times.values())))
+    return {name: {"rate": float(np.median(window * batch / np.array(t))),
+                   "ratio": float(np.median(reference / np.array(t))),
+                   "low": float(np.min(reference / np.array(t))), "high": float(np.max(reference / np.array(t))),
+                   "optimizer_share": optimizer[name] / sum(t)} for name, t in times.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--threads", default="1,2")
-    parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--repeat", type=int, default=2, help="alternate the two this many times; best of each")
+    parser.add_argument("--rounds", type=int, default=10, help="turns of short windows of each trainer")
+    parser.add_argument("--window", type=int, default=6, help="steps per window")
+    parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--models", default="vgg,fashion")
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, batch {args.batch}, {args.steps} timed steps after {args.warmup} warm-up; "
-          f"best of {args.repeat}")
-    print(f"{'model':<8} {'params':>10} {'threads':>7} {'torch img/s':>12} {'onnxprune img/s':>16} {'ratio':>6} "
-          f"{'optimizer share':>16}")
+    print(f"torch {torch.__version__}, batch {args.batch}, {args.rounds} rounds of {args.window} steps of each "
+          f"trainer after {args.warmup} warm-up; medians over rounds, per-round ratio range in brackets.\n"
+          "'ort kernels' = onnxprune with onnxruntime's own gradient kernels (ops/gradient_rules.py off)")
+    print(f"{'model':<8} {'params':>10} {'threads':>7} {'torch':>7} {'onnxprune':>10} {'ratio':>6} {'(range)':>11} "
+          f"{'optimizer':>9} {'ort kernels':>12} {'ratio':>6}")
     rng = np.random.default_rng(0)
     for name in args.models.split(","):
         make, shape = ARCHITECTURES[name]
-        torch.manual_seed(0)
-        model = make()
         x = rng.standard_normal((args.batch, *shape)).astype(np.float32)
         y = rng.integers(0, 10, args.batch).astype(np.int64)
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
             path = work / "net.onnx"
-            export(model, path, shape)
+            torch.manual_seed(0)
+            export(make(), path, shape)
             for threads in [int(t) for t in args.threads.split(",")]:
-                best_torch = best_ours = 0.0
-                share = 1.0
-                for _ in range(args.repeat):
-                    torch.set_num_threads(threads)
-                    best_torch = max(best_torch, torch_rate(model, torch.from_numpy(x), torch.from_numpy(y),
-                                                            args.steps, args.warmup))
-                    torch.set_num_threads(1)  # as `onnxprune run` does: onnxruntime owns the cores
-                    rate, fraction, params, _ = onnxprune_rate(path, x, y, args.steps, args.warmup, threads, work)
-                    if rate > best_ours:
-                        best_ours, share = rate, fraction
-                print(f"{name:<8} {params:>10,} {threads:>7} {best_torch:>12.0f} {best_ours:>16.0f} "
-                      f"{best_ours / best_torch:>6.2f} {share:>16.1%}", flush=True)
+                torch.manual_seed(0)
+                total = args.warmup + args.rounds * args.window
+                result = compare({"torch": TorchTrainer(make(), x, y, threads),
+                                  "ours": OnnxpruneTrainer(path, x, y, threads, work / "ours", total),
+                                  "plain": OnnxpruneTrainer(path, x, y, threads, work / "plain", total,
+                                                            gradient_rules=False)},
+                                 args.batch, args.rounds, args.window, args.warmup)
+                params = sum(p.numel() for p in make().parameters())
+                torch_, ours, plain = result["torch"], result["ours"], result["plain"]
+                print(f"{name:<8} {params:>10,} {threads:>7} {torch_['rate']:>7.0f} {ours['rate']:>10.0f} "
+                      f"{ours['ratio']:>6.2f} {ours['low']:>5.2f}-{ours['high']:<5.2f} {ours['optimizer_share']:>9.1%} "
+                      f"{plain['rate']:>12.0f} {plain['ratio']:>6.2f}", flush=True)
 
 
 if __name__ == "__main__":

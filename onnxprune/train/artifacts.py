@@ -19,6 +19,7 @@ import onnx
 
 from ..errors import UserError
 from ..ir import Graph
+from ..ops.gradient_rules import speed_up_gradients
 from ..ops.training_rules import differentiable_slot, gradient_reachable
 
 Loss = Literal["cross-entropy", "mse", "distill"]
@@ -108,10 +109,12 @@ def _quiet_stderr():
 
 
 def build_artifacts(graph: Graph, directory: Path, loss: Loss, device: str = "cpu",
-                    output: str | None = None, exclude: set[str] = frozenset()) -> TrainingArtifacts:
+                    output: str | None = None, exclude: set[str] = frozenset(),
+                    gradient_rules: bool = True) -> TrainingArtifacts:
     """Write the training model and checkpoint for `graph` (already legalized; it is not modified) into
     `directory`. The loss reads `output` (default: the first graph output); `exclude` names constants
-    that must not train."""
+    that must not train. On CPU, gradient ops with slow kernels are replaced by equivalents
+    (`ops/gradient_rules.py`) unless `gradient_rules` is false (for comparisons)."""
     from onnxruntime.training import artifacts  # imports torch: keep it off the CLI's start-up path
 
     if loss not in LOSSES:
@@ -145,8 +148,9 @@ def build_artifacts(graph: Graph, directory: Path, loss: Loss, device: str = "cp
                             f"{str(error).strip().splitlines()[-1]}" + (f" ({tail[-1]})" if tail else "")) from error
     training_model = directory / "training_model.onnx"
     saved = onnx.load(training_model, load_external_data=False)
-    if saved.ir_version > 10:  # newer onnx writes newer IR than onnxruntime 1.19 loads
-        saved.ir_version = 10
+    rewritten = speed_up_gradients(saved) if device == "cpu" and gradient_rules else 0
+    if saved.ir_version > 10 or rewritten:  # newer onnx writes newer IR than onnxruntime 1.19 loads
+        saved.ir_version = min(saved.ir_version, 10)
         onnx.save(saved, training_model)
     data_inputs = tuple(v.name for v in graph.inputs if not v.is_initializer)
     return TrainingArtifacts(training_model, directory / "checkpoint", tuple(trainable), exposed, data_inputs,
