@@ -242,6 +242,8 @@ def reference_dhspg(params, grads_seq, layout, settings, lr):
                 factors[g] = 1 - lr * lam / norm
                 if n >= settings.partition_step + settings.half_space_project_steps and new @ xv < settings.epsilon * (xv @ xv):
                     zero.add(g)
+                if settings.finish_step is not None and n >= settings.finish_step:
+                    zero.add(g)
         for g, f in factors.items():
             set_group(x, layout, g, f)
         for k in x:
@@ -251,11 +253,12 @@ def reference_dhspg(params, grads_seq, layout, settings, lr):
     return x, zero
 
 
-def test_dhspg_matches_slow_reference():
+@pytest.mark.parametrize("finish_step", [None, 6])
+def test_dhspg_matches_slow_reference(finish_step):
     _, space, params, stats = small_space()
     layout = layout_of(space, params, stats)
     settings = DhspgSettings(target_group_sparsity=0.5, tolerance=0.1, lmbda=0.5, epsilon=0.95, partition_step=1,
-                             half_space_project_steps=2)
+                             half_space_project_steps=2, finish_step=finish_step)
     rng = np.random.default_rng(4)
     grads_seq = [random_grads(params, rng) for _ in range(15)]
     expected, zero = reference_dhspg(params, grads_seq, layout, settings, lr=0.2)
@@ -267,6 +270,27 @@ def test_dhspg_matches_slow_reference():
         np.testing.assert_allclose(ours[k].numpy(), expected[k].numpy(), rtol=1e-10, atol=1e-12)
     assert zero, "the reference projected nothing: the test would not exercise the projection"
     assert set(np.flatnonzero(optimizer.zero_groups())) == zero
+    if finish_step is not None:  # the deadline leaves exactly G_p zero
+        assert zero == set(np.flatnonzero(optimizer.penalized.numpy()))
+
+
+def test_dhspg_finish_step_reaches_the_target_where_the_penalty_alone_does_not():
+    _, space, params, stats = small_space()
+    layout = layout_of(space, params, stats)
+    rng = np.random.default_rng(6)
+    grads_seq = [random_grads(params, rng) for _ in range(10)]
+    zeros = {}
+    for finish_step in (None, 5):
+        x = {k: v.clone() for k, v in params.items()}
+        grads = {k: torch.zeros_like(v) for k, v in params.items()}
+        settings = DhspgSettings(target_group_sparsity=0.5, lmbda=1e-3, partition_step=1, finish_step=finish_step)
+        optimizer = Dhspg(x, grads, layout, space, BaseSettings("sgd", momentum=0.0), settings)
+        drive(optimizer, grads, grads_seq, 0.01)
+        zeros[finish_step] = int(optimizer.zero_groups().sum())
+        for g in np.flatnonzero(optimizer.zero_groups()):
+            assert not group_vector(x, layout, int(g)).any()
+    target = int(math.floor(0.5 * layout.n_groups))
+    assert zeros[None] < target == zeros[5]
 
 
 @pytest.mark.parametrize("make", [

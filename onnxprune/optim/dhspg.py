@@ -12,6 +12,12 @@ lmbda_amplify·(-⟨x_g, d_g⟩)/‖x_g‖ within [lmbda, hat_lmbda_coeff·lmbda
 -‖d_g‖²‖x_g‖/⟨x_g, d_g⟩ (where the penalised step would stop being a descent direction) it takes the
 midpoint of the two bounds, as the OTOv2 code does. Zero groups stay zero.
 
+`finish_step` (ours, not OTOv2's): from that step on, G_p groups the penalty has not yet zeroed are
+projected to zero at once. OTOv2 trains for hundreds of epochs; in a budget of a few, with a decaying
+learning rate, the penalty alone stops short (Fashion-MNIST, 3 epochs, cosine: group sparsity 0.433 of
+0.5, widths off the group_divisible multiples). The steps after `finish_step` recover from the cut, as
+HESSO's do after its last period.
+
 The penalty is applied without a copy of x: x̂ = x·(1 - lr·λ_g/‖x_g‖) - lr·d, and
 ⟨x̂_g, x_g⟩ = ‖x_g‖²(1 - lr·λ_g/‖x_g‖) - lr·⟨d_g, x_g⟩ comes from per-group sums taken before the step.
 """
@@ -43,6 +49,7 @@ class DhspgSettings:
     half_space_project_steps: int = 0
     group_divisible: int = 1  # G_p leaves every family a multiple of this (kept exact once all of G_p is zero)
     target_erase: float = 0.0  # share of erasable regions admitted to G_p (H2SPG: only admissible sets)
+    finish_step: int | None = None  # from here on, what remains of G_p is projected to zero
 
 
 class Dhspg(GroupSparseOptimizer):
@@ -94,6 +101,8 @@ class Dhspg(GroupSparseOptimizer):
             if n >= s.partition_step + s.half_space_project_steps:
                 inner = xx * (1 - shrink) - lr * xd  # <x̂_g, x_g>
                 self.zero |= active & (inner < s.epsilon * xx)
+            if s.finish_step is not None and n >= s.finish_step:
+                self.zero |= active
         if bool((factor != 1).any()):
             self.segments.scale_(self.params, factor)
         for name, x in self.params.items():

@@ -102,7 +102,7 @@ def _make_optimizer(engine, space: PruningSpace, layout, config: TrainConfig, to
         lmbda = 1e-3 if config.variant == "sgd" else 1e-2
         settings = DhspgSettings(config.target_sparsity, lmbda=lmbda, partition_step=total // 10,
                                  half_space_project_steps=total // 10, group_divisible=config.group_divisible,
-                                 target_erase=config.target_erase)
+                                 target_erase=config.target_erase, finish_step=total // 2)
         optimizer = Dhspg(params, grads, layout, space, base, settings, erasing)
     else:
         raise UserError(f"unknown optimizer {config.optimizer!r} (hesso, dhspg)")
