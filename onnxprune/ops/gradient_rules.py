@@ -2,14 +2,17 @@
 
 `generate_artifacts` writes a training graph whose backward half uses onnxruntime's own gradient ops
 (`com.microsoft` domain). Some of their CPU kernels are slow: ReluGrad is a scalar select that neither
-vectorises nor uses the thread pool. Each rule here replaces one such node, after generation, by
-standard ONNX ops that compute the same values with onnxruntime's vectorised, threaded kernels; output
-names are kept, so the rest of the training graph is untouched. Measured on this project's CPUs
-(onnxruntime 1.19.2, one thread, 32x128x32x32 floats): ReluGrad 18.3 ms, Greater + Cast + Mul 4.9 ms.
+vectorises nor uses the thread pool; ConvGrad of a depthwise convolution runs one tiny GEMM per image
+and channel. Each rule here replaces one such node, after generation, by standard ONNX ops that
+compute the same values (up to floating-point rounding) with onnxruntime's vectorised, threaded
+kernels; output names are kept, so the rest of the training graph is untouched, and a node a rule
+does not fully understand is left as it is. Measured on this project's CPUs (onnxruntime 1.19.2, one
+thread): ReluGrad 18.3 ms for 32x128x32x32 floats, Greater + Cast + Mul 4.9 ms; depthwise 3x3 ConvGrad
+on 16x96x56x56 52.7 ms, its weight-only ConvGrad + a depthwise Conv for dX 28 ms.
 `benchmarks/train_throughput.py` shows the effect on whole training steps ("ort kernels" column).
 
-Tried and left out, because whole training steps got no faster: ConvGrad's input gradient as a forward
-Conv of dY with the flipped, channel-swapped kernel (faster for large images, slower for small ones).
+Tried and left out, because whole training steps got no faster: the same dX-as-Conv rewrite for
+ungrouped convolutions (faster for large images, slower for small ones).
 """
 
 from __future__ import annotations
@@ -26,6 +29,11 @@ class Builder:
     def __init__(self, graph: onnx.GraphProto):
         self.used = {name for node in graph.node for name in (node.name, *node.input, *node.output)}
         self.used |= {v.name for v in (*graph.input, *graph.output, *graph.initializer)}
+        # static shapes the graph declares (trained parameters are inputs of the training graph)
+        self.shapes = {v.name: tuple(d.dim_value if d.HasField("dim_value") else None
+                                     for d in v.type.tensor_type.shape.dim)
+                       for v in (*graph.input, *graph.value_info) if v.type.tensor_type.HasField("shape")}
+        self.shapes.update({t.name: tuple(t.dims) for t in graph.initializer})
 
     def fresh(self, base: str) -> str:
         """`base`, or `base_N` if taken; reserved from now on."""
@@ -65,8 +73,51 @@ def _relu_grad(node: onnx.NodeProto, build: Builder) -> list[onnx.NodeProto]:
     ]
 
 
+def _attribute(node: onnx.NodeProto, name: str, default):
+    for attribute in node.attribute:
+        if attribute.name == name:
+            value = helper.get_attribute_value(attribute)
+            return value.decode() if isinstance(value, bytes) else value
+    return default
+
+
+def _depthwise_conv_grad(node: onnx.NodeProto, build: Builder) -> list[onnx.NodeProto]:
+    """ConvGrad(dY, X, W) -> (dX, dW, dB) of a 2-D depthwise convolution (W of shape (C, 1, kh, kw),
+    group C) with stride 1, no dilation and explicit pads p <= k - 1: dX is dY convolved, channel by
+    channel, with the kernel flipped, padded by k - 1 - p; a depthwise Conv computes it. ConvGrad keeps
+    dW and dB (it skips an output whose name is empty). Anything else is left alone."""
+    group, kernel = _attribute(node, "group", 1), list(_attribute(node, "kernel_shape", []))
+    pads = list(_attribute(node, "pads", [0] * 4))
+    d_y, _, w = node.input
+    depthwise = group > 1 and build.shapes.get(w) == (group, 1, *kernel)
+    simple = (depthwise and len(kernel) == 2 and len(pads) == 4
+              and list(_attribute(node, "strides", [1, 1])) == [1, 1]
+              and list(_attribute(node, "dilations", [1, 1])) == [1, 1]
+              and _attribute(node, "auto_pad", "NOTSET") == "NOTSET")
+    flipped_pads = [kernel[i % 2] - 1 - p for i, p in enumerate(pads)] if simple else []  # [h0, w0, h1, w1]
+    if not simple or min(flipped_pads) < 0 or not node.output[0]:
+        return [node]
+    base = node.name or "ConvGrad"
+    weights_only = onnx.NodeProto()
+    weights_only.CopyFrom(node)
+    weights_only.output[0] = ""
+    flipped = build.fresh(f"{base}/w_flipped")
+    # a Slice from the last element backwards over both kernel axes flips them
+    starts, make_starts = build.constant(f"{base}/starts", TensorProto.INT64, [-1, -1], [2])
+    ends, make_ends = build.constant(f"{base}/ends", TensorProto.INT64, [-(2**62), -(2**62)], [2])
+    axes, make_axes = build.constant(f"{base}/axes", TensorProto.INT64, [2, 3], [2])
+    steps, make_steps = build.constant(f"{base}/steps", TensorProto.INT64, [-1, -1], [2])
+    return [
+        weights_only, make_starts, make_ends, make_axes, make_steps,
+        build.node("Slice", [w, starts, ends, axes, steps], [flipped], base),
+        build.node("Conv", [d_y, flipped], [node.output[0]], base, kernel_shape=kernel, pads=flipped_pads,
+                   group=group),
+    ]
+
+
 RULES: dict[tuple[str, str], GradientRule] = {
     ("com.microsoft", "ReluGrad"): _relu_grad,
+    ("com.microsoft", "ConvGrad"): _depthwise_conv_grad,
 }
 
 
