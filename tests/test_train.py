@@ -6,7 +6,9 @@ import json
 from dataclasses import replace
 
 import numpy as np
+import onnx
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
 import onnxprune
 from onnxprune.errors import UserError
@@ -305,3 +307,48 @@ def test_mse_trains_against_a_target_array_and_says_when_it_is_missing(tmp_path)
     am = AnalysisManager(graph)
     with pytest.raises(UserError, match="no array named 'target'.*--loss mse needs"):
         sparse_train(graph, am.get("prune-space"), am.get("shapes"), open_data(str(tmp_path / "none.npz")), config)
+
+
+# ---------------------------------------------------------------- old opsets
+def opset11_cnn() -> onnx.ModelProto:
+    """A digits-shaped CNN at opset 11 (BatchNormalization-9, Gemm-11): older than the loss needs."""
+    rng = np.random.default_rng(0)
+
+    def init(name, *shape):
+        return numpy_helper.from_array((rng.standard_normal(shape) * 0.3).astype(np.float32), name)
+
+    nodes = [helper.make_node("Conv", ["input", "w", "b"], ["c"], pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
+             helper.make_node("BatchNormalization", ["c", "scale", "shift", "mean", "var"], ["n"]),
+             helper.make_node("Relu", ["n"], ["r"]),
+             helper.make_node("GlobalAveragePool", ["r"], ["p"]),
+             helper.make_node("Flatten", ["p"], ["f"]),
+             helper.make_node("Gemm", ["f", "fc", "fc_b"], ["logits"], transB=1)]
+    inits = [init("w", 8, 1, 3, 3), init("b", 8), init("scale", 8), init("shift", 8), init("mean", 8),
+             numpy_helper.from_array(np.ones(8, np.float32), "var"), init("fc", 10, 8), init("fc_b", 10)]
+    graph = helper.make_graph(nodes, "old", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, 8, 8])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)], ir_version=6)
+
+
+def test_cross_entropy_on_an_old_opset_trains_a_converted_copy(tmp_path):
+    graph = onnxprune.load(opset11_cnn())
+    before = graph.initializer("fc").copy()
+    am = AnalysisManager(graph)
+    result = sparse_train(graph, am.get("prune-space"), am.get("shapes"), open_data(str(digits_subset(tmp_path))), FAST)
+    assert graph.opset == 11  # the model itself keeps its opset; only the training copy was converted
+    assert result.selection.group_count == 4  # half of the 8 channels
+    assert not np.array_equal(graph.initializer("fc"), before)  # trained values came back
+
+
+def test_failed_opset_conversion_is_one_clear_error(monkeypatch):
+    from onnx import version_converter
+
+    from onnxprune.train.artifacts import with_opset
+
+    def refuse(model, target):
+        raise RuntimeError("adapter_lookup: Assertion `false` failed: No Adapter For Frobnicate")
+
+    monkeypatch.setattr(version_converter, "convert_version", refuse)
+    with pytest.raises(UserError, match=r"the cross-entropy loss needs opset >= 12; converting the model's opset 11 "
+                                        r"failed \(.*No Adapter For Frobnicate\): re-export the model with opset >= 12"):
+        with_opset(onnxprune.load(opset11_cnn()), 12, "the cross-entropy loss")

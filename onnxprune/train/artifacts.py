@@ -3,7 +3,9 @@
 Facts this relies on (ORT_TRAINING_NOTES.md): `generate_artifacts` needs explicit trainable and
 frozen lists; BatchNorm trains with batch statistics and its running statistics are only updated if
 we expose the node's outputs 1 and 2 and write them back; the cross-entropy head wants int64 labels
-named `labels` and opset >= 12; generation logs hundreds of lines; ORT 1.19 loads IR <= 10.
+named `labels` and opset >= 12, BatchNormalization's training mode opset >= 14 (older models are
+converted for training, see `with_opset`);
+generation logs hundreds of lines; ORT 1.19 loads IR <= 10.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import onnx
 
 from ..errors import UserError
@@ -94,6 +97,34 @@ def expose_running_statistics(graph: Graph) -> dict[str, str]:
     return exposed
 
 
+def with_opset(graph: Graph, minimum: int, why: str) -> Graph:
+    """`graph` converted to default-domain opset `minimum` by onnx's version converter (a new graph;
+    the input is not modified), checked to keep every initializer (trained values map back by name)
+    and to compute the same outputs on random inputs; a UserError saying `why` it was needed if not."""
+    from onnx import version_converter
+
+    from ..ir import load
+    from ..runtime import inference_session, random_inputs
+
+    advice = f"re-export the model with opset >= {minimum}"
+    try:
+        converted = load(version_converter.convert_version(graph.to_onnx(), minimum))
+    except Exception as error:  # the converter raises bare RuntimeErrors naming the op without an adapter
+        raise UserError(f"{why} needs opset >= {minimum}; converting the model's opset {graph.opset} failed "
+                        f"({str(error).strip().splitlines()[-1]}): {advice}") from error
+    before = {v.name: v.tensor.shape for v in graph.initializers}
+    after = {v.name: v.tensor.shape for v in converted.initializers}
+    if any(after.get(name) != dims for name, dims in before.items()):
+        raise UserError(f"{why} needs opset >= {minimum}; converting from opset {graph.opset} changed the "
+                        f"model's weights: {advice}")
+    feeds = random_inputs(graph, np.random.default_rng(0), 2)
+    for old, new in zip(inference_session(graph).run(None, feeds), inference_session(converted).run(None, feeds)):
+        if old.shape != new.shape or not np.allclose(old, new, rtol=1e-5, atol=1e-6):
+            raise UserError(f"{why} needs opset >= {minimum}; the model converted from opset {graph.opset} "
+                            f"computes something else: {advice}")
+    return converted
+
+
 @contextlib.contextmanager
 def _quiet_stderr():
     """onnxruntime's gradient builder logs hundreds of INFO lines from C++ to fd 2: keep them, and show
@@ -124,9 +155,12 @@ def build_artifacts(graph: Graph, directory: Path, loss: Loss, device: str = "cp
     output = output or outputs[0]
     if output not in outputs:
         raise UserError(f"the model has no output named {output!r} (outputs: {', '.join(outputs)})")
-    if loss == "cross-entropy" and work.opset < 12:
-        raise UserError(f"the cross-entropy loss needs opset >= 12; the model has opset {work.opset}. "
-                        "Use --loss mse or distill, or re-export the model with a newer opset")
+    needs = [(12, "the cross-entropy loss")] if loss == "cross-entropy" else []
+    if running_statistics(work):
+        needs.append((14, "training BatchNormalization (its training mode)"))
+    minimum, why = max(needs, default=(0, ""))
+    if work.opset < minimum:
+        work = with_opset(work, minimum, why)
     trainable, frozen = trainable_parameters(work, device, exclude, output)
     if not trainable:
         raise UserError("the model has no trainable float32 weights (initializers of rank >= 1 used only where "
