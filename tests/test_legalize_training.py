@@ -34,6 +34,13 @@ def single_op(op_type: str, shape=(2, 3, 4, 4), extra_inputs=(), opset: int = 17
     return b.model({"x": list(shape)}, [y], opset=opset)
 
 
+def shaped_output(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Declare the output's shape as the input's (onnx's shape inference leaves function ops' outputs
+    without one, which the checker rejects)."""
+    model.graph.output[0].type.CopyFrom(model.graph.input[0].type)
+    return model
+
+
 CASES = {
     "HardSigmoid": lambda: single_op("HardSigmoid", alpha=0.3, beta=0.4),
     "HardSwish": lambda: single_op("HardSwish"),
@@ -51,6 +58,12 @@ CASES = {
     "AveragePool-pads": lambda: single_op("AveragePool", kernel_shape=[3, 3], pads=[1, 1, 1, 1], count_include_pad=1),
     "InstanceNormalization": lambda: single_op("InstanceNormalization",
                                                extra_inputs=lambda b: [b.weight((3,)), b.weight((3,))], epsilon=1e-3),
+    "GroupNormalization": lambda: shaped_output(single_op(
+        "GroupNormalization", shape=(2, 6, 3, 3), opset=18, num_groups=3, epsilon=1e-3,
+        extra_inputs=lambda b: [b.weight((3,)), b.weight((3,))])),
+    "GroupNormalization-21": lambda: shaped_output(single_op(
+        "GroupNormalization", shape=(2, 6, 3, 3), opset=21, num_groups=2,
+        extra_inputs=lambda b: [b.weight((6,)), b.weight((6,))])),
     "ReduceSumSquare": lambda: single_op("ReduceSumSquare", axes=[1, 3], keepdims=0),
     "Resize": lambda: resize_model(),
     "ConvTranspose": lambda: single_op("ConvTranspose", extra_inputs=lambda b: [b.weight((3, 2, 3, 3)), b.weight((2,))],
@@ -83,7 +96,8 @@ def test_rewrite_computes_the_same(case):
         assert len([v for v in graph.outputs_of(norm) if v is not None]) == 3
     assert {v.name for v in original.initializers} <= {v.name for v in graph.initializers}
     rng = np.random.default_rng(0)
-    feeds = {"x": (rng.standard_normal((2, 3, 4, 4)) * 3).astype(np.float32)}
+    shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    feeds = {"x": (rng.standard_normal(shape) * 3 + 1).astype(np.float32)}
     for a, b in zip(outputs(original, feeds), outputs(graph, feeds)):
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
 
@@ -144,10 +158,14 @@ def test_legalized_graph_builds_gradients(tmp_path):
     x = b.op("Resize", [x, "", b.const(np.array([1, 1, 2, 2], np.float32))], mode="nearest",
              coordinate_transformation_mode="asymmetric", nearest_mode="floor")
     x = b.op("GlobalMaxPool", [x])
+    # last: onnx's shape inference gives a function op's output no shape, and ConvTranspose needs one
+    x = b.op("GroupNormalization", [x, gn_scale := b.weight((2,), base="gn_scale"), b.weight((2,))], num_groups=2)
     y = b.op("Flatten", [x])
-    graph = legalized(b.model({"x": [2, 3, 6, 6]}, [y]))
+    model = b.model({"x": [2, 3, 6, 6]}, [y], opset=18)
+    model.graph.output[0].CopyFrom(helper.make_tensor_value_info(y, TensorProto.FLOAT, [2, 4]))
+    graph = legalized(model)
     trainable, frozen = trainable_parameters(graph, "cpu")
-    assert trainable
+    assert gn_scale in trainable
     artifacts.generate_artifacts(graph.to_onnx(), requires_grad=trainable, frozen_params=frozen,
                                  loss=artifacts.LossType.MSELoss, artifact_directory=str(tmp_path))
     assert (tmp_path / "training_model.onnx").exists()

@@ -210,6 +210,32 @@ def _instance_norm(graph: Graph, op: Op, emit: Emitter) -> None:
          out=y)
 
 
+def _group_norm(graph: Graph, op: Op, emit: Emitter) -> None:
+    """GroupNormalization = standardise each sample's channel groups (viewed as (N, groups, -1)), then
+    scale and shift: per group in opset 18, per channel from opset 21 (the op's two versions)."""
+    x = graph.inputs_of(op)[0]
+    found = emit.types.get(x.name)
+    if found is None or found.shape is None:
+        raise _refuse(op, "its input's rank is unknown")
+    if found.elem_type != TensorProto.FLOAT:  # opset 21 computes in float32 (stash_type): only exact there
+        raise _refuse(op, "its input is not float32")
+    (x, scale, bias), (y, *_) = _detach(graph, op)
+    grouped = emit("Reshape", [x, emit.const([0, op.attr("num_groups"), -1], np.int64)])
+    centered = emit("Sub", [grouped, emit.reduce("ReduceMean", grouped, [2])])
+    variance = emit.reduce("ReduceMean", emit("Mul", [centered, centered]), [2])
+    normed = emit("Div", [centered, emit("Sqrt", [emit("Add", [variance, emit.const(op.attr("epsilon", 1e-5))])])])
+    if emit.opset < 21:
+        per_group = emit.const([-1, 1], np.int64)
+        shifted = emit("Add", [emit("Mul", [normed, emit("Reshape", [scale, per_group])]),
+                               emit("Reshape", [bias, per_group])])
+        emit("Reshape", [shifted, emit("Shape", [x])], out=y)
+    else:
+        restored = emit("Reshape", [normed, emit("Shape", [x])])
+        per_channel = emit.const([-1] + [1] * (len(found.shape) - 2), np.int64)
+        emit("Add", [emit("Mul", [restored, emit("Reshape", [scale, per_channel])]), emit("Reshape", [bias, per_channel])],
+             out=y)
+
+
 def _reduce_sum_square(graph: Graph, op: Op, emit: Emitter) -> None:
     """ReduceSumSquare(x) = ReduceSum(x·x)."""
     inputs, (y, *_) = _detach(graph, op)
@@ -351,6 +377,7 @@ RULES: tuple[TrainingRule, ...] = (
     TrainingRule(("GlobalMaxPool",), _global_max_pool),
     TrainingRule(("AveragePool",), _average_pool, why="its training kernel can crash on a dynamic batch axis"),
     TrainingRule(("InstanceNormalization",), _instance_norm),
+    TrainingRule(("GroupNormalization",), _group_norm),
     TrainingRule(("ReduceSumSquare",), _reduce_sum_square),
     TrainingRule(("CastLike",), _cast_like),
     TrainingRule(("Resize", "Upsample"), _resize_nearest, devices=("cpu",), why="no CPU gradient kernel"),
@@ -361,7 +388,7 @@ _BY_TYPE = {t: rule for rule in RULES for t in rule.op_types}
 
 #: Ops with no gradient in onnxruntime-training 1.19 and no rewrite here (on any device; the ops whose
 #: gradient kernel exists on CUDA only have CPU rewrites above, which refuse what they cannot rewrite).
-NO_GRADIENT = frozenset({"GroupNormalization", "ReduceMax", "ReduceMin", "CumSum", "Einsum", "LpNormalization",
+NO_GRADIENT = frozenset({"ReduceMax", "ReduceMin", "CumSum", "Einsum", "LpNormalization",
                          "DepthToSpace", "SpaceToDepth", "Sign", "Floor", "Round", "Ceil", "ThresholdedRelu",
                          "Shrink", "Hardmax", "ArgMax", "ArgMin", "LSTM", "GRU", "RNN", "Loop", "Scan", "If"})
 
