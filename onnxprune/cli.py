@@ -278,7 +278,8 @@ def _prune_pipeline(args: argparse.Namespace, graph: Graph, passes: list) -> int
     for path in (args.output, f"{args.output}.data", args.selection_out):
         if path:
             check_output_path(path, graph.source_files or (args.model,))
-    am = AnalysisManager(graph)
+    shapes = tuple(args.input_shape or ())
+    am = AnalysisManager(graph, input_shapes=shapes)
     space = am.get("prune-space")
     erasing = am.get("erase-space")
     before = am.get("cost")
@@ -287,7 +288,7 @@ def _prune_pipeline(args: argparse.Namespace, graph: Graph, passes: list) -> int
     manager = PassManager(passes + [REGISTRY.get("cleanup")()])
     manager.run(graph, am)
     selection = am.state["selection"]
-    after = AnalysisManager(graph).get("cost")
+    after = AnalysisManager(graph, input_shapes=shapes).get("cost")
     loads = _loads_at_default_settings(graph)
     save(graph, args.output)
     if args.selection_out:
@@ -371,7 +372,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                          checkpoint_every=args.checkpoint_every)
     report = run_model(args.model, args.output, args.data, config, eval_data=args.eval_data,
                        eval_fraction=args.eval_fraction, synthetic=args.synthetic, resume=args.resume,
-                       tolerance=args.tolerance, progress=not args.no_progress)
+                       tolerance=args.tolerance, progress=not args.no_progress,
+                       input_shapes=tuple(args.input_shape or ()))
 
     def change(key: str) -> str:
         a, b = report[key]["dense"], report[key]["compact"]
@@ -424,8 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     analyze_cmd.add_argument("model", help="input .onnx file")
     analyze_cmd.add_argument("--json", metavar="FILE", help="also write the summary as JSON")
     analyze_cmd.add_argument("--dot", metavar="FILE", help="also draw the graph with families coloured (Graphviz)")
-    analyze_cmd.add_argument("--input-shape", action="append", metavar="NAME=DIMS",
-                             help="bind a dynamic input's shape, e.g. input=1x3x224x224 (repeatable)")
+    _input_shape_option(analyze_cmd)
     analyze_cmd.add_argument("--allow-custom-ops", action="store_true",
                              help="accept ops from unknown domains as opaque")
     analyze_cmd.set_defaults(func=cmd_analyze)
@@ -467,6 +468,7 @@ def _run_parser(commands) -> None:
     run.add_argument("--eval-fraction", type=float, default=0.1, help="share of --data held out (default 0.1)")
     run.add_argument("--synthetic", type=int, default=0, metavar="N",
                      help="no data: distil the original model on N random inputs (says so)")
+    _input_shape_option(run)
     run.add_argument("--target-sparsity", type=float, default=0.5, help="share of groups to zero (default 0.5)")
     run.add_argument("--erase", action="store_true", help="also erase whole blocks (share: --target-erase)")
     run.add_argument("--target-erase", type=float, metavar="F",
@@ -494,7 +496,14 @@ def _run_parser(commands) -> None:
     run.set_defaults(func=cmd_run)
 
 
+def _input_shape_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--input-shape", action="append", metavar="NAME=DIMS",
+                        help="bind a dynamic input's shape, e.g. input=1x3x224x224 (repeatable): the analysis "
+                             "sees these sizes and sample inputs (verify, --synthetic, latency) have them")
+
+
 def _verify_options(parser: argparse.ArgumentParser) -> None:
+    _input_shape_option(parser)
     parser.add_argument("--no-verify", action="store_true", help="skip comparing against the masked original")
     parser.add_argument("--tolerance", type=float, default=1e-4, help="verify's relative tolerance (default 1e-4)")
     parser.add_argument("--allow-custom-ops", action="store_true", help="accept ops from unknown domains as opaque")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import onnx
 
+from .errors import UserError
 from .ir import Graph
+from .ir.shapes import parse_input_shape
 
 
 def inference_session(graph: Graph, *, optimize: bool = False, threads: int | None = None):
@@ -15,7 +19,7 @@ def inference_session(graph: Graph, *, optimize: bool = False, threads: int | No
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # failures come back as exceptions; onnxruntime's own log would repeat them
     options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
                                         else ort.GraphOptimizationLevel.ORT_ENABLE_BASIC)
     if threads:
@@ -23,13 +27,22 @@ def inference_session(graph: Graph, *, optimize: bool = False, threads: int | No
     return ort.InferenceSession(graph.to_onnx().SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
-def random_inputs(graph: Graph, rng: np.random.Generator, batch: int) -> dict[str, np.ndarray]:
-    """Seeded random inputs for every graph input; symbolic dimensions take `batch`."""
+def bound_shapes(input_shapes: tuple[str, ...] | list[str]) -> dict[str, tuple[int, ...]]:
+    """"name=1x3x224x224" bindings as {name: dims}."""
+    return dict(parse_input_shape(text) for text in input_shapes)
+
+
+def random_inputs(graph: Graph, rng: np.random.Generator, batch: int,
+                  input_shapes: tuple[str, ...] | list[str] = ()) -> dict[str, np.ndarray]:
+    """Seeded random inputs for every graph input: of the bound shape where `input_shapes` binds the
+    input ("name=1x3x224x224"), else of the declared one with symbolic dimensions as `batch`."""
+    bound = bound_shapes(input_shapes)
     feeds = {}
     for value in graph.inputs:
         if value.is_initializer:
             continue
-        shape = [d if isinstance(d, int) and d > 0 else batch for d in (value.shape or ())]
+        shape = list(bound[value.name]) if value.name in bound else \
+            [d if isinstance(d, int) and d > 0 else batch for d in (value.shape or ())]
         dtype = onnx.helper.tensor_dtype_to_np_dtype(value.dtype)
         if np.issubdtype(dtype, np.floating):
             feeds[value.name] = rng.standard_normal(shape).astype(dtype)
@@ -38,3 +51,18 @@ def random_inputs(graph: Graph, rng: np.random.Generator, batch: int) -> dict[st
         else:
             feeds[value.name] = rng.integers(0, 4, shape).astype(dtype)
     return feeds
+
+
+def run_reference(session, feeds: dict[str, np.ndarray], what: str) -> list[np.ndarray]:
+    """`session.run` on sample inputs of a model the user gave: if onnxruntime fails, the usual cause is
+    inputs of a size the model cannot take (dynamic dims filled in arbitrarily), so say that in one
+    line. (A failure of a model onnxprune wrote is onnxprune's bug: do not use this for those.)"""
+    try:
+        return session.run(None, feeds)
+    except Exception as error:  # onnxruntime raises its own exception types
+        sizes = ", ".join(f"{name}={'x'.join(map(str, array.shape))}" for name, array in feeds.items())
+        failed = re.search(r"running (\S+) node\. Name:'([^']*)'", str(error))
+        reason = (f"its {failed[1]} node" + (f" '{failed[2]}'" if failed[2] else "") + " failed" if failed
+                  else str(error).strip().splitlines()[0][:160])
+        raise UserError(f"{what}: onnxruntime could not run the model on sample inputs {sizes} ({reason}); "
+                        "give --input-shape NAME=DIMS with sizes the model takes") from error

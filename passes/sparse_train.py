@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, fields
 
 from onnxprune.errors import UserError
 from onnxprune.ir import Graph
+from onnxprune.ops.training_rules import constant_weights
 from onnxprune.passmanager import PassResult, TransformPass
 from onnxprune.train.data import open_data, synthetic_data
 from onnxprune.train.run import TrainConfig, sparse_train
@@ -38,15 +39,17 @@ class SparseTrain(TransformPass):
         options = self.options
         config = TrainConfig(**{f.name: getattr(options, f.name) for f in fields(TrainConfig)})
         if options.synthetic:
-            data = synthetic_data(graph, options.synthetic, options.seed)
+            data = synthetic_data(graph, options.synthetic, options.seed, input_shapes=am.input_shapes)
             config = TrainConfig(**{**asdict(config), "loss": "distill"})
         elif options.data:
             data = open_data(options.data)
         else:
             raise UserError("sparse-train needs data: sparse-train{data=FILE.npz} (or synthetic=N to distil on "
                             "random inputs)")
+        constant_weights(graph)  # first: the space the selection refers to must be that of the trained graph
         erasing = am.get(EraseSpaceAnalysis) if config.target_erase else None
-        result = sparse_train(graph, am.get(PruneSpaceAnalysis), am.get(ShapesAnalysis), data, config, erasing=erasing)
+        result = sparse_train(graph, am.get(PruneSpaceAnalysis), am.get(ShapesAnalysis), data, config, erasing=erasing,
+                              input_shapes=am.input_shapes)
         am.state["selection"] = result.selection
         am.state["training"] = result
         return PassResult.changed()

@@ -9,7 +9,7 @@ import numpy as np
 from onnxprune.errors import CheckFailed, UserError
 from onnxprune.ir import Graph
 from onnxprune.passmanager import AnalysisPass
-from onnxprune.runtime import inference_session, random_inputs
+from onnxprune.runtime import inference_session, random_inputs, run_reference
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class VerifyOptions:
     tolerance: float = 1e-4  # relative: max|a - b| <= atol + tolerance * max|a| for every output
     atol: float = 1e-6  # absolute floor: fp32 kernels (onnxruntime's Sigmoid, say) err by ~1e-7 near zero
     seed: int = 0
-    batch: int = 2  # size given to symbolic dimensions of the sample inputs
+    batch: int = 2  # size given to symbolic dimensions of the sample inputs (the analysis manager's input_shapes win)
     samples: int = 2  # batches of random inputs
 
 
@@ -45,7 +45,7 @@ def compare(reference: Graph, candidate: Graph, feeds_list: list[dict[str, np.nd
     max_abs = max_rel = 0.0
     ok = True
     for feeds in feeds_list:
-        for a, b in zip(ref.run(None, feeds), cand.run(None, feeds)):
+        for a, b in zip(run_reference(ref, feeds, "verify"), cand.run(None, feeds)):
             a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
             if a.shape != b.shape:
                 raise CheckFailed(f"verify failed: output shapes differ ({a.shape} vs {b.shape})")
@@ -79,7 +79,7 @@ class Verify(AnalysisPass):
         if reference is None:
             raise UserError("verify compares against the masked original that `compact` keeps: run it after compact")
         rng = np.random.default_rng(self.options.seed)
-        feeds = [random_inputs(graph, rng, self.options.batch) for _ in range(self.options.samples)]
+        feeds = [random_inputs(graph, rng, self.options.batch, am.input_shapes) for _ in range(self.options.samples)]
         report = compare(reference, graph, feeds, self.options.tolerance, self.options.atol)
         am.state["verify"] = report
         if not report.ok:

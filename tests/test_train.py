@@ -355,3 +355,56 @@ def test_failed_opset_conversion_is_one_clear_error(monkeypatch):
     with pytest.raises(UserError, match=r"the cross-entropy loss needs opset >= 12; converting the model's opset 11 "
                                         r"failed \(.*No Adapter For Frobnicate\): re-export the model with opset >= 12"):
         with_opset(onnxprune.load(opset11_cnn()), 12, "the cross-entropy loss")
+
+
+# ---------------------------------------------------------------- dynamic sizes
+def dynamic_cnn() -> onnx.ModelProto:
+    """x: N x 3 x H x W; a Constant-op conv weight (as exporters such as paddle2onnx write), unpadded
+    convolutions (inputs below 5x5 make onnxruntime fail), a MaxPool (onnxruntime-training crashes on
+    one with symbolic spatial dims)."""
+    rng = np.random.default_rng(0)
+
+    def weights(*shape):
+        return (rng.standard_normal(shape) * 0.3).astype(np.float32)
+
+    nodes = [helper.make_node("Constant", [], ["w1"], value=numpy_helper.from_array(weights(8, 3, 3, 3))),
+             helper.make_node("Conv", ["x", "w1"], ["c1"], kernel_shape=[3, 3]),
+             helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Conv", ["p1", "w2"], ["c2"], kernel_shape=[3, 3]),
+             helper.make_node("Relu", ["c2"], ["r2"]),
+             helper.make_node("GlobalAveragePool", ["r2"], ["g"]),
+             helper.make_node("Flatten", ["g"], ["f"]),
+             helper.make_node("Gemm", ["f", "fc"], ["y"], transB=1)]
+    graph = helper.make_graph(nodes, "dynamic", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
+                              [numpy_helper.from_array(weights(8, 8, 3, 3), "w2"), numpy_helper.from_array(weights(4, 8), "fc")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_dynamic_sizes_train_with_input_shape_and_keep_the_interface(tmp_path):
+    from onnxprune.train.run import run_model
+
+    model = tmp_path / "dynamic.onnx"
+    onnx.save(dynamic_cnn(), model)
+    config = TrainConfig(steps=10, batch_size=8, lr=0.01, threads=1, target_sparsity=0.5, loss="distill")
+    out = tmp_path / "small.onnx"
+    report = run_model(str(model), str(out), None, config, synthetic=64, progress=False, log=lambda _: None,
+                       input_shapes=("x=1x3x20x20",))
+    assert report["verify"]["ok"] and report["groups_removed"] == 8  # half of 8 + 8 channels
+    assert report["latency_ms"]["input_shapes"] == ["x=1x3x20x20"]
+    dims = onnx.load(out).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param or d.dim_value for d in dims] == ["N", 3, "H", "W"]  # sizes were bound for the run only
+
+
+def test_sample_inputs_too_small_for_the_model_ask_for_input_shape(tmp_path, capsys):
+    model = tmp_path / "dynamic.onnx"
+    onnx.save(dynamic_cnn(), model)
+    code, _, err = run_cli(capsys, "prune", model, "--ratio", "0.5", "-o", tmp_path / "out.onnx")
+    assert code == 2
+    assert err.strip().splitlines() == ["onnxprune: error: verify: onnxruntime could not run the model on sample inputs "
+                                        "x=2x3x2x2 (its Conv node failed); give --input-shape NAME=DIMS with sizes "
+                                        "the model takes"]
+    code, out, _ = run_cli(capsys, "prune", model, "--ratio", "0.5", "-o", tmp_path / "out.onnx",
+                           "--input-shape", "x=1x3x16x16")
+    assert code == 0 and "verify     compact vs masked" in out

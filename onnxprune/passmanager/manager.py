@@ -28,11 +28,16 @@ class AnalysisManager:
     A cached result stays valid until a transform that did not preserve it runs, or until the graph
     is edited behind the manager's back (its `version` moved without an `invalidate`). Results that
     were computed from another analysis are dropped with it.
+
+    `input_shapes` ("name=1x3x224x224" bindings of dynamic input dims) describe how the graph is used,
+    not one pass: every analysis that takes `input_shapes` and is asked for by name or class without
+    them gets these, and passes that run the graph on sample inputs (verify) make them this size.
     """
 
-    def __init__(self, graph: Graph, registry: Registry = REGISTRY) -> None:
+    def __init__(self, graph: Graph, registry: Registry = REGISTRY, input_shapes: tuple[str, ...] = ()) -> None:
         self.graph = graph
         self.registry = registry
+        self.input_shapes = tuple(input_shapes)
         self._cache: dict[AnalysisKey, tuple[Any, int]] = {}
         self._deps: dict[AnalysisKey, set[AnalysisKey]] = {}
         self._stack: list[AnalysisKey] = []
@@ -47,9 +52,9 @@ class AnalysisManager:
             cls = self.registry.get(analysis)
             if not issubclass(cls, AnalysisPass):
                 raise TypeError(f"'{analysis}' is a transform, not an analysis")
-            analysis = cls(**options)
+            analysis = cls(**self._with_defaults(cls, options))
         elif isinstance(analysis, type):
-            analysis = analysis(**options)
+            analysis = analysis(**self._with_defaults(analysis, options))
         key = _key(analysis)
         if self._stack:
             self._deps.setdefault(self._stack[-1], set()).add(key)
@@ -66,6 +71,12 @@ class AnalysisManager:
         self._cache[key] = (result, self.graph.version)
         self.computed.append(analysis.name)
         return result
+
+    def _with_defaults(self, cls: type[AnalysisPass], options: dict[str, Any]) -> dict[str, Any]:
+        takes_shapes = "input_shapes" in {f.name for f in dataclasses.fields(cls.Options)}
+        if takes_shapes and self.input_shapes and "input_shapes" not in options:
+            return {**options, "input_shapes": self.input_shapes}
+        return options
 
     def is_cached(self, name: str) -> bool:
         """True if some result of analysis `name` is cached and valid."""

@@ -97,14 +97,33 @@ def expose_running_statistics(graph: Graph) -> dict[str, str]:
     return exposed
 
 
-def with_opset(graph: Graph, minimum: int, why: str) -> Graph:
+def fix_sample_sizes(graph: Graph, sizes: dict[str, tuple[int, ...]]) -> bool:
+    """Declare the sizes the training data has (`sizes`: input name -> dims after the batch) on the
+    graph inputs whose declared dims are not all known; the batch stays as declared. onnxruntime-training
+    1.19 crashes (segfault) in a MaxPool step when the pooled tensor's spatial dims are symbolic; with
+    them declared it trains. Returns whether anything changed."""
+    changed = False
+    for value in graph.inputs:
+        dims = sizes.get(value.name)
+        declared = value.shape
+        if value.is_initializer or dims is None or declared is None or len(declared) != len(dims) + 1:
+            continue
+        if all(isinstance(d, int) and d > 0 for d in declared[1:]):
+            continue
+        graph.set_type(value, value.dtype, (declared[0], *dims))
+        changed = True
+    return changed
+
+
+def with_opset(graph: Graph, minimum: int, why: str, input_shapes: tuple[str, ...] = ()) -> Graph:
     """`graph` converted to default-domain opset `minimum` by onnx's version converter (a new graph;
     the input is not modified), checked to keep every initializer (trained values map back by name)
-    and to compute the same outputs on random inputs; a UserError saying `why` it was needed if not."""
+    and to compute the same outputs on random inputs (sized by `input_shapes`); a UserError saying `why`
+    it was needed if not."""
     from onnx import version_converter
 
     from ..ir import load
-    from ..runtime import inference_session, random_inputs
+    from ..runtime import inference_session, random_inputs, run_reference
 
     advice = f"re-export the model with opset >= {minimum}"
     try:
@@ -117,8 +136,9 @@ def with_opset(graph: Graph, minimum: int, why: str) -> Graph:
     if any(after.get(name) != dims for name, dims in before.items()):
         raise UserError(f"{why} needs opset >= {minimum}; converting from opset {graph.opset} changed the "
                         f"model's weights: {advice}")
-    feeds = random_inputs(graph, np.random.default_rng(0), 2)
-    for old, new in zip(inference_session(graph).run(None, feeds), inference_session(converted).run(None, feeds)):
+    feeds = random_inputs(graph, np.random.default_rng(0), 2, input_shapes)
+    expected = run_reference(inference_session(graph), feeds, f"checking the opset {minimum} copy for training")
+    for old, new in zip(expected, inference_session(converted).run(None, feeds)):
         if old.shape != new.shape or not np.allclose(old, new, rtol=1e-5, atol=1e-6):
             raise UserError(f"{why} needs opset >= {minimum}; the model converted from opset {graph.opset} "
                             f"computes something else: {advice}")
@@ -141,11 +161,12 @@ def _quiet_stderr():
 
 def build_artifacts(graph: Graph, directory: Path, loss: Loss, device: str = "cpu",
                     output: str | None = None, exclude: set[str] = frozenset(),
-                    gradient_rules: bool = True) -> TrainingArtifacts:
+                    gradient_rules: bool = True, input_shapes: tuple[str, ...] = ()) -> TrainingArtifacts:
     """Write the training model and checkpoint for `graph` (already legalized; it is not modified) into
     `directory`. The loss reads `output` (default: the first graph output); `exclude` names constants
     that must not train. On CPU, gradient ops with slow kernels are replaced by equivalents
-    (`ops/gradient_rules.py`) unless `gradient_rules` is false (for comparisons)."""
+    (`ops/gradient_rules.py`) unless `gradient_rules` is false (for comparisons). `input_shapes` size the
+    sample inputs of the check after an opset conversion."""
     from onnxruntime.training import artifacts  # imports torch: keep it off the CLI's start-up path
 
     if loss not in LOSSES:
@@ -160,7 +181,7 @@ def build_artifacts(graph: Graph, directory: Path, loss: Loss, device: str = "cp
         needs.append((14, "training BatchNormalization (its training mode)"))
     minimum, why = max(needs, default=(0, ""))
     if work.opset < minimum:
-        work = with_opset(work, minimum, why)
+        work = with_opset(work, minimum, why, input_shapes)
     trainable, frozen = trainable_parameters(work, device, exclude, output)
     if not trainable:
         raise UserError("the model has no trainable float32 weights (initializers of rank >= 1 used only where "

@@ -207,14 +207,19 @@ def input_specs(graph) -> list[InputSpec]:
     return specs
 
 
-def synthetic_data(graph, count: int, seed: int, free_dim: int = 8) -> ArrayData:
-    """Random inputs of the model's declared shapes (free dims but the batch as `free_dim`), for
-    distillation without data: floats standard-normal; integers that index an embedding (Gather) drawn
-    below its table size, other integers (masks) 0 or 1."""
+def synthetic_data(graph, count: int, seed: int, free_dim: int = 8, input_shapes: tuple[str, ...] = ()) -> ArrayData:
+    """Random inputs of the model's declared shapes (free dims but the batch as `free_dim`, or as
+    `input_shapes` bind them: "name=1x3x224x224", batch ignored), for distillation without data:
+    floats standard-normal; integers that index an embedding (Gather) drawn below its table size,
+    other integers (masks) 0 or 1."""
+    from ..runtime import bound_shapes
+
+    bound = bound_shapes(input_shapes)
     rng = np.random.default_rng(seed)
     arrays = {}
     for spec in input_specs(graph):
-        dims = [d if d is not None else free_dim for d in spec.shape[1:]]
+        dims = list(bound[spec.name][1:]) if spec.name in bound else \
+            [d if d is not None else free_dim for d in spec.shape[1:]]
         if spec.dtype.kind == "f":
             arrays[spec.name] = rng.standard_normal((count, *dims)).astype(spec.dtype)
         elif spec.dtype.kind in "iu":

@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import UserError
 from ..ir import Graph
 from ..space import ErasingSpace, PruningSpace, Selection
-from .artifacts import LOSSES, build_artifacts, running_statistics
+from .artifacts import LOSSES, build_artifacts, fix_sample_sizes, running_statistics
 from .data import ArrayData, FactoryData, check_batch, input_specs
 from .schedule import LearningRate
 
@@ -79,6 +79,16 @@ def resolve_device(device: str) -> str:
     if device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: torch sees no CUDA device here; use --device cpu or auto")
     return device
+
+
+def _sample_sizes(data: ArrayData | FactoryData, input_shapes: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
+    """The sizes (after the batch) every training sample has: those of the data's arrays, or, for data
+    from a function, what `input_shapes` bind."""
+    from ..runtime import bound_shapes
+
+    if isinstance(data, ArrayData):
+        return {name: tuple(array.shape[1:]) for name, array in data.arrays.items()}
+    return {name: dims[1:] for name, dims in bound_shapes(input_shapes).items()}
 
 
 def _make_optimizer(engine, space: PruningSpace, layout, config: TrainConfig, total: int, device: str,
@@ -141,7 +151,7 @@ class _Checkpoint:
 def sparse_train(graph: Graph, space: PruningSpace, types: dict, data: ArrayData | FactoryData, config: TrainConfig,
                  *, work_dir: Path | None = None, checkpoint_dir: Path | None = None, resume: bool = False,
                  on_metrics: Callable[[dict], None] | None = None, progress: bool = False,
-                 erasing: ErasingSpace | None = None) -> TrainResult:
+                 erasing: ErasingSpace | None = None, input_shapes: tuple[str, ...] = ()) -> TrainResult:
     """Train `graph` with a group-sparse optimizer; write the trained weights into it (in place) and
     return the Selection of groups that are exactly zero (and of regions, with `erasing` and
     `config.target_erase`, whose groups are zero: those are erased whole)."""
@@ -157,11 +167,16 @@ def sparse_train(graph: Graph, space: PruningSpace, types: dict, data: ArrayData
     torch.set_num_threads(1)  # onnxruntime owns the cores during a step; our update is cheap
     constant_weights(graph)  # trained Constant-op weights come back as initializers of the same name
     legal = graph.copy()
+    if fix_sample_sizes(legal, _sample_sizes(data, input_shapes)):
+        from ..ir.shapes import infer_shapes
+
+        types = {**types, **infer_shapes(legal)}  # static now where they were symbolic
     added = legalize(legal, types, "cpu")
     own_dir = work_dir is None
     work_dir = Path(tempfile.mkdtemp(prefix="onnxprune-train-")) if own_dir else work_dir
     try:
-        artifacts = build_artifacts(legal, work_dir / "artifacts", config.loss, exclude=added)
+        artifacts = build_artifacts(legal, work_dir / "artifacts", config.loss, exclude=added,
+                                    input_shapes=input_shapes)
         engine = TrainingEngine(artifacts, threads=config.threads or None)
         shapes = {k: tuple(v.shape) for k, v in engine.params.items()}
         if config.target_erase and (erasing is None or not erasing.regions):
@@ -341,16 +356,19 @@ def evaluate(graph: Graph, data: ArrayData, loss: str, output: str, batch_size: 
     return {"distill_mse": squared / count, "samples": count} if reference is not None else {"samples": count}
 
 
-def latency_ms(graph: Graph, batch: int = 1, repeats: int = 50, threads: int = 1) -> float:
-    """Median CPU latency of one run (all graph optimisations, `threads` intra-op threads)."""
-    from ..runtime import inference_session, random_inputs
+def latency_ms(graph: Graph, batch: int = 1, repeats: int = 50, threads: int = 1,
+               input_shapes: tuple[str, ...] = ()) -> float:
+    """Median CPU latency of one run (all graph optimisations, `threads` intra-op threads) on random
+    inputs of batch `batch`, or of the sizes `input_shapes` bind."""
+    from ..runtime import inference_session, random_inputs, run_reference
 
     try:
         session = inference_session(graph, optimize=True, threads=threads)
     except Exception:  # onnxruntime 1.19's NCHWc transform rejects some widths: measure at basic level
         session = inference_session(graph, threads=threads)
-    feeds = random_inputs(graph, np.random.default_rng(0), batch)
-    for _ in range(5):
+    feeds = random_inputs(graph, np.random.default_rng(0), batch, input_shapes)
+    run_reference(session, feeds, "latency")
+    for _ in range(4):
         session.run(None, feeds)
     times = []
     for _ in range(repeats):
@@ -362,11 +380,14 @@ def latency_ms(graph: Graph, batch: int = 1, repeats: int = 50, threads: int = 1
 
 def run_model(model: str, output: str, data_spec: str | None, config: TrainConfig, *, eval_data: str | None = None,
               eval_fraction: float = 0.1, synthetic: int = 0, resume: bool = False, tolerance: float = 1e-4,
-              progress: bool = True, log: Callable[[str], None] = print) -> dict:
-    """`onnxprune run`: train, compact, verify and report; returns the report (also written as JSON)."""
+              progress: bool = True, log: Callable[[str], None] = print, input_shapes: tuple[str, ...] = ()) -> dict:
+    """`onnxprune run`: train, compact, verify and report; returns the report (also written as JSON).
+    `input_shapes` ("name=1x3x224x224") bind dynamic input dims for the analysis and for every sample
+    input (synthetic data, verify, latency)."""
     from ..files import atomic_write
     from ..ir import load, save
     from ..passmanager import AnalysisManager, PassManager
+    from ..ops.training_rules import constant_weights
     from .data import open_data, synthetic_data
 
     stages: dict[str, float] = {}
@@ -380,8 +401,11 @@ def run_model(model: str, output: str, data_spec: str | None, config: TrainConfi
 
     paths = RunPaths.beside(output)
     graph = load(model)
+    # Constant-op weights become initializers before the analysis: training does it, and the space the
+    # selection refers to must be that of the graph compact sees
+    constant_weights(graph)
     original = graph.copy()
-    am = AnalysisManager(graph)
+    am = AnalysisManager(graph, input_shapes=input_shapes)
     space = am.get("prune-space")
     erasing = am.get("erase-space")
     types = am.get("shapes")
@@ -394,7 +418,7 @@ def run_model(model: str, output: str, data_spec: str | None, config: TrainConfi
                         f"the inputs [{specs}] plus 'labels' for --loss cross-entropy; or --synthetic N to distil on "
                         "N random inputs")
     if synthetic:
-        data = synthetic_data(graph, synthetic, config.seed)
+        data = synthetic_data(graph, synthetic, config.seed, input_shapes=input_shapes)
         config = TrainConfig(**{**asdict(config), "loss": "distill"})
         log(f"onnxprune: training on {synthetic} SYNTHETIC random inputs (distillation from the original model)")
     else:
@@ -413,14 +437,14 @@ def run_model(model: str, output: str, data_spec: str | None, config: TrainConfi
             metrics.write(json.dumps(record) + "\n")
             metrics.flush()
         result = sparse_train(graph, space, types, data, config, checkpoint_dir=paths.checkpoint, resume=resume,
-                              on_metrics=on_metrics, progress=progress, erasing=erasing)
+                              on_metrics=on_metrics, progress=progress, erasing=erasing, input_shapes=input_shapes)
     stage("train")
     trained = graph.copy()
-    am = AnalysisManager(graph)
+    am = AnalysisManager(graph, input_shapes=input_shapes)
     am.state["selection"] = result.selection
     PassManager(f"compact,cleanup,verify{{tolerance={tolerance:g}}}").run(graph, am)
     report_verify = am.state["verify"]
-    compact_cost = AnalysisManager(graph).get("cost")
+    compact_cost = AnalysisManager(graph, input_shapes=input_shapes).get("cost")
     stage("compact+verify")
     save(graph, output)
     output_name = graph.outputs[0].name
@@ -442,7 +466,10 @@ def run_model(model: str, output: str, data_spec: str | None, config: TrainConfi
         report["eval"] = {"dense": evaluate(trained, held_out, config.loss, output_name, teacher=teacher),
                           "compact": evaluate(graph, held_out, config.loss, output_name, teacher=teacher)}
     stage("evaluate")
-    report["latency_ms"] = {"dense": latency_ms(original), "compact": latency_ms(graph), "batch": 1, "threads": 1}
+    report["latency_ms"] = {"dense": latency_ms(original, input_shapes=input_shapes),
+                            "compact": latency_ms(graph, input_shapes=input_shapes), "batch": 1, "threads": 1}
+    if input_shapes:
+        report["latency_ms"]["input_shapes"] = list(input_shapes)
     stage("latency")
     report["time_s"] = stages
     with atomic_write(paths.report, "w") as handle:
