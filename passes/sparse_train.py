@@ -11,7 +11,6 @@ from dataclasses import asdict, dataclass, fields
 
 from onnxprune.errors import UserError
 from onnxprune.ir import Graph
-from onnxprune.ops.training_rules import constant_weights
 from onnxprune.passmanager import PassResult, TransformPass
 from onnxprune.train.data import open_data, synthetic_data
 from onnxprune.train.run import TrainConfig, sparse_train
@@ -46,7 +45,6 @@ class SparseTrain(TransformPass):
         else:
             raise UserError("sparse-train needs data: sparse-train{data=FILE.npz} (or synthetic=N to distil on "
                             "random inputs)")
-        constant_weights(graph)  # first: the space the selection refers to must be that of the trained graph
         erasing = am.get(EraseSpaceAnalysis) if config.target_erase else None
         result = sparse_train(graph, am.get(PruneSpaceAnalysis), am.get(ShapesAnalysis), data, config, erasing=erasing,
                               input_shapes=am.input_shapes)

@@ -408,3 +408,19 @@ def test_sample_inputs_too_small_for_the_model_ask_for_input_shape(tmp_path, cap
     code, out, _ = run_cli(capsys, "prune", model, "--ratio", "0.5", "-o", tmp_path / "out.onnx",
                            "--input-shape", "x=1x3x16x16")
     assert code == 0 and "verify     compact vs masked" in out
+
+
+def test_python_flow_on_constant_op_weights_compacts_what_training_zeroed():
+    """The README's flow (analyses, sparse_train, compact with the same manager) on a model whose conv
+    weight is a Constant op: training turns it into an initializer, and the selection must refer to
+    the space of the graph compact then sees."""
+    from onnxprune.train.data import synthetic_data
+
+    graph = onnxprune.load(dynamic_cnn())
+    am = AnalysisManager(graph, input_shapes=("x=1x3x20x20",))
+    data = synthetic_data(graph, 64, 0, input_shapes=am.input_shapes)
+    config = TrainConfig(steps=10, batch_size=8, lr=0.01, threads=1, target_sparsity=0.5, loss="distill")
+    result = sparse_train(graph, am.get("prune-space"), am.get("shapes"), data, config, input_shapes=am.input_shapes)
+    am.state["selection"] = result.selection
+    PassManager("compact,verify").run(graph, am)
+    assert am.state["verify"].ok and graph.initializer("w1").shape == (4, 3, 3, 3)

@@ -154,7 +154,10 @@ def sparse_train(graph: Graph, space: PruningSpace, types: dict, data: ArrayData
                  erasing: ErasingSpace | None = None, input_shapes: tuple[str, ...] = ()) -> TrainResult:
     """Train `graph` with a group-sparse optimizer; write the trained weights into it (in place) and
     return the Selection of groups that are exactly zero (and of regions, with `erasing` and
-    `config.target_erase`, whose groups are zero: those are erased whole)."""
+    `config.target_erase`, whose groups are zero: those are erased whole). Constant-op weights become
+    initializers first (trained values come back by name); if there were any, `space`, `types` and
+    `erasing` described the graph before that, and are recomputed, so the Selection refers to the space
+    of the graph as it is afterwards, which is what compact analyses."""
     import torch
 
     from ..ops.training_rules import constant_weights, legalize
@@ -165,7 +168,12 @@ def sparse_train(graph: Graph, space: PruningSpace, types: dict, data: ArrayData
         raise UserError(f"unknown loss {config.loss!r} (one of {', '.join(LOSSES)})")
     device = resolve_device(config.device)
     torch.set_num_threads(1)  # onnxruntime owns the cores during a step; our update is cheap
-    constant_weights(graph)  # trained Constant-op weights come back as initializers of the same name
+    if constant_weights(graph):
+        from ..passmanager import AnalysisManager
+
+        am = AnalysisManager(graph, input_shapes=input_shapes)
+        space, types = am.get("prune-space"), am.get("shapes")
+        erasing = am.get("erase-space") if erasing is not None else None
     legal = graph.copy()
     if fix_sample_sizes(legal, _sample_sizes(data, input_shapes)):
         from ..ir.shapes import infer_shapes
@@ -401,8 +409,8 @@ def run_model(model: str, output: str, data_spec: str | None, config: TrainConfi
 
     paths = RunPaths.beside(output)
     graph = load(model)
-    # Constant-op weights become initializers before the analysis: training does it, and the space the
-    # selection refers to must be that of the graph compact sees
+    # Constant-op weights become initializers before the analysis (training would, and the report reads
+    # this space)
     constant_weights(graph)
     original = graph.copy()
     am = AnalysisManager(graph, input_shapes=input_shapes)
