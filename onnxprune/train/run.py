@@ -394,8 +394,8 @@ def run_model(model: str, output: str, data_spec: str | None, config: TrainConfi
     input (synthetic data, verify, latency)."""
     from ..files import atomic_write
     from ..ir import load, save
-    from ..passmanager import AnalysisManager, PassManager
     from ..ops.training_rules import constant_weights
+    from ..passmanager import AnalysisManager, PassManager
     from .data import open_data, synthetic_data
 
     stages: dict[str, float] = {}
