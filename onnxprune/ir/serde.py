@@ -37,13 +37,14 @@ def load(source: str | os.PathLike | ModelProto) -> Graph:
     This only parses; `onnxprune.ir.validate` checks the model against the ONNX spec.
     """
     if isinstance(source, ModelProto):
-        if any(t.data_location == TensorProto.EXTERNAL for t in source.graph.initializer):
-            raise ModelError("<ModelProto>", "refers to external data that is not loaded",
-                             "load the model from its file path instead")
         if not source.HasField("graph"):
             raise ModelError("<ModelProto>", "is not an ONNX model: it has no graph")
         model = ModelProto()
         model.CopyFrom(source)  # the Graph must never edit the caller's message
+        if any(t.data_location == TensorProto.EXTERNAL for t in model.graph.initializer):
+            raise ModelError("<ModelProto>", "refers to external data that is not loaded",
+                             "load the model from its file path instead")
+        _inline_nested_external_data(model, model.graph, None, {})
         tensors = [(t.name, Tensor.from_proto(t)) for t in model.graph.initializer]
         return _build(model, model.graph, tensors, "<ModelProto>", ())
     path = Path(source)
@@ -92,6 +93,7 @@ def _load_mapped(buf: mmap.mmap, path: Path) -> Graph:
         model = ModelProto.FromString(skeleton)
         graph = GraphProto.FromString(b"".join(graph_parts))
         tensors, maps = [], {}
+        _inline_nested_external_data(model, graph, path, maps)
         for header_bytes, raw in tensor_spans:
             header = TensorProto.FromString(header_bytes)
             name = header.name
@@ -116,6 +118,7 @@ def _load_plain(data: bytes, path: Path) -> Graph:
     if not model.HasField("graph"):
         raise ModelError(path, "is not an ONNX model: it has no graph")
     maps: dict = {}
+    _inline_nested_external_data(model, model.graph, path, maps)
     tensors = [(t.name, _external_tensor(t, path, maps) if t.data_location == TensorProto.EXTERNAL
                 else Tensor.from_proto(t)) for t in model.graph.initializer]
     return _build(model, model.graph, tensors, str(path), (path, *maps))
@@ -130,11 +133,28 @@ def _undecodable(path: Path, detail: str) -> ModelError:
 
 def _external_tensor(proto: TensorProto, path: Path, maps: dict[Path, mmap.mmap]) -> Tensor:
     """A tensor whose data lie in an external file beside the model (mapped files are kept in `maps`)."""
+    header = TensorProto()
+    header.CopyFrom(proto)
+    header.ClearField("external_data")
+    header.ClearField("data_location")
+    header.ClearField("name")
+    return Tensor.from_raw(header, _external_bytes(proto, path, maps))
+
+
+def _external_bytes(proto: TensorProto, path: Path, maps: dict[Path, mmap.mmap]) -> memoryview:
+    """The bytes an external-data reference names, read from a file inside the model's own folder.
+
+    Every reference, wherever it sits in the model, comes through here: a location that is empty,
+    absolute, or leaves the folder (`..`, a symbolic link) is refused, so a crafted model can never make
+    onnxprune read another file into its output."""
     info = {e.key: e.value for e in proto.external_data}
     location = info.get("location", "")
     base = path.parent.resolve()
-    target = (base / location).resolve()
-    if not location or os.path.isabs(location) or base not in target.parents:
+    try:
+        target = (base / location).resolve()
+    except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL byte
+        target = None
+    if not location or os.path.isabs(location) or target is None or base not in target.parents:
         raise ModelError(path, f"tensor {proto.name!r} points at external data {location!r} outside the model's folder",
                          "onnxprune only follows external data locations inside the model's own folder")
     if not target.is_file():
@@ -151,12 +171,50 @@ def _external_tensor(proto: TensorProto, path: Path, maps: dict[Path, mmap.mmap]
     length = len(mapped) - offset if length is None else length
     if offset < 0 or length < 0 or offset + length > len(mapped):
         raise ModelError(path, f"tensor {proto.name!r} reads past the end of external data file {location!r}")
-    header = TensorProto()
-    header.CopyFrom(proto)
-    header.ClearField("external_data")
-    header.ClearField("data_location")
-    header.ClearField("name")
-    return Tensor.from_raw(header, memoryview(mapped)[offset:offset + length])
+    return memoryview(mapped)[offset:offset + length]
+
+
+def _inline_nested_external_data(model: ModelProto, graph_proto: GraphProto, path: Path | None, maps: dict) -> None:
+    """Copy into the model the external data of every tensor that is not a top-level dense initializer:
+    Constant-node values, subgraph (If/Loop/Scan) initializers, sparse initializers, function bodies.
+
+    Those tensors stay protos that onnx's helpers and onnxruntime read later, and both resolve external
+    locations against the current directory, not the model's folder. Read here, through the one
+    containment check, nothing is left for them to resolve. A ModelProto (`path` None) has no folder:
+    such references are refused."""
+    for tensor in _nested_tensors(graph_proto, model.functions):
+        if tensor.data_location != TensorProto.EXTERNAL:
+            continue
+        if path is None:
+            raise ModelError("<ModelProto>", f"tensor {tensor.name!r} refers to external data that is not loaded",
+                             "load the model from its file path instead")
+        data = bytes(_external_bytes(tensor, path, maps))
+        tensor.ClearField("external_data")
+        tensor.data_location = TensorProto.DEFAULT
+        tensor.raw_data = data
+
+
+def _nested_tensors(graph_proto: GraphProto, functions=()) -> Iterable[TensorProto]:
+    """Every TensorProto of the graph but its dense initializers (those `load` maps itself)."""
+    for sparse in graph_proto.sparse_initializer:
+        yield sparse.values
+        yield sparse.indices
+    nodes = [*graph_proto.node, *(node for function in functions for node in function.node)]
+    for node in nodes:
+        yield from _attribute_tensors(node)
+
+
+def _attribute_tensors(node: NodeProto) -> Iterable[TensorProto]:
+    for attr in node.attribute:
+        if attr.HasField("t"):
+            yield attr.t
+        yield from attr.tensors
+        for sparse in ([attr.sparse_tensor] if attr.HasField("sparse_tensor") else []) + list(attr.sparse_tensors):
+            yield sparse.values
+            yield sparse.indices
+        for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+            yield from sub.initializer
+            yield from _nested_tensors(sub)
 
 
 def _build(model: ModelProto, graph_proto: GraphProto, tensors: list[tuple[str, Tensor]], origin: str,
