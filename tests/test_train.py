@@ -164,6 +164,37 @@ def test_cli_run_without_data_says_what_it_needs(tmp_path, capsys):
     assert "training needs data" in stderr and "input (float32, Nx1x8x8)" in stderr and "Traceback" not in stderr
 
 
+@pytest.mark.parametrize("existing", ["m.ckpt", "m.ckpt.old"])
+def test_run_never_deletes_an_existing_checkpoint_folder(tmp_path, capsys, existing):
+    folder = tmp_path / existing
+    folder.mkdir()
+    data = folder / "d.npz"  # the user's data, kept inside a folder that happens to carry the name
+    data.write_bytes(DIGITS_DATA.read_bytes())
+    code, _, stderr = run_cli(capsys, "run", str(DIGITS), "--data", str(data), "-o", str(tmp_path / "m.onnx"),
+                              "--steps", "4", "--batch-size", "32", "--no-progress")
+    assert code == 2 and len(stderr.strip().splitlines()) == 1
+    assert f"{folder} already exists" in stderr and "--resume" in stderr
+    assert data.read_bytes() == DIGITS_DATA.read_bytes() and sorted(p.name for p in folder.iterdir()) == ["d.npz"]
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_run_never_moves_an_input_named_like_its_checkpoint(tmp_path, capsys):
+    model = tmp_path / "m.ckpt"
+    model.write_bytes(DIGITS.read_bytes())
+    code, _, stderr = run_cli(capsys, "run", str(model), "--data", str(DIGITS_DATA), "-o", str(tmp_path / "m.onnx"),
+                              "--steps", "4", "--batch-size", "32", "--no-progress")
+    assert code == 2 and f"{model} already exists" in stderr
+    assert model.read_bytes() == DIGITS.read_bytes()
+
+
+def test_sparse_train_refuses_a_checkpoint_folder_it_did_not_write(tmp_path):
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "keep.txt").write_text("mine")
+    with pytest.raises(UserError, match="already exists"):
+        train_digits(tmp_path, checkpoint_dir=tmp_path / "ckpt")
+    assert (tmp_path / "ckpt" / "keep.txt").read_text() == "mine"
+
+
 @pytest.mark.slow
 def test_transformer_distillation_prunes_heads_and_ffn_channels(tmp_path):
     graph = onnxprune.load(ZOO / "transformer.onnx")

@@ -119,6 +119,15 @@ def _make_optimizer(engine, space: PruningSpace, layout, config: TrainConfig, to
     return optimizer, params, grads
 
 
+def refuse_existing_checkpoint(directory: Path) -> None:
+    """Stop before a fresh run could replace `directory` (or its `.old` twin): whatever is there was not
+    made by this run, so it is the user's to keep, to resume, or to remove."""
+    for path in (directory, directory.with_name(directory.name + ".old")):
+        if path.exists() or path.is_symlink():
+            raise UserError(f"{path} already exists (a checkpoint of an earlier run?): continue that run with "
+                            "--resume, or move or remove it yourself; onnxprune never deletes what it did not write")
+
+
 @dataclass
 class _Checkpoint:
     directory: Path
@@ -166,6 +175,8 @@ def sparse_train(graph: Graph, space: PruningSpace, types: dict, data: ArrayData
 
     if config.loss not in LOSSES:
         raise UserError(f"unknown loss {config.loss!r} (one of {', '.join(LOSSES)})")
+    if checkpoint_dir is not None and not resume:
+        refuse_existing_checkpoint(checkpoint_dir)
     device = resolve_device(config.device)
     torch.set_num_threads(1)  # onnxruntime owns the cores during a step; our update is cheap
     if constant_weights(graph):
@@ -408,6 +419,8 @@ def run_model(model: str, output: str, data_spec: str | None, config: TrainConfi
         clock = now
 
     paths = RunPaths.beside(output)
+    if not resume:
+        refuse_existing_checkpoint(paths.checkpoint)
     graph = load(model)
     # Constant-op weights become initializers before the analysis (training would, and the report reads
     # this space)
