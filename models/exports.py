@@ -88,8 +88,8 @@ def bn_cnn():
     def block(cin, cout, stride=1):
         return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
 
-    return nn.Sequential(*block(1, 32), *block(32, 32), *block(32, 64, 2), *block(64, 64), *block(64, 128, 2),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, 10))
+    return nn.Sequential(*block(1, 16), *block(16, 16), *block(16, 32, 2), *block(32, 32), *block(32, 64, 2),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10))
 
 
 #: torchvision classification models: name -> input size.

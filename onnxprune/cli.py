@@ -21,14 +21,21 @@ from . import __version__
 from .errors import UserError
 from .files import atomic_write, same_file
 from .ir import Graph, load, save, validate
+from .ops.sharing import describe_untied, untie
 from .passmanager import REGISTRY, AnalysisManager, AnalysisPass, PassManager
 
 
 # ---------------------------------------------------------------------- shared helpers
-def load_model(path: str, *, allow_custom_ops: bool = False) -> Graph:
-    """Load and validate a model given on the command line."""
+def load_model(path: str, *, allow_custom_ops: bool = False, untie_roles: bool = False,
+               untie_all: bool = False) -> Graph:
+    """Load and validate a model given on the command line. With `untie_roles` (the commands that
+    analyse), initializers an exporter shared between roles are split first, and a line says so."""
     graph = load(path)
     validate(graph, path, allow_custom_domains=allow_custom_ops)
+    if untie_roles or untie_all:
+        untied = untie(graph, everything=untie_all)
+        if untied:
+            print(f"onnxprune: {describe_untied(untied)}")
     return graph
 
 
@@ -227,7 +234,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     for path in (args.json, args.dot):
         if path:
             check_output_path(path, (args.model,))
-    graph = load_model(args.model, allow_custom_ops=args.allow_custom_ops)
+    graph = load_model(args.model, allow_custom_ops=args.allow_custom_ops, untie_roles=True, untie_all=args.untie_all)
     data = analyze(graph, args.model, args.input_shape or ())
     print(format_analysis(data))
     if args.json:
@@ -329,7 +336,7 @@ def _loads_at_default_settings(graph: Graph) -> bool:
 
 def cmd_prune(args: argparse.Namespace) -> int:
     """Select groups by importance and remove them in one shot."""
-    graph = load_model(args.model, allow_custom_ops=args.allow_custom_ops)
+    graph = load_model(args.model, allow_custom_ops=args.allow_custom_ops, untie_roles=True, untie_all=args.untie_all)
     select = REGISTRY.get("select")(ratio=args.ratio, criterion=args.criterion, by=args.by, scope=args.scope,
                                      round_to=args.round_to, max_family_ratio=args.max_family_ratio, seed=args.seed,
                                      erase=args.erase)
@@ -342,7 +349,7 @@ def cmd_compact(args: argparse.Namespace) -> int:
     """Apply a selection file."""
     if not Path(args.selection).is_file():
         raise UserError(f"{args.selection}: no such selection file")
-    graph = load_model(args.model, allow_custom_ops=args.allow_custom_ops)
+    graph = load_model(args.model, allow_custom_ops=args.allow_custom_ops, untie_roles=True, untie_all=args.untie_all)
     args.selection_out = None
     return _prune_pipeline(args, graph, [REGISTRY.get("compact")(selection=args.selection)])
 
@@ -373,7 +380,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     report = run_model(args.model, args.output, args.data, config, eval_data=args.eval_data,
                        eval_fraction=args.eval_fraction, synthetic=args.synthetic, resume=args.resume,
                        tolerance=args.tolerance, progress=not args.no_progress,
-                       input_shapes=tuple(args.input_shape or ()))
+                       input_shapes=tuple(args.input_shape or ()), untie_all=args.untie_all)
 
     def change(key: str) -> str:
         a, b = report[key]["dense"], report[key]["compact"]
@@ -427,6 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
     analyze_cmd.add_argument("--json", metavar="FILE", help="also write the summary as JSON")
     analyze_cmd.add_argument("--dot", metavar="FILE", help="also draw the graph with families coloured (Graphviz)")
     _input_shape_option(analyze_cmd)
+    _untie_option(analyze_cmd)
     analyze_cmd.add_argument("--allow-custom-ops", action="store_true",
                              help="accept ops from unknown domains as opaque")
     analyze_cmd.set_defaults(func=cmd_analyze)
@@ -469,6 +477,7 @@ def _run_parser(commands) -> None:
     run.add_argument("--synthetic", type=int, default=0, metavar="N",
                      help="no data: distil the original model on N random inputs (says so)")
     _input_shape_option(run)
+    _untie_option(run)
     run.add_argument("--target-sparsity", type=float, default=0.5, help="share of groups to zero (default 0.5)")
     run.add_argument("--erase", action="store_true", help="also erase whole blocks (share: --target-erase)")
     run.add_argument("--target-erase", type=float, metavar="F",
@@ -502,8 +511,15 @@ def _input_shape_option(parser: argparse.ArgumentParser) -> None:
                              "sees these sizes and sample inputs (verify, --synthetic, latency) have them")
 
 
+def _untie_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--untie-all", action="store_true",
+                        help="also give each reader of a truly tied weight (a tied embedding and LM head) its own "
+                             "copy; exporter-shared initializers are always untied")
+
+
 def _verify_options(parser: argparse.ArgumentParser) -> None:
     _input_shape_option(parser)
+    _untie_option(parser)
     parser.add_argument("--no-verify", action="store_true", help="skip comparing against the masked original")
     parser.add_argument("--tolerance", type=float, default=1e-4, help="verify's relative tolerance (default 1e-4)")
     parser.add_argument("--allow-custom-ops", action="store_true", help="accept ops from unknown domains as opaque")

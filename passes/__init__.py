@@ -13,9 +13,10 @@ from .prune_space import PruneSpaceAnalysis
 from .select import Select
 from .shapes import InferShapes, ShapesAnalysis
 from .sparse_train import SparseTrain
+from .untie import Untie
 from .verify import Verify
 
 BUILTIN_PASSES = (ShapesAnalysis, InferShapes, Cleanup, Check, CostAnalysis, PruneSpaceAnalysis, Select, Compact, Verify,
-                  LegalizeTraining, SparseTrain, EraseSpaceAnalysis)
+                  LegalizeTraining, SparseTrain, EraseSpaceAnalysis, Untie)
 
-__all__ = ["BUILTIN_PASSES", "Check", "Cleanup", "Compact", "CostAnalysis", "EraseSpaceAnalysis", "InferShapes", "LegalizeTraining", "PruneSpaceAnalysis", "Select", "ShapesAnalysis", "SparseTrain", "Verify"]
+__all__ = ["BUILTIN_PASSES", "Check", "Cleanup", "Compact", "CostAnalysis", "EraseSpaceAnalysis", "InferShapes", "LegalizeTraining", "PruneSpaceAnalysis", "Select", "ShapesAnalysis", "SparseTrain", "Untie", "Verify"]

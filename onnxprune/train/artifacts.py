@@ -23,6 +23,7 @@ import onnx
 from ..errors import UserError
 from ..ir import Graph
 from ..ops.gradient_rules import speed_up_gradients
+from ..ops.sharing import shared_roles
 from ..ops.training_rules import differentiable_slot, gradient_reachable
 
 Loss = Literal["cross-entropy", "mse", "distill"]
@@ -183,6 +184,11 @@ def build_artifacts(graph: Graph, directory: Path, loss: Loss, device: str = "cp
     if work.opset < minimum:
         work = with_opset(work, minimum, why, input_shapes)
     trainable, frozen = trainable_parameters(work, device, exclude, output)
+    aliased = {name: roles for name, roles in shared_roles(work).items() if name in trainable}
+    if aliased:  # one tensor trained for several roles (and overwritten by the statistics write-back)
+        name, roles = next(iter(aliased.items()))
+        raise UserError(f"trained tensor {name!r} has several roles ({', '.join(roles)}), shared by the exporter: "
+                        "run the untie pass first (onnxprune's commands and sparse_train do)")
     if not trainable:
         raise UserError("the model has no trainable float32 weights (initializers of rank >= 1 used only where "
                         "gradients flow)")

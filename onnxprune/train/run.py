@@ -164,11 +164,13 @@ def sparse_train(graph: Graph, space: PruningSpace, types: dict, data: ArrayData
     """Train `graph` with a group-sparse optimizer; write the trained weights into it (in place) and
     return the Selection of groups that are exactly zero (and of regions, with `erasing` and
     `config.target_erase`, whose groups are zero: those are erased whole). Constant-op weights become
-    initializers first (trained values come back by name); if there were any, `space`, `types` and
-    `erasing` described the graph before that, and are recomputed, so the Selection refers to the space
-    of the graph as it is afterwards, which is what compact analyses."""
+    initializers first (trained values come back by name) and initializers an exporter shared between
+    roles are untied; if that changed the graph, `space`, `types` and `erasing` described the graph
+    before, and are recomputed, so the Selection refers to the space of the graph as it is afterwards,
+    which is what compact analyses."""
     import torch
 
+    from ..ops.sharing import untie
     from ..ops.training_rules import constant_weights, legalize
     from ..optim import group_layout
     from .engine import TrainingEngine
@@ -179,7 +181,10 @@ def sparse_train(graph: Graph, space: PruningSpace, types: dict, data: ArrayData
         refuse_existing_checkpoint(checkpoint_dir)
     device = resolve_device(config.device)
     torch.set_num_threads(1)  # onnxruntime owns the cores during a step; our update is cheap
-    if constant_weights(graph):
+    version = graph.version
+    constant_weights(graph)
+    untie(graph)  # one tensor per trained role: an exporter's shared initializers are split
+    if graph.version != version:
         from ..passmanager import AnalysisManager
 
         am = AnalysisManager(graph, input_shapes=input_shapes)
@@ -399,12 +404,14 @@ def latency_ms(graph: Graph, batch: int = 1, repeats: int = 50, threads: int = 1
 
 def run_model(model: str, output: str, data_spec: str | None, config: TrainConfig, *, eval_data: str | None = None,
               eval_fraction: float = 0.1, synthetic: int = 0, resume: bool = False, tolerance: float = 1e-4,
-              progress: bool = True, log: Callable[[str], None] = print, input_shapes: tuple[str, ...] = ()) -> dict:
+              progress: bool = True, log: Callable[[str], None] = print, input_shapes: tuple[str, ...] = (),
+              untie_all: bool = False) -> dict:
     """`onnxprune run`: train, compact, verify and report; returns the report (also written as JSON).
     `input_shapes` ("name=1x3x224x224") bind dynamic input dims for the analysis and for every sample
-    input (synthetic data, verify, latency)."""
+    input (synthetic data, verify, latency). `untie_all` also splits true weight tying."""
     from ..files import atomic_write
     from ..ir import load, save
+    from ..ops.sharing import describe_untied, untie
     from ..ops.training_rules import constant_weights
     from ..passmanager import AnalysisManager, PassManager
     from .data import open_data, synthetic_data
@@ -422,9 +429,12 @@ def run_model(model: str, output: str, data_spec: str | None, config: TrainConfi
     if not resume:
         refuse_existing_checkpoint(paths.checkpoint)
     graph = load(model)
-    # Constant-op weights become initializers before the analysis (training would, and the report reads
-    # this space)
+    # Constant-op weights become initializers and shared initializers are untied before the analysis
+    # (training would, and the report reads this space)
     constant_weights(graph)
+    untied = untie(graph, everything=untie_all)
+    if untied:
+        log(f"onnxprune: {describe_untied(untied)}")
     original = graph.copy()
     am = AnalysisManager(graph, input_shapes=input_shapes)
     space = am.get("prune-space")
