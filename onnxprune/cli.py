@@ -20,6 +20,7 @@ import onnx
 from . import __version__
 from .errors import UserError
 from .files import atomic_write, same_file
+from .inputs import Bindings, read_samples, resolve_bindings
 from .ir import Graph, load, save, validate
 from .ops.sharing import describe_untied, untie
 from .passmanager import REGISTRY, AnalysisManager, AnalysisPass, PassManager
@@ -37,6 +38,16 @@ def load_model(path: str, *, allow_custom_ops: bool = False, untie_roles: bool =
         if untied:
             print(f"onnxprune: {describe_untied(untied)}")
     return graph
+
+
+def input_bindings(args: argparse.Namespace, graph: Graph) -> tuple[Bindings, dict]:
+    """The sizes the command feeds inputs at (--input-shape, --sample-inputs, the model's metadata) and
+    the sample arrays; each note about them goes to stderr as one line."""
+    samples = read_samples(args.sample_inputs, graph) if getattr(args, "sample_inputs", None) else {}
+    bindings = resolve_bindings(graph, tuple(args.input_shape or ()), samples)
+    for note in bindings.notes:
+        print(f"onnxprune: note: {note}", file=sys.stderr)
+    return bindings, samples
 
 
 def check_output_path(output: str | Path, sources: Sequence[str | Path] = (), *, folder_made_later: bool = False
@@ -124,8 +135,9 @@ def cmd_opt(args: argparse.Namespace) -> int:
     return 0
 
 
-def analyze(graph: Graph, path: str, input_shapes: Sequence[str] = ()) -> dict[str, Any]:
-    """The `analyze` summary as plain data (`input_shapes`: 'name=1x3x224x224' bindings)."""
+def analyze(graph: Graph, path: str, input_shapes: Sequence[str] = (), notes: Sequence[str] = ()) -> dict[str, Any]:
+    """The `analyze` summary as plain data (`input_shapes`: 'name=1x3x224x224' bindings; `notes`: what
+    the caller wants said about them)."""
     am = AnalysisManager(graph)
     cost = am.get("cost", input_shapes=tuple(input_shapes))
     shapes = am.get("shapes", input_shapes=tuple(input_shapes))
@@ -161,7 +173,7 @@ def analyze(graph: Graph, path: str, input_shapes: Sequence[str] = ()) -> dict[s
         "regions": [r.describe() for r in erasing.regions],
         "exclusive_regions": [list(group) for group in erasing.exclusive],
         **_prunable_totals(graph, space, cost),
-        "notes": ["MACs and FLOPs count symbolic dimensions (such as the batch) as 1"],
+        "notes": ["MACs and FLOPs count symbolic dimensions (such as the batch) as 1", *notes],
     }
 
 
@@ -235,13 +247,14 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         if path:
             check_output_path(path, (args.model,))
     graph = load_model(args.model, allow_custom_ops=args.allow_custom_ops, untie_roles=True, untie_all=args.untie_all)
-    data = analyze(graph, args.model, args.input_shape or ())
+    bindings, _ = input_bindings(args, graph)
+    data = analyze(graph, args.model, bindings.shapes, bindings.notes)
     print(format_analysis(data))
     if args.json:
         write_json(args.json, data)
     if args.dot:
         with atomic_write(args.dot, "w") as handle:
-            space = AnalysisManager(graph).get("prune-space", input_shapes=tuple(args.input_shape or ()))
+            space = AnalysisManager(graph).get("prune-space", input_shapes=bindings.shapes)
             handle.write(family_dot(graph, space))
     return 0
 
@@ -285,8 +298,9 @@ def _prune_pipeline(args: argparse.Namespace, graph: Graph, passes: list) -> int
     for path in (args.output, f"{args.output}.data", args.selection_out):
         if path:
             check_output_path(path, graph.source_files or (args.model,))
-    shapes = tuple(args.input_shape or ())
-    am = AnalysisManager(graph, input_shapes=shapes)
+    bindings, samples = input_bindings(args, graph)
+    shapes = bindings.shapes
+    am = AnalysisManager(graph, input_shapes=shapes, sample_inputs=samples)
     space = am.get("prune-space")
     erasing = am.get("erase-space")
     before = am.get("cost")
@@ -380,7 +394,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     report = run_model(args.model, args.output, args.data, config, eval_data=args.eval_data,
                        eval_fraction=args.eval_fraction, synthetic=args.synthetic, resume=args.resume,
                        tolerance=args.tolerance, progress=not args.no_progress,
-                       input_shapes=tuple(args.input_shape or ()), untie_all=args.untie_all)
+                       input_shapes=tuple(args.input_shape or ()), untie_all=args.untie_all,
+                       sample_inputs=args.sample_inputs)
 
     def change(key: str) -> str:
         a, b = report[key]["dense"], report[key]["compact"]
@@ -509,6 +524,9 @@ def _input_shape_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-shape", action="append", metavar="NAME=DIMS",
                         help="bind a dynamic input's shape, e.g. input=1x3x224x224 (repeatable): the analysis "
                              "sees these sizes and sample inputs (verify, --synthetic, latency) have them")
+    parser.add_argument("--sample-inputs", metavar="FILE.npz",
+                        help="real inputs (arrays named after the model's inputs) for verify; their sizes bind "
+                             "the analysis, --synthetic and latency like --input-shape")
 
 
 def _untie_option(parser: argparse.ArgumentParser) -> None:

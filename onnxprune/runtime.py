@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 import numpy as np
-import onnx
 
 from .errors import UserError
 from .ir import Graph
@@ -34,22 +33,17 @@ def bound_shapes(input_shapes: tuple[str, ...] | list[str]) -> dict[str, tuple[i
 
 def random_inputs(graph: Graph, rng: np.random.Generator, batch: int,
                   input_shapes: tuple[str, ...] | list[str] = ()) -> dict[str, np.ndarray]:
-    """Seeded random inputs for every graph input: of the bound shape where `input_shapes` binds the
-    input ("name=1x3x224x224"), else of the declared one with symbolic dimensions as `batch`."""
+    """Seeded random inputs for every graph input, drawn by what each input is (`inputs.draw`): of the
+    bound shape where `input_shapes` binds the input ("name=1x3x224x224"), else of the declared one with
+    symbolic dimensions as `batch`."""
+    from .inputs import data_inputs, draw
+
     bound = bound_shapes(input_shapes)
     feeds = {}
-    for value in graph.inputs:
-        if value.is_initializer:
-            continue
-        shape = list(bound[value.name]) if value.name in bound else \
-            [d if isinstance(d, int) and d > 0 else batch for d in (value.shape or ())]
-        dtype = onnx.helper.tensor_dtype_to_np_dtype(value.dtype)
-        if np.issubdtype(dtype, np.floating):
-            feeds[value.name] = rng.standard_normal(shape).astype(dtype)
-        elif dtype == np.bool_:
-            feeds[value.name] = rng.integers(0, 2, shape).astype(bool)
-        else:
-            feeds[value.name] = rng.integers(0, 4, shape).astype(dtype)
+    for value in data_inputs(graph):
+        shape = bound[value.name] if value.name in bound else \
+            tuple(d if isinstance(d, int) and d > 0 else batch for d in (value.shape or ()))
+        feeds[value.name] = draw(graph, value, shape, rng)
     return feeds
 
 

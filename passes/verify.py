@@ -65,6 +65,13 @@ def compare(reference: Graph, candidate: Graph, feeds_list: list[dict[str, np.nd
     return VerifyReport(max_abs, max_rel, tolerance, ok)
 
 
+def with_samples(drawn: list[dict[str, np.ndarray]], samples: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """The user's samples as the first feed; later feeds keep their drawn floats but take the samples'
+    integer and boolean inputs (ids, masks, control scalars), which drawing may not reproduce."""
+    fixed = {name: array for name, array in samples.items() if not np.issubdtype(array.dtype, np.floating)}
+    return [{**drawn[0], **samples}] + [{**feeds, **fixed} for feeds in drawn[1:]]
+
+
 class Verify(AnalysisPass):
     """Check that the compacted model matches the masked original on seeded random inputs.
 
@@ -80,6 +87,8 @@ class Verify(AnalysisPass):
             raise UserError("verify compares against the masked original that `compact` keeps: run it after compact")
         rng = np.random.default_rng(self.options.seed)
         feeds = [random_inputs(graph, rng, self.options.batch, am.input_shapes) for _ in range(self.options.samples)]
+        if am.sample_inputs:
+            feeds = with_samples(feeds, am.sample_inputs)
         report = compare(reference, graph, feeds, self.options.tolerance, self.options.atol)
         am.state["verify"] = report
         if not report.ok:

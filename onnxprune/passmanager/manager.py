@@ -32,12 +32,16 @@ class AnalysisManager:
     `input_shapes` ("name=1x3x224x224" bindings of dynamic input dims) describe how the graph is used,
     not one pass: every analysis that takes `input_shapes` and is asked for by name or class without
     them gets these, and passes that run the graph on sample inputs (verify) make them this size.
+    `sample_inputs` (name -> array, say from `--sample-inputs FILE.npz`) are the inputs verify feeds
+    when given; inputs they lack are drawn.
     """
 
-    def __init__(self, graph: Graph, registry: Registry = REGISTRY, input_shapes: tuple[str, ...] = ()) -> None:
+    def __init__(self, graph: Graph, registry: Registry = REGISTRY, input_shapes: tuple[str, ...] = (),
+                 sample_inputs: dict | None = None) -> None:
         self.graph = graph
         self.registry = registry
         self.input_shapes = tuple(input_shapes)
+        self.sample_inputs = dict(sample_inputs or {})
         self._cache: dict[AnalysisKey, tuple[Any, int]] = {}
         self._deps: dict[AnalysisKey, set[AnalysisKey]] = {}
         self._stack: list[AnalysisKey] = []

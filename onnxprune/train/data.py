@@ -209,32 +209,21 @@ def input_specs(graph) -> list[InputSpec]:
 
 def synthetic_data(graph, count: int, seed: int, free_dim: int = 8, input_shapes: tuple[str, ...] = ()) -> ArrayData:
     """Random inputs of the model's declared shapes (free dims but the batch as `free_dim`, or as
-    `input_shapes` bind them: "name=1x3x224x224", batch ignored), for distillation without data:
-    floats standard-normal; integers that index an embedding (Gather) drawn below its table size,
-    other integers (masks) 0 or 1."""
+    `input_shapes` bind them: "name=1x3x224x224", batch ignored), for distillation without data, drawn
+    by what each input is (`inputs.draw`: floats standard-normal, ids below the vocabulary of the
+    embedding they index, masks of ones)."""
+    from ..inputs import data_inputs, draw
     from ..runtime import bound_shapes
 
     bound = bound_shapes(input_shapes)
     rng = np.random.default_rng(seed)
     arrays = {}
-    for spec in input_specs(graph):
+    for spec, value in zip(input_specs(graph), data_inputs(graph)):
         dims = list(bound[spec.name][1:]) if spec.name in bound else \
             [d if d is not None else free_dim for d in spec.shape[1:]]
-        if spec.dtype.kind == "f":
-            arrays[spec.name] = rng.standard_normal((count, *dims)).astype(spec.dtype)
-        elif spec.dtype.kind in "iu":
-            arrays[spec.name] = rng.integers(0, _index_bound(graph, spec.name), (count, *dims)).astype(spec.dtype)
-        else:
+        if spec.dtype.kind not in "fiub":
             raise UserError(f"--synthetic cannot make {spec.dtype} inputs (input {spec.name!r}); give --data")
+        arrays[spec.name] = draw(graph, value, (count, *dims), rng)
     return ArrayData(arrays, "synthetic data")
 
 
-def _index_bound(graph, name: str) -> int:
-    """The smallest embedding table the integer input indexes (through Gather), or 2 (a mask)."""
-    bounds = []
-    value = graph.value(name)
-    for op, slot in graph.uses(value):
-        data = graph.inputs_of(op)[0]
-        if op.op_type == "Gather" and slot == 1 and data is not None and data.tensor is not None:
-            bounds.append(data.tensor.shape[op.attr("axis", 0)])
-    return min(bounds) if bounds else 2

@@ -405,12 +405,15 @@ def latency_ms(graph: Graph, batch: int = 1, repeats: int = 50, threads: int = 1
 def run_model(model: str, output: str, data_spec: str | None, config: TrainConfig, *, eval_data: str | None = None,
               eval_fraction: float = 0.1, synthetic: int = 0, resume: bool = False, tolerance: float = 1e-4,
               progress: bool = True, log: Callable[[str], None] = print, input_shapes: tuple[str, ...] = (),
-              untie_all: bool = False) -> dict:
+              untie_all: bool = False, sample_inputs: str | None = None) -> dict:
     """`onnxprune run`: train, compact, verify and report; returns the report (also written as JSON).
     `input_shapes` ("name=1x3x224x224") bind dynamic input dims for the analysis and for every sample
-    input (synthetic data, verify, latency). `untie_all` also splits true weight tying."""
+    input (synthetic data, verify, latency); `sample_inputs` (an .npz of real inputs) are what verify
+    feeds, and their sizes bind like `input_shapes`; sizes the model's metadata states bind the rest.
+    `untie_all` also splits true weight tying."""
     from ..files import atomic_write
     from ..ir import load, save
+    from ..inputs import read_samples, resolve_bindings
     from ..ops.sharing import describe_untied, untie
     from ..ops.training_rules import constant_weights
     from ..passmanager import AnalysisManager, PassManager
@@ -435,6 +438,11 @@ def run_model(model: str, output: str, data_spec: str | None, config: TrainConfi
     untied = untie(graph, everything=untie_all)
     if untied:
         log(f"onnxprune: {describe_untied(untied)}")
+    samples = read_samples(sample_inputs, graph) if sample_inputs else {}
+    bindings = resolve_bindings(graph, input_shapes, samples)
+    for note in bindings.notes:
+        log(f"onnxprune: note: {note}")
+    input_shapes = bindings.shapes
     original = graph.copy()
     am = AnalysisManager(graph, input_shapes=input_shapes)
     space = am.get("prune-space")
@@ -471,7 +479,7 @@ def run_model(model: str, output: str, data_spec: str | None, config: TrainConfi
                               on_metrics=on_metrics, progress=progress, erasing=erasing, input_shapes=input_shapes)
     stage("train")
     trained = graph.copy()
-    am = AnalysisManager(graph, input_shapes=input_shapes)
+    am = AnalysisManager(graph, input_shapes=input_shapes, sample_inputs=samples)
     am.state["selection"] = result.selection
     PassManager(f"compact,cleanup,verify{{tolerance={tolerance:g}}}").run(graph, am)
     report_verify = am.state["verify"]
