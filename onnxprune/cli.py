@@ -22,21 +22,21 @@ from .errors import UserError
 from .files import atomic_write, same_file
 from .inputs import Bindings, read_samples, resolve_bindings
 from .ir import Graph, load, save, validate
-from .ops.sharing import describe_untied, untie
+from .prepare import prepare
 from .passmanager import REGISTRY, AnalysisManager, AnalysisPass, PassManager
 
 
 # ---------------------------------------------------------------------- shared helpers
-def load_model(path: str, *, allow_custom_ops: bool = False, untie_roles: bool = False,
+def load_model(path: str, *, allow_custom_ops: bool = False, prepared: bool = False,
                untie_all: bool = False) -> Graph:
-    """Load and validate a model given on the command line. With `untie_roles` (the commands that
-    analyse), initializers an exporter shared between roles are split first, and a line says so."""
+    """Load and validate a model given on the command line. `prepared` (the commands that analyse):
+    constant-computed weights are folded and shared initializers untied first (`onnxprune.prepare`),
+    and a line says what changed."""
     graph = load(path)
     validate(graph, path, allow_custom_domains=allow_custom_ops)
-    if untie_roles or untie_all:
-        untied = untie(graph, everything=untie_all)
-        if untied:
-            print(f"onnxprune: {describe_untied(untied)}")
+    if prepared:
+        for line in prepare(graph, untie_all=untie_all):
+            print(f"onnxprune: {line}")
     return graph
 
 
@@ -246,7 +246,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     for path in (args.json, args.dot):
         if path:
             check_output_path(path, (args.model,))
-    graph = load_model(args.model, allow_custom_ops=args.allow_custom_ops, untie_roles=True, untie_all=args.untie_all)
+    graph = load_model(args.model, allow_custom_ops=args.allow_custom_ops, prepared=True, untie_all=args.untie_all)
     bindings, _ = input_bindings(args, graph)
     data = analyze(graph, args.model, bindings.shapes, bindings.notes)
     print(format_analysis(data))
@@ -350,7 +350,7 @@ def _loads_at_default_settings(graph: Graph) -> bool:
 
 def cmd_prune(args: argparse.Namespace) -> int:
     """Select groups by importance and remove them in one shot."""
-    graph = load_model(args.model, allow_custom_ops=args.allow_custom_ops, untie_roles=True, untie_all=args.untie_all)
+    graph = load_model(args.model, allow_custom_ops=args.allow_custom_ops, prepared=True, untie_all=args.untie_all)
     select = REGISTRY.get("select")(ratio=args.ratio, criterion=args.criterion, by=args.by, scope=args.scope,
                                      round_to=args.round_to, max_family_ratio=args.max_family_ratio, seed=args.seed,
                                      erase=args.erase)
@@ -363,7 +363,7 @@ def cmd_compact(args: argparse.Namespace) -> int:
     """Apply a selection file."""
     if not Path(args.selection).is_file():
         raise UserError(f"{args.selection}: no such selection file")
-    graph = load_model(args.model, allow_custom_ops=args.allow_custom_ops, untie_roles=True, untie_all=args.untie_all)
+    graph = load_model(args.model, allow_custom_ops=args.allow_custom_ops, prepared=True, untie_all=args.untie_all)
     args.selection_out = None
     return _prune_pipeline(args, graph, [REGISTRY.get("compact")(selection=args.selection)])
 

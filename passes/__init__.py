@@ -8,6 +8,7 @@ from .cleanup import Cleanup
 from .compact import Compact
 from .cost import CostAnalysis
 from .erase_space import EraseSpaceAnalysis
+from .fold_constants import FoldConstants
 from .legalize_training import LegalizeTraining
 from .prune_space import PruneSpaceAnalysis
 from .select import Select
@@ -17,6 +18,6 @@ from .untie import Untie
 from .verify import Verify
 
 BUILTIN_PASSES = (ShapesAnalysis, InferShapes, Cleanup, Check, CostAnalysis, PruneSpaceAnalysis, Select, Compact, Verify,
-                  LegalizeTraining, SparseTrain, EraseSpaceAnalysis, Untie)
+                  LegalizeTraining, SparseTrain, EraseSpaceAnalysis, Untie, FoldConstants)
 
-__all__ = ["BUILTIN_PASSES", "Check", "Cleanup", "Compact", "CostAnalysis", "EraseSpaceAnalysis", "InferShapes", "LegalizeTraining", "PruneSpaceAnalysis", "Select", "ShapesAnalysis", "SparseTrain", "Untie", "Verify"]
+__all__ = ["BUILTIN_PASSES", "Check", "Cleanup", "Compact", "CostAnalysis", "EraseSpaceAnalysis", "FoldConstants", "InferShapes", "LegalizeTraining", "PruneSpaceAnalysis", "Select", "ShapesAnalysis", "SparseTrain", "Untie", "Verify"]

@@ -170,9 +170,9 @@ def sparse_train(graph: Graph, space: PruningSpace, types: dict, data: ArrayData
     which is what compact analyses."""
     import torch
 
-    from ..ops.sharing import untie
     from ..ops.training_rules import constant_weights, legalize
     from ..optim import group_layout
+    from ..prepare import prepare
     from .engine import TrainingEngine
 
     if config.loss not in LOSSES:
@@ -183,7 +183,7 @@ def sparse_train(graph: Graph, space: PruningSpace, types: dict, data: ArrayData
     torch.set_num_threads(1)  # onnxruntime owns the cores during a step; our update is cheap
     version = graph.version
     constant_weights(graph)
-    untie(graph)  # one tensor per trained role: an exporter's shared initializers are split
+    prepare(graph)  # weights as initializers, one tensor per trained role
     if graph.version != version:
         from ..passmanager import AnalysisManager
 
@@ -414,9 +414,9 @@ def run_model(model: str, output: str, data_spec: str | None, config: TrainConfi
     from ..files import atomic_write
     from ..ir import load, save
     from ..inputs import read_samples, resolve_bindings
-    from ..ops.sharing import describe_untied, untie
     from ..ops.training_rules import constant_weights
     from ..passmanager import AnalysisManager, PassManager
+    from ..prepare import prepare
     from .data import open_data, synthetic_data
 
     stages: dict[str, float] = {}
@@ -435,9 +435,8 @@ def run_model(model: str, output: str, data_spec: str | None, config: TrainConfi
     # Constant-op weights become initializers and shared initializers are untied before the analysis
     # (training would, and the report reads this space)
     constant_weights(graph)
-    untied = untie(graph, everything=untie_all)
-    if untied:
-        log(f"onnxprune: {describe_untied(untied)}")
+    for line in prepare(graph, untie_all=untie_all):
+        log(f"onnxprune: {line}")
     samples = read_samples(sample_inputs, graph) if sample_inputs else {}
     bindings = resolve_bindings(graph, input_shapes, samples)
     for note in bindings.notes:
