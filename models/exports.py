@@ -81,11 +81,14 @@ def export(module, example: tuple, path: str | Path, *, exporter: str = "torchsc
     return path
 
 
-def bn_cnn():
-    """A 5-conv BatchNorm CNN for 28x28 grey images (Fashion-MNIST), as a user writes one."""
+def bn_cnn(batch_norm: bool = True):
+    """A 5-conv BatchNorm CNN for 28x28 grey images (Fashion-MNIST), as a user writes one.
+    `batch_norm=False` is what the dynamo exporter writes of it (BatchNorm folded into biased convs)."""
     from torch import nn
 
     def block(cin, cout, stride=1):
+        if not batch_norm:
+            return [nn.Conv2d(cin, cout, 3, stride, 1), nn.ReLU()]
         return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
 
     return nn.Sequential(*block(1, 16), *block(16, 16), *block(16, 32, 2), *block(32, 32), *block(32, 64, 2),
