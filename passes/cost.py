@@ -11,6 +11,7 @@ from onnx import TensorProto
 
 from onnxprune.ir import Graph
 from onnxprune.ops import Cost, OpView, rule_for
+from onnxprune.ops.rule import is_quantized_weight
 from onnxprune.passmanager import AnalysisPass
 
 from .shapes import ShapesAnalysis
@@ -31,7 +32,7 @@ class OpCost:
 class CostReport:
     """Model size and compute. MACs and FLOPs are per execution with symbolic dims counted as 1."""
 
-    parameters: int  # elements of floating-point initializers and Constant-node tensors
+    parameters: int  # elements of floating-point initializers, Constant-node tensors and quantized weights
     parameter_bytes: int
     constants: int  # elements of other initializers (shape tensors, indices)
     ops: tuple[OpCost, ...]
@@ -83,7 +84,8 @@ class CostAnalysis(AnalysisPass):
     def run(self, graph: Graph, am) -> CostReport:
         types = am.get(ShapesAnalysis, input_shapes=self.options.input_shapes)
         parameters = parameter_bytes = constants = 0
-        tensors = [(v.tensor.data_type, v.tensor.size, v.tensor.nbytes) for v in graph.initializers]
+        tensors = [(TensorProto.FLOAT if is_quantized_weight(graph, v) else v.tensor.data_type, v.tensor.size, v.tensor.nbytes)
+                   for v in graph.initializers]  # a quantized weight counts as a parameter
         for op in graph.ops():
             value = op.attributes.get("value")
             if op.op_type == "Constant" and op.domain in ("", "ai.onnx") and value is not None and value.HasField("t"):

@@ -19,7 +19,7 @@ import numpy as np
 from onnxprune.ir import Graph, Op, TensorType
 from onnxprune.ops import OpView, rule_for
 from onnxprune.ops.coupling import ABSENT, IN, OUT, Axis, Coupling
-from onnxprune.ops.rule import STAND_INS, constant_value
+from onnxprune.ops.rule import STAND_INS, constant_value, is_quantized_weight
 from onnxprune.passmanager import AnalysisPass
 from onnxprune.space import ACTIVATION, PRODUCER, Family, Member, PruningSpace
 from onnxprune.unionfind import UnionFind
@@ -187,10 +187,11 @@ def group_flops(family: Family, ops_of: dict[str, list[tuple[int, int]]], types:
 
 
 def _is_parameter(graph: Graph, value) -> bool:
-    """Floating-point initializers and Constant-op tensors are parameters (integer constants are shapes
-    and indices: they are sliced with their axis when needed, never zeroed)."""
+    """Floating-point initializers and Constant-op tensors are parameters, and so are the integer
+    weights that DequantizeLinear reads (a quantized weight zeroes like a float one). Other integer
+    constants are shapes and indices: they are sliced with their axis when needed, never zeroed."""
     if value.tensor is not None:
-        return value.tensor.data_type in FLOAT_TYPES
+        return value.tensor.data_type in FLOAT_TYPES or is_quantized_weight(graph, value)
     producer = graph.producer(value)
     if producer is None or producer.op_type != "Constant" or producer.domain not in ("", "ai.onnx"):
         return False

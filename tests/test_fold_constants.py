@@ -65,7 +65,9 @@ def test_folding_turns_computed_weights_into_initializers_exactly():
                                                   "Gemm"}
     assert graph.get_value("w1_fp16") is None and graph.get_value("w2_flat") is None  # nothing else read them
     np.testing.assert_array_equal(inference_session(graph).run(None, feeds)[0], before)
-    assert frozen == [] and _prunable_sizes(graph) == [8]  # conv 1's channels (its ConstantOfShape bias froze them)
+    # conv 1's channels join (its ConstantOfShape bias froze them); conv 2 and the quantized conv 3
+    # prune either way (Reshape of a constant and DequantizeLinear have rules)
+    assert frozen == [6, 8] and _prunable_sizes(graph) == [6, 8, 8]
 
 
 def test_folded_model_prunes_and_compact_matches_masked(tmp_path, capsys):
@@ -73,7 +75,7 @@ def test_folded_model_prunes_and_compact_matches_masked(tmp_path, capsys):
     onnx.save(computed_weights_cnn(), path)
     code, out, _ = run_cli(capsys, "prune", path, "--ratio", "0.5", "-o", tmp_path / "out.onnx")
     assert code == 0, out
-    assert "folded 4 values computed from constants" in out and "pruned 4 groups in 1 of 1" in out
+    assert "folded 4 values computed from constants" in out and "in 3 of 3 prunable families" in out
     assert "verify     compact vs masked" in out
 
 

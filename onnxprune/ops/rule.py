@@ -92,6 +92,13 @@ def constant_value(graph: Graph, value) -> np.ndarray | None:
     return None
 
 
+def is_quantized_weight(graph: Graph, value) -> bool:
+    """An integer initializer that only DequantizeLinear reads as its data: a weight stored quantized."""
+    uses = graph.uses(value)
+    return value.tensor is not None and bool(uses) and \
+        all(op.op_type == "DequantizeLinear" and op.domain in ("", "ai.onnx") and slot == 0 for op, slot in uses)
+
+
 #: Prime stand-ins that prune-space gives symbolic input dimensions before shape inference: a
 #: dimension holding one of these is dynamic, never a constant to fold.
 STAND_INS = (1009, 1013, 1019, 1021, 1031, 1033, 1039, 1049, 1051, 1061, 1063, 1069)

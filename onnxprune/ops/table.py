@@ -24,6 +24,7 @@ from .couple_rules import (
                          couple_conv,
                          couple_conv_transpose,
                          couple_depth_space,
+                         couple_dequantize,
                          couple_div,
                          couple_dropout,
                          couple_einsum,
@@ -40,6 +41,7 @@ from .couple_rules import (
                          couple_pool,
                          couple_pow,
                          couple_prelu,
+                         couple_quantize,
                          couple_reduce,
                          couple_reshape,
                          couple_resize,
@@ -118,5 +120,7 @@ RULES: tuple[OpRule, ...] = (
     OpRule(("Shape", "Size"), free, CouplingRule(couple_shape_reader)),
     OpRule(("Constant", "ConstantOfShape", "Range", "EyeLike"), free, CouplingRule(couple_source)),
     OpRule(("DepthToSpace", "SpaceToDepth"), free, CouplingRule(couple_depth_space)),
+    OpRule(("DequantizeLinear",), ONE, CouplingRule(couple_dequantize)),
+    OpRule(("QuantizeLinear",), ONE, CouplingRule(couple_quantize)),
     OpRule(("GatherElements", "GatherND", "ScatterND", "ScatterElements", "NonZero", "Trilu", "CastLike"), free),
 )
