@@ -126,8 +126,10 @@ def compact_graph(graph: Graph, space: PruningSpace, selection: Selection, types
             views.append((rule.coupling.rewrite, op, OpView.of(graph, op, types), shrinking))
     for rewrite, op, view, shrinking in views:  # every view was taken before any change
         rewrite(graph, op, view, shrinking)
-    parameters = {name for name, _ in removed if graph.value(name).tensor is not None or
-                  constant_value(graph, graph.value(name)) is not None}
+    # a list in the space's order, not a set: Constant-op weights become initializers in this order,
+    # and the written bytes must not depend on the hash seed
+    parameters = [name for name in dict.fromkeys(name for name, _ in removed)
+                  if graph.value(name).tensor is not None or constant_value(graph, graph.value(name)) is not None]
     _materialize(graph, parameters)
     for name in parameters:
         array = graph.initializer(name)
@@ -135,7 +137,7 @@ def compact_graph(graph: Graph, space: PruningSpace, selection: Selection, types
             if value == name:
                 array = np.take(array, indices, axis=axis)
         graph.set_initializer(name, np.ascontiguousarray(array))
-    for name in {name for name, _ in removed} - parameters:
+    for name in {name for name, _ in removed} - set(parameters):
         value = graph.value(name)
         if value.info is not None and not graph.is_input(value) and not graph.is_output(value):
             graph.drop_value_info(value)

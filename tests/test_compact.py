@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import onnx
@@ -176,3 +177,31 @@ def test_crop_and_resize_freezes():
     graph = onnxprune.load(b.model({"x": [1, 3, 4, 4]}, [b.conv(up, 4, 2)]))
     space = AnalysisManager(graph).get("prune-space")
     assert not any(f.size == 4 for f in space.prunable)
+
+
+def test_output_bytes_do_not_depend_on_the_hash_seed(tmp_path):
+    """Weights in Constant ops become initializers during compact: their order must not follow set
+    iteration (four hash seeds once gave four different files)."""
+    import subprocess
+    import sys
+
+    from .test_train import dynamic_cnn
+
+    source = dynamic_cnn()
+    for name in ("w2", "fc"):  # as Constant ops too, like the first conv's weight (paddle2onnx style)
+        tensor = next(t for t in source.graph.initializer if t.name == name)
+        source.graph.node.insert(0, onnx.helper.make_node("Constant", [], [name], value=tensor))
+        source.graph.initializer.remove(tensor)
+    path = tmp_path / "m.onnx"
+    onnx.save(source, path)
+    script = ("import sys, onnxprune; from onnxprune.passmanager import AnalysisManager, PassManager; "
+              "g = onnxprune.load(sys.argv[1]); am = AnalysisManager(g, input_shapes=('x=1x3x16x16',)); "
+              "PassManager('select{ratio=0.5},compact,cleanup').run(g, am); onnxprune.save(g, sys.argv[2])")
+    outputs = []
+    for seed in ("0", "1", "2", "3"):
+        out = tmp_path / f"out{seed}.onnx"
+        done = subprocess.run([sys.executable, "-c", script, str(path), str(out)], capture_output=True, text=True,
+                              env={**os.environ, "PYTHONHASHSEED": seed})
+        assert done.returncode == 0, done.stderr
+        outputs.append(out.read_bytes())
+    assert all(o == outputs[0] for o in outputs[1:])
