@@ -205,9 +205,11 @@ class Selection:
 
     @classmethod
     def from_json(cls, data: dict, space: PruningSpace, erasing: ErasingSpace | None = None) -> Selection:
-        """Read a selection written by `to_json`, checking it matches this model's families."""
+        """Read a selection written by `to_json` (or by hand), checking it against `SELECTION_SCHEMA`
+        and against this model's families."""
         if not isinstance(data, dict) or data.get("format") != "onnxprune.selection/1":
             raise UserError("not an onnxprune selection (expected \"format\": \"onnxprune.selection/1\")")
+        _check_schema(data)
         pruned = {}
         for entry in data.get("families", []):
             family_id = int(entry["family"])
@@ -227,6 +229,34 @@ class Selection:
         selection.check(space)
         selection.check_regions(erasing)
         return selection
+
+
+#: What a selection file must look like (extra keys such as "slices" and "size" are information).
+SELECTION_SCHEMA = {
+    "type": "object",
+    "required": ["format"],
+    "properties": {
+        "format": {"const": "onnxprune.selection/1"},
+        "families": {"type": "array", "items": {
+            "type": "object", "required": ["family", "groups"],
+            "properties": {"family": {"type": "integer", "minimum": 0}, "name": {"type": "string"},
+                           "groups": {"type": "array", "uniqueItems": True,
+                                      "items": {"type": "integer", "minimum": 0}}}}},
+        "regions": {"type": "array", "items": {
+            "type": "object", "required": ["region"],
+            "properties": {"region": {"type": "integer", "minimum": 0}, "exit": {"type": "string"}}}},
+    },
+}
+
+
+def _check_schema(data: dict) -> None:
+    """One line naming the first place where `data` breaks SELECTION_SCHEMA."""
+    import jsonschema
+
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(SELECTION_SCHEMA).iter_errors(data))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "the top level"
+        raise UserError(f"not a valid selection at {where}: {error.message[:200]}")
 
 
 class AxisBudget:

@@ -155,6 +155,10 @@ def read_selection(path: str | Path, space: PruningSpace, erasing: ErasingSpace 
         raise UserError(f"{path}: no such selection file") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: not a JSON selection ({exc})") from None
+    except RecursionError:
+        raise UserError(f"{path}: not a JSON selection (nested too deeply)") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot be read ({exc.strerror})") from None
     try:
         return Selection.from_json(data, space, erasing)
     except UserError as exc:

@@ -205,3 +205,40 @@ def test_output_bytes_do_not_depend_on_the_hash_seed(tmp_path):
         assert done.returncode == 0, done.stderr
         outputs.append(out.read_bytes())
     assert all(o == outputs[0] for o in outputs[1:])
+
+
+_GOOD = {"format": "onnxprune.selection/1", "families": [{"family": 0, "groups": [0]}]}
+
+
+@pytest.mark.parametrize("text", [
+    '{"format": "onnxprune.selection/1", "families": {"family": 0, "groups": [0]}}',  # families as a dict
+    '{"format": "onnxprune.selection/1", "families": "0"}',
+    '{"format": "onnxprune.selection/1", "families": 3}',
+    '{"format": "onnxprune.selection/1", "families": [{"groups": [0]}]}',  # no family key
+    '{"format": "onnxprune.selection/1", "families": [{"family": 0}]}',  # no groups key
+    '{"format": "onnxprune.selection/1", "families": [{"family": "0", "groups": [0]}]}',
+    '{"format": "onnxprune.selection/1", "families": [{"family": 0, "groups": ["1"]}]}',
+    '{"format": "onnxprune.selection/1", "families": [{"family": 0, "groups": [null]}]}',
+    '{"format": "onnxprune.selection/1", "families": [{"family": 0, "groups": [NaN]}]}',
+    '{"format": "onnxprune.selection/1", "families": [{"family": 0, "groups": [Infinity]}]}',
+    '{"format": "onnxprune.selection/1", "families": [{"family": 0, "groups": [[1]]}]}',
+    '{"format": "onnxprune.selection/1", "families": [{"family": 0, "groups": [1.5]}]}',  # floats
+    '{"format": "onnxprune.selection/1", "families": [{"family": 0, "groups": [true]}]}',  # booleans
+    '{"format": "onnxprune.selection/1", "families": [{"family": 0, "groups": "12"}]}',  # a string for a list
+    '{"format": "onnxprune.selection/1", "families": [{"family": -1, "groups": [0]}]}',
+    '{"format": "onnxprune.selection/1", "regions": [{"exit": "x"}]}',
+    '[' * 10000 + ']' * 10000,
+])
+def test_malformed_selection_files_are_one_line_exit_2(tmp_path, capsys, text):
+    path = tmp_path / "sel.json"
+    path.write_text(text)
+    code, _, err = run_cli(capsys, "compact", ZOO / "mlp.onnx", "--selection", path, "-o", tmp_path / "o.onnx")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert not (tmp_path / "o.onnx").exists()
+
+
+def test_unreadable_selection_file_is_one_line(tmp_path, capsys):
+    path = tmp_path / "sel.json"
+    path.mkdir()  # a folder where the file belongs
+    code, _, err = run_cli(capsys, "compact", ZOO / "mlp.onnx", "--selection", path, "-o", tmp_path / "o.onnx")
+    assert code == 2 and len(err.strip().splitlines()) == 1
