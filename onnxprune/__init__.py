@@ -8,7 +8,7 @@
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 
-from .errors import CheckFailed, IRError, ModelError, OnnxpruneError, PipelineError, UserError
+from .errors import CheckFailed, Interrupted, IRError, ModelError, OnnxpruneError, PipelineError, UserError, VerifyFailed
 from .ir import Graph, Op, Value, load, save
 
 try:
@@ -18,6 +18,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 __all__ = [
     "CheckFailed",
+    "Interrupted",
     "Graph",
     "IRError",
     "ModelError",
@@ -25,6 +26,7 @@ __all__ = [
     "Op",
     "PipelineError",
     "UserError",
+    "VerifyFailed",
     "Value",
     "__version__",
     "load",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import traceback
 import warnings
@@ -18,12 +19,12 @@ from typing import Any
 import onnx
 
 from . import __version__
-from .errors import UserError
+from .errors import Interrupted, UserError, VerifyFailed
 from .files import atomic_write, same_file
 from .inputs import Bindings, read_samples, resolve_bindings
 from .ir import Graph, load, save, validate
-from .prepare import prepare
 from .passmanager import REGISTRY, AnalysisManager, AnalysisPass, PassManager
+from .prepare import prepare
 
 
 # ---------------------------------------------------------------------- shared helpers
@@ -479,6 +480,8 @@ def build_parser() -> argparse.ArgumentParser:
     _verify_options(compact)
     compact.set_defaults(func=cmd_compact)
     _run_parser(commands)
+    for command in commands.choices.values():  # --debug after the command too (SUPPRESS keeps the top-level value)
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     return parser
 
 
@@ -551,23 +554,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    shown = warnings.showwarning
     warnings.showwarning = _show_warning
     try:
         return args.func(args)
+    except Interrupted as exc:
+        print(f"onnxprune: {exc}", file=sys.stderr)
+        return 130
     except UserError as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"onnxprune: error: {exc}", file=sys.stderr)
+        print(f"onnxprune: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("onnxprune: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader (`| head`) stopped: nothing to report, nothing more to write
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except VerifyFailed as exc:
+        print(f"onnxprune: internal error: {one_line(exc)}: the compact model does not compute what the masked "
+              "original computes, a bug in onnxprune; nothing was written (rerun with --debug for the traceback "
+              "and report it with the model)", file=sys.stderr)
+        return 1
     except Exception as exc:  # a bug in onnxprune: say so, keep the traceback behind --debug
         if args.debug:
             traceback.print_exc()
-        print(f"onnxprune: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback "
-              "and report it)", file=sys.stderr)
+        print(f"onnxprune: internal error: {type(exc).__name__}: {one_line(exc)} (rerun with --debug for the "
+              "traceback and report it)", file=sys.stderr)
         return 1
+    finally:
+        warnings.showwarning = shown
+
+
+def one_line(error: BaseException) -> str:
+    """An error's message on one line (paths and onnxruntime's messages may hold newlines)."""
+    return " ".join(str(error).split("\n")).strip()
 
 
 if __name__ == "__main__":

@@ -34,7 +34,16 @@ class PipelineError(UserError):
 
 
 class CheckFailed(UserError):
-    """A checking pass (check, verify) found the model wrong; the pipeline stops."""
+    """The `check` pass found the model wrong (the ONNX checker, onnxruntime's loader); the pipeline stops."""
+
+
+class VerifyFailed(OnnxpruneError):
+    """The compact model does not compute what the masked original computes: a bug in onnxprune (not
+    bad input), reported with the evidence and exit status 1."""
+
+
+class Interrupted(UserError):
+    """The user stopped the run (Ctrl-C); exit status 130 wherever it happens."""
 
 
 class IRError(OnnxpruneError):

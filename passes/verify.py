@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from onnxprune.errors import CheckFailed, UserError
+from onnxprune.errors import UserError, VerifyFailed
 from onnxprune.ir import Graph
 from onnxprune.passmanager import AnalysisPass
 from onnxprune.runtime import inference_session, random_inputs, run_reference
@@ -48,7 +48,7 @@ def compare(reference: Graph, candidate: Graph, feeds_list: list[dict[str, np.nd
         for a, b in zip(run_reference(ref, feeds, "verify"), cand.run(None, feeds)):
             a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
             if a.shape != b.shape:
-                raise CheckFailed(f"verify failed: output shapes differ ({a.shape} vs {b.shape})")
+                raise VerifyFailed(f"verify failed: output shapes differ (masked {a.shape}, compact {b.shape})")
             if a.size == 0:
                 continue
             finite = np.isfinite(a) & np.isfinite(b)
@@ -92,5 +92,5 @@ class Verify(AnalysisPass):
         report = compare(reference, graph, feeds, self.options.tolerance, self.options.atol)
         am.state["verify"] = report
         if not report.ok:
-            raise CheckFailed(f"verify failed: {report}")
+            raise VerifyFailed(f"verify failed: {report}")
         return report

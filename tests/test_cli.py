@@ -204,3 +204,55 @@ def test_analyze_lists_families_and_draws_them(capsys, tmp_path):
     dot = (tmp_path / "g.dot").read_text()
     assert dot.startswith("digraph onnxprune {") and dot.rstrip().endswith("}")
     assert dot.count(" -> ") >= 30 and 'label="F1"' in dot and "(frozen)" in dot
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    exe = shutil.which("onnxprune")
+    done = subprocess.run(f"'{exe}' analyze '{ZOO / 'gpt.onnx'}' | head -1", shell=True, capture_output=True, text=True)
+    assert done.stdout.count("\n") == 1 and done.stderr == ""  # no BrokenPipeError
+
+
+def test_debug_is_accepted_after_the_command(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "analyze", tmp_path / "missing.onnx", "--debug")
+    assert code == 2 and "Traceback" in err
+
+
+def test_a_verify_failure_is_our_bug_exit_1(capsys, tmp_path, monkeypatch):
+    from onnxprune.passes import verify
+
+    def broken(reference, candidate, feeds, tolerance, atol=1e-6):
+        return verify.VerifyReport(0.5, 0.25, tolerance, ok=False)
+
+    monkeypatch.setattr(verify, "compare", broken)
+    code, _, err = run_cli(capsys, "prune", ZOO / "mlp.onnx", "--ratio", "0.5", "-o", tmp_path / "o.onnx")
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert "max abs diff 0.5, max rel diff 0.25" in err and "a bug in onnxprune" in err
+    assert not (tmp_path / "o.onnx").exists()
+
+
+def test_main_leaves_the_warning_hook_as_it_found_it(capsys):
+    import warnings
+
+    before = warnings.showwarning
+    run_cli(capsys, "passes")
+    assert warnings.showwarning is before
+
+
+def test_a_plugin_that_exits_at_import_is_skipped_with_a_warning(monkeypatch):
+    from onnxprune.passmanager import registry
+
+    class Point:
+        name, value, dist = "bad", "bad_plugin:Pass", None
+
+        def load(self):
+            raise SystemExit(3)
+
+    monkeypatch.setattr(registry, "entry_points", lambda group: [Point()])
+    with pytest.warns(registry.PluginWarning, match="skipping pass plugin 'bad'"):
+        names = registry.Registry().names()
+    assert "cleanup" in names
+
+
+def test_a_newline_in_a_path_keeps_the_error_on_one_line(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "analyze", tmp_path / "two\nlines.onnx")
+    assert code == 2 and len(err.strip().splitlines()) == 1

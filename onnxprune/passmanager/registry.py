@@ -62,7 +62,7 @@ class Registry:
                 origin = f"plugin {point.value}" + (f" ({point.dist.name})" if point.dist else "")
                 try:
                     self.register(point.load(), origin)
-                except Exception as exc:  # a broken plugin must not break the tool
+                except (Exception, SystemExit) as exc:  # a broken plugin must not break (or end) the tool
                     warnings.warn(f"skipping pass plugin '{point.name}' ({point.value}): {exc}", PluginWarning,
                                   stacklevel=2)
 

@@ -20,7 +20,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..errors import UserError
+from ..errors import Interrupted, UserError
 from ..ir import Graph
 from ..space import ErasingSpace, PruningSpace, Selection
 from .artifacts import LOSSES, build_artifacts, fix_sample_sizes, running_statistics
@@ -271,7 +271,7 @@ def sparse_train(graph: Graph, space: PruningSpace, types: dict, data: ArrayData
         if checkpoint is not None:
             checkpoint.save(step, engine, optimizer, {"loss": last_loss})
         if interrupted:
-            raise UserError(f"interrupted at step {step}; resume with --resume" +
+            raise Interrupted(f"interrupted at step {step}; resume with --resume" +
                             (f" (checkpoint: {checkpoint.directory})" if checkpoint else ""))
         for name, array in engine.weights().items():
             graph.set_initializer(name, array.astype(graph.value(name).tensor.array.dtype, copy=False))
