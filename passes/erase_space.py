@@ -24,6 +24,7 @@ from onnxprune.passmanager import AnalysisPass
 from onnxprune.space import ErasingSpace, Region
 
 from .cost import FLOAT_TYPES, CostAnalysis
+from .shapes import ShapesAnalysis
 
 MERGES = {"Add", "Sum"}
 _ROOT = "<inputs>"
@@ -44,7 +45,8 @@ class EraseSpaceAnalysis(AnalysisPass):
     Options = EraseSpaceOptions
 
     def run(self, graph: Graph, am) -> ErasingSpace:
-        return find_regions(graph, am.get(CostAnalysis, input_shapes=self.options.input_shapes))
+        return find_regions(graph, am.get(CostAnalysis, input_shapes=self.options.input_shapes),
+                            am.get(ShapesAnalysis, input_shapes=self.options.input_shapes))
 
 
 def _dataflow(graph: Graph) -> tuple[nx.DiGraph, list[Op]]:
@@ -68,8 +70,10 @@ def _dataflow(graph: Graph) -> tuple[nx.DiGraph, list[Op]]:
     return flow, ops
 
 
-def find_regions(graph: Graph, cost=None) -> ErasingSpace:
-    """The ErasingSpace of `graph` (see module docstring)."""
+def find_regions(graph: Graph, cost=None, types: dict | None = None) -> ErasingSpace:
+    """The ErasingSpace of `graph` (see module docstring). With `types` (the shapes analysis), a branch
+    is a region only where the merge keeps its output shape without it (no broadcasting across the
+    region, DESIGN §6): one remaining input has the output's shape."""
     flow, ops = _dataflow(graph)
     if len(ops) == 0:
         return ErasingSpace(())
@@ -85,6 +89,8 @@ def find_regions(graph: Graph, cost=None) -> ErasingSpace:
             continue
         for slot, branch in enumerate(inputs):
             others = [v for i, v in enumerate(inputs) if i != slot]
+            if types is not None and not _keeps_shape(types, others, graph.outputs_of(merge)[0]):
+                continue  # without the branch the merge would broadcast to another shape
             region = _region(graph, flow, position, merge, slot, branch, others)
             if region is None:
                 continue
@@ -104,6 +110,29 @@ def find_regions(graph: Graph, cost=None) -> ErasingSpace:
     found = _with_parents(found)
     exclusive = tuple(tuple(ids) for merge, ids in by_merge.items() if len(ids) == len(graph.inputs_of(merge)))
     return ErasingSpace(tuple(found), exclusive)
+
+
+def _keeps_shape(types: dict, others: list[Value], output: Value | None) -> bool:
+    """True if one of the merge's remaining inputs already has the output's shape: same rank, and no
+    axis where it is 1 (or unknown) and the output is not. Symbolic dims pass (shape inference names
+    one batch N and unk__1 on two sides of a block)."""
+    out = types.get(output.name) if output is not None else None
+    if out is None or out.shape is None:
+        return False
+
+    def same(d, o) -> bool:
+        if isinstance(d, int) and isinstance(o, int):
+            return d == o
+        if isinstance(d, int):
+            return d != 1  # a fixed size against a symbolic output: equal unless d broadcasts
+        return d is not None and o is not None and (isinstance(o, str) or o != 1)
+
+    for value in others:
+        found = types.get(value.name)
+        if found is not None and found.shape is not None and len(found.shape) == len(out.shape) and \
+                all(same(d, o) for d, o in zip(found.shape, out.shape)):
+            return True
+    return False
 
 
 def _region(graph: Graph, flow: nx.DiGraph, position: dict[Op, int], merge: Op, slot: int, branch: Value,

@@ -192,3 +192,21 @@ def test_nested_regions_know_their_parent_and_erase_together():
         feeds = [random_inputs(graph, np.random.default_rng(i), 1) for i in range(2)]
         assert compare(reference, compacted, feeds, 1e-4).ok
         assert len(compacted) < len(graph)
+
+
+def test_a_branch_whose_merge_would_broadcast_without_it_is_not_a_region(tmp_path, capsys):
+    """Add(Conv(GlobalAveragePool(a)) [1,C,1,1], Conv(Relu(Conv(a))) [1,C,H,W]): without the spatial
+    branch the Add's output would shrink to [1,C,1,1], so only the pooled side is a region."""
+    b = Builder()
+    a = b.op("Relu", [b.conv("x", 3, 8, 3)])
+    pooled = b.conv(b.op("GlobalAveragePool", [a]), 8, 8)
+    spatial = b.conv(b.op("Relu", [b.conv(a, 8, 8, 3)]), 8, 8, 3)
+    out = b.op("Add", [pooled, spatial])
+    model = b.model({"x": [1, 3, 8, 8]}, [out])
+    graph = onnxprune.load(model)
+    space = regions_of(graph)
+    assert [(r.exit, r.slot) for r in space.regions] == [(pooled, 0)]
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+    code, out_text, err = run_cli(capsys, "prune", path, "--ratio", "0", "--erase", "1", "-o", tmp_path / "o.onnx")
+    assert code == 0 and "erased 1 regions" in out_text and "max abs diff" in out_text, err
