@@ -456,3 +456,24 @@ def test_python_flow_on_constant_op_weights_compacts_what_training_zeroed():
     am.state["selection"] = result.selection
     PassManager("compact,verify").run(graph, am)
     assert am.state["verify"].ok and graph.initializer("w1").shape == (4, 3, 3, 3)
+
+
+@pytest.mark.parametrize("bad", [2 ** 40, 10, -1])
+def test_labels_outside_the_classes_are_one_line(tmp_path, capsys, bad):
+    with np.load(DIGITS_DATA) as archive:
+        labels = archive["labels"][:256].copy()
+    labels[::16] = bad  # in every batch
+    path = digits_subset(tmp_path, labels=labels)
+    code, _, err = run_cli(capsys, "run", DIGITS, "--data", path, "-o", tmp_path / "o.onnx", "--steps", "4",
+                           "--batch-size", "32", "--eval-fraction", "0", "--no-progress")
+    assert code == 2 and len(err.strip().splitlines()) == 1  # 2**40 killed the process (exit 139)
+    assert "class indices in [0, 10)" in err and f"{min(bad, 0)} to {max(bad, 9)}" in err
+
+
+def test_eval_labels_outside_the_classes_are_one_line(tmp_path, capsys):
+    with np.load(DIGITS_DATA) as archive:
+        arrays = {"input": archive["input"][:64], "labels": np.full(64, 12, np.int64)}
+    np.savez(tmp_path / "eval.npz", **arrays)
+    code, _, err = run_cli(capsys, "run", DIGITS, "--data", DIGITS_DATA, "--eval-data", tmp_path / "eval.npz",
+                           "-o", tmp_path / "o.onnx", "--steps", "4", "--batch-size", "32", "--no-progress")
+    assert code == 2 and "class indices in [0, 10)" in err and len(err.strip().splitlines()) == 1

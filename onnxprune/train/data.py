@@ -152,11 +152,13 @@ def open_data(spec: str) -> ArrayData | FactoryData:
     raise UserError(f"--data {spec}: no such file or folder")
 
 
-def check_batch(batch: dict[str, np.ndarray], inputs: list[InputSpec], target: str | None, source: str
-                ) -> list[np.ndarray]:
+def check_batch(batch: dict[str, np.ndarray], inputs: list[InputSpec], target: str | None, source: str,
+                classes: int | None = None) -> list[np.ndarray]:
     """The feeds for one batch in training order (inputs, then `labels` or `target` as the loss needs:
     pass target=None when the caller supplies it, as distillation does), or a clear error naming
-    the input, the expected and the given shape or dtype."""
+    the input, the expected and the given shape or dtype. With `classes` (the model's output width),
+    labels outside [0, classes) are an error: onnxruntime's loss reads out of bounds (a label of 2**40
+    killed the process)."""
     feeds = []
     for spec in inputs:
         if spec.name not in batch:
@@ -181,6 +183,7 @@ def check_batch(batch: dict[str, np.ndarray], inputs: list[InputSpec], target: s
         if labels.dtype.kind not in "ui" or labels.ndim != 1:
             raise UserError(f"{source}: 'labels' must be a 1-D integer array, got {labels.dtype} with shape "
                             f"{'x'.join(map(str, labels.shape))}")
+        check_labels(labels, classes, source)
         feeds.append(labels.astype(np.int64))
     elif target == TARGET:
         if TARGET not in batch:
@@ -191,6 +194,16 @@ def check_batch(batch: dict[str, np.ndarray], inputs: list[InputSpec], target: s
             raise UserError(f"{source}: 'target' must be a float array, got {values.dtype}")
         feeds.append(np.ascontiguousarray(values, dtype=np.float32))
     return feeds
+
+
+def check_labels(labels: np.ndarray, classes: int | None, source: str) -> None:
+    """Class indices must lie in [0, classes) when the number of classes is known."""
+    if classes is None or not labels.size:
+        return
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high >= classes:
+        raise UserError(f"{source}: 'labels' must be class indices in [0, {classes}) (the model's output has "
+                        f"{classes} classes); found values from {low} to {high}")
 
 
 def input_specs(graph) -> list[InputSpec]:

@@ -24,7 +24,7 @@ from ..errors import Interrupted, UserError
 from ..ir import Graph
 from ..space import ErasingSpace, PruningSpace, Selection
 from .artifacts import LOSSES, build_artifacts, fix_sample_sizes, running_statistics
-from .data import ArrayData, FactoryData, check_batch, input_specs
+from .data import ArrayData, FactoryData, check_batch, check_labels, input_specs
 from .schedule import LearningRate
 
 
@@ -228,6 +228,10 @@ def sparse_train(graph: Graph, space: PruningSpace, types: dict, data: ArrayData
             if device == "cuda":
                 for k in opt_params:
                     opt_params[k].copy_(engine.params[k])
+        classes = _classes(types, artifacts.loss_output)
+        labels = data.arrays.get("labels") if isinstance(data, ArrayData) else None
+        if artifacts.target == "labels" and isinstance(labels, np.ndarray):
+            check_labels(labels, classes, data.source)  # all of them before step 1 (shards: batch by batch)
         history: list[dict] = []
         bar = _progress_bar(total, step) if progress else None
         last_loss = math.nan
@@ -237,7 +241,8 @@ def sparse_train(graph: Graph, space: PruningSpace, types: dict, data: ArrayData
             for batch in _batches_from(data, config.batch_size, config.seed, step, steps_per_epoch):
                 if step >= total:
                     break
-                feeds = check_batch(batch, specs, None if teacher else artifacts.target, getattr(data, "source", "data"))
+                feeds = check_batch(batch, specs, None if teacher else artifacts.target, getattr(data, "source", "data"),
+                                    classes)
                 if teacher is not None:
                     feeds.append(teacher(feeds[:len(specs)]))
                 loss = engine.step(feeds)
@@ -351,6 +356,13 @@ class RunPaths:
         return cls(output, Path(f"{stem}.report.json"), Path(f"{stem}.metrics.jsonl"), Path(f"{stem}.ckpt"))
 
 
+def _classes(types: dict, output: str) -> int | None:
+    """The class count a cross-entropy loss reads: axis 1 of the output, when static."""
+    found = types.get(output)
+    shape = found.shape if found is not None else None
+    return shape[1] if shape is not None and len(shape) >= 2 and isinstance(shape[1], int) else None
+
+
 def evaluate(graph: Graph, data: ArrayData, loss: str, output: str, batch_size: int = 256,
              teacher: Graph | None = None) -> dict:
     """Loss (and top-1 accuracy, for labelled data) of `graph` on `data`, in inference mode."""
@@ -366,6 +378,7 @@ def evaluate(graph: Graph, data: ArrayData, loss: str, output: str, batch_size: 
         out = session.run([output], named)[0]
         if "labels" in batch and loss == "cross-entropy":
             labels = batch["labels"].astype(np.int64)
+            check_labels(labels, out.shape[1] if out.ndim >= 2 else None, data.source)
             shifted = out - out.max(axis=1, keepdims=True)
             log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
             total += float(-log_probs[np.arange(len(labels)), labels].sum())
