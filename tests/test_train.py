@@ -477,3 +477,49 @@ def test_eval_labels_outside_the_classes_are_one_line(tmp_path, capsys):
     code, _, err = run_cli(capsys, "run", DIGITS, "--data", DIGITS_DATA, "--eval-data", tmp_path / "eval.npz",
                            "-o", tmp_path / "o.onnx", "--steps", "4", "--batch-size", "32", "--no-progress")
     assert code == 2 and "class indices in [0, 10)" in err and len(err.strip().splitlines()) == 1
+
+
+def _interrupted_digits_run(tmp_path, at: int = 15):
+    def stop(record):
+        if record["step"] == at:
+            raise KeyboardInterrupt
+
+    with pytest.raises(UserError, match=f"interrupted at step {at}"):
+        train_digits(tmp_path, checkpoint_dir=tmp_path / "o.ckpt", on_metrics=stop)
+
+
+@pytest.mark.parametrize("change, named", [({"lr": 0.5}, "lr=0.5"), ({"batch_size": 16}, "batch_size=16"),
+                                           ({"target_sparsity": 0.9}, "target_sparsity=0.9")])
+def test_resume_with_other_settings_is_refused_naming_the_setting(tmp_path, change, named):
+    _interrupted_digits_run(tmp_path)
+    with pytest.raises(UserError, match=f"written with .* this run has {named}"):
+        train_digits(tmp_path, replace(FAST, **change), checkpoint_dir=tmp_path / "o.ckpt", resume=True)
+
+
+def test_resume_with_other_data_or_a_damaged_checkpoint_is_refused(tmp_path):
+    _interrupted_digits_run(tmp_path)
+    graph = onnxprune.load(DIGITS)
+    am = AnalysisManager(graph)
+    (tmp_path / "other").mkdir()
+    other = digits_subset(tmp_path / "other", count=192)
+    with pytest.raises(UserError, match="this run has data="):
+        sparse_train(graph, am.get("prune-space"), am.get("shapes"), open_data(str(other)), FAST,
+                     checkpoint_dir=tmp_path / "o.ckpt", resume=True)
+    (tmp_path / "o.ckpt" / "weights.npz").write_bytes(b"garbage")
+    with pytest.raises(UserError, match="cannot be read"):
+        train_digits(tmp_path, checkpoint_dir=tmp_path / "o.ckpt", resume=True)
+    (tmp_path / "o.ckpt" / "progress.json").write_text("{")
+    with pytest.raises(UserError, match="is damaged"):
+        train_digits(tmp_path, checkpoint_dir=tmp_path / "o.ckpt", resume=True)
+
+
+def test_resume_after_a_kill_lists_each_step_once(tmp_path):
+    from onnxprune.train.run import run_model
+
+    _interrupted_digits_run(tmp_path)  # checkpoint at step 15
+    rows = [json.dumps({"step": s, "loss": 1.0}) for s in range(5, 21, 5)]  # a killed run got to step 20
+    (tmp_path / "o.metrics.jsonl").write_text("\n".join(rows) + "\n{\"step\": 2")  # and died mid-line
+    run_model(str(DIGITS), str(tmp_path / "o.onnx"), str(tmp_path / "d.npz"), FAST, eval_fraction=0, resume=True,
+              progress=False, log=lambda _: None)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "o.metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == FAST.steps

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import tempfile
 import time
@@ -132,13 +133,13 @@ def refuse_existing_checkpoint(directory: Path) -> None:
 class _Checkpoint:
     directory: Path
 
-    def save(self, step: int, engine, optimizer, extra: dict) -> None:
+    def save(self, step: int, engine, optimizer, extra: dict, settings: dict) -> None:
         import torch
 
         tmp = Path(tempfile.mkdtemp(dir=self.directory.parent, prefix=".ckpt-"))
         np.savez(tmp / "weights.npz", **engine.weights())
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        (tmp / "progress.json").write_text(json.dumps({"step": step, **extra}))
+        (tmp / "progress.json").write_text(json.dumps({"step": step, **extra, "settings": settings}))
         old = self.directory.with_name(self.directory.name + ".old")
         if self.directory.exists():
             shutil.rmtree(old, ignore_errors=True)
@@ -146,15 +147,69 @@ class _Checkpoint:
         tmp.rename(self.directory)  # the last good checkpoint is replaced only once the new one is whole
         shutil.rmtree(old, ignore_errors=True)
 
-    def load(self, engine, optimizer) -> dict:
+    def progress(self) -> dict:
+        """What progress.json says (step, loss, the settings of the run that wrote it)."""
+        path = self.directory / "progress.json"
+        if not path.exists():
+            raise UserError(f"--resume: no checkpoint in {self.directory}")
+        try:
+            found = json.loads(path.read_text())
+            int(found["step"])
+            return found
+        except (ValueError, KeyError, TypeError, OSError):
+            raise UserError(f"--resume: {path} is damaged; start afresh after removing {self.directory}") from None
+
+    def load(self, engine, optimizer, settings: dict) -> dict:
+        """Restore weights and optimizer state; refuse a checkpoint written with other settings."""
         import torch
 
-        if not (self.directory / "progress.json").exists():
-            raise UserError(f"--resume: no checkpoint in {self.directory}")
-        with np.load(self.directory / "weights.npz") as archive:
-            engine.load_weights({k: archive[k] for k in archive.files})
-        optimizer.load_state_dict(torch.load(self.directory / "optimizer.pt"))
-        return json.loads((self.directory / "progress.json").read_text())
+        progress = self.progress()
+        saved = progress.get("settings", {})
+        for key, value in settings.items():
+            if saved.get(key) != value:
+                raise UserError(f"--resume: the checkpoint in {self.directory} was written with {key}={saved.get(key)!r}, "
+                                f"this run has {key}={value!r}; resume with the same settings, or start afresh after "
+                                f"removing {self.directory}")
+        try:
+            with np.load(self.directory / "weights.npz") as archive:
+                engine.load_weights({k: archive[k] for k in archive.files})
+            optimizer.load_state_dict(torch.load(self.directory / "optimizer.pt"))
+        except Exception as error:  # numpy, zipfile, pickle and torch each raise their own kinds
+            raise UserError(f"--resume: the checkpoint in {self.directory} cannot be read "
+                            f"({type(error).__name__}); start afresh after removing it") from None
+        return progress
+
+
+def run_settings(config: TrainConfig, graph: Graph, data) -> dict:
+    """What a resumed run must share with the run that wrote the checkpoint: every setting that shapes
+    the trajectory, the model (its parameters' names and shapes) and the data (source and size)."""
+    import hashlib
+
+    kept = {k: v for k, v in asdict(config).items() if k not in ("checkpoint_every", "log_every", "threads", "device")}
+    layout = ";".join(f"{v.name}:{'x'.join(map(str, v.tensor.shape))}" for v in graph.initializers)
+    size = len(data) if isinstance(data, ArrayData) else None
+    source = str(getattr(data, "source", "data"))
+    source = os.path.realpath(source) if os.path.exists(source) else source  # the same file by another path
+    return {**kept, "model": hashlib.sha256(layout.encode()).hexdigest()[:16],
+            "data": source + (f" ({size} samples)" if size is not None else "")}
+
+
+def trim_metrics(path: Path, step: int) -> None:
+    """Drop metric rows past `step` (written after the checkpoint a resumed run restarts from), so a run
+    killed and resumed never lists a step twice."""
+    if not path.exists():
+        return
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= step:
+                rows.append(line)
+        except (ValueError, AttributeError):
+            continue  # a line cut short by the kill
+    from ..files import atomic_write
+
+    with atomic_write(path, "w") as handle:
+        handle.write("".join(row + "\n" for row in rows))
 
 
 def sparse_train(graph: Graph, space: PruningSpace, types: dict, data: ArrayData | FactoryData, config: TrainConfig,
@@ -220,11 +275,12 @@ def sparse_train(graph: Graph, space: PruningSpace, types: dict, data: ArrayData
         schedule = LearningRate(config.lr, total, config.schedule, config.warmup)
         teacher = _teacher(graph, artifacts.loss_output) if config.loss == "distill" else None
         checkpoint = _Checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
+        settings = run_settings(config, graph, data)
         step = 0
         if resume:
             if checkpoint is None:
                 raise UserError("--resume needs a checkpoint folder")
-            step = int(checkpoint.load(engine, optimizer)["step"])
+            step = int(checkpoint.load(engine, optimizer, settings)["step"])
             if device == "cuda":
                 for k in opt_params:
                     opt_params[k].copy_(engine.params[k])
@@ -267,14 +323,14 @@ def sparse_train(graph: Graph, space: PruningSpace, types: dict, data: ArrayData
                 if bar is not None:
                     bar.update(1)
                 if checkpoint and config.checkpoint_every and step % config.checkpoint_every == 0:
-                    checkpoint.save(step, engine, optimizer, {"loss": loss})
+                    checkpoint.save(step, engine, optimizer, {"loss": loss}, settings)
         except KeyboardInterrupt:
             interrupted = True
         finally:
             if bar is not None:
                 bar.close()
         if checkpoint is not None:
-            checkpoint.save(step, engine, optimizer, {"loss": last_loss})
+            checkpoint.save(step, engine, optimizer, {"loss": last_loss}, settings)
         if interrupted:
             raise Interrupted(f"interrupted at step {step}; resume with --resume" +
                             (f" (checkpoint: {checkpoint.directory})" if checkpoint else ""))
@@ -483,6 +539,8 @@ def run_model(model: str, output: str, data_spec: str | None, config: TrainConfi
         raise UserError(f"{data.source}: the data set is empty")
     stage("data")
     paths.metrics.parent.mkdir(parents=True, exist_ok=True)
+    if resume:
+        trim_metrics(paths.metrics, int(_Checkpoint(paths.checkpoint).progress()["step"]))
     with open(paths.metrics, "a" if resume else "w") as metrics:
         def on_metrics(record: dict) -> None:
             metrics.write(json.dumps(record) + "\n")
