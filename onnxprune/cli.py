@@ -302,6 +302,13 @@ def _prune_pipeline(args: argparse.Namespace, graph: Graph, passes: list) -> int
           + (f"; erased {len(selection.erased)} regions" if selection.erased else ""))
     print(f"parameters {change(before.parameters, after.parameters)}")
     print(f"FLOPs      {change(before.flops, after.flops)} per run")
+    outcome = am.state.get("select")
+    if outcome is not None:
+        short = outcome.target - outcome.removed
+        print(f"target     {100 * outcome.target / outcome.total if outcome.total else 0:.1f}% of the {outcome.by}, "
+              f"reached {100 * outcome.share:.2f}% (measured on the compact model)"
+              + ("; the prunable families (within --max-family-ratio) hold no more"
+                 if outcome.total and short > 0.01 * outcome.target else ""))
     verify = am.state.get("verify")
     if verify is not None:
         print(f"verify     {verify}")
