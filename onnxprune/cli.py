@@ -275,6 +275,8 @@ def family_dot(graph: Graph, space) -> str:
 
 def _prune_pipeline(args: argparse.Namespace, graph: Graph, passes: list) -> int:
     """Run select/compact passes, verify, write the model and the selection, print the outcome."""
+    if args.latency_threads < 1:
+        raise UserError(f"--latency-threads must be at least 1, got {args.latency_threads}")
     for path in (args.output, f"{args.output}.data", args.selection_out):
         if path:
             check_output_path(path, graph.source_files or (args.model,))
@@ -317,7 +319,33 @@ def _prune_pipeline(args: argparse.Namespace, graph: Graph, passes: list) -> int
               "layout transform rejects some channel counts after a Concat); it loads with them at 'extended'. "
               "--round-to 8 usually avoids it.", file=sys.stderr)
     print(f"wrote {args.output}" + (f" and {args.selection_out}" if args.selection_out else ""))
+    if not args.no_latency:
+        report_latency(load_model(args.model, allow_custom_ops=args.allow_custom_ops), graph, shapes,
+                       args.latency_threads)
     return 0
+
+
+def report_latency(original: Graph, compact: Graph, input_shapes: Sequence[str], threads: int) -> dict:
+    """Measure the compact model against the original (onnxruntime, CPU, interleaved), print the
+    figures, and warn in one line, with what to try, where the compact model is not faster."""
+    from .runtime import compare_latency
+
+    latency = compare_latency(original, compact, threads=threads, input_shapes=tuple(input_shapes))
+    print(f"latency    {latency.describe('original', 'compact')}")
+    for note in latency.notes:
+        print(f"latency    {note}")
+    _warn_not_faster(latency.not_faster("compact", "original"))
+    return latency.to_json()
+
+
+def _warn_not_faster(batches: Sequence[int]) -> None:
+    """One line, after the figures, where the compact model is not faster, with what to try."""
+    from .runtime import SLOWER_HINT
+
+    if batches:
+        sys.stdout.flush()  # the warning follows the figures it is about
+        print(f"onnxprune: warning: the compact model is not faster than the original at batch "
+              f"{' and '.join(map(str, batches))}; {SLOWER_HINT}", file=sys.stderr)
 
 
 def _loads_at_default_settings(graph: Graph) -> bool:
@@ -360,6 +388,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if not 0 <= args.target_sparsity < 1:
         raise UserError(f"--target-sparsity must be in [0, 1), got {args.target_sparsity}")
+    if args.latency_threads < 1:
+        raise UserError(f"--latency-threads must be at least 1, got {args.latency_threads}")
     if args.batch_size < 1 or args.lr <= 0:
         raise UserError("--batch-size must be >= 1 and --lr > 0")
     graph_sources = (args.model,)
@@ -380,7 +410,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     report = run_model(args.model, args.output, args.data, config, eval_data=args.eval_data,
                        eval_fraction=args.eval_fraction, synthetic=args.synthetic, resume=args.resume,
                        tolerance=args.tolerance, progress=not args.no_progress,
-                       input_shapes=tuple(args.input_shape or ()))
+                       input_shapes=tuple(args.input_shape or ()), latency=not args.no_latency,
+                       latency_threads=args.latency_threads)
 
     def change(key: str) -> str:
         a, b = report[key]["dense"], report[key]["compact"]
@@ -392,14 +423,19 @@ def cmd_run(args: argparse.Namespace) -> int:
              f"{report['nodes']['compact']} nodes)" if report["regions_erased"] else ""))
     print(f"parameters {change('params')}")
     print(f"FLOPs      {change('flops')} per run")
-    lat = report["latency_ms"]
-    print(f"latency    {lat['dense']:.3f} ms -> {lat['compact']:.3f} ms (batch 1, 1 thread)")
+    lat = report.get("latency_ms")
+    if lat is not None:
+        print(f"latency    {lat['summary']}")
+        for note in lat["notes"]:
+            print(f"latency    {note}")
     for name, found in report.get("eval", {}).items():
         shown = ", ".join(f"{k} {v:.4f}" for k, v in found.items() if k != "samples")
         print(f"eval       {name}: {shown} ({found.get('samples', 0)} held-out samples)")
     verify = report["verify"]
     print(f"verify     compact vs trained: max abs diff {verify['max_abs']:.3g}, max rel diff {verify['max_rel']:.3g}")
     print(f"wrote {args.output}, {paths.report}, {paths.metrics}")
+    if lat is not None:
+        _warn_not_faster(lat["not_faster_at"])
     return 0
 
 
@@ -454,6 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--erase", type=int, default=0, metavar="N",
                        help="also erase the N least important whole blocks (see analyze's regions)")
     _verify_options(prune)
+    _latency_options(prune)
     prune.set_defaults(func=cmd_prune)
 
     compact = commands.add_parser("compact", help="apply a selection JSON to a model")
@@ -461,6 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
     compact.add_argument("--selection", required=True, metavar="FILE", help="selection JSON (from prune or by hand)")
     compact.add_argument("-o", "--output", required=True, help="output .onnx file")
     _verify_options(compact)
+    _latency_options(compact)
     compact.set_defaults(func=cmd_compact)
     _run_parser(commands)
     return parser
@@ -500,6 +538,7 @@ def _run_parser(commands) -> None:
     run.add_argument("--resume", action="store_true", help="continue from OUTPUT's checkpoint")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--tolerance", type=float, default=1e-4, help="verify's relative tolerance (default 1e-4)")
+    _latency_options(run)
     run.set_defaults(func=cmd_run)
 
 
@@ -507,6 +546,13 @@ def _input_shape_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-shape", action="append", metavar="NAME=DIMS",
                         help="bind a dynamic input's shape, e.g. input=1x3x224x224 (repeatable): the analysis "
                              "sees these sizes and sample inputs (verify, --synthetic, latency) have them")
+
+
+def _latency_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-latency", action="store_true",
+                        help="skip timing the result against the original (onnxruntime, CPU)")
+    parser.add_argument("--latency-threads", type=int, default=1, metavar="N",
+                        help="onnxruntime intra-op threads for the latency figures (default 1)")
 
 
 def _verify_options(parser: argparse.ArgumentParser) -> None:

@@ -375,34 +375,14 @@ def evaluate(graph: Graph, data: ArrayData, loss: str, output: str, batch_size: 
     return {"distill_mse": squared / count, "samples": count} if reference is not None else {"samples": count}
 
 
-def latency_ms(graph: Graph, batch: int = 1, repeats: int = 50, threads: int = 1,
-               input_shapes: tuple[str, ...] = ()) -> float:
-    """Median CPU latency of one run (all graph optimisations, `threads` intra-op threads) on random
-    inputs of batch `batch`, or of the sizes `input_shapes` bind."""
-    from ..runtime import inference_session, random_inputs, run_reference
-
-    try:
-        session = inference_session(graph, optimize=True, threads=threads)
-    except Exception:  # onnxruntime 1.19's NCHWc transform rejects some widths: measure at basic level
-        session = inference_session(graph, threads=threads)
-    feeds = random_inputs(graph, np.random.default_rng(0), batch, input_shapes)
-    run_reference(session, feeds, "latency")
-    for _ in range(4):
-        session.run(None, feeds)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        session.run(None, feeds)
-        times.append(time.perf_counter() - start)
-    return 1000 * float(np.median(times))
-
-
 def run_model(model: str, output: str, data_spec: str | None, config: TrainConfig, *, eval_data: str | None = None,
               eval_fraction: float = 0.1, synthetic: int = 0, resume: bool = False, tolerance: float = 1e-4,
-              progress: bool = True, log: Callable[[str], None] = print, input_shapes: tuple[str, ...] = ()) -> dict:
+              progress: bool = True, log: Callable[[str], None] = print, input_shapes: tuple[str, ...] = (),
+              latency: bool = True, latency_threads: int = 1) -> dict:
     """`onnxprune run`: train, compact, verify and report; returns the report (also written as JSON).
     `input_shapes` ("name=1x3x224x224") bind dynamic input dims for the analysis and for every sample
-    input (synthetic data, verify, latency)."""
+    input (synthetic data, verify, latency). `latency`: time the compact model against the original
+    (onnxruntime on the CPU, `latency_threads` threads, interleaved runs at batch 1 and a larger batch)."""
     from ..files import atomic_write
     from ..ir import load, save
     from ..ops.training_rules import constant_weights
@@ -487,11 +467,16 @@ def run_model(model: str, output: str, data_spec: str | None, config: TrainConfi
         report["eval"] = {"dense": evaluate(trained, held_out, config.loss, output_name, teacher=teacher),
                           "compact": evaluate(graph, held_out, config.loss, output_name, teacher=teacher)}
     stage("evaluate")
-    report["latency_ms"] = {"dense": latency_ms(original, input_shapes=input_shapes),
-                            "compact": latency_ms(graph, input_shapes=input_shapes), "batch": 1, "threads": 1}
-    if input_shapes:
-        report["latency_ms"]["input_shapes"] = list(input_shapes)
-    stage("latency")
+    if latency:
+        from ..runtime import compare_latency
+
+        found = compare_latency(original, graph, threads=latency_threads, input_shapes=input_shapes)
+        report["latency_ms"] = found.to_json()
+        report["latency_ms"]["not_faster_at"] = found.not_faster("compact", "original")
+        report["latency_ms"]["summary"] = found.describe("original", "compact")
+        if input_shapes:
+            report["latency_ms"]["input_shapes"] = list(input_shapes)
+        stage("latency")
     report["time_s"] = stages
     with atomic_write(paths.report, "w") as handle:
         handle.write(json.dumps(report, indent=2) + "\n")
