@@ -273,8 +273,10 @@ def family_dot(graph: Graph, space) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _prune_pipeline(args: argparse.Namespace, graph: Graph, passes: list) -> int:
-    """Run select/compact passes, verify, write the model and the selection, print the outcome."""
+def _prune_pipeline(args: argparse.Namespace, graph: Graph, select=None, selection_file: str | None = None) -> int:
+    """Choose (the `select` pass) or read (`selection_file`) a selection, compact, verify, write the model
+    and the selection, print the outcome and the latency. A selection that removes nothing writes
+    nothing and says why."""
     if args.latency_threads < 1:
         raise UserError(f"--latency-threads must be at least 1, got {args.latency_threads}")
     for path in (args.output, f"{args.output}.data", args.selection_out):
@@ -283,15 +285,25 @@ def _prune_pipeline(args: argparse.Namespace, graph: Graph, passes: list) -> int
     shapes = tuple(args.input_shape or ())
     am = AnalysisManager(graph, input_shapes=shapes)
     space = am.get("prune-space")
+    if select is not None and not space.prunable and not getattr(args, "erase", 0):
+        # nothing can be chosen: stop before the erasing analysis, compact, verify and the write
+        return _nothing_removed(args, space, f"no family of the model is prunable ({len(space.families)} found)")
     erasing = am.get("erase-space")
     before = am.get("cost")
+    compact = REGISTRY.get("compact")
+    # the selection first (a file is read by compact itself), so an empty one stops before the rest
+    PassManager([select] if select is not None else [compact(selection=selection_file)]).run(graph, am)
+    selection = am.state["selection"]
+    if not selection.group_count and not selection.erased:
+        why = ("the selection file removes nothing" if select is None else
+               f"--ratio {args.ratio:g} selects no group" if space.prunable else
+               "no family is prunable and no block could be erased")
+        return _nothing_removed(args, space, why)
+    passes = [compact()] if select is not None else []
     if not args.no_verify:
         passes.append(REGISTRY.get("verify")(tolerance=args.tolerance))
-    manager = PassManager(passes + [REGISTRY.get("cleanup")()])
-    manager.run(graph, am)
-    selection = am.state["selection"]
+    PassManager(passes + [REGISTRY.get("cleanup")()]).run(graph, am)
     after = AnalysisManager(graph, input_shapes=shapes).get("cost")
-    loads = _loads_at_default_settings(graph)
     save(graph, args.output)
     if args.selection_out:
         write_json(args.selection_out, selection.to_json(space, erasing))
@@ -314,14 +326,31 @@ def _prune_pipeline(args: argparse.Namespace, graph: Graph, passes: list) -> int
     verify = am.state.get("verify")
     if verify is not None:
         print(f"verify     {verify}")
+    print(f"wrote {args.output}" + (f" and {args.selection_out}" if args.selection_out else ""))
+    loads = None
+    if not args.no_latency:
+        latency = report_latency(load_model(args.model, allow_custom_ops=args.allow_custom_ops), graph, shapes,
+                                 args.latency_threads)
+        loads = latency["levels"]["compact"] == "all"  # the timing session already tried every optimisation
+    if loads is None:
+        loads = _loads_at_default_settings(graph)
     if not loads:
+        sys.stdout.flush()
         print("onnxprune: warning: onnxruntime 1.19 cannot load the result with all graph optimisations (its NCHWc "
               "layout transform rejects some channel counts after a Concat); it loads with them at 'extended'. "
               "--round-to 8 usually avoids it.", file=sys.stderr)
-    print(f"wrote {args.output}" + (f" and {args.selection_out}" if args.selection_out else ""))
-    if not args.no_latency:
-        report_latency(load_model(args.model, allow_custom_ops=args.allow_custom_ops), graph, shapes,
-                       args.latency_threads)
+    return 0
+
+
+def _nothing_removed(args: argparse.Namespace, space, why: str) -> int:
+    """Say that nothing is removed, why families are frozen and what would change that, and that no
+    model is written (it would be the input unchanged)."""
+    from .frozen import describe_frozen
+
+    print(f"pruned 0 groups: {why}")
+    for line in describe_frozen(space):
+        print(line)
+    print(f"nothing written: {args.output} would be {args.model} unchanged")
     return 0
 
 
@@ -370,7 +399,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
                                      erase=args.erase)
     if not 0 <= args.ratio <= 1:
         raise UserError(f"--ratio must be between 0 and 1, got {args.ratio}")
-    return _prune_pipeline(args, graph, [select, REGISTRY.get("compact")()])
+    return _prune_pipeline(args, graph, select=select)
 
 
 def cmd_compact(args: argparse.Namespace) -> int:
@@ -379,7 +408,7 @@ def cmd_compact(args: argparse.Namespace) -> int:
         raise UserError(f"{args.selection}: no such selection file")
     graph = load_model(args.model, allow_custom_ops=args.allow_custom_ops)
     args.selection_out = None
-    return _prune_pipeline(args, graph, [REGISTRY.get("compact")(selection=args.selection)])
+    return _prune_pipeline(args, graph, selection_file=args.selection)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

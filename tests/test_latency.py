@@ -94,3 +94,37 @@ def test_run_report_has_the_latency_of_both_models(tmp_path):
     quiet = run_model(str(ZOO / "mlp.onnx"), str(tmp_path / "q.onnx"), None, config, synthetic=32, progress=False,
                       log=lambda _: None, latency=False)
     assert "latency_ms" not in quiet
+
+
+# ---------------------------------------------------------------- nothing to prune is never silent
+def test_prune_with_no_prunable_family_says_why_and_writes_nothing(capsys, tmp_path):
+    out = tmp_path / "out.onnx"
+    status, text, err = run_cli(capsys, "prune", ZOO / "lstm.onnx", "-o", out, "--ratio", "0.5")
+    assert status == 0, err
+    lines = text.splitlines()
+    assert lines[0] == "pruned 0 groups: no family of the model is prunable (2 found)"
+    assert lines[1].startswith("2 of 2 families are frozen")
+    assert "no pruning rule for LSTM" in lines[2] and "1 family (32 groups)" in lines[2]
+    assert len([line for line in lines if line.startswith("  ")]) == 3
+    assert lines[-1].startswith("nothing written: ") and not out.exists()
+
+
+def test_an_empty_selection_writes_nothing_and_says_so(capsys, tmp_path):
+    out, sel = tmp_path / "out.onnx", tmp_path / "sel.json"
+    status, text, err = run_cli(capsys, "prune", ZOO / "resnet.onnx", "-o", out, "--ratio", "0", "--selection-out", sel)
+    assert status == 0, err
+    assert text.startswith("pruned 0 groups: --ratio 0 selects no group") and "nothing written" in text
+    assert not out.exists() and not sel.exists()
+    sel.write_text(json.dumps({"format": "onnxprune.selection/1", "families": []}))
+    status, text, err = run_cli(capsys, "compact", ZOO / "resnet.onnx", "--selection", sel, "-o", out)
+    assert status == 0, err
+    assert text.startswith("pruned 0 groups: the selection file removes nothing") and not out.exists()
+
+
+def test_frozen_kinds_group_and_count_the_reasons():
+    from onnxprune.frozen import frozen_kinds
+    from onnxprune.passmanager import AnalysisManager
+
+    kinds = frozen_kinds(AnalysisManager(onnxprune.load(ZOO / "resnet.onnx")).get("prune-space"))
+    assert kinds[0].kind == "the model's own inputs or outputs" and kinds[0].families == 2
+    assert all(k.advice for k in kinds) and len(kinds) <= 3
