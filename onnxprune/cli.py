@@ -458,14 +458,25 @@ def cmd_run(args: argparse.Namespace) -> int:
         for note in lat["notes"]:
             print(f"latency    {note}")
     for name, found in report.get("eval", {}).items():
-        shown = ", ".join(f"{k} {v:.4f}" for k, v in found.items() if k != "samples")
-        print(f"eval       {name}: {shown} ({found.get('samples', 0)} held-out samples)")
+        shown = ", ".join(f"{k} {_figure(v)}" for k, v in found.items() if k != "samples")
+        label = {"dense": "trained (zeroed)"}.get(name, name)
+        print(f"eval       {label}: {shown} ({found.get('samples', 0)} held-out samples)")
+    if "teacher" in report:
+        print(f"teacher    {report['teacher']['note']}")
     verify = report["verify"]
     print(f"verify     compact vs trained: max abs diff {verify['max_abs']:.3g}, max rel diff {verify['max_rel']:.3g}")
     print(f"wrote {args.output}, {paths.report}, {paths.metrics}")
     if lat is not None:
         _warn_not_faster(lat["not_faster_at"])
     return 0
+
+
+def _figure(value: float) -> str:
+    """A loss or accuracy with the digits that matter: 4 decimals in the usual range, else 3 significant
+    digits in exponent form (a distillation loss of 5.6e-19 is not 0.0000)."""
+    if value == 0 or 1e-3 <= abs(value) < 1e5:
+        return f"{value:.4f}"
+    return f"{value:.3g}"
 
 
 # ---------------------------------------------------------------------- entry point

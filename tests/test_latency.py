@@ -128,3 +128,46 @@ def test_frozen_kinds_group_and_count_the_reasons():
     kinds = frozen_kinds(AnalysisManager(onnxprune.load(ZOO / "resnet.onnx")).get("prune-space"))
     assert kinds[0].kind == "the model's own inputs or outputs" and kinds[0].families == 2
     assert all(k.advice for k in kinds) and len(kinds) <= 3
+
+
+# ---------------------------------------------------------------- run's report compares what matters
+def test_run_report_scores_the_original_beside_dense_and_compact(tmp_path):
+    from onnxprune.train.run import TrainConfig, run_model
+
+    data = tmp_path / "d.npz"
+    rng = np.random.default_rng(0)
+    np.savez(data, input=rng.standard_normal((96, 64)).astype(np.float32), labels=rng.integers(0, 10, 96))
+    config = TrainConfig(steps=6, batch_size=16, lr=0.01, threads=1, target_sparsity=0.5)
+    report = run_model(str(ZOO / "mlp.onnx"), str(tmp_path / "o.onnx"), str(data), config, progress=False,
+                       log=lambda _: None, latency=False, eval_fraction=0.25)
+    assert list(report["eval"]) == ["original", "dense", "compact"]
+    for found in report["eval"].values():
+        assert set(found) == {"loss", "accuracy", "samples"} and found["samples"] == 24
+    assert "teacher" not in report
+
+
+def test_small_losses_keep_their_digits():
+    from onnxprune.cli import _figure
+
+    assert _figure(5.6e-19) == "5.6e-19" and _figure(0.0) == "0.0000" and _figure(0.93125) == "0.9313"
+    assert _figure(2.5e-4) == "0.00025" and _figure(123456.0) == "1.23e+05"
+
+
+def test_a_teacher_that_ignores_its_input_is_flagged(tmp_path):
+    from onnxprune.train.run import TrainConfig, run_model
+
+    graph = onnxprune.load(ZOO / "mlp.onnx")
+    first = next(v for v in graph.initializers if len(v.tensor.shape) == 2)
+    graph.set_initializer(first, np.zeros(first.tensor.shape, np.float32))  # every input gives the same output
+    model = tmp_path / "constant.onnx"
+    onnxprune.save(graph, model)
+    said = []
+    config = TrainConfig(steps=2, batch_size=8, lr=0.01, threads=1, target_sparsity=0.5, loss="distill")
+    report = run_model(str(model), str(tmp_path / "o.onnx"), None, config, synthetic=32, progress=False,
+                       log=said.append, latency=False)
+    assert report["teacher"]["varies"] is False and "same" in report["teacher"]["note"]
+    assert any("distillation teacher" in line for line in said)
+    report = run_model(str(ZOO / "mlp.onnx"), str(tmp_path / "p.onnx"), None, config, synthetic=32, progress=False,
+                       log=lambda _: None, latency=False)
+    assert "teacher" not in report and set(report["eval"]) == {"original", "dense", "compact"}
+    assert report["eval"]["original"]["distill_mse"] == 0.0  # the teacher against itself

@@ -375,6 +375,24 @@ def evaluate(graph: Graph, data: ArrayData, loss: str, output: str, batch_size: 
     return {"distill_mse": squared / count, "samples": count} if reference is not None else {"samples": count}
 
 
+def teacher_spread(teacher: Graph, data: ArrayData, output: str, samples: int = 64) -> float | None:
+    """How much the distillation teacher's `output` varies across the first `samples` inputs of `data`:
+    the largest standard deviation over samples of any output element, relative to the output's largest
+    magnitude. 0 means every input gets the same answer, so distillation has nothing to teach (an
+    untrained model, or one whose output ignores its input). None if fewer than two samples."""
+    from ..runtime import inference_session
+
+    specs = input_specs(teacher)
+    batch = next(data.batches(min(samples, len(data)), None, drop_last=False), None)
+    if batch is None or len(next(iter(batch.values()))) < 2:
+        return None
+    feeds = dict(zip([s.name for s in specs], check_batch(batch, specs, None, data.source)))
+    out = np.asarray(inference_session(teacher).run([output], feeds)[0], dtype=np.float64)
+    scale = float(np.max(np.abs(out))) if out.size else 0.0
+    spread = float(np.max(np.std(out, axis=0))) if out.size else 0.0
+    return spread / scale if scale > 0 else spread
+
+
 def run_model(model: str, output: str, data_spec: str | None, config: TrainConfig, *, eval_data: str | None = None,
               eval_fraction: float = 0.1, synthetic: int = 0, resume: bool = False, tolerance: float = 1e-4,
               progress: bool = True, log: Callable[[str], None] = print, input_shapes: tuple[str, ...] = (),
@@ -431,6 +449,15 @@ def run_model(model: str, output: str, data_spec: str | None, config: TrainConfi
         data, held_out = data.split(eval_fraction, config.seed)
     if isinstance(data, ArrayData) and not len(data):
         raise UserError(f"{data.source}: the data set is empty")
+    teacher_note = None
+    if config.loss == "distill":
+        probe = data if isinstance(data, ArrayData) else held_out if isinstance(held_out, ArrayData) else None
+        spread = teacher_spread(original, probe, graph.outputs[0].name) if probe is not None else None
+        if spread is not None and spread <= 1e-6:  # float32 noise: the same answer for every input
+            teacher_note = (f"the distillation teacher (the original model) gives the same {graph.outputs[0].name!r} "
+                            f"for every input (relative spread {spread:.2g}): distillation can only teach a constant; "
+                            "check the model's weights (untrained?) and inputs, or train with labels")
+            log(f"onnxprune: warning: {teacher_note}")
     stage("data")
     paths.metrics.parent.mkdir(parents=True, exist_ok=True)
     with open(paths.metrics, "a" if resume else "w") as metrics:
@@ -462,10 +489,14 @@ def run_model(model: str, output: str, data_spec: str | None, config: TrainConfi
         "flops": {"dense": dense_cost.flops, "compact": compact_cost.flops},
         "verify": {"max_abs": report_verify.max_abs, "max_rel": report_verify.max_rel, "ok": report_verify.ok},
     }
+    if teacher_note is not None:
+        report["teacher"] = {"varies": False, "note": teacher_note}
     if held_out is not None and isinstance(held_out, ArrayData) and len(held_out):
         teacher = original if config.loss == "distill" else None
-        report["eval"] = {"dense": evaluate(trained, held_out, config.loss, output_name, teacher=teacher),
-                          "compact": evaluate(graph, held_out, config.loss, output_name, teacher=teacher)}
+        # the original beside the trained ("dense": groups zeroed, not yet removed) and the compact model,
+        # so the report shows what training cost, not only that compact kept what training made
+        report["eval"] = {name: evaluate(model, held_out, config.loss, output_name, teacher=teacher)
+                          for name, model in (("original", original), ("dense", trained), ("compact", graph))}
     stage("evaluate")
     if latency:
         from ..runtime import compare_latency
