@@ -333,7 +333,7 @@ def _prune_pipeline(args: argparse.Namespace, graph: Graph, select=None, selecti
                                  args.latency_threads)
         loads = latency["levels"]["compact"] == "all"  # the timing session already tried every optimisation
     if loads is None:
-        loads = _loads_at_default_settings(graph)
+        loads = _loads_at_default_settings(args.output)
     if not loads:
         sys.stdout.flush()
         print("onnxprune: warning: onnxruntime 1.19 cannot load the result with all graph optimisations (its NCHWc "
@@ -377,13 +377,15 @@ def _warn_not_faster(batches: Sequence[int]) -> None:
               f"{' and '.join(map(str, batches))}; {SLOWER_HINT}", file=sys.stderr)
 
 
-def _loads_at_default_settings(graph: Graph) -> bool:
+def _loads_at_default_settings(path: str) -> bool:
+    """Whether onnxruntime loads the model onnxprune wrote at `path` with its default (all) graph
+    optimisations. From the file: serialising the graph again cost as much as the load itself."""
     try:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.log_severity_level = 4
-        ort.InferenceSession(graph.to_onnx().SerializeToString(), options, providers=["CPUExecutionProvider"])
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         return True
     except ImportError:
         return True  # nothing to say without onnxruntime
