@@ -226,16 +226,16 @@ def select_groups(graph: Graph, space: PruningSpace, cost, options: SelectOption
     best = min({max(low - 1, 0), low}, key=lambda k: (abs(at(k)[1] - target), k))
     selection, removed = at(best)
     if options.round_to <= 1 and abs(removed - target) > 0.001 * total and low > 0:
-        selection, removed = _fill(order, low - 1, at(low - 1)[1], target, total, selection, removed,
+        selection, removed = _fill(order, low - 1, target, total, selection, removed,
                                    lambda chosen: make(_rounded(start, families, scores, caps, chosen, 1)), removed_by)
     return selection, Outcome(options.by, target, removed, total)
 
 
-def _fill(order: list[tuple[int, int]], length: int, below: float, target: float, total: float,
+def _fill(order: list[tuple[int, int]], length: int, target: float, total: float,
           best: Selection, best_removed: float, make, removed_by, tries: int = 64) -> tuple[Selection, float]:
     """Where one group is a coarse step (an attention head, a channel of a small model), the longest
     prefix below the target and the shortest above it can both miss by more than a group's worth:
-    starting from the prefix of `length` groups (which removes `below`), add the next groups of the
+    starting from the longest prefix under the target (`length` groups), add the next groups of the
     order that still fit under the target, in order, and keep the selection closest to it. Groups
     taken later in the order were feasible with more groups before them, so they are with fewer.
     Measures at most `tries` candidates."""
