@@ -430,6 +430,14 @@ def run_model(model: str, output: str, data_spec: str | None, config: TrainConfi
     types = am.get("shapes")
     dense_cost = am.get("cost")
     stage("analyze")
+    if not space.prunable and config.target_sparsity > 0 and not (config.target_erase and erasing.regions):
+        # say it before data, artifacts and training, with what holds the families back
+        from ..frozen import frozen_kinds
+
+        kinds = "; ".join(f"{k.families} famil{'y' if k.families == 1 else 'ies'}: {k.kind}"
+                          for k in frozen_kinds(space))
+        raise UserError(f"{model}: nothing to prune: none of its {len(space.families)} families is prunable "
+                        f"({kinds}); `onnxprune analyze` lists each family's reasons")
     if data_spec is None and not synthetic:
         specs = ", ".join(f"{s.name} ({s.dtype}, {'x'.join('N' if d is None else str(d) for d in s.shape)})"
                           for s in input_specs(graph))
