@@ -33,7 +33,8 @@ class SelectOptions:
     ratio: float = 0.5  # share of the target quantity to remove
     criterion: Literal["l1", "l2", "random"] = "l2"
     by: Literal["groups", "params", "flops"] = "groups"  # groups of prunable families, or model params/FLOPs
-    scope: Literal["global", "local"] = "global"  # rank all groups together, or each family on its own
+    scope: Literal["global", "local"] = "global"  # rank all groups together, or each family on its own (the
+    # same share of each; by params/FLOPs, the share that reaches the target)
     normalize: Literal["none", "mean", "max", "l2"] = "mean"  # per-family score normalisation
     round_to: int = 1  # kept groups per family are a multiple of this
     max_family_ratio: float = 0.9  # never remove more than this share of one family
@@ -195,16 +196,38 @@ def select_groups(graph: Graph, space: PruningSpace, cost, options: SelectOption
         return finish(Selection({fid: tuple(sorted(groups)) for fid, groups in chosen.items() if groups}))
 
     if options.scope == "local":
-        budget = AxisBudget(space)
-        chosen: dict[int, list[int]] = {f.id: [] for f in families}
-        for f in families:
-            want = _round_kept(f.size, min(caps[f.id], int(np.floor(options.ratio * f.size))), options.round_to,
-                               caps[f.id])
-            for group in np.lexsort((np.arange(f.size), scores[f.id]))[:want]:
-                if budget.take(f, int(group)):
-                    chosen[f.id].append(int(group))
-        selection = make(chosen)
-        return selection, Outcome(options.by, target, removed_by(selection), total)
+        def local(share: float) -> Selection:
+            """The same share of every family's groups, each family's least important first."""
+            budget = AxisBudget(space)
+            chosen: dict[int, list[int]] = {f.id: [] for f in families}
+            for f in families:
+                want = _round_kept(f.size, min(caps[f.id], int(np.floor(share * f.size))), options.round_to,
+                                   caps[f.id])
+                for group in np.lexsort((np.arange(f.size), scores[f.id]))[:want]:
+                    if budget.take(f, int(group)):
+                        chosen[f.id].append(int(group))
+            return make(chosen)
+
+        if options.by == "groups":
+            selection = local(options.ratio)
+            return selection, Outcome(options.by, target, removed_by(selection), total)
+        # by params/FLOPs: the share of each family's groups whose removal comes closest to the target
+        candidates = {}
+        low_share, high_share = 0.0, 1.0
+        for _ in range(24):  # bisection over the share; a family's count changes in steps of 1/size
+            middle = (low_share + high_share) / 2
+            selection = local(middle)
+            candidates[middle] = (selection, removed_by(selection))
+            if candidates[middle][1] >= target:
+                high_share = middle
+            else:
+                low_share = middle
+        for share in (low_share, high_share):
+            if share not in candidates:
+                selection = local(share)
+                candidates[share] = (selection, removed_by(selection))
+        selection, removed = min(candidates.values(), key=lambda c: abs(c[1] - target))
+        return selection, Outcome(options.by, target, removed, total)
     normalized = {f.id: _normalize(scores[f.id], options.normalize) for f in families}
     order = _greedy_order(families, normalized, caps, space)
     start = AxisBudget(space)

@@ -71,6 +71,15 @@ def test_select_reaches_the_target_within_one_percent(name, by):
     assert outcome.total == getattr(before, key)
 
 
+@pytest.mark.parametrize("by", ["flops", "params"])
+def test_local_scope_also_reaches_a_params_or_flops_target(by):
+    graph = onnxprune.load(ZOO / "mobilenetv2.onnx")
+    before, after, outcome = _select(graph, f"select{{ratio=0.5,by={by},scope=local}}")
+    key = "flops" if by == "flops" else "parameters"
+    assert abs(1 - getattr(after, key) / getattr(before, key) - 0.5) <= 0.005
+    assert outcome.removed == getattr(before, key) - getattr(after, key)
+
+
 def test_select_with_erased_blocks_reports_the_compact_figure():
     graph = onnxprune.load(ZOO / "resnet.onnx")
     before, after, outcome = _select(graph, "select{ratio=0.6,by=flops,erase=1}")
