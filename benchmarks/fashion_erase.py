@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--target-erase", type=float, default=0.5)
     parser.add_argument("--target-sparsity", type=float, default=0.0)
-    parser.add_argument("--latency-rounds", type=int, default=7)
+    parser.add_argument("--latency-seconds", type=float, default=7.0, help="time spent on each batch size")
     parser.add_argument("--reuse", action="store_true", help="reuse trained models of an earlier run")
     args = parser.parse_args()
     train, test = prepare()
@@ -46,12 +46,13 @@ def main() -> None:
             continue
         config = TrainConfig(target_sparsity=sparsity, target_erase=erase, epochs=args.epochs, lr=args.lr,
                              batch_size=args.batch_size, group_divisible=16, log_every=100)
-        report = run_model(str(MODEL), str(out), str(train), config, eval_data=str(test), progress=False)
+        report = run_model(str(MODEL), str(out), str(train), config, eval_data=str(test), progress=False,
+                           latency=False)
         saved.write_text(json.dumps(report, indent=2))
         rows.append((label, report, out))
         print(f"  {label}: trained in {report['time_s']['train']:.0f}s", file=sys.stderr)
     graphs = {"dense": load(str(MODEL)), **{label: load(str(out)) for label, _, out in rows}}
-    latency = round_robin_latency(graphs, args.latency_rounds)
+    latency = round_robin_latency(graphs, args.latency_seconds)
     print(f"Fashion-MNIST, models/fashion_resnet.onnx, {args.epochs} epoch(s), batch {args.batch_size}, lr {args.lr} "
           f"cosine, SGD momentum 0.9; test top-1 on 10,000 images; latency 1 thread, ms")
     print(f"{'run':<22} {'top-1':>7} {'erased':>7} {'nodes':>6} {'convs':>6} {'params':>8} {'FLOPs':>11} "

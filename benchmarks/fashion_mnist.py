@@ -9,7 +9,7 @@ with the same architecture, steps, batch, learning-rate schedule and seed:
 * HESSO at target group sparsity 0.5 and 0.7 (and DHSPG at 0.5 with --dhspg),
 
 and prints test accuracy (the 10,000 test images), parameters, FLOPs and CPU latency (batch 1, one
-thread, median of 200 runs) of the dense and compact ONNX models, plus training throughput.
+thread, median of interleaved runs) of the dense and compact ONNX models, plus training throughput.
 
     python benchmarks/fashion_mnist.py [--epochs 3] [--sparsities 0.5,0.7] [--dhspg]
 """
@@ -25,8 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from onnxprune import runtime
 from onnxprune.ir import load
-from onnxprune.train.run import TrainConfig, latency_ms, run_model
+from onnxprune.train.run import TrainConfig, run_model
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "_work" / "fashion_mnist"
@@ -60,25 +61,18 @@ def prepare() -> tuple[Path, Path]:
     return train, test
 
 
-def round_robin_latency(graphs: dict, rounds: int) -> dict[int, dict[str, float]]:
-    """batch -> name -> ms: each model's latency at batch 1 and 32, measured round-robin after all
-    training (so a busy moment of the machine hits all models alike), the median over rounds of each
-    model's median."""
-    latency = {}
-    for batch, repeats in ((1, 100), (32, 20)):
-        found: dict[str, list[float]] = {name: [] for name in graphs}
-        for _ in range(rounds):
-            for name, graph in graphs.items():
-                found[name].append(latency_ms(graph, batch=batch, repeats=repeats))
-        latency[batch] = {name: float(np.median(times)) for name, times in found.items()}
-    return latency
+def round_robin_latency(graphs: dict, seconds: float) -> dict[int, dict[str, float]]:
+    """batch -> name -> ms: every model's median latency at batch 1 and 32 (one thread), all timed
+    together round robin (so a busy moment of the machine hits all alike) for about `seconds` per batch."""
+    found = runtime.measure_latency(graphs, batches=(1, 32), threads=1, budget_s=seconds, min_runs=20)
+    return {batch: {name: t.median_ms for name, t in timings.items()} for batch, timings in found.timings.items()}
 
 
-def measure_latency(rows: list, rounds: int) -> None:
+def measure_latency(rows: list, seconds: float) -> None:
     """Put the dense and compact latency of every run into its report."""
     models = {"dense": load(str(MODEL))}
     models.update({label: load(str(WORK / f"{label.replace(' ', '_')}.onnx")) for label, *_ in rows})
-    for batch, found in round_robin_latency(models, rounds).items():
+    for batch, found in round_robin_latency(models, seconds).items():
         for label, report, *_ in rows:
             report.setdefault("latency_ms", {})[f"batch{batch}"] = {"dense": found["dense"], "compact": found[label]}
 
@@ -92,7 +86,7 @@ def main() -> None:
     parser.add_argument("--dhspg", action="store_true", help="also run DHSPG at the first sparsity")
     parser.add_argument("--round-to", type=int, default=8, help="kept channels per layer: multiples of N")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--latency-rounds", type=int, default=7)
+    parser.add_argument("--latency-seconds", type=float, default=7.0, help="time spent on each batch size")
     parser.add_argument("--reuse", action="store_true", help="reuse trained models of an earlier run (re-measure latency)")
     args = parser.parse_args()
     train, test = prepare()
@@ -113,13 +107,13 @@ def main() -> None:
                              log_every=100)
         start = time.perf_counter()
         report = run_model(str(MODEL), str(out), str(train), config, eval_data=str(test), progress=False,
-                           log=lambda line: print(line, file=sys.stderr))
+                           latency=False, log=lambda line: print(line, file=sys.stderr))
         wall = time.perf_counter() - start
         report["throughput"] = report["steps"] * args.batch_size / report["time_s"]["train"]
         saved.write_text(json.dumps(report, indent=2))
         rows.append((label, report, report["throughput"], wall))
         print(f"  {label}: done in {wall:.0f}s", file=sys.stderr)
-    measure_latency(rows, args.latency_rounds)
+    measure_latency(rows, args.latency_seconds)
     base_acc = rows[0][1]["eval"]["compact"]["accuracy"]
     print(f"Fashion-MNIST, models/fashion_cnn.onnx, {args.epochs} epochs x {rows[0][1]['steps'] // args.epochs} steps, "
           f"batch {args.batch_size}, lr {args.lr} cosine, SGD momentum 0.9, round-to {args.round_to}")
@@ -137,7 +131,7 @@ def main() -> None:
         print(f"{label:<16} {acc:>7.4f} {100 * (acc - base_acc):>+8.2f}p {report['params']['compact']:>9,} "
               f"{report['flops']['compact']:>11,} {flops_cut:>9.1%} {cells[0]} {cells[1]} {throughput:>11.0f}")
     print("top-1 = compact model on the 10,000 test images (the dense run's 'compact' is its own model); "
-          "latency = onnxruntime CPU, 1 thread, batch 1 and 32, median over rounds of each model's median; cut ratio = latency cut / FLOPs cut")
+          "latency = onnxruntime CPU, 1 thread, batch 1 and 32, median of interleaved runs; cut ratio = latency cut / FLOPs cut")
 
 
 if __name__ == "__main__":

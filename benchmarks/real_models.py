@@ -90,7 +90,7 @@ def train(path: Path, binding: str, steps: int) -> bool:
     print(f"  run ({steps} steps, {seconds:.0f} s): {report['groups_removed']} groups removed in "
           f"{len(report['families'])} families, params {params['dense']:,} -> {params['compact']:,}, "
           f"FLOPs {flops['dense']:,} -> {flops['compact']:,} ({1 - flops['compact'] / flops['dense']:.1%} cut), "
-          f"latency {latency['dense']:.3f} -> {latency['compact']:.3f} ms, verify max rel "
+          f"latency {latency['summary']}, verify max rel "
           f"{report['verify']['max_rel']:.2g}")
     return report["verify"]["ok"]
 

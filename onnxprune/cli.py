@@ -294,8 +294,12 @@ def family_dot(graph: Graph, space) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _prune_pipeline(args: argparse.Namespace, graph: Graph, passes: list) -> int:
-    """Run select/compact passes, verify, write the model and the selection, print the outcome."""
+def _prune_pipeline(args: argparse.Namespace, graph: Graph, select=None, selection_file: str | None = None) -> int:
+    """Choose (the `select` pass) or read (`selection_file`) a selection, compact, verify, write the model
+    and the selection, print the outcome and the latency. A selection that removes nothing writes
+    nothing and says why."""
+    if args.latency_threads < 1:
+        raise UserError(f"--latency-threads must be at least 1, got {args.latency_threads}")
     for path in (args.output, f"{args.output}.data", args.selection_out):
         if path:
             check_output_path(path, graph.source_files or (args.model,))
@@ -303,15 +307,25 @@ def _prune_pipeline(args: argparse.Namespace, graph: Graph, passes: list) -> int
     shapes = bindings.shapes
     am = AnalysisManager(graph, input_shapes=shapes, sample_inputs=samples)
     space = am.get("prune-space")
+    if select is not None and not space.prunable and not getattr(args, "erase", 0):
+        # nothing can be chosen: stop before the erasing analysis, compact, verify and the write
+        return _nothing_removed(args, space, f"no family of the model is prunable ({len(space.families)} found)")
     erasing = am.get("erase-space")
     before = am.get("cost")
+    compact = REGISTRY.get("compact")
+    # the selection first (a file is read by compact itself), so an empty one stops before the rest
+    PassManager([select] if select is not None else [compact(selection=selection_file)]).run(graph, am)
+    selection = am.state["selection"]
+    if not selection.group_count and not selection.erased:
+        why = ("the selection file removes nothing" if select is None else
+               f"--ratio {args.ratio:g} selects no group" if space.prunable else
+               "no family is prunable and no block could be erased")
+        return _nothing_removed(args, space, why)
+    passes = [compact()] if select is not None else []
     if not args.no_verify:
         passes.append(REGISTRY.get("verify")(tolerance=args.tolerance))
-    manager = PassManager(passes + [REGISTRY.get("cleanup")()])
-    manager.run(graph, am)
-    selection = am.state["selection"]
+    PassManager(passes + [REGISTRY.get("cleanup")()]).run(graph, am)
     after = AnalysisManager(graph, input_shapes=shapes).get("cost")
-    loads = _loads_at_default_settings(graph)
     save(graph, args.output)
     if args.selection_out:
         write_json(args.selection_out, selection.to_json(space, erasing))
@@ -324,24 +338,76 @@ def _prune_pipeline(args: argparse.Namespace, graph: Graph, passes: list) -> int
           + (f"; erased {len(selection.erased)} regions" if selection.erased else ""))
     print(f"parameters {change(before.parameters, after.parameters)}")
     print(f"FLOPs      {change(before.flops, after.flops)} per run")
+    outcome = am.state.get("select")
+    if outcome is not None:
+        short = outcome.target - outcome.removed
+        print(f"target     {100 * outcome.target / outcome.total if outcome.total else 0:.1f}% of the {outcome.by}, "
+              f"reached {100 * outcome.share:.2f}% (measured on the compact model)"
+              + ("; the prunable families (within --max-family-ratio) hold no more"
+                 if outcome.total and short > 0.01 * outcome.target else ""))
     verify = am.state.get("verify")
     if verify is not None:
         print(f"verify     {verify}")
+    print(f"wrote {args.output}" + (f" and {args.selection_out}" if args.selection_out else ""))
+    loads = None
+    if not args.no_latency:
+        latency = report_latency(load_model(args.model, allow_custom_ops=args.allow_custom_ops), graph, shapes,
+                                 args.latency_threads)
+        loads = latency["levels"]["compact"] == "all"  # the timing session already tried every optimisation
+    if loads is None:
+        loads = _loads_at_default_settings(args.output)
     if not loads:
+        sys.stdout.flush()
         print("onnxprune: warning: onnxruntime 1.19 cannot load the result with all graph optimisations (its NCHWc "
               "layout transform rejects some channel counts after a Concat); it loads with them at 'extended'. "
               "--round-to 8 usually avoids it.", file=sys.stderr)
-    print(f"wrote {args.output}" + (f" and {args.selection_out}" if args.selection_out else ""))
     return 0
 
 
-def _loads_at_default_settings(graph: Graph) -> bool:
+def _nothing_removed(args: argparse.Namespace, space, why: str) -> int:
+    """Say that nothing is removed, why families are frozen and what would change that, and that no
+    model is written (it would be the input unchanged)."""
+    from .frozen import describe_frozen
+
+    print(f"pruned 0 groups: {why}")
+    for line in describe_frozen(space):
+        print(line)
+    print(f"nothing written: {args.output} would be {args.model} unchanged")
+    return 0
+
+
+def report_latency(original: Graph, compact: Graph, input_shapes: Sequence[str], threads: int) -> dict:
+    """Measure the compact model against the original (onnxruntime, CPU, interleaved), print the
+    figures, and warn in one line, with what to try, where the compact model is not faster."""
+    from .runtime import compare_latency
+
+    latency = compare_latency(original, compact, threads=threads, input_shapes=tuple(input_shapes))
+    print(f"latency    {latency.describe('original', 'compact')}")
+    for note in latency.notes:
+        print(f"latency    {note}")
+    _warn_not_faster(latency.not_faster("compact", "original"))
+    return latency.to_json()
+
+
+def _warn_not_faster(batches: Sequence[int]) -> None:
+    """One line, after the figures, where the compact model is not faster, with what to try."""
+    from .runtime import SLOWER_HINT
+
+    if batches:
+        sys.stdout.flush()  # the warning follows the figures it is about
+        print(f"onnxprune: warning: the compact model is not faster than the original at batch "
+              f"{' and '.join(map(str, batches))}; {SLOWER_HINT}", file=sys.stderr)
+
+
+def _loads_at_default_settings(path: str) -> bool:
+    """Whether onnxruntime loads the model onnxprune wrote at `path` with its default (all) graph
+    optimisations. From the file: serialising the graph again cost as much as the load itself."""
     try:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.log_severity_level = 4
-        ort.InferenceSession(graph.to_onnx().SerializeToString(), options, providers=["CPUExecutionProvider"])
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         return True
     except ImportError:
         return True  # nothing to say without onnxruntime
@@ -357,7 +423,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
                                      erase=args.erase)
     if not 0 <= args.ratio <= 1:
         raise UserError(f"--ratio must be between 0 and 1, got {args.ratio}")
-    return _prune_pipeline(args, graph, [select, REGISTRY.get("compact")()])
+    return _prune_pipeline(args, graph, select=select)
 
 
 def cmd_compact(args: argparse.Namespace) -> int:
@@ -366,7 +432,7 @@ def cmd_compact(args: argparse.Namespace) -> int:
         raise UserError(f"{args.selection}: no such selection file")
     graph = load_model(args.model, allow_custom_ops=args.allow_custom_ops, prepared=True, untie_all=args.untie_all)
     args.selection_out = None
-    return _prune_pipeline(args, graph, [REGISTRY.get("compact")(selection=args.selection)])
+    return _prune_pipeline(args, graph, selection_file=args.selection)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -375,6 +441,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if not 0 <= args.target_sparsity < 1:
         raise UserError(f"--target-sparsity must be in [0, 1), got {args.target_sparsity}")
+    if args.latency_threads < 1:
+        raise UserError(f"--latency-threads must be at least 1, got {args.latency_threads}")
     if args.batch_size < 1 or args.lr <= 0:
         raise UserError("--batch-size must be >= 1 and --lr > 0")
     graph_sources = (args.model,)
@@ -396,7 +464,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                        eval_fraction=args.eval_fraction, synthetic=args.synthetic, resume=args.resume,
                        tolerance=args.tolerance, progress=not args.no_progress,
                        input_shapes=tuple(args.input_shape or ()), untie_all=args.untie_all,
-                       sample_inputs=args.sample_inputs)
+                       sample_inputs=args.sample_inputs, latency=not args.no_latency,
+                       latency_threads=args.latency_threads)
 
     def change(key: str) -> str:
         a, b = report[key]["dense"], report[key]["compact"]
@@ -408,15 +477,31 @@ def cmd_run(args: argparse.Namespace) -> int:
              f"{report['nodes']['compact']} nodes)" if report["regions_erased"] else ""))
     print(f"parameters {change('params')}")
     print(f"FLOPs      {change('flops')} per run")
-    lat = report["latency_ms"]
-    print(f"latency    {lat['dense']:.3f} ms -> {lat['compact']:.3f} ms (batch 1, 1 thread)")
+    lat = report.get("latency_ms")
+    if lat is not None:
+        print(f"latency    {lat['summary']}")
+        for note in lat["notes"]:
+            print(f"latency    {note}")
     for name, found in report.get("eval", {}).items():
-        shown = ", ".join(f"{k} {v:.4f}" for k, v in found.items() if k != "samples")
-        print(f"eval       {name}: {shown} ({found.get('samples', 0)} held-out samples)")
+        shown = ", ".join(f"{k} {_figure(v)}" for k, v in found.items() if k != "samples")
+        label = {"dense": "trained (zeroed)"}.get(name, name)
+        print(f"eval       {label}: {shown} ({found.get('samples', 0)} held-out samples)")
+    if "teacher" in report:
+        print(f"teacher    {report['teacher']['note']}")
     verify = report["verify"]
     print(f"verify     compact vs trained: max abs diff {verify['max_abs']:.3g}, max rel diff {verify['max_rel']:.3g}")
     print(f"wrote {args.output}, {paths.report}, {paths.metrics}")
+    if lat is not None:
+        _warn_not_faster(lat["not_faster_at"])
     return 0
+
+
+def _figure(value: float) -> str:
+    """A loss or accuracy with the digits that matter: 4 decimals in the usual range, else 3 significant
+    digits in exponent form (a distillation loss of 5.6e-19 is not 0.0000)."""
+    if value == 0 or 1e-3 <= abs(value) < 1e5:
+        return f"{value:.4f}"
+    return f"{value:.3g}"
 
 
 # ---------------------------------------------------------------------- entry point
@@ -471,6 +556,7 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--erase", type=int, default=0, metavar="N",
                        help="also erase the N least important whole blocks (see analyze's regions)")
     _verify_options(prune)
+    _latency_options(prune)
     prune.set_defaults(func=cmd_prune)
 
     compact = commands.add_parser("compact", help="apply a selection JSON to a model")
@@ -478,6 +564,7 @@ def build_parser() -> argparse.ArgumentParser:
     compact.add_argument("--selection", required=True, metavar="FILE", help="selection JSON (from prune or by hand)")
     compact.add_argument("-o", "--output", required=True, help="output .onnx file")
     _verify_options(compact)
+    _latency_options(compact)
     compact.set_defaults(func=cmd_compact)
     _run_parser(commands)
     for command in commands.choices.values():  # --debug after the command too (SUPPRESS keeps the top-level value)
@@ -520,6 +607,7 @@ def _run_parser(commands) -> None:
     run.add_argument("--resume", action="store_true", help="continue from OUTPUT's checkpoint")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--tolerance", type=float, default=1e-4, help="verify's relative tolerance (default 1e-4)")
+    _latency_options(run)
     run.set_defaults(func=cmd_run)
 
 
@@ -536,6 +624,13 @@ def _untie_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--untie-all", action="store_true",
                         help="also give each reader of a truly tied weight (a tied embedding and LM head) its own "
                              "copy; exporter-shared initializers are always untied")
+
+
+def _latency_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-latency", action="store_true",
+                        help="skip timing the result against the original (onnxruntime, CPU)")
+    parser.add_argument("--latency-threads", type=int, default=1, metavar="N",
+                        help="onnxruntime intra-op threads for the latency figures (default 1)")
 
 
 def _verify_options(parser: argparse.ArgumentParser) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -60,3 +62,142 @@ def run_reference(session, feeds: dict[str, np.ndarray], what: str) -> list[np.n
                   else str(error).strip().splitlines()[0][:160])
         raise UserError(f"{what}: onnxruntime could not run the model on sample inputs {sizes} ({reason}); "
                         "give --input-shape NAME=DIMS with sizes the model takes") from error
+
+
+# ---------------------------------------------------------------------- latency
+@dataclass(frozen=True)
+class Timing:
+    """One model's time per run at one batch size, in milliseconds."""
+
+    median_ms: float
+    min_ms: float
+
+
+@dataclass(frozen=True)
+class Latency:
+    """CPU latency of several models measured together: `timings[batch][name]`, `runs[batch]` interleaved
+    runs of each model, onnxruntime on `threads` intra-op threads at graph optimisation `levels[name]`."""
+
+    threads: int
+    timings: dict[int, dict[str, Timing]]
+    runs: dict[int, int]
+    levels: dict[str, str]
+    notes: tuple[str, ...] = ()
+
+    def not_faster(self, name: str, baseline: str) -> list[int]:
+        """The batch sizes at which `name` is not faster than `baseline`: neither its median nor its
+        min is below the baseline's (the min is the run least disturbed by the rest of the machine)."""
+        return [batch for batch, found in self.timings.items()
+                if found[name].median_ms >= found[baseline].median_ms and found[name].min_ms >= found[baseline].min_ms]
+
+    def to_json(self) -> dict:
+        """Plain data for reports: per batch, each model's median and min (ms), and how it was measured."""
+        return {"threads": self.threads, "levels": dict(self.levels), "notes": list(self.notes),
+                "batches": [{"batch": batch, "runs": self.runs[batch],
+                             **{name: {"median_ms": round(t.median_ms, 4), "min_ms": round(t.min_ms, 4)}
+                                for name, t in found.items()}} for batch, found in self.timings.items()]}
+
+    def describe(self, baseline: str, other: str) -> str:
+        """'batch 1: 3.10 -> 1.52 ms (-51%; min ...), batch 8: ...; N interleaved runs, T thread(s)'."""
+        parts = []
+        for batch, found in self.timings.items():
+            a, b = found[baseline], found[other]
+            change = f"{100 * (b.median_ms - a.median_ms) / a.median_ms:+.0f}%" if a.median_ms else "?"
+            parts.append(f"batch {batch}: {a.median_ms:.3f} -> {b.median_ms:.3f} ms ({change}; min {a.min_ms:.3f} -> "
+                         f"{b.min_ms:.3f}, median of {self.runs[batch]} interleaved runs)")
+        levels = sorted(set(self.levels.values()))
+        return (", ".join(parts) + f"; onnxruntime CPU, {self.threads} thread{'s' if self.threads != 1 else ''}, "
+                f"{'/'.join(levels)} optimisations")
+
+
+def _timed_session(graph: Graph, threads: int) -> tuple[object, str]:
+    """A session with every graph optimisation, as a deployment would use; onnxruntime 1.19's NCHWc
+    layout transform rejects some channel counts, and then the basic level is what can be measured."""
+    try:
+        return inference_session(graph, optimize=True, threads=threads), "all"
+    except Exception:  # onnxruntime raises its own exception types
+        return inference_session(graph, threads=threads), "basic"
+
+
+def _batched(graph: Graph, feeds: dict[str, np.ndarray], batch: int, input_shapes) -> dict[str, np.ndarray] | None:
+    """`feeds` (made at batch 1) repeated to `batch` along the first axis of every input whose first
+    dimension is symbolic and not bound by `input_shapes`; None if no input has such an axis."""
+    bound = bound_shapes(input_shapes)
+    grown, any_grown = dict(feeds), False
+    for value in graph.inputs:
+        if value.is_initializer or value.name in bound or not value.shape:
+            continue
+        first = value.shape[0]
+        if not (isinstance(first, int) and first > 0):
+            grown[value.name] = np.repeat(feeds[value.name], batch, axis=0)
+            any_grown = True
+    return grown if any_grown else None
+
+
+def measure_latency(graphs: dict[str, Graph], *, batches: tuple[int, ...] | None = None, threads: int = 1,
+                    input_shapes: tuple[str, ...] | list[str] = (), budget_s: float = 1.0, min_runs: int = 5,
+                    max_runs: int = 200, seed: int = 0) -> Latency:
+    """Median and min CPU latency of `graphs` (which share one interface) on the same random inputs,
+    round robin: each round runs every model once, in alternating order, so a busy moment of the
+    machine hits all of them alike. The first graph is the reference that must run on the inputs
+    (a failure is the user's input sizes: a one-line error).
+
+    `batches`: the batch sizes; by default 1 and a larger one (32 when the first model runs in under a
+    millisecond at batch 1, else 8) where an input has a symbolic first axis. Each batch size gets about
+    `budget_s` seconds of runs (at least `min_runs`, at most `max_runs` rounds)."""
+    names = list(graphs)
+    rng = np.random.default_rng(seed)
+    reference = next(iter(graphs.values()))
+    base = random_inputs(reference, rng, 1, input_shapes)
+    sessions, levels = {}, {}
+    for name, graph in graphs.items():
+        sessions[name], levels[name] = _timed_session(graph, threads)
+    run_reference(sessions[names[0]], base, "latency")
+    notes: list[str] = []
+    timings: dict[int, dict[str, Timing]] = {}
+    runs: dict[int, int] = {}
+
+    def measure(batch: int, feeds: dict[str, np.ndarray]) -> None:
+        for name in names:  # warm up (first runs allocate and tune), and estimate one round's time
+            sessions[name].run(None, feeds)
+        start = time.perf_counter()
+        for name in names:
+            sessions[name].run(None, feeds)
+        one_round = max(time.perf_counter() - start, 1e-6)
+        rounds = int(min(max(budget_s / one_round, min_runs), max_runs))
+        times: dict[str, list[float]] = {name: [] for name in names}
+        for index in range(rounds):
+            for name in (names if index % 2 == 0 else names[::-1]):
+                start = time.perf_counter()
+                sessions[name].run(None, feeds)
+                times[name].append(time.perf_counter() - start)
+        timings[batch] = {name: Timing(1000 * float(np.median(t)), 1000 * float(np.min(t))) for name, t in times.items()}
+        runs[batch] = rounds
+
+    measure(1, base)
+    if batches is None:
+        large = 32 if timings[1][names[0]].median_ms < 1.0 else 8
+        batches = (1, large)
+    for batch in batches:
+        if batch in timings:
+            continue
+        feeds = _batched(reference, base, batch, input_shapes)
+        if feeds is None:
+            notes.append(f"no input has a free batch axis: measured at the given sizes only, not at batch {batch}")
+            continue
+        try:
+            measure(batch, feeds)
+        except Exception as error:  # onnxruntime: a model whose batch is fixed inside (a Reshape to 1, say)
+            notes.append(f"not measured at batch {batch}: {str(error).strip().splitlines()[0][:120]}")
+    if 1 not in batches:
+        del timings[1], runs[1]
+    return Latency(threads, timings, runs, levels, tuple(notes))
+
+
+def compare_latency(original: Graph, compact: Graph, **options) -> Latency:
+    """`measure_latency` of {"original": original, "compact": compact} (see there for `options`)."""
+    return measure_latency({"original": original, "compact": compact}, **options)
+
+
+SLOWER_HINT = ("try --round-to 8 or --round-to 16 (channel counts that fill the CPU kernels' vector lanes), or "
+               "remove more")

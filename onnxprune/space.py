@@ -265,16 +265,28 @@ class AxisBudget:
 
     def __init__(self, space: PruningSpace) -> None:
         self.left: dict[tuple[str, int], int] = {}
+        # per family: each member axis and the indices each group holds there, counted once (a greedy asks
+        # about every group, so counting per call dominated select)
+        self._counts: dict[int, list[tuple[tuple[str, int], list[int]]]] = {}
         for family in space.families:
+            rows = []
             for member in family.members:
                 key = (member.value, member.axis)
-                self.left[key] = self.left.get(key, 0) + int((member.table >= 0).sum())
+                counts = (member.table >= 0).sum(axis=1)
+                self.left[key] = self.left.get(key, 0) + int(counts.sum())
+                rows.append((key, counts.tolist()))
+            self._counts[family.id] = rows
+
+    def copy(self) -> AxisBudget:
+        """An independent budget in the same state."""
+        other = object.__new__(AxisBudget)
+        other.left, other._counts = dict(self.left), self._counts
+        return other
 
     def _rows(self, family: Family, group: int):
-        for member in family.members:
-            count = int((member.table[group] >= 0).sum())
-            if count:
-                yield (member.value, member.axis), count
+        for key, counts in self._counts[family.id]:
+            if counts[group]:
+                yield key, counts[group]
 
     def take(self, family: Family, group: int) -> bool:
         """Reserve the group's indices if every axis keeps at least one; say whether it did."""

@@ -449,37 +449,35 @@ def evaluate(graph: Graph, data: ArrayData, loss: str, output: str, batch_size: 
     return {"distill_mse": squared / count, "samples": count} if reference is not None else {"samples": count}
 
 
-def latency_ms(graph: Graph, batch: int = 1, repeats: int = 50, threads: int = 1,
-               input_shapes: tuple[str, ...] = ()) -> float:
-    """Median CPU latency of one run (all graph optimisations, `threads` intra-op threads) on random
-    inputs of batch `batch`, or of the sizes `input_shapes` bind."""
-    from ..runtime import inference_session, random_inputs, run_reference
+def teacher_spread(teacher: Graph, data: ArrayData, output: str, samples: int = 64) -> float | None:
+    """How much the distillation teacher's `output` varies across the first `samples` inputs of `data`:
+    the largest standard deviation over samples of any output element, relative to the output's largest
+    magnitude. 0 means every input gets the same answer, so distillation has nothing to teach (an
+    untrained model, or one whose output ignores its input). None if fewer than two samples."""
+    from ..runtime import inference_session
 
-    try:
-        session = inference_session(graph, optimize=True, threads=threads)
-    except Exception:  # onnxruntime 1.19's NCHWc transform rejects some widths: measure at basic level
-        session = inference_session(graph, threads=threads)
-    feeds = random_inputs(graph, np.random.default_rng(0), batch, input_shapes)
-    run_reference(session, feeds, "latency")
-    for _ in range(4):
-        session.run(None, feeds)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        session.run(None, feeds)
-        times.append(time.perf_counter() - start)
-    return 1000 * float(np.median(times))
+    specs = input_specs(teacher)
+    batch = next(data.batches(min(samples, len(data)), None, drop_last=False), None)
+    if batch is None or len(next(iter(batch.values()))) < 2:
+        return None
+    feeds = dict(zip([s.name for s in specs], check_batch(batch, specs, None, data.source)))
+    out = np.asarray(inference_session(teacher).run([output], feeds)[0], dtype=np.float64)
+    scale = float(np.max(np.abs(out))) if out.size else 0.0
+    spread = float(np.max(np.std(out, axis=0))) if out.size else 0.0
+    return spread / scale if scale > 0 else spread
 
 
 def run_model(model: str, output: str, data_spec: str | None, config: TrainConfig, *, eval_data: str | None = None,
               eval_fraction: float = 0.1, synthetic: int = 0, resume: bool = False, tolerance: float = 1e-4,
               progress: bool = True, log: Callable[[str], None] = print, input_shapes: tuple[str, ...] = (),
-              untie_all: bool = False, sample_inputs: str | None = None) -> dict:
+              untie_all: bool = False, sample_inputs: str | None = None, latency: bool = True,
+              latency_threads: int = 1) -> dict:
     """`onnxprune run`: train, compact, verify and report; returns the report (also written as JSON).
     `input_shapes` ("name=1x3x224x224") bind dynamic input dims for the analysis and for every sample
     input (synthetic data, verify, latency); `sample_inputs` (an .npz of real inputs) are what verify
     feeds, and their sizes bind like `input_shapes`; sizes the model's metadata states bind the rest.
-    `untie_all` also splits true weight tying."""
+    `untie_all` also splits true weight tying. `latency`: time the compact model against the original
+    (onnxruntime on the CPU, `latency_threads` threads, interleaved runs at batch 1 and a larger batch)."""
     from ..files import atomic_write
     from ..ir import load, save
     from ..inputs import read_samples, resolve_bindings
@@ -518,6 +516,14 @@ def run_model(model: str, output: str, data_spec: str | None, config: TrainConfi
     types = am.get("shapes")
     dense_cost = am.get("cost")
     stage("analyze")
+    if not space.prunable and config.target_sparsity > 0 and not (config.target_erase and erasing.regions):
+        # say it before data, artifacts and training, with what holds the families back
+        from ..frozen import frozen_kinds
+
+        kinds = "; ".join(f"{k.families} famil{'y' if k.families == 1 else 'ies'}: {k.kind}"
+                          for k in frozen_kinds(space))
+        raise UserError(f"{model}: nothing to prune: none of its {len(space.families)} families is prunable "
+                        f"({kinds}); `onnxprune analyze` lists each family's reasons")
     if data_spec is None and not synthetic:
         specs = ", ".join(f"{s.name} ({s.dtype}, {'x'.join('N' if d is None else str(d) for d in s.shape)})"
                           for s in input_specs(graph))
@@ -537,6 +543,15 @@ def run_model(model: str, output: str, data_spec: str | None, config: TrainConfi
         data, held_out = data.split(eval_fraction, config.seed)
     if isinstance(data, ArrayData) and not len(data):
         raise UserError(f"{data.source}: the data set is empty")
+    teacher_note = None
+    if config.loss == "distill":
+        probe = data if isinstance(data, ArrayData) else held_out if isinstance(held_out, ArrayData) else None
+        spread = teacher_spread(original, probe, graph.outputs[0].name) if probe is not None else None
+        if spread is not None and spread <= 1e-6:  # float32 noise: the same answer for every input
+            teacher_note = (f"the distillation teacher (the original model) gives the same {graph.outputs[0].name!r} "
+                            f"for every input (relative spread {spread:.2g}): distillation can only teach a constant; "
+                            "check the model's weights (untrained?) and inputs, or train with labels")
+            log(f"onnxprune: warning: {teacher_note}")
     stage("data")
     paths.metrics.parent.mkdir(parents=True, exist_ok=True)
     if resume:
@@ -570,16 +585,25 @@ def run_model(model: str, output: str, data_spec: str | None, config: TrainConfi
         "flops": {"dense": dense_cost.flops, "compact": compact_cost.flops},
         "verify": {"max_abs": report_verify.max_abs, "max_rel": report_verify.max_rel, "ok": report_verify.ok},
     }
+    if teacher_note is not None:
+        report["teacher"] = {"varies": False, "note": teacher_note}
     if held_out is not None and isinstance(held_out, ArrayData) and len(held_out):
         teacher = original if config.loss == "distill" else None
-        report["eval"] = {"dense": evaluate(trained, held_out, config.loss, output_name, teacher=teacher),
-                          "compact": evaluate(graph, held_out, config.loss, output_name, teacher=teacher)}
+        # the original beside the trained ("dense": groups zeroed, not yet removed) and the compact model,
+        # so the report shows what training cost, not only that compact kept what training made
+        report["eval"] = {name: evaluate(model, held_out, config.loss, output_name, teacher=teacher)
+                          for name, model in (("original", original), ("dense", trained), ("compact", graph))}
     stage("evaluate")
-    report["latency_ms"] = {"dense": latency_ms(original, input_shapes=input_shapes),
-                            "compact": latency_ms(graph, input_shapes=input_shapes), "batch": 1, "threads": 1}
-    if input_shapes:
-        report["latency_ms"]["input_shapes"] = list(input_shapes)
-    stage("latency")
+    if latency:
+        from ..runtime import compare_latency
+
+        found = compare_latency(original, graph, threads=latency_threads, input_shapes=input_shapes)
+        report["latency_ms"] = found.to_json()
+        report["latency_ms"]["not_faster_at"] = found.not_faster("compact", "original")
+        report["latency_ms"]["summary"] = found.describe("original", "compact")
+        if input_shapes:
+            report["latency_ms"]["input_shapes"] = list(input_shapes)
+        stage("latency")
     report["time_s"] = stages
     with atomic_write(paths.report, "w") as handle:
         handle.write(json.dumps(report, indent=2) + "\n")
