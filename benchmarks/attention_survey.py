@@ -20,6 +20,8 @@ import numpy as np
 from onnxprune.passes.compact import compact_graph, masked_graph
 from onnxprune.passes.verify import compare, random_inputs
 
+from onnxprune.runtime import inference_session
+
 import onnxprune
 from onnxprune.passmanager import AnalysisManager
 from onnxprune.space import AxisBudget, Selection
@@ -66,6 +68,12 @@ def survey(path: Path, checks: int, reasons: bool) -> bool:
         for reason, count in counted.most_common():
             print(f"    frozen x{count}: {reason[:220]}")
     ok = True
+    if checks:
+        try:
+            inference_session(graph)
+        except Exception as exc:  # noqa: BLE001 (onnxruntime's own exception types)
+            print(f"    not checked: onnxruntime cannot load the export itself ({str(exc).splitlines()[0][:160]})")
+            return True
     for trial in range(checks):
         chosen = random_selection(space, np.random.default_rng(trial), leave_one=trial == checks - 1)
         compacted = graph.copy()

@@ -253,11 +253,19 @@ TORCHSCRIPT_STATIC_SEQUENCE = {"mha", "encoder_layer"}
 
 
 def attention_model(name: str):
-    """A fresh attention model (seeded random weights) with its example inputs, input names and dynamic axes."""
+    """A fresh attention model (seeded random weights) with its example inputs, input names and dynamic axes.
+    Parameters that start constant (zero biases, unit norm scales, torchvision ViT's zero classifier)
+    get seeded noise, as training would give them: with a zero classifier every output is its bias, and
+    a test comparing outputs could not fail."""
     import torch
 
     torch.manual_seed(0)
-    return ATTENTION[name]()
+    model, *rest = ATTENTION[name]()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.numel() and bool((parameter == parameter.reshape(-1)[0]).all()):
+                parameter.add_(0.1 * torch.randn_like(parameter))
+    return (model, *rest)
 
 
 def build_attention(names, out_dir: Path, exporter: str, opset: int) -> list[Path]:

@@ -20,6 +20,7 @@ from onnxprune.ir import Graph, Op, TensorType
 from onnxprune.ops import OpView, rule_for
 from onnxprune.ops.coupling import ABSENT, IN, OUT, Axis, Coupling
 from onnxprune.ops.rule import STAND_INS, constant_value
+from onnxprune.ops.shape_refine import needs_refining, refine_types
 from onnxprune.passmanager import AnalysisPass
 from onnxprune.space import ACTIVATION, PRODUCER, Family, Member, PruningSpace
 from onnxprune.unionfind import UnionFind
@@ -89,8 +90,10 @@ class PruneSpaceAnalysis(AnalysisPass):
     def run(self, graph: Graph, am) -> PruningSpace:
         bound = self.options.input_shapes
         coupling_shapes = bound + symbolic_bindings(graph, bound)
-        return build_space(graph, am.get(ShapesAnalysis, input_shapes=coupling_shapes),
-                           am.get(CostAnalysis, input_shapes=bound))
+        types = am.get(ShapesAnalysis, input_shapes=coupling_shapes)
+        if needs_refining(graph, types):  # run-time reshape targets ONNX inference could not follow
+            types = refine_types(graph, types)
+        return build_space(graph, types, am.get(CostAnalysis, input_shapes=bound))
 
 
 def symbolic_bindings(graph: Graph, already: tuple[str, ...]) -> tuple[str, ...]:
@@ -246,6 +249,12 @@ def _collect(graph: Graph, types: dict[str, TensorType]) -> _Facts:
             ka, kb = entry.key(a), entry.key(b)
             if ka in facts.classes and kb in facts.classes:
                 facts.classes.union(ka, kb)
+        for a, name, axis in coupling.ties:  # a dimension read at run time: the same index space
+            ka = entry.key(a)
+            if ka in facts.classes:
+                register(name)
+                if (name, axis) in facts.classes:
+                    facts.classes.union(ka, (name, axis))
         for a, idx_a, b, idx_b in coupling.links:
             ka, kb = entry.key(a), entry.key(b)
             if ka in facts.classes and kb in facts.classes:

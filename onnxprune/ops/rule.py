@@ -96,7 +96,7 @@ def constant_value(graph: Graph, value) -> np.ndarray | None:
 #: dimension holding one of these is dynamic, never a constant to fold.
 STAND_INS = (1009, 1013, 1019, 1021, 1031, 1033, 1039, 1049, 1051, 1061, 1063, 1069)
 _FOLDABLE = {"Shape", "Gather", "Unsqueeze", "Squeeze", "Cast", "Identity", "Concat", "Slice", "Add", "Sub", "Mul",
-             "Div"}
+             "Div", "Mod", "Reshape"}
 
 
 def static_value(graph: Graph, value, types: dict | None) -> np.ndarray | None:
@@ -175,6 +175,11 @@ def _fold(producer, kind: str, args: list) -> object:
             return None
         return args[0][int(starts[0]):int(ends[0]):int(steps[0])]
     a, b = args[0], args[1]
+    if kind == "Reshape":  # TorchScript's unflatten reshapes its computed split point to [1]
+        target = [int(t) for t in np.reshape(b, -1)]
+        return np.reshape(a, [a.shape[i] if t == 0 and i < a.ndim else t for i, t in enumerate(target)])
+    if kind == "Mod" and np.asarray(a).dtype.kind in "iu" and np.asarray(b).dtype.kind in "iu" and np.all(b != 0):
+        return np.fmod(a, b) if producer.attr("fmod", 0) else np.mod(a, b)
     if kind == "Add":
         return a + b
     if kind == "Sub":
