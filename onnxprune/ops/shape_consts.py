@@ -250,16 +250,14 @@ def read_only_into_shapes(graph: Graph, value: Value, position: int, length: int
         out = graph.outputs_of(op)[0] if graph.outputs_of(op) else None
         if kind == "Reshape" and slot == 1:
             continue
-        if slot != 0 or out is None:
+        if (slot != 0 and kind != "Concat") or out is None:
             return False
         if kind in ("Cast", "Identity", "Unsqueeze", "Squeeze") or (kind == "Reshape" and _is_vector_reshape(graph, op)):
             if not read_only_into_shapes(graph, out, position, length, depth + 1):
                 return False
         elif kind == "Concat":
             offset = 0
-            for piece in graph.inputs_of(op):
-                if piece is value:
-                    break
+            for piece in graph.inputs_of(op)[:slot]:
                 found = _static_length(graph, piece, None)
                 if found is None:
                     traced = trace_elements(graph, piece, None)
@@ -267,8 +265,7 @@ def read_only_into_shapes(graph: Graph, value: Value, position: int, length: int
                         return False
                     found = len(traced)
                 offset += found
-            total = offset + length + sum(_static_length(graph, p, None) or 0 for p in graph.inputs_of(op)[
-                graph.inputs_of(op).index(value) + 1:])
+            total = offset + length + sum(_static_length(graph, p, None) or 0 for p in graph.inputs_of(op)[slot + 1:])
             if not read_only_into_shapes(graph, out, offset + position, total, depth + 1):
                 return False
         elif kind in ("Gather", "Slice"):
