@@ -20,6 +20,7 @@ from onnxprune.ir import Graph, Op, TensorType
 from onnxprune.ops import OpView, rule_for
 from onnxprune.ops.coupling import ABSENT, IN, OUT, Axis, Coupling
 from onnxprune.ops.rule import STAND_INS, constant_value
+from onnxprune.ops.shape_consts import strip_stand_ins
 from onnxprune.ops.shape_refine import needs_refining, refine_types
 from onnxprune.passmanager import AnalysisPass
 from onnxprune.space import ACTIVATION, PRODUCER, Family, Member, PruningSpace
@@ -72,6 +73,7 @@ class _Facts:
     parameters: set[str] = field(default_factory=set)
     producing: dict[str, int] = field(default_factory=dict)  # value -> index in ops of the op writing it
     sinks_at: dict[Key, list[int]] = field(default_factory=dict)  # key -> indices in sinks that list it
+    ties: list[tuple[Key, Key, bool]] = field(default_factory=list)  # (Reshape axis, dimension read, replaceable)
 
 
 @dataclass(frozen=True)
@@ -249,12 +251,11 @@ def _collect(graph: Graph, types: dict[str, TensorType]) -> _Facts:
             ka, kb = entry.key(a), entry.key(b)
             if ka in facts.classes and kb in facts.classes:
                 facts.classes.union(ka, kb)
-        for a, name, axis in coupling.ties:  # a dimension read at run time: the same index space
+        for a, name, axis, replaceable in coupling.ties:  # read at run time: settled once families are known
             ka = entry.key(a)
-            if ka in facts.classes:
-                register(name)
-                if (name, axis) in facts.classes:
-                    facts.classes.union(ka, (name, axis))
+            register(name)
+            if ka in facts.classes and (name, axis) in facts.classes:
+                facts.ties.append((ka, (name, axis), replaceable))
         for a, idx_a, b, idx_b in coupling.links:
             ka, kb = entry.key(a), entry.key(b)
             if ka in facts.classes and kb in facts.classes:
@@ -322,6 +323,7 @@ def _families(graph: Graph, facts: _Facts) -> list[Family]:
     components = UnionFind(members_of)
     for ka, _, kb, _, _ in facts.links:
         components.union(class_of[ka], class_of[kb])
+    _settle_ties(facts, class_of, components)
     families: list[Family] = []
     for classes in components.groups().values():
         keys = [k for c in classes for k in members_of[c]]
@@ -329,6 +331,27 @@ def _families(graph: Graph, facts: _Facts) -> list[Family]:
             continue  # no parameter (batch, space) or no activation (kernel windows) on these axes
         families.extend(_component_families(graph, facts, classes, members_of, class_of, len(families)))
     return families
+
+
+def _settle_ties(facts: _Facts, class_of: dict, components: UnionFind) -> None:
+    """A Reshape target element read from another tensor's dimension at run time (`ties`): index i of
+    the Reshape's axis is index i of the read axis. Within one family that is already so (the
+    identity link only confirms it); a dynamic dimension (batch, sequence) joins; a static dimension
+    of another family must keep its size (compact writes the Reshape's new size as a constant, where
+    the piece holding it is static; otherwise the Reshape's axis freezes too)."""
+    for ka, kb, replaceable in facts.ties:
+        size = facts.sizes.get(kb)
+        static = isinstance(size, int) and strip_stand_ins(size) == size
+        if static and components.find(class_of[ka]) != components.find(class_of[kb]):
+            facts.frozen.setdefault(kb, []).append("Shape reads this dimension to size a Reshape axis of another "
+                                                   "family")
+            if not replaceable:  # the size sits in a piece with run-time sizes: compact could not write it
+                facts.frozen.setdefault(ka, []).append("Reshape target size is read at run time from another family")
+            continue
+        components.union(class_of[ka], class_of[kb])
+        if isinstance(size, int):
+            indices = np.arange(size)
+            facts.links.append((ka, indices, kb, indices, "Shape"))
 
 
 def _component_families(graph: Graph, facts: _Facts, classes: list, members_of: dict, class_of: dict,

@@ -24,7 +24,7 @@ EXPORTS = ZOO / "exports"
 HEADS = {
     "mha_torchscript14": [4], "mha_torchscript17": [4], "mha_dynamo18": [4],
     "encoder_layer_torchscript17": [4], "encoder_layer_dynamo18": [4],
-    "vit_torchscript17": [4], "vit_dynamo18": [4], "swin_block_dynamo18": [4],
+    "vit_torchscript17": [4], "vit_dynamo18": [4], "swin_block_torchscript17": [4], "swin_block_dynamo18": [4],
     "gpt2_torchscript17": [4], "gpt2_dynamo18": [4],
     "llama_dynamo18": [2], "llama_eager_dynamo18": [2],
     "bert_torchscript17": [4], "bert_dynamo18": [4],

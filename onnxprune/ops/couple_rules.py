@@ -740,7 +740,9 @@ def _require_rewritable(view: OpView, coupling: Coupling, out_axis: int, element
     if element is None:
         coupling.frozen.append((ax_out(0, out_axis), why))
     elif element.read is not None and _pure_read(view.graph, view.types, element):
-        coupling.ties.append((ax_out(0, out_axis), *element.read))
+        replaceable = not element.dynamic and _static_piece(view.graph, view.graph.inputs_of(view.op)[1], out_axis,
+                                                            view.types)
+        coupling.ties.append((ax_out(0, out_axis), *element.read, replaceable))
     elif element.dynamic:
         if element.coef >= min(STAND_INS) or strip_stand_ins(size) != element.coef or \
                 not _one_element_piece(view.graph, view.graph.inputs_of(view.op)[1], out_axis, view.types):
@@ -769,6 +771,22 @@ def _shape_range(op, rank: int) -> tuple[int, int]:
     start = normalize_axis(start, rank) if start < 0 else min(start, rank)
     end = normalize_axis(end, rank) if end < 0 else min(end, rank)
     return start, end
+
+
+def _static_piece(graph, shape_value, position: int, types) -> bool:
+    """True if the Concat piece holding element `position` of a shape is static throughout (a
+    constant can replace it)."""
+    concat = graph.producer(shape_value)
+    pieces = graph.inputs_of(concat) if concat is not None and concat.op_type == "Concat" else [shape_value]
+    offset = 0
+    for piece in pieces:
+        traced = trace_elements(graph, piece, types)
+        if traced is None:
+            return False
+        if offset <= position < offset + len(traced):
+            return all(e is not None and not e.dynamic for e in traced)
+        offset += len(traced)
+    return False
 
 
 def _one_element_piece(graph, shape_value, position: int, types) -> bool:
@@ -840,9 +858,10 @@ def _is_unstacked(graph, value, axis: int, types, depth: int = 0) -> bool:
 
 
 def rewrite_reshape(graph, op, view: OpView, kept: dict[Axis, np.ndarray]) -> None:
-    """Write the new sizes of shrunk output axes into the shape input (copy-on-write): constants are
-    replaced, a dynamic product times a constant is rescaled at run time, and 0, -1 and dimensions read
-    from a tied axis adapt by themselves."""
+    """Write the new sizes of shrunk output axes into the shape input (copy-on-write): static sizes
+    (constants, and static dimensions read by Shape) are replaced by the new size, a dynamic product
+    times a constant is rescaled at run time, and 0, -1 and dynamic dimensions read from a tied axis
+    adapt by themselves."""
     shape_value = graph.inputs_of(op)[1]
     elements = trace_elements(graph, shape_value, view.types)
     changes, scaled = {}, []
@@ -854,8 +873,9 @@ def rewrite_reshape(graph, op, view: OpView, kept: dict[Axis, np.ndarray]) -> No
             raise AssertionError(f"{op.label}: the target element of axis {key.axis} cannot be traced to rewrite it")
         if not element.dynamic and element.coef in (0, -1):
             continue
-        if element.read is not None and _pure_read(graph, view.types, element):
-            continue
+        if element.read is not None and _pure_read(graph, view.types, element) and (
+                element.dynamic or not _static_piece(graph, shape_value, key.axis, view.types)):
+            continue  # read from the tied axis, which shrinks alike (prune-space froze this axis otherwise)
         if element.dynamic:
             scaled.append((key.axis, strip_stand_ins(len(indices)), element.coef))
         else:

@@ -154,11 +154,14 @@ def _apply(op, kind: str, args: list) -> np.ndarray | None:
         return np.concatenate([np.atleast_1d(x) for x in args], axis=op.attr("axis", 0))
     if kind == "Slice":
         starts, ends = np.reshape(args[1], -1), np.reshape(args[2], -1)
-        axes = np.reshape(args[3], -1) if len(args) > 3 and args[3] is not None else [0]
-        steps = np.reshape(args[4], -1) if len(args) > 4 and args[4] is not None else [1]
-        if a.ndim != 1 or len(starts) != 1 or int(axes[0]) not in (0, -1):
-            return None
-        return a[int(starts[0]):int(ends[0]):int(steps[0])]
+        axes = np.reshape(args[3], -1) if len(args) > 3 and args[3] is not None else np.arange(len(starts))
+        steps = np.reshape(args[4], -1) if len(args) > 4 and args[4] is not None else np.ones(len(starts), np.int64)
+        index = [slice(None)] * a.ndim
+        for start, end, axis, step in zip(starts, ends, axes, steps):
+            index[int(axis) % a.ndim] = slice(*_slice_bounds(int(start), int(end), int(step), a.shape[int(axis) % a.ndim]))
+        return a[tuple(index)]
+    if kind == "Transpose":
+        return np.transpose(a, op.attr("perm"))
     if kind == "Range":
         return np.arange(int(a), int(args[1]), int(args[2]), dtype=np.int64)
     if kind == "ConstantOfShape":
@@ -180,3 +183,15 @@ def _apply(op, kind: str, args: list) -> np.ndarray | None:
     if kind in ("ReduceProd", "ReduceSum") and op.attr("keepdims", 1) == 0 and len(args) == 1:
         return np.asarray(np.prod(a) if kind == "ReduceProd" else np.sum(a))
     return None
+
+
+def _slice_bounds(start: int, end: int, step: int, size: int) -> tuple[int, int | None, int]:
+    """ONNX Slice bounds (clamped, with the int64 extremes exporters write for "to the end") as a Python
+    slice of an axis of `size`."""
+    if step > 0:
+        start = min(max(start + size if start < 0 else start, 0), size)
+        end = min(max(end + size if end < 0 else end, 0), size)
+        return start, end, step
+    start = min(max(start + size if start < 0 else start, -1), size - 1)
+    end = min(max(end + size if end < 0 else end, -1), size - 1)
+    return start, (None if end < 0 else end), step
