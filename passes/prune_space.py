@@ -73,7 +73,7 @@ class _Facts:
     parameters: set[str] = field(default_factory=set)
     producing: dict[str, int] = field(default_factory=dict)  # value -> index in ops of the op writing it
     sinks_at: dict[Key, list[int]] = field(default_factory=dict)  # key -> indices in sinks that list it
-    ties: list[tuple[Key, Key, bool]] = field(default_factory=list)  # (Reshape axis, dimension read, replaceable)
+    ties: list[tuple[Key, Key, bool, bool]] = field(default_factory=list)  # Reshape axis, dimension read, replaceable, scaled
 
 
 @dataclass(frozen=True)
@@ -251,11 +251,11 @@ def _collect(graph: Graph, types: dict[str, TensorType]) -> _Facts:
             ka, kb = entry.key(a), entry.key(b)
             if ka in facts.classes and kb in facts.classes:
                 facts.classes.union(ka, kb)
-        for a, name, axis, replaceable in coupling.ties:  # read at run time: settled once families are known
+        for a, name, axis, replaceable, scaled in coupling.ties:  # read at run time: settled once families are known
             ka = entry.key(a)
             register(name)
             if ka in facts.classes and (name, axis) in facts.classes:
-                facts.ties.append((ka, (name, axis), replaceable))
+                facts.ties.append((ka, (name, axis), replaceable, scaled))
         for a, idx_a, b, idx_b in coupling.links:
             ka, kb = entry.key(a), entry.key(b)
             if ka in facts.classes and kb in facts.classes:
@@ -338,16 +338,22 @@ def _settle_ties(facts: _Facts, class_of: dict, components: UnionFind) -> None:
     the Reshape's axis is index i of the read axis. Within one family that is already so (the
     identity link only confirms it); a dynamic dimension (batch, sequence) joins; a static dimension
     of another family must keep its size (compact writes the Reshape's new size as a constant, where
-    the piece holding it is static; otherwise the Reshape's axis freezes too)."""
-    for ka, kb, replaceable in facts.ties:
+    the piece holding it is static; otherwise the Reshape's axis freezes too). A dimension times a
+    constant (key/value heads x repeats) must lie in the Reshape axis's family, and compact writes the
+    constant."""
+    for ka, kb, replaceable, scaled in facts.ties:
         size = facts.sizes.get(kb)
         static = isinstance(size, int) and strip_stand_ins(size) == size
-        if static and components.find(class_of[ka]) != components.find(class_of[kb]):
+        if scaled and not replaceable:  # a multiple of the dimension: only a constant written by compact is exact
+            facts.frozen.setdefault(ka, []).append("Reshape target size is a run-time multiple of a dimension")
+        if (static or scaled) and components.find(class_of[ka]) != components.find(class_of[kb]):
             facts.frozen.setdefault(kb, []).append("Shape reads this dimension to size a Reshape axis of another "
                                                    "family")
             if not replaceable:  # the size sits in a piece with run-time sizes: compact could not write it
                 facts.frozen.setdefault(ka, []).append("Reshape target size is read at run time from another family")
             continue
+        if scaled:
+            continue  # one family already (checked above); the sizes differ, so no index-level link
         components.union(class_of[ka], class_of[kb])
         if isinstance(size, int):
             indices = np.arange(size)

@@ -26,7 +26,7 @@ HEADS = {
     "encoder_layer_torchscript17": [4], "encoder_layer_dynamo18": [4],
     "vit_torchscript17": [4], "vit_dynamo18": [4], "swin_block_torchscript17": [4], "swin_block_dynamo18": [4],
     "gpt2_torchscript17": [4], "gpt2_dynamo18": [4],
-    "llama_dynamo18": [2], "llama_eager_dynamo18": [2],
+    "llama_dynamo18": [2], "llama_eager_torchscript17": [2], "llama_eager_dynamo18": [2],
     "bert_torchscript17": [4], "bert_dynamo18": [4],
 }
 
@@ -84,7 +84,7 @@ def test_heads_are_prunable_and_compact_equals_masked(name):
 
 
 @pytest.mark.parametrize("name", ["mha_torchscript17", "vit_dynamo18", "gpt2_torchscript17", "llama_dynamo18",
-                                  "bert_dynamo18"])
+                                  "llama_eager_torchscript17", "bert_dynamo18"])
 def test_prune_removes_the_head_its_ranking_ranks_last(name):
     graph, am = load(name)
     (heads,) = [f for f in am.get("prune-space").prunable if f.kind == "head"]

@@ -731,21 +731,24 @@ def _couple_run(view: OpView, coupling: Coupling, src, dst, real_i: list[int], r
     _require_rewritable(view, coupling, b_axis.axis, elements)
 
 
-def _require_rewritable(view: OpView, coupling: Coupling, out_axis: int, elements) -> None:
-    """Freeze output axis `out_axis` unless compact can rewrite its target element (see couple_reshape);
-    tie it to the dimension it reads when it reads one."""
+def _require_rewritable(view: OpView, coupling: Coupling, out_axis: int, elements, position: int | None = None
+                        ) -> None:
+    """Freeze output axis `out_axis` unless compact can rewrite its element (at `position`, default the
+    same) of the target shape in input 1 (see couple_reshape); tie it to the dimension it reads when it
+    reads one."""
+    position = out_axis if position is None else position
     size = dim(view, OUT, 0, out_axis)
-    element = elements[out_axis] if elements is not None and out_axis < len(elements) else None
-    why = "Reshape target size is computed at run time"
+    element = elements[position] if elements is not None and 0 <= position < len(elements) else None
+    target = view.graph.inputs_of(view.op)[1]
+    why = f"{view.op.op_type} target size is computed at run time"
     if element is None:
         coupling.frozen.append((ax_out(0, out_axis), why))
     elif element.read is not None and _pure_read(view.graph, view.types, element):
-        replaceable = not element.dynamic and _static_piece(view.graph, view.graph.inputs_of(view.op)[1], out_axis,
-                                                            view.types)
-        coupling.ties.append((ax_out(0, out_axis), *element.read, replaceable))
+        replaceable = not element.dynamic and _static_piece(view.graph, target, position, view.types)
+        coupling.ties.append((ax_out(0, out_axis), *element.read, replaceable, element.scaled))
     elif element.dynamic:
-        if element.coef >= min(STAND_INS) or strip_stand_ins(size) != element.coef or \
-                not _one_element_piece(view.graph, view.graph.inputs_of(view.op)[1], out_axis, view.types):
+        if not isinstance(size, int) or element.coef >= min(STAND_INS) or strip_stand_ins(size) != element.coef or \
+                not _one_element_piece(view.graph, target, position, view.types):
             coupling.frozen.append((ax_out(0, out_axis), why))
 
 
@@ -1144,31 +1147,48 @@ def couple_pad(view: OpView) -> Coupling | None:
 
 
 def couple_expand(view: OpView) -> Coupling | None:
-    """Expand: axes that keep their size pass through, broadcast ones couple to nothing; a constant
-    target size on a shrinking axis is rewritten."""
+    """Expand: axes that keep their size pass through, broadcast ones couple to nothing. The target
+    element of a kept axis must stay right when it shrinks: 1 (keep), a static size (rewritten), or a
+    dimension read at run time from the axis it sizes (tied, as for Reshape; torch writes its expand
+    target through Where(shape == -1, 1, shape))."""
     coupling = Coupling(zero=zero_first)
     if not broadcast_coupling(view, [0], coupling):
         return None
-    elements = shape_elements(view.graph, view.graph.inputs_of(view.op)[1], view.types) \
+    elements = trace_elements(view.graph, view.graph.inputs_of(view.op)[1], view.types) \
         if view.graph is not None else None
     out_rank = rank(view, OUT, 0)
     for _, out_axis in [(a, b) for a, b in coupling.same]:
-        o = out_axis.axis
-        position = o - (out_rank - len(elements)) if elements is not None else -1
-        if elements is None or position < 0 or elements[position] is None:
-            coupling.frozen.append((out_axis, "Expand target shape is computed at run time"))
+        position = out_axis.axis - (out_rank - len(elements)) if elements is not None else -1
+        element = elements[position] if elements is not None and position >= 0 else None
+        if element is not None and not element.dynamic and element.coef in (1, -1) and element.read is None:
+            continue  # keeps the input's size, whatever it becomes
+        _require_rewritable(view, coupling, out_axis.axis, elements, position)
     return coupling
 
 
 def rewrite_expand(graph, op, view: OpView, kept: dict[Axis, np.ndarray]) -> None:
-    """Write the new sizes of shrunk axes into the target shape (1 would also do, but keep it explicit)."""
-    elements = shape_elements(graph, graph.inputs_of(op)[1], view.types)
+    """Write the new sizes of shrunk axes into the target shape where they are static; 1 and dimensions
+    read from a tied axis adapt by themselves."""
+    target = graph.inputs_of(op)[1]
+    elements = trace_elements(graph, target, view.types)
     out_rank = rank(view, OUT, 0)
     changes = {}
     for o in range(out_rank):
         position = o - (out_rank - len(elements))
-        if ax_out(0, o) in kept and position >= 0 and elements[position] not in (1, -1):
-            changes[position] = int(len(kept[ax_out(0, o)]))
+        if ax_out(0, o) not in kept or position < 0:
+            continue
+        element = elements[position]
+        if element is None:
+            raise AssertionError(f"{op.label}: the target element of axis {o} cannot be traced to rewrite it")
+        if element.read is None and not element.dynamic and element.coef in (1, -1):
+            continue
+        if element.read is not None and _pure_read(graph, view.types, element) and (
+                element.dynamic or not _static_piece(graph, target, position, view.types)):
+            continue
+        changes[position] = int(len(kept[ax_out(0, o)]))
+    if changes and graph.producer(target) is not None and graph.producer(target).op_type != "Concat" and \
+            constant_value(graph, target) is None:
+        raise AssertionError(f"{op.label}: a static target size sits behind {graph.producer(target).op_type}")
     rewrite_shape_elements(graph, op, 1, changes, view.types)
 
 

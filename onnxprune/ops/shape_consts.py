@@ -10,6 +10,7 @@ import numpy as np
 
 from ..ir import Graph, Op, Value
 from .rule import STAND_INS, constant_value, static_value
+from .shape_refine import evaluate
 
 
 def shape_elements(graph: Graph, value: Value | None, types: dict | None = None) -> list[int | None] | None:
@@ -131,11 +132,13 @@ def graph_unique_op_name(graph: Graph, base: str) -> str:
 class Element(NamedTuple):
     """One element of a shape vector as exporters compute it: `coef` times a product of dynamic
     dimensions (`dynamic`), and, when the element is exactly one dimension read by a Shape op
-    (through Gather/Slice/Concat/Unsqueeze/Cast), that dimension as (value name, axis) in `read`."""
+    (through Gather/Slice/Concat/Unsqueeze/Cast), that dimension as (value name, axis) in `read`
+    (`scaled` when a static read is multiplied by a constant)."""
 
     coef: int
     dynamic: bool
     read: tuple[str, int] | None = None
+    scaled: bool = False  # a static `read` times a constant (GQA's key/value heads x repeats)
 
 
 def trace_elements(graph: Graph, value: Value | None, types: dict | None, depth: int = 0
@@ -196,11 +199,31 @@ def trace_elements(graph: Graph, value: Value | None, types: dict | None, depth:
         if a is None or b is None or len(a) != 1 or len(b) != 1 or a[0] is None or b[0] is None:
             return None if a is None or b is None or len(a) != 1 or len(b) != 1 else [None]
         if kind == "Mul":
+            read = [x for x in (a[0], b[0]) if x.read is not None and not x.dynamic and not x.scaled]
+            constant = [x for x in (a[0], b[0]) if x.read is None and not x.dynamic]
+            if len(read) == 1 and len(constant) == 1:
+                return [Element(a[0].coef * b[0].coef, False, read[0].read, True)]
             return [Element(a[0].coef * b[0].coef, a[0].dynamic or b[0].dynamic)]
         if b[0].dynamic or b[0].coef == 0 or a[0].coef % b[0].coef:
             return [None]
         return [Element(a[0].coef // b[0].coef, a[0].dynamic)]
+    if kind == "Where" and _never_minus_one(graph, producer, types):  # torch's expand: Where(shape == -1, 1, shape)
+        return trace_elements(graph, inputs[2], types, depth + 1)
     return None
+
+
+def _never_minus_one(graph: Graph, where: Op, types: dict | None) -> bool:
+    """True for the Where(Equal(s, -1), ones, s) that torch's expand writes when no element of s is -1
+    (dimensions never are): the Where then returns s."""
+    condition, _, chosen = graph.inputs_of(where)
+    test = graph.producer(condition) if condition is not None else None
+    if test is None or test.op_type != "Equal" or chosen not in graph.inputs_of(test):
+        return False
+    other = next(v for v in graph.inputs_of(test) if v is not chosen)
+    minus = evaluate(graph, other, types or {})  # Mul(ConstantOfShape(Shape(s)), -1): static when s's length is
+    elements = trace_elements(graph, chosen, types)
+    return minus is not None and bool(np.all(np.asarray(minus) == -1)) and elements is not None and \
+        all(e is not None and (e.dynamic or e.coef > 0) for e in elements)
 
 
 def _dimension(d, name: str, axis: int) -> Element | None:
@@ -248,7 +271,18 @@ def read_only_into_shapes(graph: Graph, value: Value, position: int, length: int
     for op, slot in graph.uses(value):
         kind = op.op_type if op.domain in ("", "ai.onnx") else ""
         out = graph.outputs_of(op)[0] if graph.outputs_of(op) else None
-        if kind == "Reshape" and slot == 1:
+        if (kind == "Reshape" and slot == 1) or (kind == "Expand" and slot == 1) or (kind == "Shape" and slot == 0):
+            continue  # a target shape (whose op ties or rewrites the axis), or only the vector's length is read
+        if kind == "Equal" and all(c.op_type == "Where" and s == 0 for c, s in graph.uses(out)):
+            continue  # torch's expand compares the target with -1 to pick it (see trace_elements)
+        if kind == "Where" and slot == 2:
+            if not read_only_into_shapes(graph, out, position, length, depth + 1):
+                return False
+            continue
+        if kind == "Mul" and length == 1:  # a dimension times a constant (heads x repeats), still only a size
+            factor = fixed_value(graph, graph.inputs_of(op)[1 - slot])
+            if factor is None or np.size(factor) != 1 or not read_only_into_shapes(graph, out, 0, 1, depth + 1):
+                return False
             continue
         if (slot != 0 and kind != "Concat") or out is None:
             return False
