@@ -20,10 +20,9 @@ import numpy as np
 from onnxprune.passes.compact import compact_graph, masked_graph
 from onnxprune.passes.verify import compare, random_inputs
 
-from onnxprune.runtime import inference_session
-
 import onnxprune
 from onnxprune.passmanager import AnalysisManager
+from onnxprune.runtime import inference_session
 from onnxprune.space import AxisBudget, Selection
 
 

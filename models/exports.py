@@ -208,6 +208,29 @@ def _gpt2():
     return _hf_wrapper(GPT2Model(config)), (ids,), ("input_ids",), {0: "batch", 1: "sequence"}
 
 
+def _gpt2_cache():
+    """GPT-2 exported with its KV cache as outputs (the last hidden state, then the first layer's keys
+    and values [batch, heads, sequence, head_dim]), as a first decoding step is exported: the cache is
+    the model's interface, so its head count must stay."""
+    import torch
+    from torch import nn
+
+    model, example, names, axes = _gpt2()
+    base = model.model
+
+    class WithCache(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = base
+
+        def forward(self, input_ids):
+            out = self.model(input_ids=input_ids, use_cache=True)
+            layer = out.past_key_values.layers[0]
+            return out.last_hidden_state, layer.keys, layer.values
+
+    return WithCache(), example, names, axes
+
+
 def _llama(attention: str = "sdpa"):
     """`transformers` Llama: grouped-query attention (4 query heads, 2 key/value heads), rotary
     position embedding, RMSNorm, SwiGLU, causal mask; `attention` is the attention implementation
@@ -242,7 +265,7 @@ def _bert():
 
 #: Attention models: name -> builder returning (module, example inputs, input names, dynamic axes).
 ATTENTION = {"mha": _self_attention, "encoder_layer": _encoder_layer, "vit": _vit, "swin_block": _swin_block,
-             "gpt2": _gpt2, "llama": _llama, "llama_eager": lambda: _llama("eager"), "bert": _bert}
+             "gpt2": _gpt2, "gpt2_cache": _gpt2_cache, "llama": _llama, "llama_eager": lambda: _llama("eager"), "bert": _bert}
 
 
 #: Models whose TorchScript export keeps the traced sequence length: torch's functional multi-head

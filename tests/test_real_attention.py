@@ -16,7 +16,9 @@ import onnxprune
 from onnxprune.passmanager import AnalysisManager, PassManager
 from onnxprune.space import AxisBudget, Selection
 
+from .builders import Builder
 from .conftest import ZOO
+from .test_compact import check_compact_matches_masked
 
 EXPORTS = ZOO / "exports"
 #: export -> the sizes of its prunable head families (one attention layer each; Llama's groups are its
@@ -31,8 +33,12 @@ HEADS = {
 }
 
 
+#: exports whose KV cache is an output: the heads are the model's interface and must stay.
+CACHE = ("gpt2_cache_torchscript17", "gpt2_cache_dynamo18")
+
+
 def test_every_committed_export_is_listed():
-    assert sorted(p.stem for p in EXPORTS.glob("*.onnx")) == sorted(HEADS)
+    assert sorted(p.stem for p in EXPORTS.glob("*.onnx")) == sorted([*HEADS, *CACHE])
 
 
 def load(name: str):
@@ -101,3 +107,49 @@ def test_prune_removes_the_head_its_ranking_ranks_last(name):
     left = heads.size - len(selection.pruned[heads.id])
     if left > 1:  # the smaller model's heads are prunable again (one group left is a family of one: frozen)
         assert {f.size for f in AnalysisManager(graph).get("prune-space").prunable if f.kind == "head"} == {left}
+
+
+@pytest.mark.parametrize("name", CACHE)
+def test_heads_of_a_kv_cache_output_stay_with_the_interface_as_the_reason(name):
+    graph, am = load(name)
+    space = am.get("prune-space")
+    (heads,) = [f for f in space.families if f.kind == "head" and f.size == 4]
+    assert not heads.prunable
+    assert any("model output" in reason and "interface" in reason for reason in heads.reasons), heads.reasons
+    assert {f.size for f in space.prunable} == {64}  # the MLP channels still prune
+
+
+def _read_across_families(mixed: bool):
+    """Two conv families; the second is reshaped to [N, C, H*W] with C read at run time from the first's
+    Shape, through Gather (a piece of its own) or a Slice that also carries the batch (`mixed`)."""
+    b = Builder()
+    first = b.op("Relu", [b.conv("x", 3, 6)])
+    second = b.op("Relu", [b.conv("x", 3, 6)])
+    if mixed:
+        pieces = [b.op("Slice", [b.op("Shape", [first]), b.const(np.array([0])), b.const(np.array([2]))])]
+    else:  # one Unsqueeze'd scalar per element, as the TorchScript exporter writes targets
+        pieces = [b.op("Unsqueeze", [b.op("Gather", [b.op("Shape", [value]), b.const(np.array(axis))]),
+                                     b.const(np.array([0]))]) for value, axis in ((second, 0), (first, 1))]
+    flat = b.op("Reshape", [second, b.op("Concat", [*pieces, b.const(np.array([-1]))], axis=0)])
+    pooled = b.op("ReduceSum", [flat, b.const(np.array([2]))], keepdims=0)
+    y = b.op("Add", [b.op("Gemm", [pooled, b.weight((4, 6)), b.weight((4,))], transB=1),
+                     b.op("Gemm", [b.op("Flatten", [b.op("GlobalAveragePool", [first])]), b.weight((4, 6))],
+                          transB=1)])
+    return onnxprune.load(b.model({"x": ["N", 3, 4, 4]}, [y]))
+
+
+def test_a_static_dimension_read_from_another_family_keeps_its_size():
+    graph = _read_across_families(mixed=False)
+    space = AnalysisManager(graph).get("prune-space")
+    first, second = (next(f for f in space.families if f.name == f"{w}:0") for w in ("w1", "w5"))
+    assert not first.prunable
+    assert any("to size a Reshape axis of another family" in r for r in first.reasons), first.reasons
+    assert second.prunable, second.reasons  # compact writes its new count into the Reshape as a constant
+    check_compact_matches_masked(graph, Selection({second.id: (0, 3)}), space)
+
+
+def test_a_size_read_from_another_family_beside_run_time_sizes_freezes_both():
+    space = AnalysisManager(_read_across_families(mixed=True)).get("prune-space")
+    first, second = (next(f for f in space.families if f.name == f"{w}:0") for w in ("w1", "w5"))
+    assert not first.prunable and not second.prunable
+    assert any("read at run time from another family" in r for r in second.reasons), second.reasons

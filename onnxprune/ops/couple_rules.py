@@ -7,6 +7,8 @@ instance is outside what the rule understands (the analysis then freezes every a
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from ..space import CONSUMER, PRODUCER
@@ -668,9 +670,9 @@ def _digits(src_sizes: list[int], dst_sizes: list[int]):
             found.append(product)
         return found
     bounds = sorted(set(boundaries(src_sizes)) | set(boundaries(dst_sizes)))
-    if any(high % low for low, high in zip(bounds, bounds[1:])):
+    if any(high % low for low, high in itertools.pairwise(bounds)):
         return None
-    digits = [high // low for low, high in zip(bounds, bounds[1:])]
+    digits = [high // low for low, high in itertools.pairwise(bounds)]
 
     def spans(sizes):
         found, inner = [], 1
@@ -746,10 +748,10 @@ def _require_rewritable(view: OpView, coupling: Coupling, out_axis: int, element
     elif element.read is not None and _pure_read(view.graph, view.types, element):
         replaceable = not element.dynamic and _static_piece(view.graph, target, position, view.types)
         coupling.ties.append((ax_out(0, out_axis), *element.read, replaceable, element.scaled))
-    elif element.dynamic:
-        if not isinstance(size, int) or element.coef >= min(STAND_INS) or strip_stand_ins(size) != element.coef or \
-                not _one_element_piece(view.graph, target, position, view.types):
-            coupling.frozen.append((ax_out(0, out_axis), why))
+    elif element.dynamic and (not isinstance(size, int) or element.coef >= min(STAND_INS) or
+                              strip_stand_ins(size) != element.coef or
+                              not _one_element_piece(view.graph, target, position, view.types)):
+        coupling.frozen.append((ax_out(0, out_axis), why))  # the constant to rescale is not where compact finds it
 
 
 def _pure_read(graph, types, element) -> bool:
@@ -882,7 +884,7 @@ def rewrite_reshape(graph, op, view: OpView, kept: dict[Axis, np.ndarray]) -> No
         if element.dynamic:
             scaled.append((key.axis, strip_stand_ins(len(indices)), element.coef))
         else:
-            changes[key.axis] = int(len(indices))
+            changes[key.axis] = len(indices)
     rewrite_shape_elements(graph, op, 1, changes, view.types)
     for position, numerator, denominator in scaled:
         rewrite_scaled_element(graph, op, 1, position, numerator, denominator, view.types)
@@ -1185,7 +1187,7 @@ def rewrite_expand(graph, op, view: OpView, kept: dict[Axis, np.ndarray]) -> Non
         if element.read is not None and _pure_read(graph, view.types, element) and (
                 element.dynamic or not _static_piece(graph, target, position, view.types)):
             continue
-        changes[position] = int(len(kept[ax_out(0, o)]))
+        changes[position] = len(kept[ax_out(0, o)])
     if changes and graph.producer(target) is not None and graph.producer(target).op_type != "Concat" and \
             constant_value(graph, target) is None:
         raise AssertionError(f"{op.label}: a static target size sits behind {graph.producer(target).op_type}")
