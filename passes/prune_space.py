@@ -340,7 +340,8 @@ def _settle_ties(facts: _Facts, class_of: dict, components: UnionFind) -> None:
     of another family must keep its size (compact writes the Reshape's new size as a constant, where
     the piece holding it is static; otherwise the Reshape's axis freezes too). A dimension times a
     constant (key/value heads x repeats) must lie in the Reshape axis's family, and compact writes the
-    constant."""
+    constant; of another family (a batch the user bound with --input-shape, times heads) both freeze,
+    since a constant there would fix the batch size."""
     for ka, kb, replaceable, scaled in facts.ties:
         size = facts.sizes.get(kb)
         static = isinstance(size, int) and strip_stand_ins(size) == size
@@ -351,6 +352,9 @@ def _settle_ties(facts: _Facts, class_of: dict, components: UnionFind) -> None:
                                                    "family")
             if not replaceable:  # the size sits in a piece with run-time sizes: compact could not write it
                 facts.frozen.setdefault(ka, []).append("Reshape target size is read at run time from another family")
+            elif scaled:  # a multiple of a dimension the user bound (batch x heads): a constant would fix the batch
+                facts.frozen.setdefault(ka, []).append("Reshape target size is a run-time multiple of a dimension "
+                                                       "of another family")
             continue
         if scaled:
             continue  # one family already (checked above); the sizes differ, so no index-level link

@@ -153,3 +153,19 @@ def test_a_size_read_from_another_family_beside_run_time_sizes_freezes_both():
     first, second = (next(f for f in space.families if f.name == f"{w}:0") for w in ("w1", "w5"))
     assert not first.prunable and not second.prunable
     assert any("read at run time from another family" in r for r in second.reasons), second.reasons
+
+
+@pytest.mark.parametrize("path", [EXPORTS / "mha_torchscript17.onnx", EXPORTS / "llama_eager_torchscript17.onnx",
+                                  EXPORTS / "gpt2_dynamo18.onnx", ZOO / "vit.onnx"])
+def test_dimensions_bound_for_the_analysis_stay_dynamic_in_the_pruned_model(path):
+    """`--input-shape` binds batch 1 (and sequence 8) for the analysis only: the pruned model must still
+    run, and match the masked one, at batch 2 and sequence 5 (constants must not replace sizes computed
+    from Shape, nor a batch x heads product)."""
+    graph = onnxprune.load(path)
+    bindings = tuple(f"{v.name}=" + "x".join(str(d if isinstance(d, int) else (1 if i == 0 else 8))
+                                             for i, d in enumerate(v.shape)) for v in graph.inputs)
+    am = AnalysisManager(graph, input_shapes=bindings)
+    assert [f for f in am.get("prune-space").prunable if f.kind == "head"]
+    PassManager("select{ratio=0.5},compact,cleanup,verify").run(graph, am)
+    result = compare(am.state["reference"], graph, [feeds(graph, 3)], 1e-4)
+    assert result.ok, str(result)

@@ -35,6 +35,7 @@ from .coupling import (
 from .rule import STAND_INS, OpView, constant_value
 from .shape_consts import (
     fixed_value,
+    flat_pieces,
     read_only_into_shapes,
     replace_input_constant,
     rewrite_scaled_element,
@@ -748,10 +749,12 @@ def _require_rewritable(view: OpView, coupling: Coupling, out_axis: int, element
     elif element.read is not None and _pure_read(view.graph, view.types, element):
         replaceable = not element.dynamic and _static_piece(view.graph, target, position, view.types)
         coupling.ties.append((ax_out(0, out_axis), *element.read, replaceable, element.scaled))
-    elif element.dynamic and (not isinstance(size, int) or element.coef >= min(STAND_INS) or
-                              strip_stand_ins(size) != element.coef or
-                              not _one_element_piece(view.graph, target, position, view.types)):
-        coupling.frozen.append((ax_out(0, out_axis), why))  # the constant to rescale is not where compact finds it
+    elif (element.dynamic or element.shaped) and (
+            not isinstance(size, int) or element.coef >= min(STAND_INS) or strip_stand_ins(size) != element.coef or
+            not _one_element_piece(view.graph, target, position, view.types)):
+        # computed at run time from dimensions (dynamic, or bound by the user only for the analysis): compact
+        # rescales it in place, which needs it as a piece of its own with the static factor it had here
+        coupling.frozen.append((ax_out(0, out_axis), why))
 
 
 def _pure_read(graph, types, element) -> bool:
@@ -781,8 +784,7 @@ def _shape_range(op, rank: int) -> tuple[int, int]:
 def _static_piece(graph, shape_value, position: int, types) -> bool:
     """True if the Concat piece holding element `position` of a shape is static throughout (a
     constant can replace it)."""
-    concat = graph.producer(shape_value)
-    pieces = graph.inputs_of(concat) if concat is not None and concat.op_type == "Concat" else [shape_value]
+    pieces = flat_pieces(graph, shape_value)
     offset = 0
     for piece in pieces:
         traced = trace_elements(graph, piece, types)
@@ -801,7 +803,7 @@ def _one_element_piece(graph, shape_value, position: int, types) -> bool:
     if concat is None or concat.op_type != "Concat":
         return False
     offset = 0
-    for piece in graph.inputs_of(concat):
+    for piece in flat_pieces(graph, shape_value):
         traced = trace_elements(graph, piece, types)
         length = len(traced) if traced is not None else None
         if length is None:
@@ -878,10 +880,10 @@ def rewrite_reshape(graph, op, view: OpView, kept: dict[Axis, np.ndarray]) -> No
             raise AssertionError(f"{op.label}: the target element of axis {key.axis} cannot be traced to rewrite it")
         if not element.dynamic and element.coef in (0, -1):
             continue
-        if element.read is not None and _pure_read(graph, view.types, element) and (
-                element.dynamic or not _static_piece(graph, shape_value, key.axis, view.types)):
+        tied = element.read is not None and _pure_read(graph, view.types, element)
+        if tied and (element.dynamic or not _static_piece(graph, shape_value, key.axis, view.types)):
             continue  # read from the tied axis, which shrinks alike (prune-space froze this axis otherwise)
-        if element.dynamic:
+        if not tied and (element.dynamic or element.shaped):  # rescaled at run time: bound dims stay dynamic
             scaled.append((key.axis, strip_stand_ins(len(indices)), element.coef))
         else:
             changes[key.axis] = len(indices)
@@ -1174,7 +1176,7 @@ def rewrite_expand(graph, op, view: OpView, kept: dict[Axis, np.ndarray]) -> Non
     target = graph.inputs_of(op)[1]
     elements = trace_elements(graph, target, view.types)
     out_rank = rank(view, OUT, 0)
-    changes = {}
+    changes, scaled = {}, []
     for o in range(out_rank):
         position = o - (out_rank - len(elements))
         if ax_out(0, o) not in kept or position < 0:
@@ -1184,14 +1186,19 @@ def rewrite_expand(graph, op, view: OpView, kept: dict[Axis, np.ndarray]) -> Non
             raise AssertionError(f"{op.label}: the target element of axis {o} cannot be traced to rewrite it")
         if element.read is None and not element.dynamic and element.coef in (1, -1):
             continue
-        if element.read is not None and _pure_read(graph, view.types, element) and (
-                element.dynamic or not _static_piece(graph, target, position, view.types)):
+        tied = element.read is not None and _pure_read(graph, view.types, element)
+        if tied and (element.dynamic or not _static_piece(graph, target, position, view.types)):
             continue
-        changes[position] = len(kept[ax_out(0, o)])
-    if changes and graph.producer(target) is not None and graph.producer(target).op_type != "Concat" and \
-            constant_value(graph, target) is None:
+        if not tied and (element.dynamic or element.shaped):
+            scaled.append((position, strip_stand_ins(len(kept[ax_out(0, o)])), element.coef))
+        else:
+            changes[position] = len(kept[ax_out(0, o)])
+    if changes and graph.producer(target) is not None and graph.producer(target).op_type not in ("Concat", "Where") \
+            and constant_value(graph, target) is None:
         raise AssertionError(f"{op.label}: a static target size sits behind {graph.producer(target).op_type}")
     rewrite_shape_elements(graph, op, 1, changes, view.types)
+    for position, numerator, denominator in scaled:
+        rewrite_scaled_element(graph, op, 1, position, numerator, denominator, view.types)
 
 
 def couple_tile(view: OpView) -> Coupling | None:

@@ -76,14 +76,16 @@ def replace_input_constant(graph: Graph, op: Op, slot: int, array: np.ndarray) -
 
 def rewrite_shape_elements(graph: Graph, op: Op, slot: int, changes: dict[int, int], types: dict | None = None
                            ) -> None:
-    """Change elements `changes` (position -> new int) of the shape tensor at input `slot` of `op`,
-    which `shape_elements` must have traced; other users of the old shape keep it."""
+    """Change elements `changes` (position -> new int) of the shape tensor at input `slot` of `op`;
+    other users of the old shape keep it. Only literals are folded: an element computed from a Shape
+    at run time stays computed (a dimension the user bound for the analysis stays dynamic in the
+    model), so a piece mixing rewritten and computed elements is rebuilt element by element."""
     if not changes:
         return
     value = graph.inputs_of(op)[slot]
     constant = constant_value(graph, value)
     if constant is None:
-        constant = static_value(graph, value, types)
+        constant = fixed_value(graph, value)  # arithmetic on literals only: never a size read at run time
     if constant is not None:
         array = np.array(constant, copy=True).reshape(-1)
         for position, new in changes.items():
@@ -91,8 +93,7 @@ def rewrite_shape_elements(graph: Graph, op: Op, slot: int, changes: dict[int, i
         replace_input_constant(graph, op, slot, array.astype(constant.dtype).reshape(np.shape(constant)))
         return
     concat = graph.producer(value)
-    assert concat is not None and concat.op_type == "Concat", "rewrite_shape_elements needs a traced shape"
-    pieces = graph.inputs_of(concat)
+    pieces = flat_pieces(graph, value)
     new_pieces: list[Value | str] = []
     position = 0
     for piece in pieces:
@@ -100,19 +101,29 @@ def rewrite_shape_elements(graph: Graph, op: Op, slot: int, changes: dict[int, i
         length = len(traced) if traced is not None else _static_length(graph, piece, types)
         assert length is not None, f"rewrite_shape_elements: the length of {piece.name} is unknown"
         touched = {p - position: v for p, v in changes.items() if position <= p < position + length}
-        if touched:
-            found = shape_elements(graph, piece, types)
-            if found is None or len(found) != length:
-                found = [e.coef if e is not None and not e.dynamic else None for e in traced]
-            assert all(found[i] is not None for i in range(length) if i not in touched), \
-                f"rewrite_shape_elements: {piece.name} mixes a rewritten size with run-time ones"
-            array = np.array([touched.get(i, found[i]) for i in range(length)], dtype=np.int64)
-            new_pieces.append(graph.add_initializer(graph.fresh_name(f"{piece.name}_pruned"), array))
-        else:
+        fixed = fixed_value(graph, piece) if touched else None
+        if not touched:
             new_pieces.append(piece)
+        elif fixed is not None or length == 1:
+            array = np.array([touched.get(i, fixed.reshape(-1)[i] if fixed is not None else 0) for i in range(length)],
+                             dtype=np.int64)
+            new_pieces.append(graph.add_initializer(graph.fresh_name(f"{piece.name}_pruned"), array))
+        else:  # keep the untouched elements computed at run time (sizes of dynamic or bound dims)
+            for i in range(length):
+                if i in touched:
+                    new_pieces.append(graph.add_initializer(graph.fresh_name(f"{piece.name}_pruned"),
+                                                            np.array([touched[i]], dtype=np.int64)))
+                    continue
+                bounds = [graph.add_initializer(graph.fresh_name(f"{piece.name}_{what}"), np.array([v], np.int64))
+                          for what, v in (("start", i), ("end", i + 1), ("axis", 0))]
+                element = graph.fresh_name(f"{piece.name}_{i}")
+                graph.add_op("Slice", [piece, *bounds], [element],
+                             name=graph_unique_op_name(graph, f"{concat.name if concat is not None else op.name}_keep"))
+                new_pieces.append(element)
         position += length
     out = graph.fresh_name(f"{value.name}_pruned")
-    graph.add_op("Concat", new_pieces, [out], name=graph_unique_op_name(graph, concat.name),
+    graph.add_op("Concat", new_pieces, [out],
+                 name=graph_unique_op_name(graph, concat.name if concat is not None and concat.op_type == "Concat" else ""),
                  attributes={"axis": 0})
     graph.set_input(op, slot, out)
 
@@ -139,6 +150,7 @@ class Element(NamedTuple):
     dynamic: bool
     read: tuple[str, int] | None = None
     scaled: bool = False  # a static `read` times a constant (GQA's key/value heads x repeats)
+    shaped: bool = False  # computed from a Shape op's output (a bound dimension may vary at run time)
 
 
 def trace_elements(graph: Graph, value: Value | None, types: dict | None, depth: int = 0
@@ -183,8 +195,10 @@ def trace_elements(graph: Graph, value: Value | None, types: dict | None, depth:
         if data is None or any(b is None for b, v in zip(bounds, inputs[1:]) if v is not None):
             return None
         if kind == "Gather":
-            picked = [data[int(i)] for i in np.reshape(bounds[0], -1)] if producer.attr("axis", 0) == 0 else None
-            return picked
+            indices = [int(i) for i in np.reshape(bounds[0], -1)]
+            if producer.attr("axis", 0) != 0 or any(not -len(data) <= i < len(data) for i in indices):
+                return None
+            return [data[i] for i in indices]
         axes = bounds[2] if len(bounds) > 2 and bounds[2] is not None else [0]
         steps = bounds[3] if len(bounds) > 3 and bounds[3] is not None else [1]
         if list(np.reshape(axes, -1)) not in ([0], [-1]) or list(np.reshape(steps, -1)) != [1]:
@@ -201,12 +215,13 @@ def trace_elements(graph: Graph, value: Value | None, types: dict | None, depth:
         if kind == "Mul":
             read = [x for x in (a[0], b[0]) if x.read is not None and not x.dynamic and not x.scaled]
             constant = [x for x in (a[0], b[0]) if x.read is None and not x.dynamic]
+            shaped = a[0].shaped or b[0].shaped
             if len(read) == 1 and len(constant) == 1:
-                return [Element(a[0].coef * b[0].coef, False, read[0].read, True)]
-            return [Element(a[0].coef * b[0].coef, a[0].dynamic or b[0].dynamic)]
+                return [Element(a[0].coef * b[0].coef, False, read[0].read, True, shaped)]
+            return [Element(a[0].coef * b[0].coef, a[0].dynamic or b[0].dynamic, shaped=shaped)]
         if b[0].dynamic or b[0].coef == 0 or a[0].coef % b[0].coef:
             return [None]
-        return [Element(a[0].coef // b[0].coef, a[0].dynamic)]
+        return [Element(a[0].coef // b[0].coef, a[0].dynamic, shaped=a[0].shaped or b[0].shaped)]
     if kind == "Where" and _never_minus_one(graph, producer, types):  # torch's expand: Where(shape == -1, 1, shape)
         return trace_elements(graph, inputs[2], types, depth + 1)
     return None
@@ -231,13 +246,13 @@ def _dimension(d, name: str, axis: int) -> Element | None:
     prune-space's prime stand-ins or a product of them); None when unknown, or a stand-in times a
     static factor (a merged axis), whose factor the compact rewrite could not see again."""
     if isinstance(d, str):
-        return Element(1, True, (name, axis))
+        return Element(1, True, (name, axis), shaped=True)
     if not isinstance(d, int) or d <= 0:
         return None
     rest = strip_stand_ins(d)
     if rest == d:
-        return Element(d, False, (name, axis))
-    return Element(1, True, (name, axis)) if rest == 1 else None
+        return Element(d, False, (name, axis), shaped=True)
+    return Element(1, True, (name, axis), shaped=True) if rest == 1 else None
 
 
 def strip_stand_ins(size: int) -> int:
@@ -246,6 +261,16 @@ def strip_stand_ins(size: int) -> int:
         while size and size % prime == 0:
             size //= prime
     return size
+
+
+def flat_pieces(graph: Graph, value: Value) -> list[Value]:
+    """The pieces a shape vector is concatenated from, nested Concats flattened (TorchScript's unflatten
+    builds [..., Concat([3], E), ...]); a vector that is not a Concat is its own single piece."""
+    producer = graph.producer(value)
+    if producer is None or producer.op_type != "Concat" or producer.domain not in ("", "ai.onnx") or \
+            constant_value(graph, value) is not None:
+        return [value]
+    return [piece for part in graph.inputs_of(producer) for piece in flat_pieces(graph, part)]
 
 
 def fixed_value(graph: Graph, value: Value | None) -> np.ndarray | None:
@@ -339,7 +364,7 @@ def rewrite_scaled_element(graph: Graph, op: Op, slot: int, position: int, numer
     value = graph.inputs_of(op)[slot]
     concat = graph.producer(value)
     assert concat is not None and concat.op_type == "Concat", "rewrite_scaled_element needs a Concat of pieces"
-    pieces, offset, new_pieces = graph.inputs_of(concat), 0, []
+    pieces, offset, new_pieces = flat_pieces(graph, value), 0, []
     for piece in pieces:
         length = len(trace_elements(graph, piece, types) or [None] * (_static_length(graph, piece, types) or 1))
         if offset == position and length == 1:
