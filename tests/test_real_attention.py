@@ -111,7 +111,7 @@ def test_prune_removes_the_head_its_ranking_ranks_last(name):
 
 @pytest.mark.parametrize("name", CACHE)
 def test_heads_of_a_kv_cache_output_stay_with_the_interface_as_the_reason(name):
-    graph, am = load(name)
+    _, am = load(name)
     space = am.get("prune-space")
     (heads,) = [f for f in space.families if f.kind == "head" and f.size == 4]
     assert not heads.prunable
