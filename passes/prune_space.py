@@ -20,6 +20,8 @@ from onnxprune.ir import Graph, Op, TensorType
 from onnxprune.ops import OpView, rule_for
 from onnxprune.ops.coupling import ABSENT, IN, OUT, Axis, Coupling
 from onnxprune.ops.rule import STAND_INS, constant_value, is_quantized_weight
+from onnxprune.ops.shape_consts import strip_stand_ins
+from onnxprune.ops.shape_refine import needs_refining, refine_types
 from onnxprune.passmanager import AnalysisPass
 from onnxprune.space import ACTIVATION, PRODUCER, Family, Member, PruningSpace
 from onnxprune.unionfind import UnionFind
@@ -71,6 +73,7 @@ class _Facts:
     parameters: set[str] = field(default_factory=set)
     producing: dict[str, int] = field(default_factory=dict)  # value -> index in ops of the op writing it
     sinks_at: dict[Key, list[int]] = field(default_factory=dict)  # key -> indices in sinks that list it
+    ties: list[tuple[Key, Key, bool, bool]] = field(default_factory=list)  # Reshape axis, dimension read, replaceable, scaled
 
 
 @dataclass(frozen=True)
@@ -89,8 +92,10 @@ class PruneSpaceAnalysis(AnalysisPass):
     def run(self, graph: Graph, am) -> PruningSpace:
         bound = self.options.input_shapes
         coupling_shapes = bound + symbolic_bindings(graph, bound)
-        return build_space(graph, am.get(ShapesAnalysis, input_shapes=coupling_shapes),
-                           am.get(CostAnalysis, input_shapes=bound))
+        types = am.get(ShapesAnalysis, input_shapes=coupling_shapes)
+        if needs_refining(graph, types):  # run-time reshape targets ONNX inference could not follow
+            types = refine_types(graph, types)
+        return build_space(graph, types, am.get(CostAnalysis, input_shapes=bound))
 
 
 def symbolic_bindings(graph: Graph, already: tuple[str, ...]) -> tuple[str, ...]:
@@ -247,6 +252,11 @@ def _collect(graph: Graph, types: dict[str, TensorType]) -> _Facts:
             ka, kb = entry.key(a), entry.key(b)
             if ka in facts.classes and kb in facts.classes:
                 facts.classes.union(ka, kb)
+        for a, name, axis, replaceable, scaled in coupling.ties:  # read at run time: settled once families are known
+            ka = entry.key(a)
+            register(name)
+            if ka in facts.classes and (name, axis) in facts.classes:
+                facts.ties.append((ka, (name, axis), replaceable, scaled))
         for a, idx_a, b, idx_b in coupling.links:
             ka, kb = entry.key(a), entry.key(b)
             if ka in facts.classes and kb in facts.classes:
@@ -314,6 +324,7 @@ def _families(graph: Graph, facts: _Facts) -> list[Family]:
     components = UnionFind(members_of)
     for ka, _, kb, _, _ in facts.links:
         components.union(class_of[ka], class_of[kb])
+    _settle_ties(facts, class_of, components)
     families: list[Family] = []
     for classes in components.groups().values():
         keys = [k for c in classes for k in members_of[c]]
@@ -321,6 +332,37 @@ def _families(graph: Graph, facts: _Facts) -> list[Family]:
             continue  # no parameter (batch, space) or no activation (kernel windows) on these axes
         families.extend(_component_families(graph, facts, classes, members_of, class_of, len(families)))
     return families
+
+
+def _settle_ties(facts: _Facts, class_of: dict, components: UnionFind) -> None:
+    """A Reshape target element read from another tensor's dimension at run time (`ties`): index i of
+    the Reshape's axis is index i of the read axis. Within one family that is already so (the
+    identity link only confirms it); a dynamic dimension (batch, sequence) joins; a static dimension
+    of another family must keep its size (compact writes the Reshape's new size as a constant, where
+    the piece holding it is static; otherwise the Reshape's axis freezes too). A dimension times a
+    constant (key/value heads x repeats) must lie in the Reshape axis's family, and compact writes the
+    constant; of another family (a batch the user bound with --input-shape, times heads) both freeze,
+    since a constant there would fix the batch size."""
+    for ka, kb, replaceable, scaled in facts.ties:
+        size = facts.sizes.get(kb)
+        static = isinstance(size, int) and strip_stand_ins(size) == size
+        if scaled and not replaceable:  # a multiple of the dimension: only a constant written by compact is exact
+            facts.frozen.setdefault(ka, []).append("Reshape target size is a run-time multiple of a dimension")
+        if (static or scaled) and components.find(class_of[ka]) != components.find(class_of[kb]):
+            facts.frozen.setdefault(kb, []).append("Shape reads this dimension to size a Reshape axis of another "
+                                                   "family")
+            if not replaceable:  # the size sits in a piece with run-time sizes: compact could not write it
+                facts.frozen.setdefault(ka, []).append("Reshape target size is read at run time from another family")
+            elif scaled:  # a multiple of a dimension the user bound (batch x heads): a constant would fix the batch
+                facts.frozen.setdefault(ka, []).append("Reshape target size is a run-time multiple of a dimension "
+                                                       "of another family")
+            continue
+        if scaled:
+            continue  # one family already (checked above); the sizes differ, so no index-level link
+        components.union(class_of[ka], class_of[kb])
+        if isinstance(size, int):
+            indices = np.arange(size)
+            facts.links.append((ka, indices, kb, indices, "Shape"))
 
 
 def _component_families(graph: Graph, facts: _Facts, classes: list, members_of: dict, class_of: dict,

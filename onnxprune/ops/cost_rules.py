@@ -5,11 +5,21 @@ from __future__ import annotations
 from .rule import Cost, OpView, numel
 
 
+#: Element types whose arithmetic counts as FLOPs. Integer and boolean elementwise ops are shape
+#: arithmetic and masks (Shape -> Gather -> Mul), which compact may add or drop: they cost none.
+_FLOATING = frozenset({1, 10, 11, 16})  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
+
+
 def per_output_element(flops_per_element: int):
-    """Cost of `flops_per_element` FLOPs per output element."""
+    """Cost of `flops_per_element` FLOPs per output element (none for integer or boolean outputs)."""
     def cost(view: OpView) -> Cost | None:
         shape = view.output_shape(0)
-        return None if shape is None else Cost(0, flops_per_element * numel(shape))
+        if shape is None:
+            return None
+        out = view.outputs[0] if view.outputs else None
+        if out is not None and out.elem_type and out.elem_type not in _FLOATING:
+            return Cost()
+        return Cost(0, flops_per_element * numel(shape))
     return cost
 
 

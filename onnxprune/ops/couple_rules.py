@@ -7,6 +7,8 @@ instance is outside what the rule understands (the analysis then freezes every a
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from ..space import CONSUMER, PRODUCER
@@ -30,8 +32,18 @@ from .coupling import (
     zero_first,
     zero_never,
 )
-from .rule import OpView, constant_value
-from .shape_consts import replace_input_constant, rewrite_shape_elements, shape_elements
+from .rule import STAND_INS, OpView, constant_value
+from .shape_consts import (
+    fixed_value,
+    flat_pieces,
+    read_only_into_shapes,
+    replace_input_constant,
+    rewrite_scaled_element,
+    rewrite_shape_elements,
+    shape_elements,
+    strip_stand_ins,
+    trace_elements,
+)
 
 
 def _param_roles(view: OpView, coupling: Coupling, slots: list[int], role: str) -> None:
@@ -573,11 +585,11 @@ def _match_lone_symbols(src: list, dst: list) -> tuple[list, list]:
     return src, dst
 
 
-def couple_reshape(view: OpView) -> Coupling | None:
-    """Reshape: axes regroup by equal products. 1-to-1 axes pass through; when one axis splits into
-    several (or several merge into one), the outermost one owns blocks of the big axis (attention
-    heads), and the inner ones freeze. A size on a prunable axis must be rewritable: a constant, 0
-    (copy) or -1 (infer) in the shape input."""
+def _couple_reshape_symbolic(view: OpView) -> Coupling | None:
+    """Reshape with symbolic dims (no prime stand-ins bound): axes regroup by equal products. 1-to-1 axes
+    pass through; when one axis splits into several (or several merge into one), the outermost one owns
+    blocks of the big axis (attention heads), and the inner ones freeze. A size on a prunable axis must
+    be rewritable: a constant, 0 (copy) or -1 (infer) in the shape input."""
     src = view.inputs[0].shape if view.inputs[0] is not None else None
     dst = view.outputs[0].shape if view.outputs[0] is not None else None
     if src is None or dst is None or any(d is None for d in (*src, *dst)):
@@ -619,17 +631,265 @@ def couple_reshape(view: OpView) -> Coupling | None:
     return coupling
 
 
+def couple_reshape(view: OpView) -> Coupling | None:
+    """Reshape: axes regroup by equal products into runs, and each run is read as mixed-radix digits
+    (the common refinement of both sides' sizes: [L, N, 32] -> [L, N*4, 8] has digits N, 4, 8). One
+    digit per run carries the family: the largest static digit that is not the innermost (head_dim),
+    or the innermost when it is the only one; never a dynamic digit (batch, sequence) and never a digit
+    whose axis is only unstacked by constant scalar Gathers or unit Splits (the 3 of a fused q/k/v
+    projection). Axes holding that digit are linked (index i owns the indices whose digit is i's);
+    the run's other axes freeze. A shrinking output axis needs a rewritable target element: a constant,
+    0 or -1, a dimension read at run time by Shape that only feeds targets (tied to the axis it reads),
+    or a dynamic product times a constant (batch x heads: the constant is rescaled)."""
+    src = view.inputs[0].shape if view.inputs[0] is not None else None
+    dst = view.outputs[0].shape if view.outputs[0] is not None else None
+    if src is None or dst is None or any(d is None for d in (*src, *dst)):
+        return None
+    if not all(isinstance(d, int) and d > 0 for d in (*src, *dst)):
+        return _couple_reshape_symbolic(view)
+    groups = _reshape_groups(list(src), list(dst))
+    if groups is None or view.graph is None:
+        return None
+    shape_value = view.graph.inputs_of(view.op)[1]
+    elements = trace_elements(view.graph, shape_value, view.types)
+    coupling = Coupling(zero=zero_first)
+    for gi, gj in groups:
+        real_i = [a for a in gi if src[a] != 1]
+        real_j = [a for a in gj if dst[a] != 1]
+        if real_i and real_j:
+            _couple_run(view, coupling, src, dst, real_i, real_j, elements)
+    return coupling
+
+
+def _digits(src_sizes: list[int], dst_sizes: list[int]):
+    """The mixed-radix digits (innermost first) that both sides' axes are made of, and for each axis of
+    each side the range of digits it spans; None if the sides interleave (no common refinement)."""
+    def boundaries(sizes):
+        found, product = [1], 1
+        for size in reversed(sizes):
+            product *= size
+            found.append(product)
+        return found
+    bounds = sorted(set(boundaries(src_sizes)) | set(boundaries(dst_sizes)))
+    if any(high % low for low, high in itertools.pairwise(bounds)):
+        return None
+    digits = [high // low for low, high in itertools.pairwise(bounds)]
+
+    def spans(sizes):
+        found, inner = [], 1
+        for size in reversed(sizes):
+            found.append(range(bounds.index(inner), bounds.index(inner * size)))
+            inner *= size
+        return list(reversed(found))
+    return digits, spans(src_sizes), spans(dst_sizes)
+
+
+def _digit_of(size: int, span: range, digits: list[int], digit: int) -> np.ndarray:
+    """For every index of an axis spanning `span`, the value of `digit` in it."""
+    inner = int(np.prod(digits[span.start:digit]))
+    return (np.arange(size) // inner) % digits[digit]
+
+
+def _couple_run(view: OpView, coupling: Coupling, src, dst, real_i: list[int], real_j: list[int], elements) -> None:
+    """Couple one run of axes of equal product (see couple_reshape)."""
+    found = _digits([src[a] for a in real_i], [dst[a] for a in real_j])
+    if found is None:
+        for a in real_i:
+            coupling.frozen.append((ax_in(0, a), "Reshape regroups several axes at once"))
+        for a in real_j:
+            coupling.frozen.append((ax_out(0, a), "Reshape regroups several axes at once"))
+        return
+    digits, src_spans, dst_spans = found
+    if len(real_i) == 1 and len(real_j) == 1:
+        coupling.same.append((ax_in(0, real_i[0]), ax_out(0, real_j[0])))
+        _require_rewritable(view, coupling, real_j[0], elements)
+        return
+    output = view.graph.outputs_of(view.op)[0]
+    stacked = {span.start for a, span in zip(real_j, dst_spans)
+               if len(span) == 1 and _is_unstacked(view.graph, output, a, view.types)}
+    candidates = [d for d in range(len(digits)) if digits[d] > 1 and d not in stacked
+                  and strip_stand_ins(digits[d]) == digits[d]]
+    outer = [d for d in candidates if d != 0]
+    chosen = max(outer, key=lambda d: (digits[d], d)) if outer else (0 if 0 in candidates else None)
+    kind = "split" if len(real_i) == 1 else "merge" if len(real_j) == 1 else "regrouping"
+    holders = []
+    for side, axes, spans, shape in ((ax_in, real_i, src_spans, src), (ax_out, real_j, dst_spans, dst)):
+        for a, span in zip(axes, spans):
+            if chosen is not None and chosen in span:
+                holders.append((side(0, a), _digit_of(shape[a], span, digits, chosen)))
+            elif chosen is None:
+                coupling.frozen.append((side(0, a), f"axis of a Reshape {kind} with no static axis to own the indices"))
+            else:
+                where = "outer" if span.start > chosen else "inner"
+                coupling.frozen.append((side(0, a), f"{where} axis of a Reshape {kind} (another axis owns the indices)"))
+    if chosen is None:
+        return
+    (a_axis, a_digit), (b_axis, b_digit) = holders
+    first_a = np.zeros(digits[chosen], dtype=np.int64)
+    first_b = np.zeros(digits[chosen], dtype=np.int64)
+    first_a[a_digit[::-1]] = np.arange(len(a_digit))[::-1]  # the first index holding each digit value
+    first_b[b_digit[::-1]] = np.arange(len(b_digit))[::-1]
+    coupling.links.append((a_axis, np.concatenate([np.arange(len(a_digit)), first_a[b_digit]]),
+                           b_axis, np.concatenate([first_b[a_digit], np.arange(len(b_digit))])))
+    _require_rewritable(view, coupling, b_axis.axis, elements)
+
+
+def _require_rewritable(view: OpView, coupling: Coupling, out_axis: int, elements, position: int | None = None
+                        ) -> None:
+    """Freeze output axis `out_axis` unless compact can rewrite its element (at `position`, default the
+    same) of the target shape in input 1 (see couple_reshape); tie it to the dimension it reads when it
+    reads one."""
+    position = out_axis if position is None else position
+    size = dim(view, OUT, 0, out_axis)
+    element = elements[position] if elements is not None and 0 <= position < len(elements) else None
+    target = view.graph.inputs_of(view.op)[1]
+    why = f"{view.op.op_type} target size is computed at run time"
+    if element is None:
+        coupling.frozen.append((ax_out(0, out_axis), why))
+    elif element.read is not None and _pure_read(view.graph, view.types, element):
+        replaceable = not element.dynamic and _static_piece(view.graph, target, position, view.types)
+        coupling.ties.append((ax_out(0, out_axis), *element.read, replaceable, element.scaled))
+    elif (element.dynamic or element.shaped) and (
+            not isinstance(size, int) or element.coef >= min(STAND_INS) or strip_stand_ins(size) != element.coef or
+            not _one_element_piece(view.graph, target, position, view.types)):
+        # computed at run time from dimensions (dynamic, or bound by the user only for the analysis): compact
+        # rescales it in place, which needs it as a piece of its own with the static factor it had here
+        coupling.frozen.append((ax_out(0, out_axis), why))
+
+
+def _pure_read(graph, types, element) -> bool:
+    """True if every Shape op that reads the dimension behind `element` sends it only into Reshape
+    targets as a whole element (the Shape rule then leaves that dimension free to shrink)."""
+    name, axis = element.read
+    found = types.get(name) if types is not None else None
+    if found is None or found.rank is None:
+        return False
+    for op, _ in graph.uses(graph.value(name)):
+        if op.op_type != "Shape" or op.domain not in ("", "ai.onnx"):
+            continue
+        start, end = _shape_range(op, found.rank)
+        if start <= axis < end and not read_only_into_shapes(graph, graph.outputs_of(op)[0], axis - start, end - start):
+            return False
+    return True
+
+
+def _shape_range(op, rank: int) -> tuple[int, int]:
+    """The dimensions [start, end) a Shape op returns."""
+    start, end = op.attr("start", 0), op.attr("end", rank)
+    start = normalize_axis(start, rank) if start < 0 else min(start, rank)
+    end = normalize_axis(end, rank) if end < 0 else min(end, rank)
+    return start, end
+
+
+def _static_piece(graph, shape_value, position: int, types) -> bool:
+    """True if the Concat piece holding element `position` of a shape is static throughout (a
+    constant can replace it)."""
+    pieces = flat_pieces(graph, shape_value)
+    offset = 0
+    for piece in pieces:
+        traced = trace_elements(graph, piece, types)
+        if traced is None:
+            return False
+        if offset <= position < offset + len(traced):
+            return all(e is not None and not e.dynamic for e in traced)
+        offset += len(traced)
+    return False
+
+
+def _one_element_piece(graph, shape_value, position: int, types) -> bool:
+    """True if element `position` of a Concat-built shape is a piece of its own (a rescaled copy can
+    replace it)."""
+    concat = graph.producer(shape_value)
+    if concat is None or concat.op_type != "Concat":
+        return False
+    offset = 0
+    for piece in flat_pieces(graph, shape_value):
+        traced = trace_elements(graph, piece, types)
+        length = len(traced) if traced is not None else None
+        if length is None:
+            return False
+        if offset == position:
+            return length == 1
+        offset += length
+    return False
+
+
+def _is_unstacked(graph, value, axis: int, types, depth: int = 0) -> bool:
+    """True if axis `axis` of `value` is only ever taken apart into single slices by constant scalar
+    Gathers or a Split into unit pieces (after Transpose/Unsqueeze/Squeeze that move it): the stacked
+    q, k, v of a fused projection, which are separate tensors, not channels."""
+    if depth > 8 or graph.is_output(value) or not graph.uses(value):
+        return False
+    found = types.get(value.name) if types is not None else None
+    rank = found.rank if found is not None else None
+    for op, slot in graph.uses(value):
+        kind = op.op_type if op.domain in ("", "ai.onnx") else ""
+        out = graph.outputs_of(op)[0]
+        if slot != 0 or rank is None:
+            return False
+        if kind == "Gather":
+            indices = constant_value(graph, graph.inputs_of(op)[1])
+            if indices is None or np.ndim(indices) != 0 or normalize_axis(op.attr("axis", 0), rank) != axis:
+                return False
+        elif kind == "Split":
+            sizes = [types.get(o.name).shape[axis] if o is not None and types.get(o.name) is not None and
+                     types.get(o.name).shape else None for o in graph.outputs_of(op)]
+            if normalize_axis(op.attr("axis", 0), rank) != axis or any(size != 1 for size in sizes):
+                return False
+        elif kind == "Transpose":
+            perm = op.attr("perm") or list(reversed(range(rank)))
+            if not _is_unstacked(graph, out, list(perm).index(axis), types, depth + 1):
+                return False
+        elif kind in ("Unsqueeze", "Squeeze"):
+            axes = op.attr("axes")
+            if axes is None and len(graph.inputs_of(op)) > 1:
+                axes = constant_value(graph, graph.inputs_of(op)[1])
+            if axes is None:
+                return False
+            axes = [int(x) for x in np.reshape(axes, -1)]
+            if kind == "Unsqueeze":
+                out_rank = rank + len(axes)
+                added = sorted(normalize_axis(x, out_rank) for x in axes)
+                kept = [a for a in range(out_rank) if a not in added]
+                new = kept[axis]
+            else:
+                removed = {normalize_axis(x, rank) for x in axes}
+                if axis in removed:
+                    return False
+                new = axis - sum(1 for x in removed if x < axis)
+            if not _is_unstacked(graph, out, new, types, depth + 1):
+                return False
+        else:
+            return False
+    return True
+
+
 def rewrite_reshape(graph, op, view: OpView, kept: dict[Axis, np.ndarray]) -> None:
-    """Write the new sizes of shrunk output axes into the shape input (copy-on-write); 0 and -1 entries
+    """Write the new sizes of shrunk output axes into the shape input (copy-on-write): static sizes
+    (constants, and static dimensions read by Shape) are replaced by the new size, a dynamic product
+    times a constant is rescaled at run time, and 0, -1 and dynamic dimensions read from a tied axis
     adapt by themselves."""
-    elements = shape_elements(graph, graph.inputs_of(op)[1], view.types)
-    dst = view.outputs[0].shape
-    changes = {}
-    for axis in range(len(dst)):
-        key = ax_out(0, axis)
-        if key in kept and elements[axis] not in (0, -1):
-            changes[axis] = int(len(kept[key]))
+    shape_value = graph.inputs_of(op)[1]
+    elements = trace_elements(graph, shape_value, view.types)
+    changes, scaled = {}, []
+    for key, indices in kept.items():
+        if key.side != OUT:
+            continue
+        element = elements[key.axis] if elements is not None and key.axis < len(elements) else None
+        if element is None:
+            raise AssertionError(f"{op.label}: the target element of axis {key.axis} cannot be traced to rewrite it")
+        if not element.dynamic and element.coef in (0, -1):
+            continue
+        tied = element.read is not None and _pure_read(graph, view.types, element)
+        if tied and (element.dynamic or not _static_piece(graph, shape_value, key.axis, view.types)):
+            continue  # read from the tied axis, which shrinks alike (prune-space froze this axis otherwise)
+        if not tied and (element.dynamic or element.shaped):  # rescaled at run time: bound dims stay dynamic
+            scaled.append((key.axis, strip_stand_ins(len(indices)), element.coef))
+        else:
+            changes[key.axis] = len(indices)
     rewrite_shape_elements(graph, op, 1, changes, view.types)
+    for position, numerator, denominator in scaled:
+        rewrite_scaled_element(graph, op, 1, position, numerator, denominator, view.types)
 
 
 def couple_squeeze_unsqueeze(view: OpView) -> Coupling | None:
@@ -851,6 +1111,9 @@ def rewrite_gather(graph, op, view: OpView, kept: dict[Axis, np.ndarray]) -> Non
     r = rank(view, IN, 0)
     axis = normalize_axis(op.attr("axis", 0), r)
     indices = view.constant(1)
+    gathered_out = indices is not None and np.ndim(indices) == 1 and ax_out(0, axis) in kept
+    if ax_in(0, axis) not in kept and not gathered_out:
+        return  # only axes passing through shrank (a scalar index removes the gathered axis from the output)
     size = dim(view, IN, 0, axis)
     positions = np.arange(len(indices)) if ax_out(0, axis) not in kept else kept[ax_out(0, axis)]
     source = np.where(indices < 0, indices + size, indices)[positions]
@@ -888,32 +1151,54 @@ def couple_pad(view: OpView) -> Coupling | None:
 
 
 def couple_expand(view: OpView) -> Coupling | None:
-    """Expand: axes that keep their size pass through, broadcast ones couple to nothing; a constant
-    target size on a shrinking axis is rewritten."""
+    """Expand: axes that keep their size pass through, broadcast ones couple to nothing. The target
+    element of a kept axis must stay right when it shrinks: 1 (keep), a static size (rewritten), or a
+    dimension read at run time from the axis it sizes (tied, as for Reshape; torch writes its expand
+    target through Where(shape == -1, 1, shape))."""
     coupling = Coupling(zero=zero_first)
     if not broadcast_coupling(view, [0], coupling):
         return None
-    elements = shape_elements(view.graph, view.graph.inputs_of(view.op)[1], view.types) \
+    elements = trace_elements(view.graph, view.graph.inputs_of(view.op)[1], view.types) \
         if view.graph is not None else None
     out_rank = rank(view, OUT, 0)
     for _, out_axis in [(a, b) for a, b in coupling.same]:
-        o = out_axis.axis
-        position = o - (out_rank - len(elements)) if elements is not None else -1
-        if elements is None or position < 0 or elements[position] is None:
-            coupling.frozen.append((out_axis, "Expand target shape is computed at run time"))
+        position = out_axis.axis - (out_rank - len(elements)) if elements is not None else -1
+        element = elements[position] if elements is not None and position >= 0 else None
+        if element is not None and not element.dynamic and element.coef in (1, -1) and element.read is None:
+            continue  # keeps the input's size, whatever it becomes
+        _require_rewritable(view, coupling, out_axis.axis, elements, position)
     return coupling
 
 
 def rewrite_expand(graph, op, view: OpView, kept: dict[Axis, np.ndarray]) -> None:
-    """Write the new sizes of shrunk axes into the target shape (1 would also do, but keep it explicit)."""
-    elements = shape_elements(graph, graph.inputs_of(op)[1], view.types)
+    """Write the new sizes of shrunk axes into the target shape where they are static; 1 and dimensions
+    read from a tied axis adapt by themselves."""
+    target = graph.inputs_of(op)[1]
+    elements = trace_elements(graph, target, view.types)
     out_rank = rank(view, OUT, 0)
-    changes = {}
+    changes, scaled = {}, []
     for o in range(out_rank):
         position = o - (out_rank - len(elements))
-        if ax_out(0, o) in kept and position >= 0 and elements[position] not in (1, -1):
-            changes[position] = int(len(kept[ax_out(0, o)]))
+        if ax_out(0, o) not in kept or position < 0:
+            continue
+        element = elements[position]
+        if element is None:
+            raise AssertionError(f"{op.label}: the target element of axis {o} cannot be traced to rewrite it")
+        if element.read is None and not element.dynamic and element.coef in (1, -1):
+            continue
+        tied = element.read is not None and _pure_read(graph, view.types, element)
+        if tied and (element.dynamic or not _static_piece(graph, target, position, view.types)):
+            continue
+        if not tied and (element.dynamic or element.shaped):
+            scaled.append((position, strip_stand_ins(len(kept[ax_out(0, o)])), element.coef))
+        else:
+            changes[position] = len(kept[ax_out(0, o)])
+    if changes and graph.producer(target) is not None and graph.producer(target).op_type not in ("Concat", "Where") \
+            and constant_value(graph, target) is None:
+        raise AssertionError(f"{op.label}: a static target size sits behind {graph.producer(target).op_type}")
     rewrite_shape_elements(graph, op, 1, changes, view.types)
+    for position, numerator, denominator in scaled:
+        rewrite_scaled_element(graph, op, 1, position, numerator, denominator, view.types)
 
 
 def couple_tile(view: OpView) -> Coupling | None:
@@ -971,10 +1256,12 @@ def couple_shape_reader(view: OpView) -> Coupling | None:
             output = view.graph.outputs_of(view.op)[0]
             used = {start + i for i in _used_elements(view.graph, output, end - start)}
     coupling = Coupling(zero=zero_never)
+    output = view.graph.outputs_of(view.op)[0] if view.graph is not None else None
     for a in range(r):
-        if start <= a < end and a in used:
+        if start <= a < end and a in used and not (
+                view.op.op_type == "Shape" and read_only_into_shapes(view.graph, output, a - start, end - start)):
             coupling.frozen.append((ax_in(0, a), f"{view.op.op_type} reads this dimension"))
-        else:
+        else:  # not read, or read only into Reshape targets, whose rule ties it to the axis it sizes
             coupling.unconstrained.append(ax_in(0, a))
     return coupling
 
@@ -992,7 +1279,7 @@ def _used_elements(graph, value, length: int) -> set[int]:
             used |= _used_elements(graph, graph.outputs_of(consumer)[0], length)
         elif kind == "Slice" and slot == 0 and graph.opset >= 10:
             inputs = graph.inputs_of(consumer)
-            found = [constant_value(graph, inputs[i]) if i < len(inputs) and inputs[i] is not None else None
+            found = [fixed_value(graph, inputs[i]) if i < len(inputs) and inputs[i] is not None else None
                      for i in (1, 2, 3, 4)]
             starts, ends, axes, steps = found
             if starts is None or ends is None or (axes is not None and list(np.reshape(axes, -1)) != [0]) or \

@@ -9,6 +9,10 @@ A rule looks at one op (with its input and output types) and returns a `Coupling
   there is exact only if the slice of one of the listed axes is zero (MatMul: either operand's);
 - `frozen`: axes that must not shrink, with the reason (the rule cannot rewrite the op for it);
 - `unconstrained`: axes the op touches but does not care about (dimensions a Shape op does not read).
+- `ties`: an axis of the op that is one index space with an axis of a value elsewhere in the graph,
+  named (value, axis): a Reshape whose target reads that dimension through Shape at run time; the
+  flags say whether compact could instead write the axis's new size as a constant there, and whether
+  the dimension is multiplied by a constant first (then the two axes are one family, not one index space).
   Every other axis of the op's tensors that the rule leaves unmentioned is frozen: fail closed;
 - `roles`: for input axes that may hold parameters, whether the axis is a `producer` (zeroing its
   slice makes the output slice zero; it belongs to the group) or a `consumer` (only sliced);
@@ -99,6 +103,7 @@ class Coupling:
     sinks: list[list[Axis]] = field(default_factory=list)
     frozen: list[tuple[Axis, str]] = field(default_factory=list)
     unconstrained: list[Axis] = field(default_factory=list)
+    ties: list[tuple[Axis, str, int, bool, bool]] = field(default_factory=list)  # axis, value, axis, replaceable, scaled
     roles: dict[Axis, str] = field(default_factory=dict)  # parameter axis -> "producer" | "consumer"
     zero: ZeroRule = zero_never
     nonfinite: ZeroRule = lambda flags, out_slot=0: False  # noqa: E731 (finite unless a rule says so)

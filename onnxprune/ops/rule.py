@@ -3,7 +3,8 @@
 Conventions for cost (used by `analyze` and reports):
 - MACs count multiply-accumulates of Conv, ConvTranspose, Gemm, MatMul and Einsum; their FLOPs are
   2 x MACs, plus one per output element for a bias or a Gemm `C` input.
-- Elementwise ops cost one FLOP per output element; BatchNormalization (inference) two per element
+- Elementwise ops cost one FLOP per output element (none when the output is integer or boolean: shape
+  arithmetic and masks are not floating-point work); BatchNormalization (inference) two per element
   (scale and shift); LayerNormalization, GroupNormalization and InstanceNormalization five per element;
   Softmax/LogSoftmax three per element; Reduce* and global pools one per input element; windowed pools
   one per window element per output element.
@@ -103,7 +104,7 @@ def is_quantized_weight(graph: Graph, value) -> bool:
 #: dimension holding one of these is dynamic, never a constant to fold.
 STAND_INS = (1009, 1013, 1019, 1021, 1031, 1033, 1039, 1049, 1051, 1061, 1063, 1069)
 _FOLDABLE = {"Shape", "Gather", "Unsqueeze", "Squeeze", "Cast", "Identity", "Concat", "Slice", "Add", "Sub", "Mul",
-             "Div"}
+             "Div", "Mod", "Reshape"}
 
 
 def static_value(graph: Graph, value, types: dict | None) -> np.ndarray | None:
@@ -182,6 +183,11 @@ def _fold(producer, kind: str, args: list) -> object:
             return None
         return args[0][int(starts[0]):int(ends[0]):int(steps[0])]
     a, b = args[0], args[1]
+    if kind == "Reshape":  # TorchScript's unflatten reshapes its computed split point to [1]
+        target = [int(t) for t in np.reshape(b, -1)]
+        return np.reshape(a, [a.shape[i] if t == 0 and i < a.ndim else t for i, t in enumerate(target)])
+    if kind == "Mod" and np.asarray(a).dtype.kind in "iu" and np.asarray(b).dtype.kind in "iu" and np.all(b != 0):
+        return np.fmod(a, b) if producer.attr("fmod", 0) else np.mod(a, b)
     if kind == "Add":
         return a + b
     if kind == "Sub":
