@@ -34,7 +34,7 @@ def load_model(path: str, *, allow_custom_ops: bool = False, prepared: bool = Fa
     constant-computed weights are folded and shared initializers untied first (`onnxprune.prepare`),
     and a line says what changed."""
     graph = load(path)
-    validate(graph, path, allow_custom_domains=allow_custom_ops)
+    validate(graph, path, allow_custom_domains=allow_custom_ops, full=True)
     if prepared:
         for line in prepare(graph, untie_all=untie_all):
             print(f"onnxprune: {line}")

@@ -381,6 +381,8 @@ def _component_families(graph: Graph, facts: _Facts, classes: list, members_of: 
     keys = [k for c in classes for k in members_of[c]]
     key_set = set(keys)
     links = [link for link in facts.links if link[0] in key_set]
+    if not bad and any(sizes[c] == 0 for c in classes):
+        bad.append("the axis has size 0: nothing to prune")
     if bad:
         return [Family(first_id, _name(keys, facts), 0, "channel", (), tuple(bad))]
     if len(classes) == 1 and not links:  # the common case (conv → norm → activation): index i is group i

@@ -479,8 +479,8 @@ def run_model(model: str, output: str, data_spec: str | None, config: TrainConfi
     `untie_all` also splits true weight tying. `latency`: time the compact model against the original
     (onnxruntime on the CPU, `latency_threads` threads, interleaved runs at batch 1 and a larger batch)."""
     from ..files import atomic_write
-    from ..ir import load, save
     from ..inputs import read_samples, resolve_bindings
+    from ..ir import load, save, validate
     from ..ops.training_rules import constant_weights
     from ..passmanager import AnalysisManager, PassManager
     from ..prepare import prepare
@@ -499,6 +499,7 @@ def run_model(model: str, output: str, data_spec: str | None, config: TrainConfi
     if not resume:
         refuse_existing_checkpoint(paths.checkpoint)
     graph = load(model)
+    validate(graph, model, full=True)
     # Constant-op weights become initializers and shared initializers are untied before the analysis
     # (training would, and the report reads this space)
     constant_weights(graph)
