@@ -33,7 +33,6 @@ from .coupling import (
     zero_never,
 )
 from .rule import STAND_INS, OpView, constant_value
-from .shape_refine import analysis_types
 from .shape_consts import (
     fixed_value,
     flat_pieces,
@@ -45,6 +44,7 @@ from .shape_consts import (
     strip_stand_ins,
     trace_elements,
 )
+from .shape_refine import analysis_types
 
 
 def _param_roles(view: OpView, coupling: Coupling, slots: list[int], role: str) -> None:
