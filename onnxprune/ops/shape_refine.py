@@ -13,6 +13,8 @@ never edited.
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import onnx
 
@@ -60,7 +62,7 @@ def analysis_types(graph: Graph, types: dict[str, TensorType]) -> dict[str, Tens
     dimension static or dynamic, a read tied or not); the result is kept for the `types` object given,
     and graph, which one compact shares among all its rewrites, so it is computed once, before any
     rewrite changes the graph."""
-    if _CACHE.get("types") is types and _CACHE.get("graph") is graph:
+    if _CACHE.get("types") is types and _CACHE.get("graph") is not None and _CACHE["graph"]() is graph:
         return _CACHE["value"]
     bound = tuple(f"{v.name}={'x'.join(map(str, types[v.name].shape))}" for v in graph.inputs
                   if not v.is_initializer and v.name in types and types[v.name].is_static and types[v.name].shape)
@@ -68,7 +70,9 @@ def analysis_types(graph: Graph, types: dict[str, TensorType]) -> dict[str, Tens
     found = infer_shapes(graph, dict(parse_input_shape(text) for text in bindings))
     if needs_refining(graph, found):
         found = refine_types(graph, found)
-    _CACHE.update(types=types, graph=graph, value=found)  # holds both, so their ids are not reused
+    # the types (names and shapes only) are held, so no other dict takes their place; the graph, which
+    # holds the weights, only weakly
+    _CACHE.update(types=types, graph=weakref.ref(graph), value=found)
     return found
 
 
