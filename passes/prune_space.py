@@ -19,9 +19,9 @@ import numpy as np
 from onnxprune.ir import Graph, Op, TensorType
 from onnxprune.ops import OpView, rule_for
 from onnxprune.ops.coupling import ABSENT, IN, OUT, Axis, Coupling
-from onnxprune.ops.rule import STAND_INS, constant_value, is_quantized_weight
+from onnxprune.ops.rule import constant_value, is_quantized_weight
 from onnxprune.ops.shape_consts import strip_stand_ins
-from onnxprune.ops.shape_refine import needs_refining, refine_types
+from onnxprune.ops.shape_refine import needs_refining, refine_types, symbolic_bindings
 from onnxprune.passmanager import AnalysisPass
 from onnxprune.space import ACTIVATION, PRODUCER, Family, Member, PruningSpace
 from onnxprune.unionfind import UnionFind
@@ -96,32 +96,6 @@ class PruneSpaceAnalysis(AnalysisPass):
         if needs_refining(graph, types):  # run-time reshape targets ONNX inference could not follow
             types = refine_types(graph, types)
         return build_space(graph, types, am.get(CostAnalysis, input_shapes=bound))
-
-
-def symbolic_bindings(graph: Graph, already: tuple[str, ...]) -> tuple[str, ...]:
-    """`name=dims` bindings giving every symbolic or unknown dim of the graph inputs a distinct prime
-    (the same symbol gets the same prime), for inputs the user did not bind."""
-    named = {text.rpartition("=")[0] for text in already}
-    primes: dict[object, int] = {}
-    bindings = []
-    for value in graph.inputs:
-        if value.is_initializer or value.name in named or value.shape is None:
-            continue
-        if all(isinstance(d, int) and d > 0 for d in value.shape):
-            continue
-        dims = []
-        for position, d in enumerate(value.shape):
-            if isinstance(d, int) and d > 0:
-                dims.append(d)
-                continue
-            key = d if isinstance(d, str) else (value.name, position)
-            if key not in primes:
-                if len(primes) >= len(STAND_INS):
-                    return tuple(bindings)
-                primes[key] = STAND_INS[len(primes)]
-            dims.append(primes[key])
-        bindings.append(f"{value.name}={'x'.join(map(str, dims))}")
-    return tuple(bindings)
 
 
 def build_space(graph: Graph, types: dict[str, TensorType], cost=None) -> PruningSpace:

@@ -44,6 +44,7 @@ from .shape_consts import (
     strip_stand_ins,
     trace_elements,
 )
+from .shape_refine import analysis_types
 
 
 def _param_roles(view: OpView, coupling: Coupling, slots: list[int], role: str) -> None:
@@ -52,6 +53,18 @@ def _param_roles(view: OpView, coupling: Coupling, slots: list[int], role: str) 
         r = rank(view, IN, slot)
         for axis in range(r or 0):
             coupling.roles.setdefault(ax_in(slot, axis), role)
+
+
+def _sees_analysis_types(rewrite):
+    """Make a rewrite take the analysis types (`analysis_types`) before it changes anything: compact runs
+    rewrites one after another, and Reshape/Expand rewrites later on must decide from the graph as the
+    analysis saw it, not from one whose Split sizes or Slice bounds already shrank."""
+    def run(graph, op, view: OpView, kept: dict[Axis, np.ndarray]) -> None:
+        if view.types is not None:
+            analysis_types(graph, view.types)
+        rewrite(graph, op, view, kept)
+    run.__name__, run.__doc__ = rewrite.__name__, rewrite.__doc__
+    return run
 
 
 # ---------------------------------------------------------------------- elementwise
@@ -212,6 +225,7 @@ def couple_conv(view: OpView) -> Coupling | None:
     return coupling
 
 
+@_sees_analysis_types
 def rewrite_conv(graph, op, view: OpView, kept: dict[Axis, np.ndarray]) -> None:
     """A depthwise Conv's `group` follows its channel count."""
     group = op.attr("group", 1)
@@ -768,7 +782,8 @@ def _pure_read(graph, types, element) -> bool:
         if op.op_type != "Shape" or op.domain not in ("", "ai.onnx"):
             continue
         start, end = _shape_range(op, found.rank)
-        if start <= axis < end and not read_only_into_shapes(graph, graph.outputs_of(op)[0], axis - start, end - start):
+        if start <= axis < end and not read_only_into_shapes(graph, graph.outputs_of(op)[0], axis - start,
+                                                             end - start, (name, axis), types):
             return False
     return True
 
@@ -870,7 +885,8 @@ def rewrite_reshape(graph, op, view: OpView, kept: dict[Axis, np.ndarray]) -> No
     times a constant is rescaled at run time, and 0, -1 and dynamic dimensions read from a tied axis
     adapt by themselves."""
     shape_value = graph.inputs_of(op)[1]
-    elements = trace_elements(graph, shape_value, view.types)
+    types = analysis_types(graph, view.types)  # decide as the rule did, with the types it saw
+    elements = trace_elements(graph, shape_value, types)
     changes, scaled = {}, []
     for key, indices in kept.items():
         if key.side != OUT:
@@ -880,16 +896,16 @@ def rewrite_reshape(graph, op, view: OpView, kept: dict[Axis, np.ndarray]) -> No
             raise AssertionError(f"{op.label}: the target element of axis {key.axis} cannot be traced to rewrite it")
         if not element.dynamic and element.coef in (0, -1):
             continue
-        tied = element.read is not None and _pure_read(graph, view.types, element)
-        if tied and (element.dynamic or not _static_piece(graph, shape_value, key.axis, view.types)):
+        tied = element.read is not None and _pure_read(graph, types, element)
+        if tied and (element.dynamic or not _static_piece(graph, shape_value, key.axis, types)):
             continue  # read from the tied axis, which shrinks alike (prune-space froze this axis otherwise)
         if not tied and (element.dynamic or element.shaped):  # rescaled at run time: bound dims stay dynamic
             scaled.append((key.axis, strip_stand_ins(len(indices)), element.coef))
         else:
             changes[key.axis] = len(indices)
-    rewrite_shape_elements(graph, op, 1, changes, view.types)
+    rewrite_shape_elements(graph, op, 1, changes, types)
     for position, numerator, denominator in scaled:
-        rewrite_scaled_element(graph, op, 1, position, numerator, denominator, view.types)
+        rewrite_scaled_element(graph, op, 1, position, numerator, denominator, types)
 
 
 def couple_squeeze_unsqueeze(view: OpView) -> Coupling | None:
@@ -920,6 +936,7 @@ def couple_squeeze_unsqueeze(view: OpView) -> Coupling | None:
     return Coupling(same=[(ax_in(0, i), ax_out(0, o)) for i, o in pairs], zero=zero_first)
 
 
+@_sees_analysis_types
 def rewrite_squeeze(graph, op, view: OpView, kept: dict[Axis, np.ndarray]) -> None:
     """A Squeeze without axes removes every size-1 axis: once a channel axis shrinks to one it would go
     too. Name the originally squeezed axes explicitly."""
@@ -983,6 +1000,7 @@ def couple_split(view: OpView) -> Coupling | None:
     return coupling
 
 
+@_sees_analysis_types
 def rewrite_split(graph, op, view: OpView, kept: dict[Axis, np.ndarray]) -> None:
     """Write the new output sizes as the split input (or attribute before opset 13)."""
     r = rank(view, IN, 0)
@@ -1056,6 +1074,7 @@ def couple_slice(view: OpView) -> Coupling | None:
     return coupling
 
 
+@_sees_analysis_types
 def rewrite_slice(graph, op, view: OpView, kept: dict[Axis, np.ndarray]) -> None:
     """Move the bounds of shrunk sliced axes to where the kept indices now sit."""
     r = rank(view, IN, 0)
@@ -1106,6 +1125,7 @@ def couple_gather(view: OpView) -> Coupling | None:
     return coupling
 
 
+@_sees_analysis_types
 def rewrite_gather(graph, op, view: OpView, kept: dict[Axis, np.ndarray]) -> None:
     """Renumber constant indices into the shrunk data axis (and drop pruned positions)."""
     r = rank(view, IN, 0)
@@ -1174,7 +1194,8 @@ def rewrite_expand(graph, op, view: OpView, kept: dict[Axis, np.ndarray]) -> Non
     """Write the new sizes of shrunk axes into the target shape where they are static; 1 and dimensions
     read from a tied axis adapt by themselves."""
     target = graph.inputs_of(op)[1]
-    elements = trace_elements(graph, target, view.types)
+    types = analysis_types(graph, view.types)  # decide as the rule did, with the types it saw
+    elements = trace_elements(graph, target, types)
     out_rank = rank(view, OUT, 0)
     changes, scaled = {}, []
     for o in range(out_rank):
@@ -1186,8 +1207,8 @@ def rewrite_expand(graph, op, view: OpView, kept: dict[Axis, np.ndarray]) -> Non
             raise AssertionError(f"{op.label}: the target element of axis {o} cannot be traced to rewrite it")
         if element.read is None and not element.dynamic and element.coef in (1, -1):
             continue
-        tied = element.read is not None and _pure_read(graph, view.types, element)
-        if tied and (element.dynamic or not _static_piece(graph, target, position, view.types)):
+        tied = element.read is not None and _pure_read(graph, types, element)
+        if tied and (element.dynamic or not _static_piece(graph, target, position, types)):
             continue
         if not tied and (element.dynamic or element.shaped):
             scaled.append((position, strip_stand_ins(len(kept[ax_out(0, o)])), element.coef))
@@ -1196,9 +1217,9 @@ def rewrite_expand(graph, op, view: OpView, kept: dict[Axis, np.ndarray]) -> Non
     if changes and graph.producer(target) is not None and graph.producer(target).op_type not in ("Concat", "Where") \
             and constant_value(graph, target) is None:
         raise AssertionError(f"{op.label}: a static target size sits behind {graph.producer(target).op_type}")
-    rewrite_shape_elements(graph, op, 1, changes, view.types)
+    rewrite_shape_elements(graph, op, 1, changes, types)
     for position, numerator, denominator in scaled:
-        rewrite_scaled_element(graph, op, 1, position, numerator, denominator, view.types)
+        rewrite_scaled_element(graph, op, 1, position, numerator, denominator, types)
 
 
 def couple_tile(view: OpView) -> Coupling | None:
@@ -1259,7 +1280,9 @@ def couple_shape_reader(view: OpView) -> Coupling | None:
     output = view.graph.outputs_of(view.op)[0] if view.graph is not None else None
     for a in range(r):
         if start <= a < end and a in used and not (
-                view.op.op_type == "Shape" and read_only_into_shapes(view.graph, output, a - start, end - start)):
+                view.op.op_type == "Shape" and read_only_into_shapes(view.graph, output, a - start, end - start,
+                                                                     (view.graph.inputs_of(view.op)[0].name, a),
+                                                                     view.types)):
             coupling.frozen.append((ax_in(0, a), f"{view.op.op_type} reads this dimension"))
         else:  # not read, or read only into Reshape targets, whose rule ties it to the axis it sizes
             coupling.unconstrained.append(ax_in(0, a))

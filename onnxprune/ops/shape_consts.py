@@ -235,10 +235,28 @@ def _never_minus_one(graph: Graph, where: Op, types: dict | None) -> bool:
     if test is None or test.op_type != "Equal" or chosen not in graph.inputs_of(test):
         return False
     other = next(v for v in graph.inputs_of(test) if v is not chosen)
-    minus = evaluate(graph, other, types or {})  # Mul(ConstantOfShape(Shape(s)), -1): static when s's length is
     elements = trace_elements(graph, chosen, types)
-    return minus is not None and bool(np.all(np.asarray(minus) == -1)) and elements is not None and \
+    return _all_minus_one(graph, other, types) and elements is not None and \
         all(e is not None and (e.dynamic or e.coef > 0) for e in elements)
+
+
+def _all_minus_one(graph: Graph, value: Value, types: dict | None) -> bool:
+    """True if every element of `value` is -1: evaluated, or torch's Mul(ConstantOfShape(..., 1), -1),
+    whose length needs no types."""
+    found = evaluate(graph, value, types or {})
+    if found is not None:
+        return bool(np.all(np.asarray(found) == -1))
+    producer = graph.producer(value)
+    if producer is None or producer.op_type != "Mul":
+        return False
+    factors = [fixed_value(graph, v) for v in graph.inputs_of(producer)]
+    sources = [graph.producer(v) for v in graph.inputs_of(producer)]
+    for factor, source in ((factors[0], sources[1]), (factors[1], sources[0])):
+        if factor is not None and np.size(factor) == 1 and int(np.reshape(factor, -1)[0]) == -1 and \
+                source is not None and source.op_type == "ConstantOfShape" and source.attr("value") is not None \
+                and np.asarray(source.attr("value")).reshape(-1).tolist() == [1]:
+            return True
+    return False
 
 
 def _dimension(d, name: str, axis: int) -> Element | None:
@@ -286,46 +304,61 @@ def _is_vector_reshape(graph: Graph, op: Op) -> bool:
     return target is not None and np.asarray(target).reshape(-1).tolist() in ([1], [-1])
 
 
-def read_only_into_shapes(graph: Graph, value: Value, position: int, length: int, depth: int = 0) -> bool:
-    """True if element `position` of the 1-D shape vector `value` (of `length` elements) ends up only
-    as a whole element of Reshape target shapes (through Gather/Slice with constant bounds, Concat,
-    Unsqueeze, Squeeze, Cast, Identity and vector Reshapes), never in arithmetic or anything else. Such
-    a dimension can shrink: the Reshape that reads it ties its output axis to it."""
+def read_only_into_shapes(graph: Graph, value: Value, position: int, length: int, read: tuple[str, int],
+                          types: dict | None, depth: int = 0, scaled: bool = False) -> bool:
+    """True if element `position` of the 1-D shape vector `value` (of `length` elements), which holds the
+    dimension `read` (value name, axis), ends up only as a whole element of Reshape or Expand targets,
+    possibly once multiplied by a constant, through Gather/Slice with constant bounds, Concat, Unsqueeze,
+    Squeeze, Cast, Identity, vector Reshapes and torch's Where(shape == -1, 1, shape); and if each
+    target's element traces back to that dimension (so the Reshape or Expand ties its axis to it).
+    Such a dimension may shrink; anything else that reads it (arithmetic, a scale) freezes it."""
     if depth > 16 or graph.is_output(value) or graph.captures_of_value(value):
         return False
+
+    def onward(out: Value, new_position: int, new_length: int, times: bool = scaled) -> bool:
+        return read_only_into_shapes(graph, out, new_position, new_length, read, types, depth + 1, times)
+
     for op, slot in graph.uses(value):
         kind = op.op_type if op.domain in ("", "ai.onnx") else ""
         out = graph.outputs_of(op)[0] if graph.outputs_of(op) else None
-        if (kind == "Reshape" and slot == 1) or (kind == "Expand" and slot == 1) or (kind == "Shape" and slot == 0):
-            continue  # a target shape (whose op ties or rewrites the axis), or only the vector's length is read
-        if kind == "Equal" and all(c.op_type == "Where" and s == 0 for c, s in graph.uses(out)):
-            continue  # torch's expand compares the target with -1 to pick it (see trace_elements)
-        if kind == "Where" and slot == 2:
-            if not read_only_into_shapes(graph, out, position, length, depth + 1):
+        if kind in ("Reshape", "Expand") and slot == 1:  # a target: its element must be this dimension
+            elements = trace_elements(graph, value, types)
+            element = elements[position] if elements is not None and position < len(elements) else None
+            if element is None or element.read != read or element.scaled != scaled:
                 return False
             continue
-        if kind == "Mul" and length == 1:  # a dimension times a constant (heads x repeats), still only a size
+        if kind == "Shape" and slot == 0:
+            continue  # only the vector's length is read
+        if kind == "Equal" and all(c.op_type == "Where" and s == 0 and _never_minus_one(graph, c, types)
+                                   for c, s in graph.uses(out)):
+            continue  # torch's expand compares the target with -1 to pick it (see trace_elements)
+        if kind == "Where" and slot == 2 and _never_minus_one(graph, op, types):
+            if not onward(out, position, length):
+                return False
+            continue
+        if kind == "Mul" and length == 1 and not scaled:  # a dimension times a constant (heads x repeats)
             factor = fixed_value(graph, graph.inputs_of(op)[1 - slot])
-            if factor is None or np.size(factor) != 1 or not read_only_into_shapes(graph, out, 0, 1, depth + 1):
+            if factor is None or np.size(factor) != 1 or not onward(out, 0, 1, True):
                 return False
             continue
         if (slot != 0 and kind != "Concat") or out is None:
             return False
         if kind in ("Cast", "Identity", "Unsqueeze", "Squeeze") or (kind == "Reshape" and _is_vector_reshape(graph, op)):
-            if not read_only_into_shapes(graph, out, position, length, depth + 1):
+            if not onward(out, position, length):
                 return False
         elif kind == "Concat":
             offset = 0
             for piece in graph.inputs_of(op)[:slot]:
-                found = _static_length(graph, piece, None)
+                found = _static_length(graph, piece, types)
                 if found is None:
-                    traced = trace_elements(graph, piece, None)
+                    traced = trace_elements(graph, piece, types)
                     if traced is None:
                         return False
                     found = len(traced)
                 offset += found
-            total = offset + length + sum(_static_length(graph, p, None) or 0 for p in graph.inputs_of(op)[slot + 1:])
-            if not read_only_into_shapes(graph, out, offset + position, total, depth + 1):
+            rest = [_static_length(graph, p, types) for p in graph.inputs_of(op)[slot + 1:]]
+            total = offset + length + sum(r or 0 for r in rest)
+            if not onward(out, offset + position, total):
                 return False
         elif kind in ("Gather", "Slice"):
             bounds = [fixed_value(graph, v) if v is not None else None for v in graph.inputs_of(op)[1:]]
@@ -336,9 +369,9 @@ def read_only_into_shapes(graph: Graph, value: Value, position: int, length: int
                     return False
                 picked = [int(i) % length for i in np.reshape(bounds[0], -1)]
                 for new_position, i in enumerate(picked):
-                    if i == position and (np.ndim(bounds[0]) == 0 and not read_only_into_shapes(
-                            graph, out, 0, 1, depth + 1) or np.ndim(bounds[0]) == 1 and not read_only_into_shapes(
-                            graph, out, new_position, len(picked), depth + 1)):
+                    if i != position:
+                        continue
+                    if not (onward(out, 0, 1) if np.ndim(bounds[0]) == 0 else onward(out, new_position, len(picked))):
                         return False
                 continue
             steps = bounds[3] if len(bounds) > 3 and bounds[3] is not None else [1]
@@ -348,8 +381,7 @@ def read_only_into_shapes(graph: Graph, value: Value, position: int, length: int
             first, last = (int(np.reshape(b, -1)[0]) for b in bounds[:2])
             first = min(max(first + length if first < 0 else first, 0), length)
             last = min(max(last + length if last < 0 else last, 0), length)
-            if first <= position < last and not read_only_into_shapes(graph, out, position - first, last - first,
-                                                                      depth + 1):
+            if first <= position < last and not onward(out, position - first, last - first):
                 return False
         else:
             return False

@@ -13,17 +13,70 @@ never edited.
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import onnx
 
-from ..ir import Graph, TensorType
+from ..ir import Graph, TensorType, infer_shapes
 from ..ir.graph import shape_of_type
-from .rule import constant_value
+from ..ir.shapes import parse_input_shape
+from .rule import STAND_INS, constant_value
 
 #: Op type -> input slots that hold integer shapes, sizes or bounds that inference needs as data.
 _SHAPE_INPUTS = {"Reshape": (1,), "Expand": (1,), "Tile": (1,), "ConstantOfShape": (0,), "Slice": (1, 2, 3, 4),
                  "Range": (0, 1, 2), "Unsqueeze": (1,), "Squeeze": (1,), "Split": (1,), "Pad": (1,)}
 _ROUNDS = 6
+
+
+def symbolic_bindings(graph: Graph, already: tuple[str, ...]) -> tuple[str, ...]:
+    """`name=dims` bindings giving every symbolic or unknown dim of the graph inputs a distinct prime
+    (the same symbol gets the same prime), for inputs the user did not bind."""
+    named = {text.rpartition("=")[0] for text in already}
+    primes: dict[object, int] = {}
+    bindings = []
+    for value in graph.inputs:
+        if value.is_initializer or value.name in named or value.shape is None:
+            continue
+        if all(isinstance(d, int) and d > 0 for d in value.shape):
+            continue
+        dims = []
+        for position, d in enumerate(value.shape):
+            if isinstance(d, int) and d > 0:
+                dims.append(d)
+                continue
+            key = d if isinstance(d, str) else (value.name, position)
+            if key not in primes:
+                if len(primes) >= len(STAND_INS):
+                    return tuple(bindings)
+                primes[key] = STAND_INS[len(primes)]
+            dims.append(primes[key])
+        bindings.append(f"{value.name}={'x'.join(map(str, dims))}")
+    return tuple(bindings)
+
+
+def analysis_types(graph: Graph, types: dict[str, TensorType]) -> dict[str, TensorType]:
+    """The types prune-space's rules saw, for rewrites that compact runs with the plain shapes analysis:
+    inputs static in `types` (bound by the user) keep their sizes, symbolic dims get the same prime
+    stand-ins, and the shapes are completed the same way. Rewrites must decide as the rules did (a
+    dimension static or dynamic, a read tied or not); the result is kept for the `types` object given,
+    and graph, which one compact shares among all its rewrites, so it is computed once, before any
+    rewrite changes the graph."""
+    if _CACHE.get("types") is types and _CACHE.get("graph") is not None and _CACHE["graph"]() is graph:
+        return _CACHE["value"]
+    bound = tuple(f"{v.name}={'x'.join(map(str, types[v.name].shape))}" for v in graph.inputs
+                  if not v.is_initializer and v.name in types and types[v.name].is_static and types[v.name].shape)
+    bindings = bound + symbolic_bindings(graph, bound)
+    found = infer_shapes(graph, dict(parse_input_shape(text) for text in bindings))
+    if needs_refining(graph, found):
+        found = refine_types(graph, found)
+    # the types (names and shapes only) are held, so no other dict takes their place; the graph, which
+    # holds the weights, only weakly
+    _CACHE.update(types=types, graph=weakref.ref(graph), value=found)
+    return found
+
+
+_CACHE: dict = {}
 
 
 def needs_refining(graph: Graph, types: dict[str, TensorType]) -> bool:
