@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 import onnxprune
@@ -47,15 +48,32 @@ def test_a_fixed_batch_is_measured_at_its_size_and_said():
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])], [weight])
     model = onnxprune.load(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
     latency = measure_latency({"a": model, "b": model.copy()}, budget_s=0.02)
-    _check(latency, {"a", "b"}, (1,))
+    _check(latency, {"a", "b"}, (2,))  # labelled with the fixed leading size
     assert "no input has a free batch axis" in latency.notes[0]
 
 
-def test_bound_input_shapes_are_kept():
+def test_bound_input_shapes_give_one_samples_sizes():
     model = onnxprune.load(dynamic_cnn())
     latency = measure_latency({"a": model}, batches=(1, 4), input_shapes=("x=1x3x20x20",), budget_s=0.02)
-    _check(latency, {"a"}, (1,))
-    assert latency.notes
+    _check(latency, {"a"}, (1, 4))  # the declared batch axis is free, so it grows
+    assert not latency.notes
+
+
+def test_sizes_the_model_cannot_take_skip_the_timing_not_the_result(capsys, tmp_path):
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"]), helper.make_node("Relu", ["a"], ["b"]),
+             helper.make_node("Conv", ["b", "w2"], ["c"]), helper.make_node("GlobalAveragePool", ["c"], ["y"])]
+    graph = helper.make_graph(nodes, "k2", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 1, 1])],
+                              [numpy_helper.from_array(rng.standard_normal((8, 3, 2, 2)).astype(np.float32), "w1"),
+                               numpy_helper.from_array(rng.standard_normal((4, 8, 1, 1)).astype(np.float32), "w2")])
+    model = tmp_path / "k2.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), model)
+    out = tmp_path / "o.onnx"
+    # verify's sample inputs are 2x2 (a 2x2 kernel fits); latency's are 1x1 (it does not)
+    status, text, err = run_cli(capsys, "prune", model, "-o", out, "--ratio", "0.5")
+    assert status == 0, err
+    assert out.exists() and "latency    not measured: latency: onnxruntime could not run" in text
 
 
 def test_not_faster_needs_both_median_and_min():
