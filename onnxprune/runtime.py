@@ -160,6 +160,12 @@ def measure_latency(graphs: dict[str, Graph], *, batches: tuple[int, ...] | None
         sessions[name], levels[name] = _timed_session(graph, threads)
     run_reference(sessions[names[0]], base, "latency")  # the user's sizes: a failure is a one-line error
     notes: list[str] = []
+    bound = bound_shapes(input_shapes)
+    filled = [value.name for value in reference.inputs if not value.is_initializer and value.name not in bound
+              and any(not (isinstance(d, int) and d > 0) for d in (value.shape or ())[1:])]
+    if filled:  # a sequence length or an image size of 1 is rarely what the model is used at
+        notes.append(f"dynamic sizes other than the batch of {', '.join(filled)} were 1; give --input-shape "
+                     "NAME=DIMS for the sizes the model is used at")
     timings: dict[int, dict[str, Timing]] = {}
     runs: dict[int, int] = {}
 

@@ -197,3 +197,16 @@ def test_run_with_nothing_to_prune_says_why_before_training(capsys, tmp_path):
     assert status == 2 and len(err.strip().splitlines()) == 1
     assert "nothing to prune" in err and "no pruning rule for LSTM" in err
     assert not (tmp_path / "o.metrics.jsonl").exists()  # stopped before training
+
+
+def test_other_dynamic_sizes_are_named():
+    weight = numpy_helper.from_array(np.ones((4, 3), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "T", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", "T", 3])], [weight])
+    model = onnxprune.load(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    latency = measure_latency({"a": model}, batches=(1, 2), budget_s=0.02)
+    _check(latency, {"a"}, (1, 2))
+    assert any("dynamic sizes other than the batch of x were 1" in note for note in latency.notes)
+    bound = measure_latency({"a": model}, batches=(1, 2), budget_s=0.02, input_shapes=("x=1x7x4",))
+    assert not bound.notes
