@@ -303,6 +303,7 @@ def _prune_pipeline(args: argparse.Namespace, graph: Graph, select=None, selecti
     if not args.no_verify:
         passes.append(REGISTRY.get("verify")(tolerance=args.tolerance))
     PassManager(passes + [REGISTRY.get("cleanup")()]).run(graph, am)
+    am.state.pop("reference", None)  # the masked copy of the model: verified, no longer needed
     after = AnalysisManager(graph, input_shapes=shapes).get("cost")
     save(graph, args.output)
     if args.selection_out:

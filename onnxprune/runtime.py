@@ -14,6 +14,12 @@ from .ir import Graph
 from .ir.shapes import parse_input_shape
 
 
+#: Models with more initializer bytes than this reach onnxruntime through a temporary file that `save`
+#: streams, not as serialised bytes: those held the weights twice more (a ModelProto and its bytes) and
+#: cannot exceed protobuf's 2 GiB.
+IN_MEMORY_LIMIT = 64 * 1024 * 1024
+
+
 def inference_session(graph: Graph, *, optimize: bool = False, threads: int | None = None):
     """A CPU session for `graph`. By default at basic graph optimisations: comparisons want numbers,
     and onnxruntime 1.19's NCHWc layout transform (all optimisations) rejects some valid models with odd
@@ -26,7 +32,20 @@ def inference_session(graph: Graph, *, optimize: bool = False, threads: int | No
                                         else ort.GraphOptimizationLevel.ORT_ENABLE_BASIC)
     if threads:
         options.intra_op_num_threads = threads
-    return ort.InferenceSession(graph.to_onnx().SerializeToString(), options, providers=["CPUExecutionProvider"])
+    providers = ["CPUExecutionProvider"]
+    if sum(v.tensor.nbytes for v in graph.initializers) <= IN_MEMORY_LIMIT:
+        return ort.InferenceSession(graph.to_onnx().SerializeToString(), options, providers=providers)
+    import tempfile
+    from pathlib import Path
+
+    from .ir import save
+
+    folder = tempfile.TemporaryDirectory(prefix="onnxprune-session-")
+    path = Path(folder.name) / "model.onnx"
+    save(graph, path)  # our own file (and .data beside it): nothing outside the folder is read
+    session = ort.InferenceSession(str(path), options, providers=providers)
+    session._onnxprune_files = folder  # removed with the session, in case onnxruntime maps external data
+    return session
 
 
 def bound_shapes(input_shapes: tuple[str, ...] | list[str]) -> dict[str, tuple[int, ...]]:

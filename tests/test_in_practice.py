@@ -210,3 +210,23 @@ def test_other_dynamic_sizes_are_named():
     assert any("dynamic sizes other than the batch of x were 1" in note for note in latency.notes)
     bound = measure_latency({"a": model}, batches=(1, 2), budget_s=0.02, input_shapes=("x=1x7x4",))
     assert not bound.notes
+
+
+def test_large_models_reach_onnxruntime_through_a_file(monkeypatch):
+    """Above IN_MEMORY_LIMIT a session is made from a temporary file `save` streams (no ModelProto and
+    bytes copies of the weights); verify gives the same figures either way."""
+    from onnxprune import runtime
+    from onnxprune.passmanager import AnalysisManager, PassManager
+
+    def verified():
+        graph = onnxprune.load(ZOO / "resnet.onnx")
+        am = AnalysisManager(graph)
+        PassManager("select{ratio=0.5},compact,verify").run(graph, am)
+        return am.state["verify"]
+
+    in_memory = verified()
+    monkeypatch.setattr(runtime, "IN_MEMORY_LIMIT", 0)
+    through_file = verified()
+    assert through_file.ok and (through_file.max_abs, through_file.max_rel) == (in_memory.max_abs, in_memory.max_rel)
+    session = runtime.inference_session(onnxprune.load(ZOO / "mlp.onnx"))
+    assert session.get_inputs()[0].name == "input"
