@@ -13,7 +13,6 @@ from .errors import UserError
 from .ir import Graph
 from .ir.shapes import parse_input_shape
 
-
 #: Models with more initializer bytes than this reach onnxruntime through a temporary file that `save`
 #: streams, not as serialised bytes: those held the weights twice more (a ModelProto and its bytes) and
 #: cannot exceed protobuf's 2 GiB.
