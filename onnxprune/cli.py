@@ -352,7 +352,8 @@ def _nothing_removed(args: argparse.Namespace, space, why: str) -> int:
     print(f"pruned 0 groups: {why}")
     for line in describe_frozen(space):
         print(line)
-    print(f"nothing written: {args.output} would be {args.model} unchanged")
+    print(f"nothing written: {args.output} would be {args.model} unchanged"
+          + (f" (nor {args.selection_out}, an empty selection)" if getattr(args, "selection_out", None) else ""))
     return 0
 
 

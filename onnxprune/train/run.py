@@ -503,8 +503,8 @@ def run_model(model: str, output: str, data_spec: str | None, config: TrainConfi
         teacher = original if config.loss == "distill" else None
         # the original beside the trained ("dense": groups zeroed, not yet removed) and the compact model,
         # so the report shows what training cost, not only that compact kept what training made
-        report["eval"] = {name: evaluate(model, held_out, config.loss, output_name, teacher=teacher)
-                          for name, model in (("original", original), ("dense", trained), ("compact", graph))}
+        report["eval"] = {name: evaluate(scored, held_out, config.loss, output_name, teacher=teacher)
+                          for name, scored in (("original", original), ("dense", trained), ("compact", graph))}
     stage("evaluate")
     if latency:
         from ..runtime import compare_latency
