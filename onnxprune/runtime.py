@@ -12,6 +12,11 @@ from .errors import UserError
 from .ir import Graph
 from .ir.shapes import parse_input_shape
 
+#: Models with more initializer bytes than this reach onnxruntime through a temporary file that `save`
+#: streams, not as serialised bytes: those held the weights twice more (a ModelProto and its bytes) and
+#: cannot exceed protobuf's 2 GiB.
+IN_MEMORY_LIMIT = 64 * 1024 * 1024
+
 
 def inference_session(graph: Graph, *, optimize: bool = False, threads: int | None = None):
     """A CPU session for `graph`. By default at basic graph optimisations: comparisons want numbers,
@@ -25,7 +30,20 @@ def inference_session(graph: Graph, *, optimize: bool = False, threads: int | No
                                         else ort.GraphOptimizationLevel.ORT_ENABLE_BASIC)
     if threads:
         options.intra_op_num_threads = threads
-    return ort.InferenceSession(graph.to_onnx().SerializeToString(), options, providers=["CPUExecutionProvider"])
+    providers = ["CPUExecutionProvider"]
+    if sum(v.tensor.nbytes for v in graph.initializers) <= IN_MEMORY_LIMIT:
+        return ort.InferenceSession(graph.to_onnx().SerializeToString(), options, providers=providers)
+    import tempfile
+    from pathlib import Path
+
+    from .ir import save
+
+    folder = tempfile.TemporaryDirectory(prefix="onnxprune-session-")
+    path = Path(folder.name) / "model.onnx"
+    save(graph, path)  # our own file (and .data beside it): nothing outside the folder is read
+    session = ort.InferenceSession(str(path), options, providers=providers)
+    session._onnxprune_files = folder  # removed with the session, in case onnxruntime maps external data
+    return session
 
 
 def bound_shapes(input_shapes: tuple[str, ...] | list[str]) -> dict[str, tuple[int, ...]]:
@@ -119,17 +137,17 @@ def _timed_session(graph: Graph, threads: int) -> tuple[object, str]:
         return inference_session(graph, threads=threads), "basic"
 
 
-def _batched(graph: Graph, feeds: dict[str, np.ndarray], batch: int, input_shapes) -> dict[str, np.ndarray] | None:
-    """`feeds` (made at batch 1) repeated to `batch` along the first axis of every input whose first
-    dimension is symbolic and not bound by `input_shapes`; None if no input has such an axis."""
-    bound = bound_shapes(input_shapes)
+def _batched(graph: Graph, feeds: dict[str, np.ndarray], batch: int) -> dict[str, np.ndarray] | None:
+    """`feeds` with `batch` rows (copies of the first) on every input whose declared first dimension is
+    symbolic (also where --input-shape bound its size: the binding gives the sizes of one sample);
+    None if no input has such an axis."""
     grown, any_grown = dict(feeds), False
     for value in graph.inputs:
-        if value.is_initializer or value.name in bound or not value.shape:
+        if value.is_initializer or not value.shape or value.name not in feeds:
             continue
         first = value.shape[0]
-        if not (isinstance(first, int) and first > 0):
-            grown[value.name] = np.repeat(feeds[value.name], batch, axis=0)
+        if not (isinstance(first, int) and first > 0) and feeds[value.name].ndim:
+            grown[value.name] = np.repeat(feeds[value.name][:1], batch, axis=0)
             any_grown = True
     return grown if any_grown else None
 
@@ -152,8 +170,14 @@ def measure_latency(graphs: dict[str, Graph], *, batches: tuple[int, ...] | None
     sessions, levels = {}, {}
     for name, graph in graphs.items():
         sessions[name], levels[name] = _timed_session(graph, threads)
-    run_reference(sessions[names[0]], base, "latency")
+    run_reference(sessions[names[0]], base, "latency")  # the user's sizes: a failure is a one-line error
     notes: list[str] = []
+    bound = bound_shapes(input_shapes)
+    filled = [value.name for value in reference.inputs if not value.is_initializer and value.name not in bound
+              and any(not (isinstance(d, int) and d > 0) for d in (value.shape or ())[1:])]
+    if filled:  # a sequence length or an image size of 1 is rarely what the model is used at
+        notes.append(f"dynamic sizes other than the batch of {', '.join(filled)} were 1; give --input-shape "
+                     "NAME=DIMS for the sizes the model is used at")
     timings: dict[int, dict[str, Timing]] = {}
     runs: dict[int, int] = {}
 
@@ -174,19 +198,26 @@ def measure_latency(graphs: dict[str, Graph], *, batches: tuple[int, ...] | None
         timings[batch] = {name: Timing(1000 * float(np.median(t)), 1000 * float(np.min(t))) for name, t in times.items()}
         runs[batch] = rounds
 
-    measure(1, base)
+    first = _batched(reference, base, 1)
+    if first is not None:
+        try:
+            measure(1, first)
+        except Exception as error:  # onnxruntime: the bound batch size is the only one the model takes
+            notes.append(f"not measured at batch 1: {str(error).strip().splitlines()[0][:120]}")
+            first = None
+    if first is None:  # the sizes are fixed: one measurement, labelled with the first input's leading size
+        fixed = next((a.shape[0] for a in base.values() if a.ndim), 1)
+        measure(int(fixed), base)
+        notes.append("no input has a free batch axis: measured at the model's fixed sizes only")
+        return Latency(threads, timings, runs, levels, tuple(notes))
     if batches is None:
         large = 32 if timings[1][names[0]].median_ms < 1.0 else 8
         batches = (1, large)
     for batch in batches:
         if batch in timings:
             continue
-        feeds = _batched(reference, base, batch, input_shapes)
-        if feeds is None:
-            notes.append(f"no input has a free batch axis: measured at the given sizes only, not at batch {batch}")
-            continue
         try:
-            measure(batch, feeds)
+            measure(batch, _batched(reference, base, batch))
         except Exception as error:  # onnxruntime: a model whose batch is fixed inside (a Reshape to 1, say)
             notes.append(f"not measured at batch {batch}: {str(error).strip().splitlines()[0][:120]}")
     if 1 not in batches:

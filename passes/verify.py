@@ -41,11 +41,15 @@ class VerifyReport:
 def compare(reference: Graph, candidate: Graph, feeds_list: list[dict[str, np.ndarray]], tolerance: float,
             atol: float = 1e-6) -> VerifyReport:
     """Run both graphs on each feed and measure the largest differences."""
-    ref, cand = inference_session(reference), inference_session(candidate)
+    # one session at a time: each holds its own copy of the weights, and the outputs are small
+    ref = inference_session(reference)
+    expected = [run_reference(ref, feeds, "verify") for feeds in feeds_list]
+    del ref
+    cand = inference_session(candidate)
     max_abs = max_rel = 0.0
     ok = True
-    for feeds in feeds_list:
-        for a, b in zip(run_reference(ref, feeds, "verify"), cand.run(None, feeds)):
+    for feeds, wanted in zip(feeds_list, expected):
+        for a, b in zip(wanted, cand.run(None, feeds)):
             a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
             if a.shape != b.shape:
                 raise VerifyFailed(f"verify failed: output shapes differ (masked {a.shape}, compact {b.shape})")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 import onnxprune
@@ -47,15 +48,32 @@ def test_a_fixed_batch_is_measured_at_its_size_and_said():
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])], [weight])
     model = onnxprune.load(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
     latency = measure_latency({"a": model, "b": model.copy()}, budget_s=0.02)
-    _check(latency, {"a", "b"}, (1,))
+    _check(latency, {"a", "b"}, (2,))  # labelled with the fixed leading size
     assert "no input has a free batch axis" in latency.notes[0]
 
 
-def test_bound_input_shapes_are_kept():
+def test_bound_input_shapes_give_one_samples_sizes():
     model = onnxprune.load(dynamic_cnn())
     latency = measure_latency({"a": model}, batches=(1, 4), input_shapes=("x=1x3x20x20",), budget_s=0.02)
-    _check(latency, {"a"}, (1,))
-    assert latency.notes
+    _check(latency, {"a"}, (1, 4))  # the declared batch axis is free, so it grows
+    assert not latency.notes
+
+
+def test_sizes_the_model_cannot_take_skip_the_timing_not_the_result(capsys, tmp_path):
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"]), helper.make_node("Relu", ["a"], ["b"]),
+             helper.make_node("Conv", ["b", "w2"], ["c"]), helper.make_node("GlobalAveragePool", ["c"], ["y"])]
+    graph = helper.make_graph(nodes, "k2", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 1, 1])],
+                              [numpy_helper.from_array(rng.standard_normal((8, 3, 2, 2)).astype(np.float32), "w1"),
+                               numpy_helper.from_array(rng.standard_normal((4, 8, 1, 1)).astype(np.float32), "w2")])
+    model = tmp_path / "k2.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), model)
+    out = tmp_path / "o.onnx"
+    # verify's sample inputs are 2x2 (a 2x2 kernel fits); latency's are 1x1 (it does not)
+    status, text, err = run_cli(capsys, "prune", model, "-o", out, "--ratio", "0.5")
+    assert status == 0, err
+    assert out.exists() and "latency    not measured: latency: onnxruntime could not run" in text
 
 
 def test_not_faster_needs_both_median_and_min():
@@ -179,3 +197,36 @@ def test_run_with_nothing_to_prune_says_why_before_training(capsys, tmp_path):
     assert status == 2 and len(err.strip().splitlines()) == 1
     assert "nothing to prune" in err and "no pruning rule for LSTM" in err
     assert not (tmp_path / "o.metrics.jsonl").exists()  # stopped before training
+
+
+def test_other_dynamic_sizes_are_named():
+    weight = numpy_helper.from_array(np.ones((4, 3), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "T", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", "T", 3])], [weight])
+    model = onnxprune.load(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    latency = measure_latency({"a": model}, batches=(1, 2), budget_s=0.02)
+    _check(latency, {"a"}, (1, 2))
+    assert any("dynamic sizes other than the batch of x were 1" in note for note in latency.notes)
+    bound = measure_latency({"a": model}, batches=(1, 2), budget_s=0.02, input_shapes=("x=1x7x4",))
+    assert not bound.notes
+
+
+def test_large_models_reach_onnxruntime_through_a_file(monkeypatch):
+    """Above IN_MEMORY_LIMIT a session is made from a temporary file `save` streams (no ModelProto and
+    bytes copies of the weights); verify gives the same figures either way."""
+    from onnxprune import runtime
+    from onnxprune.passmanager import AnalysisManager, PassManager
+
+    def verified():
+        graph = onnxprune.load(ZOO / "resnet.onnx")
+        am = AnalysisManager(graph)
+        PassManager("select{ratio=0.5},compact,verify").run(graph, am)
+        return am.state["verify"]
+
+    in_memory = verified()
+    monkeypatch.setattr(runtime, "IN_MEMORY_LIMIT", 0)
+    through_file = verified()
+    assert through_file.ok and (through_file.max_abs, through_file.max_rel) == (in_memory.max_abs, in_memory.max_rel)
+    session = runtime.inference_session(onnxprune.load(ZOO / "mlp.onnx"))
+    assert session.get_inputs()[0].name == "input"
