@@ -106,3 +106,26 @@ def test_zoo_spaces_do_not_change_when_folded(name):
     before = _prunable_sizes(graph)
     fold_constant_weights(graph)
     assert _prunable_sizes(graph) == before
+
+
+def test_a_constant_an_if_body_still_reads_is_kept():
+    """silero-vad's pattern: one Constant feeds a foldable Unsqueeze and, by name, an If branch."""
+    then = helper.make_graph([helper.make_node("Gather", ["x", "k"], ["t"], axis=0)], "then", [],
+                             [helper.make_tensor_value_info("t", TensorProto.FLOAT, None)])
+    other = helper.make_graph([helper.make_node("Identity", ["x"], ["t"])], "else", [],
+                              [helper.make_tensor_value_info("t", TensorProto.FLOAT, None)])
+    nodes = [helper.make_node("Constant", [], ["k"], value=numpy_helper.from_array(np.array(0, np.int64))),
+             helper.make_node("Unsqueeze", ["k", "axes"], ["k1"]),
+             helper.make_node("Cast", ["k1"], ["k1f"], to=TensorProto.FLOAT),
+             helper.make_node("If", ["cond"], ["b"], then_branch=then, else_branch=other),
+             helper.make_node("Add", ["b", "k1f"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3]),
+                                           helper.make_tensor_value_info("cond", TensorProto.BOOL, [])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(np.array([0], np.int64), "axes")])
+    graph = onnxprune.load(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8))
+    feeds = {"x": np.arange(3, dtype=np.float32), "cond": np.array(True)}
+    before = inference_session(graph).run(None, feeds)[0]
+    assert fold_constant_weights(graph) == ["k1", "k1f"]
+    assert graph.get_value("k") is not None  # the If body still reads it by name
+    np.testing.assert_array_equal(inference_session(graph).run(None, feeds)[0], before)

@@ -92,8 +92,9 @@ def _drop_unused(graph: Graph, values) -> None:
     """Remove initializers and Constant ops that only the folded op read."""
     keep = graph.names_used_outside()
     for value in values:
-        if graph.get_value(value.name) is None or graph.uses(value) or graph.is_output(value) or value.name in keep:
-            continue
+        if graph.get_value(value.name) is None or graph.nx.out_degree(value) or graph.is_output(value) or \
+                value.name in keep:
+            continue  # still read: by an op, or by name inside an If/Loop body (a capture edge)
         producer = graph.producer(value)
         if producer is None and value.tensor is not None:
             graph.remove_value(value)
