@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import traceback
@@ -298,8 +299,7 @@ def _prune_pipeline(args: argparse.Namespace, graph: Graph, select=None, selecti
     """Choose (the `select` pass) or read (`selection_file`) a selection, compact, verify, write the model
     and the selection, print the outcome and the latency. A selection that removes nothing writes
     nothing and says why."""
-    if args.latency_threads < 1:
-        raise UserError(f"--latency-threads must be at least 1, got {args.latency_threads}")
+    check_bounds(args)  # the options prune and compact share with run (--tolerance, --latency-threads)
     for path in (args.output, f"{args.output}.data", args.selection_out):
         if path:
             check_output_path(path, graph.source_files or (args.model,))
@@ -442,16 +442,35 @@ def cmd_compact(args: argparse.Namespace) -> int:
     return _prune_pipeline(args, graph, selection_file=args.selection)
 
 
+#: Numeric options and their ranges: (option, lowest, highest, range text); None is unbounded.
+RUN_BOUNDS = (("target_sparsity", 0, 1, "[0, 1)"), ("latency_threads", 1, None, ">= 1"), ("batch_size", 1, None, ">= 1"),
+              ("lr", 0, 10, "(0, 10]"), ("epochs", 1, None, ">= 1"), ("steps", 1, None, ">= 1"),
+              ("warmup", 0, None, ">= 0"), ("momentum", 0, 1, "[0, 1]"), ("weight_decay", 0, 1, "[0, 1]"),
+              ("pruning_periods", 1, None, ">= 1"), ("round_to", 1, None, ">= 1"), ("threads", 0, None, ">= 0"),
+              ("checkpoint_every", 0, None, ">= 0"), ("synthetic", 0, None, ">= 0"), ("eval_fraction", 0, 1, "[0, 1)"),
+              ("tolerance", 0, 1, "(0, 1)"), ("seed", 0, None, ">= 0"))
+
+
+def check_bounds(args: argparse.Namespace, bounds=RUN_BOUNDS) -> None:
+    """Refuse, in one line, a numeric option that is not finite or outside its range (an lr of 1e6,
+    zero steps, a negative thread count and a NaN tolerance were accepted without a word)."""
+    for name, low, high, text in bounds:
+        value = getattr(args, name, None)
+        if value is None or isinstance(value, str):
+            continue
+        low_ok = text.startswith("[") or text.startswith(">=")
+        high_ok = text.endswith("]")
+        inside = math.isfinite(value) and (value >= low if low_ok else value > low) and \
+            (high is None or (value <= high if high_ok else value < high))
+        if not inside:
+            raise UserError(f"--{name.replace('_', '-')} must be {'in ' if text[0] in '[(' else ''}{text}, got {value}")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Train with a group-sparse optimizer, cut the zero groups out, verify, report."""
     from .train.run import RunPaths, TrainConfig, run_model
 
-    if not 0 <= args.target_sparsity < 1:
-        raise UserError(f"--target-sparsity must be in [0, 1), got {args.target_sparsity}")
-    if args.latency_threads < 1:
-        raise UserError(f"--latency-threads must be at least 1, got {args.latency_threads}")
-    if args.batch_size < 1 or args.lr <= 0:
-        raise UserError("--batch-size must be >= 1 and --lr > 0")
+    check_bounds(args)
     graph_sources = (args.model,)
     paths = RunPaths.beside(args.output)
     for path in (args.output, f"{args.output}.data", paths.report, paths.metrics):

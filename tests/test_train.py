@@ -125,10 +125,11 @@ def test_resume_gives_the_uninterrupted_result(tmp_path):
 
 
 def test_nan_loss_stops_with_a_clear_message(tmp_path):
-    path = digits_subset(tmp_path, input=np.full((256, 1, 8, 8), np.nan, np.float32))
+    # finite inputs whose convolutions overflow float32 (NaN inputs are refused before training now)
+    path = digits_subset(tmp_path, input=np.full((256, 1, 8, 8), 3e38, np.float32))
     graph = onnxprune.load(DIGITS)
     am = AnalysisManager(graph)
-    with pytest.raises(TrainingDiverged, match="the loss became nan at step 0; lower --lr"):
+    with pytest.raises(TrainingDiverged, match=r"the loss became (nan|inf) at step \d+; lower --lr"):
         sparse_train(graph, am.get("prune-space"), am.get("shapes"), open_data(str(path)), FAST)
 
 
@@ -523,3 +524,58 @@ def test_resume_after_a_kill_lists_each_step_once(tmp_path):
               progress=False, log=lambda _: None)
     steps = [json.loads(line)["step"] for line in (tmp_path / "o.metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(set(steps)) and steps[-1] == FAST.steps
+
+
+@pytest.mark.parametrize("option, value", [("--lr", "1e6"), ("--lr", "nan"), ("--steps", "0"), ("--round-to", "0"),
+                                           ("--round-to", "-8"), ("--threads", "-1"), ("--synthetic", "-5"),
+                                           ("--tolerance", "nan"), ("--momentum", "1.5"), ("--eval-fraction", "1")])
+def test_out_of_range_options_are_one_line(tmp_path, capsys, option, value):
+    code, _, err = run_cli(capsys, "run", DIGITS, "--data", DIGITS_DATA, "-o", tmp_path / "o.onnx", option, value)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and f"{option} must be" in err
+
+
+def test_prune_refuses_a_nan_tolerance(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "prune", DIGITS, "--ratio", "0.5", "-o", tmp_path / "o.onnx", "--tolerance", "nan")
+    assert code == 2 and "--tolerance must be in (0, 1)" in err
+
+
+def _bad_data(tmp_path, kind):
+    if kind == "nan inputs":
+        with np.load(DIGITS_DATA) as archive:
+            x = archive["input"][:256].copy()
+        x[::2] = np.nan
+        return digits_subset(tmp_path, input=x)
+    if kind == "empty npz":
+        np.savez(tmp_path / "e.npz")
+        return tmp_path / "e.npz"
+    if kind == "truncated npz":
+        path = digits_subset(tmp_path)
+        path.write_bytes(path.read_bytes()[:300])
+        return path
+    if kind == "garbage npy shard":
+        (tmp_path / "folder" / "input").mkdir(parents=True)
+        (tmp_path / "folder" / "input" / "000.npy").write_bytes(b"garbage")
+        return tmp_path / "folder"
+    raise ValueError(kind)
+
+
+@pytest.mark.parametrize("kind, message", [("nan inputs", "NaN or infinite"), ("empty npz", "holds no arrays"),
+                                           ("truncated npz", "not a readable .npz"),
+                                           ("garbage npy shard", "not a readable .npy")])
+def test_bad_data_files_are_one_line(tmp_path, capsys, kind, message):
+    data = _bad_data(tmp_path, kind)
+    code, _, err = run_cli(capsys, "run", DIGITS, "--data", data, "-o", tmp_path / "o.onnx", "--steps", "4",
+                           "--batch-size", "32", "--no-progress", "--eval-fraction", "0")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
+    assert not (tmp_path / "o.onnx").exists()
+
+
+def test_an_exception_in_the_users_data_function_names_it(tmp_path, capsys, monkeypatch):
+    (tmp_path / "userdata.py").write_text("def make():\n    yield from ()\n    raise RuntimeError('disk on fire')\n\n"
+                                          "def broken():\n    raise KeyError('shard 7')\n")
+    monkeypatch.chdir(tmp_path)
+    for spec, found in (("userdata:broken", "KeyError: 'shard 7'"), ("userdata:make", "RuntimeError: disk on fire")):
+        code, _, err = run_cli(capsys, "run", DIGITS, "--data", spec, "-o", tmp_path / "o.onnx", "--steps", "4",
+                               "--batch-size", "32", "--no-progress")
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "internal error" not in err, err
+        assert found in err

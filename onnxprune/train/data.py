@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,7 @@ class _Shards:
     """Row-indexable view over memory-mapped `.npy` shards (concatenated along axis 0)."""
 
     def __init__(self, paths: list[Path]):
-        self.parts = [np.load(p, mmap_mode="r") for p in paths]
+        self.parts = [_load_npy(p) for p in paths]
         shapes = {part.shape[1:] for part in self.parts}
         dtypes = {part.dtype for part in self.parts}
         if len(shapes) > 1 or len(dtypes) > 1:
@@ -104,14 +105,36 @@ class FactoryData:
         self.make, self.source = make, source
 
     def batches(self, batch_size: int, seed: int | None, drop_last: bool = True) -> Iterator[dict[str, np.ndarray]]:
-        found = self.make()
+        found = self._call(self.make)
         if not isinstance(found, Iterable):
             raise UserError(f"{self.source} returned {type(found).__name__}, not an iterable of batches")
-        for batch in found:
+        iterator = iter(found)
+        while True:
+            batch = self._call(lambda: next(iterator, None))
+            if batch is None:
+                return
             if not isinstance(batch, dict):
                 raise UserError(f"{self.source} yielded {type(batch).__name__}; each batch must be a dict of arrays "
                                 "named after the model inputs")
             yield {k: np.asarray(v) for k, v in batch.items()}
+
+    def _call(self, step):
+        """Run the user's code; its own error becomes one line naming the function (not our bug)."""
+        try:
+            return step()
+        except (KeyboardInterrupt, UserError):
+            raise
+        except Exception as error:  # whatever the user's code raises
+            raise UserError(f"--data {self.source}: the function raised {type(error).__name__}: "
+                            f"{str(error).splitlines()[0][:200] if str(error) else ''}") from error
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    """A memory-mapped .npy file, or one line saying it is not one."""
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        raise UserError(f"{path}: not a readable .npy file ({str(error).splitlines()[0][:160]})") from None
 
 
 def open_data(spec: str) -> ArrayData | FactoryData:
@@ -123,14 +146,16 @@ def open_data(spec: str) -> ArrayData | FactoryData:
         try:
             with np.load(path, allow_pickle=False) as archive:
                 arrays = {name: archive[name] for name in archive.files}
-        except (OSError, ValueError) as error:
-            raise UserError(f"{spec}: not a readable .npz file ({error})") from None
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+            raise UserError(f"{spec}: not a readable .npz file ({str(error).splitlines()[0][:160]})") from None
+        if not arrays:
+            raise UserError(f"{spec}: the .npz file holds no arrays")
         return ArrayData(arrays, spec)
     if path.is_dir():
         arrays: dict[str, object] = {}
         for item in sorted(path.iterdir()):
             if item.suffix == ".npy":
-                arrays[item.stem] = np.load(item, mmap_mode="r")
+                arrays[item.stem] = _load_npy(item)
             elif item.is_dir() and sorted(item.glob("*.npy")):
                 arrays[item.name] = _Shards(sorted(item.glob("*.npy")))
         if not arrays:
@@ -174,6 +199,8 @@ def check_batch(batch: dict[str, np.ndarray], inputs: list[InputSpec], target: s
             expected = "x".join("?" if d is None else str(d) for d in spec.shape)
             raise UserError(f"{source}: input {spec.name!r} has shape {'x'.join(map(str, array.shape))}, the model "
                             f"expects {expected}")
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise UserError(f"{source}: input {spec.name!r} holds NaN or infinite values; clean the data first")
         feeds.append(np.ascontiguousarray(array))
     if target == LABELS:
         if LABELS not in batch:
