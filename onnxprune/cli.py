@@ -7,6 +7,7 @@ Exit status: 0 on success, 2 for bad usage or bad input (one line on stderr sayi
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import math
 import os
@@ -699,6 +700,9 @@ def main(argv: Sequence[str] | None = None) -> int:
               "and report it with the model)", file=sys.stderr)
         return 1
     except Exception as exc:  # a bug in onnxprune: say so, keep the traceback behind --debug
+        if isinstance(exc, OSError) and exc.errno in _FILE_SYSTEM_ERRORS:  # a full disk, a read-only folder
+            print(f"onnxprune: error: cannot write {exc.filename or 'an output'}: {exc.strerror}", file=sys.stderr)
+            return 2
         if args.debug:
             traceback.print_exc()
         print(f"onnxprune: internal error: {type(exc).__name__}: {one_line(exc)} (rerun with --debug for the "
@@ -706,6 +710,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         warnings.showwarning = shown
+
+
+#: What a full disk, a read-only or forbidden folder raise: the user's environment, not our bug.
+_FILE_SYSTEM_ERRORS = frozenset({errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT})
 
 
 def one_line(error: BaseException) -> str:

@@ -256,3 +256,17 @@ def test_a_plugin_that_exits_at_import_is_skipped_with_a_warning(monkeypatch):
 def test_a_newline_in_a_path_keeps_the_error_on_one_line(capsys, tmp_path):
     code, _, err = run_cli(capsys, "analyze", tmp_path / "two\nlines.onnx")
     assert code == 2 and len(err.strip().splitlines()) == 1
+
+
+def test_a_full_disk_is_one_line(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import onnxprune.cli as cli
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "o.onnx"))
+
+    monkeypatch.setattr(cli, "save", full)
+    code, _, err = run_cli(capsys, "prune", ZOO / "mlp.onnx", "--ratio", "0.5", "-o", tmp_path / "o.onnx",
+                           "--no-latency")
+    assert code == 2 and err.strip() == f"onnxprune: error: cannot write {tmp_path / 'o.onnx'}: No space left on device"

@@ -469,6 +469,7 @@ def test_labels_outside_the_classes_are_one_line(tmp_path, capsys, bad):
                            "--batch-size", "32", "--eval-fraction", "0", "--no-progress")
     assert code == 2 and len(err.strip().splitlines()) == 1  # 2**40 killed the process (exit 139)
     assert "class indices in [0, 10)" in err and f"{min(bad, 0)} to {max(bad, 9)}" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.npz"]  # no empty metrics file, no model
 
 
 def test_eval_labels_outside_the_classes_are_one_line(tmp_path, capsys):
@@ -478,6 +479,8 @@ def test_eval_labels_outside_the_classes_are_one_line(tmp_path, capsys):
     code, _, err = run_cli(capsys, "run", DIGITS, "--data", DIGITS_DATA, "--eval-data", tmp_path / "eval.npz",
                            "-o", tmp_path / "o.onnx", "--steps", "4", "--batch-size", "32", "--no-progress")
     assert code == 2 and "class indices in [0, 10)" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o.onnx").exists()  # the model is written with its report, after evaluation
+    assert (tmp_path / "o.ckpt" / "progress.json").exists()  # the trained state stays, so --resume can finish
 
 
 def _interrupted_digits_run(tmp_path, at: int = 15):

@@ -137,9 +137,16 @@ class _Checkpoint:
         import torch
 
         tmp = Path(tempfile.mkdtemp(dir=self.directory.parent, prefix=".ckpt-"))
-        np.savez(tmp / "weights.npz", **engine.weights())
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        (tmp / "progress.json").write_text(json.dumps({"step": step, **extra, "settings": settings}))
+        try:
+            np.savez(tmp / "weights.npz", **engine.weights())
+            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+            (tmp / "progress.json").write_text(json.dumps({"step": step, **extra, "settings": settings}))
+        except BaseException as error:
+            shutil.rmtree(tmp, ignore_errors=True)  # never a half-written checkpoint folder on a full disk
+            if isinstance(error, OSError) or "enforce fail" in str(error):  # torch reports a full disk so
+                raise UserError(f"cannot write the checkpoint in {self.directory.parent}: "
+                                f"{getattr(error, 'strerror', None) or str(error).splitlines()[0][:120]}") from error
+            raise
         old = self.directory.with_name(self.directory.name + ".old")
         if self.directory.exists():
             shutil.rmtree(old, ignore_errors=True)
@@ -557,12 +564,17 @@ def run_model(model: str, output: str, data_spec: str | None, config: TrainConfi
     paths.metrics.parent.mkdir(parents=True, exist_ok=True)
     if resume:
         trim_metrics(paths.metrics, int(_Checkpoint(paths.checkpoint).progress()["step"]))
-    with open(paths.metrics, "a" if resume else "w") as metrics:
-        def on_metrics(record: dict) -> None:
-            metrics.write(json.dumps(record) + "\n")
-            metrics.flush()
-        result = sparse_train(graph, space, types, data, config, checkpoint_dir=paths.checkpoint, resume=resume,
-                              on_metrics=on_metrics, progress=progress, erasing=erasing, input_shapes=input_shapes)
+    try:
+        with open(paths.metrics, "a" if resume else "w") as metrics:
+            def on_metrics(record: dict) -> None:
+                metrics.write(json.dumps(record) + "\n")
+                metrics.flush()
+            result = sparse_train(graph, space, types, data, config, checkpoint_dir=paths.checkpoint, resume=resume,
+                                  on_metrics=on_metrics, progress=progress, erasing=erasing, input_shapes=input_shapes)
+    except BaseException:
+        if paths.metrics.exists() and not paths.metrics.stat().st_size:
+            paths.metrics.unlink()  # a run that failed before its first step leaves no empty file behind
+        raise
     stage("train")
     trained = graph.copy()
     am = AnalysisManager(graph, input_shapes=input_shapes, sample_inputs=samples)
@@ -571,7 +583,6 @@ def run_model(model: str, output: str, data_spec: str | None, config: TrainConfi
     report_verify = am.state["verify"]
     compact_cost = AnalysisManager(graph, input_shapes=input_shapes).get("cost")
     stage("compact+verify")
-    save(graph, output)
     output_name = graph.outputs[0].name
     report = {
         "model": str(model), "output": str(output), "config": asdict(config),
@@ -609,6 +620,7 @@ def run_model(model: str, output: str, data_spec: str | None, config: TrainConfi
             report["latency_ms"]["input_shapes"] = list(input_shapes)
         stage("latency")
     report["time_s"] = stages
+    save(graph, output)  # only now: a failed evaluation leaves no model without its report (the checkpoint resumes)
     with atomic_write(paths.report, "w") as handle:
         handle.write(json.dumps(report, indent=2) + "\n")
     shutil.rmtree(paths.checkpoint, ignore_errors=True)  # only an unfinished run needs its checkpoint
