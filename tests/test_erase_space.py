@@ -210,3 +210,17 @@ def test_a_branch_whose_merge_would_broadcast_without_it_is_not_a_region(tmp_pat
     onnx.save(model, path)
     code, out_text, err = run_cli(capsys, "prune", path, "--ratio", "0", "--erase", "1", "-o", tmp_path / "o.onnx")
     assert code == 0 and "erased 1 regions" in out_text and "max abs diff" in out_text, err
+
+
+def test_a_sum_of_thousands_of_branches_is_bounded(tmp_path):
+    """One Sum of 2,000 branches made erase-space quadratic (9 s); such a merge offers no regions."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    count = 2000
+    inits = [numpy_helper.from_array(np.full(4, i + 1, np.float32), f"w{i}") for i in range(count)]
+    nodes = [helper.make_node("Mul", ["x", f"w{i}"], [f"m{i}"]) for i in range(count)]
+    nodes.append(helper.make_node("Sum", [f"m{i}" for i in range(count)], ["y"]))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])], inits)
+    graph = onnxprune.load(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8))
+    assert regions_of(graph).regions == ()  # (with 64 branches or fewer, each would be a region)
