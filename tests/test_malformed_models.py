@@ -65,6 +65,19 @@ def _gemm_k_mismatch() -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
+def _nested_ifs(depth: int = 30) -> onnx.ModelProto:
+    out = [helper.make_tensor_value_info("r", TensorProto.FLOAT, [2])]
+    body = helper.make_graph([helper.make_node("Identity", ["x"], ["r"])], "leaf", [], out)
+    for level in range(depth):
+        plain = helper.make_graph([helper.make_node("Identity", ["x"], ["r"])], f"plain{level}", [], out)
+        body = helper.make_graph([helper.make_node("If", ["c"], ["r"], then_branch=body, else_branch=plain)],
+                                 f"level{level}", [], out)
+    graph = helper.make_graph(list(body.node), "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2]),
+                                                     helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+                              [helper.make_tensor_value_info("r", TensorProto.FLOAT, [2])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
 CASES = {
     "raw data too short": (lambda: _conv_model(_raw([4, 3, 3, 3], 100)), "holds 100 bytes"),
     "raw data too long": (lambda: _conv_model(_raw([4, 3, 3, 3], 440)), "holds 440 bytes"),
@@ -78,6 +91,7 @@ CASES = {
     "contradicting value_info": (_contradicting_value_info, "existing shape differ"),
     "conv channels disagree": (lambda: _conv_model(input_channels=5), "contracts 5 against 3"),
     "gemm K disagrees": (_gemm_k_mismatch, "contracts 5 against 3"),
+    "30 nested Ifs": (_nested_ifs, "nests If/Loop/Scan bodies 30 deep"),
 }
 
 

@@ -63,6 +63,17 @@ def tensor_problem(tensor) -> str | None:
     return None if found == tensor.size else f"holds {found} elements where its dims say {tensor.size}"
 
 
+#: Deepest nesting of subgraphs accepted: 20 nested Ifs took onnxruntime 12.7 s to load, 30 hung.
+MAX_NESTING = 12
+
+
+def _nesting(body: onnx.GraphProto) -> int:
+    """How many levels of subgraphs `body` holds, itself included."""
+    inner = [a.g for n in body.node for a in n.attribute if a.type == onnx.AttributeProto.GRAPH]
+    inner += [g for n in body.node for a in n.attribute if a.type == onnx.AttributeProto.GRAPHS for g in a.graphs]
+    return 1 + max((_nesting(g) for g in inner), default=0)
+
+
 def recursive_function(graph: Graph) -> str | None:
     """The name of a model-local function that calls itself, directly or through others (onnx's
     checker and shape inference recurse forever on one and crash the process)."""
@@ -105,6 +116,10 @@ def validate(graph: Graph, origin: str, *, allow_custom_domains: bool = False, f
         problem = tensor_problem(value.tensor)
         if problem:
             raise ModelError(origin, f"initializer {value.name[:80]!r} {problem}")
+    depth = max((_nesting(g) for op in graph.ops() for g in op.subgraphs), default=0)
+    if depth > MAX_NESTING:
+        raise ModelError(origin, f"nests If/Loop/Scan bodies {depth} deep; onnxprune takes at most {MAX_NESTING} "
+                         "(onnxruntime's session creation doubles in time with each level)")
     cycle = recursive_function(graph)
     if cycle:
         raise ModelError(origin, f"local function {cycle} calls itself; ONNX functions cannot recurse")
