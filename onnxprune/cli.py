@@ -99,7 +99,14 @@ def write_json(path: str, data: Any) -> None:
 
 # ---------------------------------------------------------------------- commands
 def cmd_passes(args: argparse.Namespace) -> int:
-    """List every registered pass with its one-line doc and options."""
+    """List every registered pass with its one-line doc and options (or, with --ops, every ONNX op
+    with what onnxprune knows of it)."""
+    if args.ops:
+        from .ops.coverage import coverage, coverage_json, format_coverage
+
+        rows = coverage()
+        print(json.dumps(coverage_json(rows), indent=2) if args.json else format_coverage(rows))
+        return 0
     rows = []
     for name in REGISTRY.names():
         cls = REGISTRY.get(name)
@@ -542,6 +549,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     passes = commands.add_parser("passes", help="list the available passes")
     passes.add_argument("--json", action="store_true", help="print the list as JSON")
+    passes.add_argument("--ops", action="store_true",
+                        help="list every standard ONNX op with what onnxprune knows of it (coverage)")
     passes.set_defaults(func=cmd_passes)
 
     opt = commands.add_parser("opt", help="run a pass pipeline over a model")
