@@ -33,3 +33,11 @@ def test_passes_ops_prints_the_table_and_json(capsys):
     code, out, _ = run_cli(capsys, "passes", "--ops", "--json")
     rows = json.loads(out)
     assert code == 0 and len(rows) == len(coverage()) and {"op_type", "coupling", "training"} <= set(rows[0])
+
+
+def test_the_readme_table_is_current():
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    rows = coverage()
+    assert f"| coupling rule | {sum(r.coupling for r in rows)} |" in readme  # regenerate the table when rules change
