@@ -31,11 +31,16 @@ EXTERNAL_MIN_BYTES = 1024
 
 
 # ====================================================================== loading
-def load(source: str | os.PathLike | ModelProto) -> Graph:
-    """Read a model (a path or a ModelProto) into a Graph. Raises ModelError for unreadable input.
+def load(source) -> Graph:
+    """Read a model (a path, a ModelProto, or an onnx-graphsurgeon Graph) into a Graph. Raises
+    ModelError for unreadable input. The caller's object is never edited.
 
     This only parses; `onnxprune.ir.validate` checks the model against the ONNX spec.
     """
+    if is_graphsurgeon(source):
+        import onnx_graphsurgeon as gs
+
+        source = gs.export_onnx(source)
     if isinstance(source, ModelProto):
         if not source.HasField("graph"):
             raise ModelError("<ModelProto>", "is not an ONNX model: it has no graph")
@@ -61,6 +66,11 @@ def load(source: str | os.PathLike | ModelProto) -> Graph:
         raise ModelError(path, f"cannot be read: {exc.strerror}") from None
     with paused_gc():
         return _load_mapped(mapped, path)
+
+
+def is_graphsurgeon(source) -> bool:
+    """True for an onnx-graphsurgeon Graph (checked without importing onnx-graphsurgeon)."""
+    return type(source).__module__.startswith("onnx_graphsurgeon") and type(source).__name__ == "Graph"
 
 
 def _load_mapped(buf: mmap.mmap, path: Path) -> Graph:

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import onnx
+
 from ..errors import IRError
 from ..files import paused_gc
 from ..ir import Graph, save
@@ -169,6 +171,7 @@ class PassManager:
             raise PipelineError(f"--dump-after names {', '.join(sorted(unknown))}, which the pipeline does not run")
         self.dump_dir = Path(dump_dir) if dump_dir is not None else Path(".")
         self.on_pass = on_pass
+        self.last_report: PipelineReport | None = None  # what `apply` ran last
 
     def dump_paths(self) -> list[Path]:
         """The files `run` will write for `dump_after`."""
@@ -179,6 +182,22 @@ class PassManager:
     def pipeline(self) -> str:
         """The pipeline in canonical string form."""
         return ",".join(p.spec() for p in self.passes)
+
+    def apply(self, model, am: AnalysisManager | None = None):
+        """Run the pipeline on `model` and hand back the same kind, for deployment pipelines: a Graph is
+        changed in place and returned; an `onnx.ModelProto` or an onnx-graphsurgeon Graph comes back as a
+        new one (the caller's is never edited); a path gives the Graph. The report is `self.last_report`."""
+        from ..ir.serde import is_graphsurgeon, load
+
+        graph = model if isinstance(model, Graph) else load(model)
+        self.last_report = self.run(graph, am)
+        if isinstance(model, onnx.ModelProto):
+            return graph.to_onnx()
+        if is_graphsurgeon(model):
+            import onnx_graphsurgeon as gs
+
+            return gs.import_onnx(graph.to_onnx())
+        return graph
 
     def run(self, graph: Graph, am: AnalysisManager | None = None) -> PipelineReport:
         """Run every pass on `graph` (in place) and report what happened."""
