@@ -28,16 +28,8 @@ def shape_elements(graph: Graph, value: Value | None, types: dict | None = None)
     if producer is None or producer.domain not in ("", "ai.onnx"):
         return None
     if producer.op_type == "Concat":
-        elements: list[int | None] = []
-        for piece in graph.inputs_of(producer):
-            found = shape_elements(graph, piece, types)
-            if found is None:
-                length = _static_length(graph, piece, types)
-                if length is None:
-                    return None
-                found = [None] * length
-            elements.extend(found)
-        return elements
+        return concat_elements(graph, graph.inputs_of(producer), types,
+                               lambda piece: shape_elements(graph, piece, types))
     if producer.op_type in ("Unsqueeze", "Cast", "Identity"):
         inner = graph.inputs_of(producer)[0]
         found = shape_elements(graph, inner, types)
@@ -45,6 +37,21 @@ def shape_elements(graph: Graph, value: Value | None, types: dict | None = None)
             return found
         return [None] if _is_scalar_like(graph, inner) else None
     return None
+
+
+def concat_elements(graph: Graph, pieces, types: dict | None, elements_of) -> list | None:
+    """The elements of a Concat of 1-D pieces: each piece's own (`elements_of`), or unknowns as many as
+    its static length; None when a piece has neither."""
+    joined: list = []
+    for piece in pieces:
+        found = elements_of(piece)
+        if found is None:
+            length = _static_length(graph, piece, types)
+            if length is None:
+                return None
+            found = [None] * length
+        joined.extend(found)
+    return joined
 
 
 def _static_length(graph: Graph, value: Value | None, types: dict | None = None) -> int | None:
@@ -179,16 +186,7 @@ def trace_elements(graph: Graph, value: Value | None, types: dict | None, depth:
     if kind in ("Cast", "Identity", "Unsqueeze", "Squeeze") or (kind == "Reshape" and _is_vector_reshape(graph, producer)):
         return trace_elements(graph, inputs[0], types, depth + 1)
     if kind == "Concat":
-        elements: list[Element | None] = []
-        for piece in inputs:
-            found = trace_elements(graph, piece, types, depth + 1)
-            if found is None:
-                length = _static_length(graph, piece, types)
-                if length is None:
-                    return None
-                found = [None] * length
-            elements.extend(found)
-        return elements
+        return concat_elements(graph, inputs, types, lambda piece: trace_elements(graph, piece, types, depth + 1))
     if kind in ("Gather", "Slice"):
         data = trace_elements(graph, inputs[0], types, depth + 1)
         bounds = [fixed_value(graph, v) if v is not None else None for v in inputs[1:]]
