@@ -23,5 +23,6 @@ def prepare(graph: Graph, *, untie_all: bool = False) -> list[str]:
     folded = fold_constant_weights(graph)
     if folded:
         shown = ", ".join(folded[:3]) + (f", +{len(folded) - 3} more" if len(folded) > 3 else "")
-        said.append(f"folded {len(folded)} values computed from constants into initializers ({shown})")
+        said.append(f"folded {len(folded)} value{'s' if len(folded) != 1 else ''} computed from constants into "
+                    f"initializers ({shown})")
     return said

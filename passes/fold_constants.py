@@ -8,10 +8,11 @@ from onnxprune.passmanager import PassResult, TransformPass
 
 
 class FoldConstants(TransformPass):
-    """Evaluate pure ops whose inputs are all constant (Cast of fp16 weights, Transpose/Reshape of an
-    initializer, ConstantOfShape, ...) and store their outputs as initializers of the same names, so the
-    analysis sees them as parameters. DequantizeLinear stays (quantized weights keep their storage);
-    results much larger than their inputs stay computed. The commands run it before analysis."""
+    """Evaluate pure ops whose inputs are all constant and whose output is a float weight (a
+    ConstantOfShape bias, a Concat of constant pieces, arithmetic on constants) and store the outputs as
+    initializers of the same names, so the analysis sees them as parameters. Relayouts and casts of a
+    weight (the analysis follows them), DequantizeLinear (quantized weights keep their storage), integer
+    shape arithmetic and results much larger than their inputs stay computed. The commands run it first."""
 
     name = "fold-constants"
 

@@ -1,8 +1,11 @@
 """Weights computed from constants: fold them into initializers before the analysis.
 
-Exporters often write a weight as a small constant computation (a Cast of fp16 storage to fp32, a
-Transpose or Reshape of an initializer, a ConstantOfShape bias, a Concat of constant pieces). Seen
-as ops, the weight is not a parameter: its family has no producing parameter and freezes. Folding
+Exporters often write a weight as a small constant computation (a ConstantOfShape bias, a Concat of
+constant pieces, a scale computed by Mul or Div, an embedding slice by Gather). Seen as ops, the weight
+is not a parameter: its family has no producing parameter and freezes; a flat weight Reshaped to
+[out, in, k, k] hides its input-channel axis. (A Transpose or Cast of a weight, such as fp16 storage,
+is left as it is: the analysis follows it to the weight. Integer shape arithmetic is left too: the
+rules evaluate it where they need it.) Folding
 evaluates such ops once, with onnx's reference evaluator (pure numpy, exact for the data movement and
 casts folded here, no session per op; onnx-graphsurgeon's fold_constants would need a round trip
 through its own graph and onnxruntime), and stores the result as an initializer of the same name.
@@ -19,12 +22,18 @@ import onnx
 from ..ir import Graph, Op
 from ..ir.tensor import Tensor
 from .rule import constant_value
+from .training_rules import FLOAT_TYPES
 
 #: Pure ops whose output, when every input is constant, is a constant worth storing. (Identity of an
 #: initializer is the exporter's de-duplication, which `untie` undoes and reports.)
 FOLDABLE = frozenset({"Cast", "Transpose", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Concat",
                       "Slice", "Gather", "ConstantOfShape", "Expand", "Tile", "Neg", "Add", "Sub", "Mul", "Div",
                       "Sqrt", "Reciprocal", "Pow", "Abs", "Split"})
+#: A Transpose or Cast of a weight the analysis follows to its consumer axis for axis: folding one only
+#: copies the weight and renames the parameter (a ViT's Transpose(W) of every Linear: 1.7 s and a second
+#: copy of its weights), so they stay. Reshapes do get folded: a flat weight reshaped to [out, in, k, k]
+#: hides its input-channel axis inside a split the rules cannot follow.
+_FOLLOWED = frozenset({"Transpose", "Cast"})
 #: A fold may grow what it reads by this factor (Cast fp16 -> fp32 doubles); larger results (Expand
 #: or ConstantOfShape of big shapes) stay computed.
 _GROWTH = 2
@@ -42,6 +51,10 @@ def fold_constant_weights(graph: Graph) -> list[str]:
                   for v in graph.inputs_of(op)]  # an initializer that is also an input can be overridden
         if any(array is None for array, v in zip(inputs, graph.inputs_of(op)) if v is not None):
             continue
+        if not _makes_float(op, inputs):
+            continue  # integer shape arithmetic: the rules evaluate it where they need it
+        if op.op_type in _FOLLOWED:
+            continue  # a weight transposed or cast: the analysis follows it to its consumer as it is
         results = _evaluate(graph, op, inputs)
         read = sum(np.asarray(a).nbytes for a in inputs if a is not None)
         if results is None or sum(r.nbytes for r in results) > max(_GROWTH * read, _SMALL):
@@ -56,6 +69,16 @@ def fold_constant_weights(graph: Graph) -> list[str]:
             folded.append(value.name)
         _drop_unused(graph, sources)
     return folded
+
+
+def _makes_float(op: Op, inputs: list) -> bool:
+    """True when the op's output is floating point: a weight, not shape arithmetic."""
+    if op.op_type == "Cast":
+        return op.attr("to") in FLOAT_TYPES
+    if op.op_type == "ConstantOfShape":
+        value = op.attr("value")
+        return value is None or np.asarray(value).dtype.kind == "f"  # float32 zeros by default
+    return inputs[0] is not None and np.asarray(inputs[0]).dtype.kind == "f"
 
 
 def _foldable(graph: Graph, op: Op) -> bool:
