@@ -1,8 +1,10 @@
 """Dependency analysis speed: onnxprune's prune-space against Torch-Pruning's DependencyGraph.
 
-For each architecture (hand-written torch modules, standard widths, 224x224 input; no torchvision)
-the script builds the model with a fixed seed, exports it to ONNX in a temporary directory (not
-timed), and measures, side by side in one process:
+For each architecture (hand-written torch modules, standard widths, 224x224 input, and torchvision's
+own resnet18, mobilenet_v2 and vit_b_16) the script builds the model with a fixed seed, exports it to
+ONNX in a temporary directory (not timed), and measures, side by side in one process, single-threaded
+(torch.set_num_threads(1), OMP_WAIT_POLICY=PASSIVE: torch's spinning OpenMP threads inflated a
+2-thread Torch-Pruning 4-25x on a shared 2-core machine) and interleaved run by run (medians and minima):
 
 * onnxprune: ``onnxprune.load(path)`` + ``AnalysisManager(graph).get("prune-space")``, fresh each
   repeat (best and median), then ``compact_graph`` for a selection that removes the first
@@ -24,7 +26,7 @@ Setup (a venv of its own, so nothing else is disturbed) and the exact command:
     python benchmarks/prune_space_vs_torch_pruning.py --repeat 5
 
 ``--models resnet18,vit_b16`` picks a subset (names: resnet18, resnet50, mobilenet_v2, densenet121,
-vit_b16); ``--no-scaling`` skips the depth experiment; ``--show-frozen`` lists every frozen family.
+vit_b16, tv_resnet18, tv_mobilenet_v2, tv_vit_b_16); ``--no-scaling`` skips the depth experiment; ``--show-frozen`` lists every frozen family.
 Without ``torch_pruning`` importable, its columns are skipped with a message.
 """
 
@@ -42,14 +44,20 @@ import traceback
 import warnings
 from collections import Counter
 
-import torch
-import torch.nn.functional as F
-from onnxprune.passes.compact import compact_graph
-from torch import nn
+# torch's OpenMP threads spin-wait between ops; on a shared 2-core machine a 2-thread Torch-Pruning
+# run measured 4-25x slower than with one thread (resnet18: 984 ms against 38 ms). Both tools run
+# single-threaded (onnxprune's analysis is), and spinning is off in case --threads raises it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import onnxprune
-from onnxprune.passmanager import AnalysisManager
-from onnxprune.space import Selection
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from onnxprune.passes.compact import compact_graph  # noqa: E402
+from torch import nn  # noqa: E402
+
+import onnxprune  # noqa: E402
+from onnxprune.passmanager import AnalysisManager  # noqa: E402
+from onnxprune.prepare import prepare  # noqa: E402
+from onnxprune.space import Selection  # noqa: E402
 
 try:
     import torch_pruning as tp
@@ -274,6 +282,22 @@ MODELS = {
 SCALING = {f"encoder{d}": (lambda d=d: Encoder(d), (1, 197, 384), "head") for d in (6, 24)}
 
 
+def _torchvision(name: str):
+    def make():
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models"))
+        from exports import import_torchvision
+
+        return import_torchvision().models.get_model(name, weights=None)
+    return make
+
+
+#: torchvision's own models beside the hand-written ones (their attention exposes heads or not, as it is)
+TORCHVISION = {"tv_resnet18": (_torchvision("resnet18"), IMAGE, "fc"),
+               "tv_mobilenet_v2": (_torchvision("mobilenet_v2"), IMAGE, "classifier.1"),
+               "tv_vit_b_16": (_torchvision("vit_b_16"), IMAGE, "heads.head")}
+MODELS.update(TORCHVISION)
+
+
 def build(name: str, table: dict) -> tuple[nn.Module, torch.Tensor, nn.Module]:
     """Model (eval mode) with fixed-seed weights, random norm affines/statistics, its input, its classifier.
 
@@ -323,22 +347,16 @@ def quarter_selection(space) -> Selection:
 
 
 def onnxprune_space(path: str):
-    """What is timed for onnxprune: load the file, run prune-space (with its shapes and cost analyses)."""
+    """What is timed for onnxprune: load the file, prepare it as the commands do (fold constant weights,
+    untie exporter-shared initializers), run prune-space (with its shapes and cost analyses)."""
     graph = onnxprune.load(path)
+    prepare(graph)
     am = AnalysisManager(graph)
     return graph, am, am.get("prune-space")
 
 
-def measure_onnxprune(path: str, repeat: int) -> dict:
-    """load + prune-space, fresh each repeat; then compact_graph (timed alone) on that graph."""
-    analysis, compact = [], []
-    for _ in range(repeat):
-        seconds, (graph, am, space) = timed(onnxprune_space, path)
-        analysis.append(seconds)
-        selection = quarter_selection(space)
-        seconds, report = timed(compact_graph, graph, space, selection, am.get("shapes"))
-        compact.append(seconds)
-        del graph, am
+def onnxprune_row(analysis: list, compact: list, space, selection, report) -> dict:
+    """onnxprune's figures for one model."""
     return {"analysis": analysis, "compact": compact, "families": len(space.families),
             "prunable": len(space.prunable),
             "heads": sum(f.kind == "head" for f in space.prunable), "pruned_groups": selection.group_count,
@@ -352,32 +370,35 @@ def torch_pruning_groups(model: nn.Module, x: torch.Tensor, classifier: nn.Modul
     return list(dg.get_all_groups(ignored_layers=[classifier]))
 
 
-def measure_torch_pruning(model: nn.Module, x: torch.Tensor, classifier: nn.Module, repeat: int) -> dict:
-    """DependencyGraph().build_dependency(model, example_inputs=x) + list(get_all_groups(...)), each repeat."""
-    runs = []
-    for _ in range(repeat):
-        seconds, groups = timed(torch_pruning_groups, model, x, classifier)
-        runs.append(seconds)
-    return {"analysis": runs, "groups": len(groups)}
-
-
 def measure(name: str, table: dict, repeat: int, tmp: str) -> dict:
-    """Build, export and measure one model with both tools; errors are kept, not raised."""
+    """Build, export and measure one model with both tools, runs interleaved (onnxprune, then
+    Torch-Pruning, `repeat` times) so a slow moment of the machine hits both alike; errors are kept."""
     model, x, classifier = build(name, table)
     row = {"name": name, "params": sum(p.numel() for p in model.parameters())}
     path = os.path.join(tmp, f"{name}.onnx")
     row["export"] = export_onnx(model, x, path)
     row["onnx_mb"] = os.path.getsize(path) / 2**20
-    try:
-        row["op"] = measure_onnxprune(path, repeat)
-    except Exception:  # noqa: BLE001 - a benchmark reports the failure and goes on
-        row["op_error"] = traceback.format_exc()
+    analysis, compact, tp_runs = [], [], []
+    for _ in range(repeat):
+        if "op_error" not in row:
+            try:
+                seconds, (graph, am, space) = timed(onnxprune_space, path)
+                analysis.append(seconds)
+                selection = quarter_selection(space)
+                seconds, report = timed(compact_graph, graph, space, selection, am.get("shapes"))
+                compact.append(seconds)
+                row["op"] = onnxprune_row(analysis, compact, space, selection, report)
+                del graph, am
+            except Exception:  # noqa: BLE001 - a benchmark reports the failure and goes on
+                row["op_error"] = traceback.format_exc()
+        if tp is not None and "tp_error" not in row:
+            try:
+                seconds, groups = timed(torch_pruning_groups, model, x, classifier)
+                tp_runs.append(seconds)
+                row["tp"] = {"analysis": tp_runs, "groups": len(groups)}
+            except Exception:  # noqa: BLE001
+                row["tp_error"] = traceback.format_exc()
     os.remove(path)
-    if tp is not None:
-        try:
-            row["tp"] = measure_torch_pruning(model, x, classifier, repeat)
-        except Exception:  # noqa: BLE001
-            row["tp_error"] = traceback.format_exc()
     print(f"  measured {name}: {summary_line(row)}", file=sys.stderr, flush=True)
     return row
 
@@ -419,7 +440,7 @@ def print_table(rows: list[dict]) -> None:
         else:
             line += f"{'skipped' if tp is None else 'ERROR':>22} |"
         print(line)
-    print("\nprune-space = onnxprune.load + AnalysisManager(graph).get('prune-space'); compact = compact_graph "
+    print("\nprune-space = onnxprune.load + prepare + AnalysisManager(graph).get('prune-space'); compact = compact_graph "
           "removing size//4 groups of each prunable family;\nfam/prun/hd = families / prunable families / prunable head families; cut = "
           "share of parameters compact removed; Torch-Pruning = build_dependency + list(get_all_groups);\n"
           "TP/op = best Torch-Pruning time / best onnxprune prune-space time.")
@@ -468,8 +489,10 @@ def main(argv=None) -> None:
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ",".join(MODELS))
     parser.add_argument("--no-scaling", action="store_true", help="skip the 6- vs 24-block encoder experiment")
     parser.add_argument("--show-frozen", action="store_true", help="list every frozen family with its reason")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for Torch-Pruning (default 1, as "
+                        "onnxprune's single-threaded analysis)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     names = [n for n in args.models.split(",") if n]
     unknown = [n for n in names if n not in MODELS]
     if unknown:
