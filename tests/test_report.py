@@ -163,7 +163,7 @@ def test_a_browser_draws_the_page(capsys, tmp_path):
                              "--erase", "1")
     assert status == 0, err
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--user-data-dir=" + str(tmp_path / "p")]
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", f"--user-data-dir={tmp_path / 'p'}"]
     url = (tmp_path / "r.report.html").as_uri()
     dom = subprocess.run([browser, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
     assert dom.count("<svg") == 2 and dom.count("<table") >= 3  # parsed as SVG and tables, not text
@@ -171,3 +171,14 @@ def test_a_browser_draws_the_page(capsys, tmp_path):
     subprocess.run([browser, *flags, "--window-size=1100,2000", f"--screenshot={shot}", url], capture_output=True,
                    timeout=120)
     assert shot.is_file() and shot.stat().st_size > 20_000  # a drawn page, not a blank one
+
+
+def test_a_model_with_many_families_charts_the_most_narrowed_and_says_so():
+    from onnxprune.app.report import render
+
+    widths = [{"family": f"f{i}", "kind": "channel", "before": 64, "after": 64 - i % 40} for i in range(150)]
+    page = _Page()
+    page.feed(render({"params": {"dense": 10, "compact": 5}, "widths": widths, "frozen": []}))
+    assert page.svg_titles == ["Cost before and after", "Family widths before and after"]
+    text = render({"params": {"dense": 10, "compact": 5}, "widths": widths, "frozen": []})
+    assert "the 60 most narrowed of 150 families" in text and "Every family is prunable" in text

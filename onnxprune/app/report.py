@@ -164,6 +164,7 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-sp
 td.name { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 0.92em; word-break: break-all; }
 td.name { min-width: 14em; }
 td.lines { white-space: pre-line; }
+details summary { color: #2b6cb0; cursor: pointer; }
 .cards { display: flex; flex-wrap: wrap; gap: 12px; margin: 16px 0; }
 .card { border: 1px solid #e2e8f0; border-radius: 6px; padding: 10px 16px; min-width: 150px; }
 .card .label { color: #4a5568; font-size: 0.8em; text-transform: uppercase; letter-spacing: 0.04em; }
@@ -325,10 +326,28 @@ def _frozen_section(report: dict) -> str:
         return ""
     if not frozen:
         return "<h2>Frozen families</h2>\n<p>Every family is prunable.</p>"
-    rows = [[f["family"], f.get("kind", ""), f"{f.get('size', 0):,}", "\n".join(f.get("reasons", []))]
+    rows = [[f["family"], f.get("kind", ""), f"{f.get('size', 0):,}", _Html(_reasons(f.get("reasons", [])))]
             for f in frozen]
     return _table(f"Frozen families ({len(frozen)}) and why", ["family", "kind", "groups", "reasons"], rows,
                   numeric=(2,), names=(0,), lines=(3,))
+
+
+_SHOWN_REASONS = 3
+
+
+def _reasons(reasons: Sequence[str]) -> str:
+    """One reason a line; past the first few, the rest fold into a <details> (no script needed), so a
+    family frozen at twenty places does not push the rest of the table off the screen."""
+    shown = "\n".join(_e(r) for r in reasons[:_SHOWN_REASONS])
+    rest = reasons[_SHOWN_REASONS:]
+    if not rest:
+        return shown
+    return (f"{shown}<details><summary>{len(rest)} more</summary>{chr(10).join(_e(r) for r in rest)}"
+            "</details>")
+
+
+class _Html(str):
+    """Table cell text that is already HTML (escaped where it holds data)."""
 
 
 # ---------------------------------------------------------------------- charts (matplotlib, inline SVG)
@@ -392,22 +411,26 @@ def _cost_chart(bars: Sequence[tuple[str, float, float, str]]) -> str:
 
 
 def _widths_chart(widths: Sequence[dict]) -> str:
-    """Horizontal bars in graph order: the family's width before (light) and after (dark)."""
+    """Horizontal bars in graph order, each family's width as a share of its own original width (light:
+    the original, 100%; dark: what is kept), labelled with the counts. On one absolute axis a family of
+    4 heads would vanish beside one of 512 channels."""
     count = len(widths)
     figure = _new_figure(9.0, 1.0 + 0.24 * count)
     axes = figure.add_subplot(1, 1, 1)
     _style(axes)
     axes.grid(axis="y", visible=False)
     positions = list(range(count))
-    axes.barh(positions, [w["before"] for w in widths], color=_ORIGINAL, height=0.75, label="before")
-    axes.barh(positions, [w["after"] for w in widths], color=_COMPACT, height=0.75, label="after")
+    kept = [100 * w["after"] / w["before"] if w["before"] else 100.0 for w in widths]
+    axes.barh(positions, [100] * count, color=_ORIGINAL, height=0.75, label="before")
+    axes.barh(positions, kept, color=_COMPACT, height=0.75, label="after")
     for y, w in zip(positions, widths):
-        axes.text(w["before"], y, f" {w['after']}/{w['before']}" + (" heads" if w.get("kind") == "head" else ""),
-                  va="center", fontsize=7, color="#2d3748")
+        unit = " heads" if w.get("kind") == "head" else ""
+        axes.text(101, y, f"{w['after']}/{w['before']}{unit}", va="center", fontsize=7, color="#2d3748")
     axes.set_yticks(positions, [_middle_cut(w["family"], 42) for w in widths], fontsize=7)
     axes.invert_yaxis()  # graph order top to bottom, as one reads the model
-    axes.set_xlim(0, max(w["before"] for w in widths) * 1.15)
-    axes.set_xlabel("groups (channels, or heads)", fontsize=8)
+    axes.set_xlim(0, 118)
+    axes.set_xticks([0, 25, 50, 75, 100], ["0%", "25%", "50%", "75%", "100%"])
+    axes.set_xlabel("width kept, as a share of the original (labels: groups kept / groups before)", fontsize=8)
     # above the bars, beside the title: inside the axes it would cover the widest families
     axes.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncols=2, fontsize=8, frameon=False)
     axes.set_title("Family widths before and after", fontsize=11, loc="left")
@@ -448,10 +471,12 @@ def _table(title: str, heads: Sequence[str], rows: Sequence[Sequence[str]], *, n
     def cell(tag: str, index: int, text: str) -> str:
         css = ("num" if index in numeric else "" if tag == "th" else
                "name" if index in names else "lines" if index in lines else "")
-        return f"<{tag}{f' class={chr(34)}{css}{chr(34)}' if css else ''}>{_e(text)}</{tag}>"
+        inner = text if isinstance(text, _Html) else _e(text)
+        return f"<{tag}{f' class={chr(34)}{css}{chr(34)}' if css else ''}>{inner}</{tag}>"
 
     head = "".join(cell("th", i, h) for i, h in enumerate(heads))
-    body = "\n".join("<tr>" + "".join(cell("td", i, str(c)) for i, c in enumerate(row)) + "</tr>" for row in rows)
+    body = "\n".join("<tr>" + "".join(cell("td", i, c if isinstance(c, _Html) else str(c)) for i, c in enumerate(row))
+                     + "</tr>" for row in rows)
     caption = f"<h2>{_e(title)}</h2>\n" if title else ""
     return f"{caption}<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>"
 
