@@ -99,6 +99,9 @@ def main() -> int:
             print(json.dumps(row))
         return 0
     print(f"interpreter start {start_s:.3f} s; fastest of {args.repeat} runs; imports from one -X importtime run")
+    if os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        print("PYTHONDONTWRITEBYTECODE is set: modules without cached bytecode (an editable install's) are "
+              "compiled at every start, charged to their package's import time")
     for row in rows:
         imports = ", ".join(f"{k} {v:.2f}" for k, v in row["imports_s"].items())
         heavy = f"  [imports {', '.join(row['heavy'])}]" if row["heavy"] else ""
