@@ -182,3 +182,21 @@ def test_a_model_with_many_families_charts_the_most_narrowed_and_says_so():
     assert page.svg_titles == ["Cost before and after", "Family widths before and after"]
     text = render({"params": {"dense": 10, "compact": 5}, "widths": widths, "frozen": []})
     assert "the 60 most narrowed of 150 families" in text and "Every family is prunable" in text
+
+
+def test_families_inside_erased_blocks_are_reported_gone():
+    from onnxprune.cli import load_model
+    from onnxprune.passmanager import AnalysisManager
+    from onnxprune.space import Selection
+    from onnxprune.app.report import report_sections
+
+    graph = load_model(str(ZOO / "resnet.onnx"), prepared=True)
+    am = AnalysisManager(graph)
+    space, erasing = am.get("prune-space"), am.get("erase-space")
+    found = report_sections(space, Selection({}, (0,)), erasing)
+    gone = {w["family"] for w in found["widths"] if w.get("erased")}
+    inside = set(erasing.regions[0].parameters)
+    assert gone and all(w["after"] == 0 for w in found["widths"] if w.get("erased"))
+    for family in space.prunable:
+        assert (family.name in gone) == ({m.value for m in family.producers} <= inside)
+    assert found["erased"][0]["merge"] == erasing.regions[0].merge

@@ -37,8 +37,15 @@ def report_sections(space, selection, erasing=None) -> dict[str, Any]:
     """The report's analysis parts: every prunable family's width before and after `selection`
     (`widths`), the frozen families with their reasons (`frozen`) and the regions erased whole
     (`erased`). Plain data, so `render` needs neither the model nor the analysis."""
-    widths = [{"family": f.name, "kind": f.kind, "before": f.size,
-               "after": f.size - len(set(selection.pruned.get(f.id, ())))} for f in space.prunable]
+    # a family whose producing weights all sit in erased blocks is gone with them, whatever its groups say
+    gone = {name for r in selection.erased for name in erasing.regions[r].parameters} if selection.erased else set()
+    widths = []
+    for f in space.prunable:
+        producers = {m.value for m in f.producers}
+        erased = bool(producers) and producers <= gone
+        widths.append({"family": f.name, "kind": f.kind, "before": f.size,
+                       "after": 0 if erased else f.size - len(set(selection.pruned.get(f.id, ()))),
+                       **({"erased": True} if erased else {})})
     frozen = [{"family": f.name, "kind": f.kind, "size": f.size, "reasons": list(f.reasons)}
               for f in space.families if not f.prunable]
     erased = []
@@ -285,8 +292,10 @@ def _widths_section(report: dict) -> str:
         ranked = sorted(range(len(widths)), key=lambda i: (widths[i]["after"] / max(widths[i]["before"], 1), i))
         keep = set(ranked[:_MAX_CHART_FAMILIES])
         shown = [w for i, w in enumerate(widths) if i in keep]
-    narrowed = sum(1 for w in widths if w["after"] < w["before"])
-    parts.append(f"<p>{narrowed} of {len(widths)} prunable families narrowed; "
+    erased = sum(1 for w in widths if w.get("erased"))
+    narrowed = sum(1 for w in widths if w["after"] < w["before"] and not w.get("erased"))
+    parts.append(f"<p>{narrowed} of {len(widths)} prunable families narrowed"
+                 + (f", {erased} removed with the blocks erased whole" if erased else "") + "; "
                  f"{sum(w['before'] - w['after'] for w in widths):,} of {sum(w['before'] for w in widths):,} "
                  "groups (channels or heads) removed.</p>")
     parts.append(_figure_html(_widths_chart(shown), "Family widths before and after"))
@@ -425,10 +434,11 @@ def _widths_chart(widths: Sequence[dict]) -> str:
     axes.barh(positions, kept, color=_COMPACT, height=0.75, label="after")
     for y, w in zip(positions, widths):
         unit = " heads" if w.get("kind") == "head" else ""
-        axes.text(101, y, f"{w['after']}/{w['before']}{unit}", va="center", fontsize=7, color="#2d3748")
+        label = f"{w['after']}/{w['before']}{unit}" + (" (block erased)" if w.get("erased") else "")
+        axes.text(101, y, label, va="center", fontsize=7, color=_ACCENT if w.get("erased") else "#2d3748")
     axes.set_yticks(positions, [_middle_cut(w["family"], 42) for w in widths], fontsize=7)
     axes.invert_yaxis()  # graph order top to bottom, as one reads the model
-    axes.set_xlim(0, 118)
+    axes.set_xlim(0, 125)
     axes.set_xticks([0, 25, 50, 75, 100], ["0%", "25%", "50%", "75%", "100%"])
     axes.set_xlabel("width kept, as a share of the original (labels: groups kept / groups before)", fontsize=8)
     # above the bars, beside the title: inside the axes it would cover the widest families
