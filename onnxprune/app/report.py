@@ -151,6 +151,9 @@ def render(report: dict, metrics: Sequence[dict] = ()) -> str:
     if report.get("time_s"):
         parts.append(_table("Time per stage", ["stage", "seconds"],
                             [[k, f"{v:.2f}"] for k, v in report["time_s"].items()], numeric=(1,)))
+    from .. import __version__
+
+    parts.append(f"<p class=\"note\">Written by onnxprune {_e(__version__)} from the command's report JSON.</p>")
     body = "\n".join(p for p in parts if p)
     return (f"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{_e(title)}</title>\n"
             f"<style>{_CSS}</style>\n</head>\n<body>\n<main>\n{body}\n</main>\n</body>\n</html>\n")
@@ -210,7 +213,7 @@ def _intro(report: dict) -> str:
         lines.append(f"<p>Verify (the compact model against the zeroed one): <span class=\"{'good' if ok else 'bad'}\">"
                      f"{'passed' if ok else 'FAILED'}</span>, max abs diff {verify.get('max_abs', 0):.3g}, "
                      f"max rel diff {verify.get('max_rel', 0):.3g}.</p>")
-    elif report.get("command") == "prune":
+    elif report.get("command") in ("prune", "compact"):
         lines.append("<p class=\"note\">Verify was skipped (--no-verify).</p>")
     if report.get("eval"):
         keys = sorted({k for found in report["eval"].values() for k in found if k != "samples"})
