@@ -97,7 +97,30 @@ def write_json(path: str, data: Any) -> None:
         handle.write("\n")
 
 
+def write_page(report: dict, path: str | Path, metrics: Sequence[dict] = ()) -> None:
+    """The HTML report (matplotlib is imported here, and only when a page is written)."""
+    try:
+        from .app.report import write_html
+    except ImportError as error:
+        raise UserError(f"writing {path} needs matplotlib ({error}); pip install matplotlib, or pass --no-report"
+                        ) from None
+    write_html(report, path, metrics)
+
+
 # ---------------------------------------------------------------------- commands
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write the HTML page of a report JSON (and the training metrics beside it)."""
+    from .app.report import beside_report, read_metrics, read_report
+
+    report = read_report(args.report)
+    output = args.output or beside_report(args.report, ".report.html")
+    check_output_path(output, (args.report,))
+    metrics = read_metrics(args.metrics or beside_report(args.report, ".metrics.jsonl"))
+    write_page(report, output, metrics)
+    print(f"wrote {output}" + (f" ({len(metrics)} metric rows)" if metrics else ""))
+    return 0
+
+
 def cmd_passes(args: argparse.Namespace) -> int:
     """List every registered pass with its one-line doc and options (or, with --ops, every ONNX op
     with what onnxprune knows of it)."""
@@ -308,7 +331,11 @@ def _prune_pipeline(args: argparse.Namespace, graph: Graph, select=None, selecti
     and the selection, print the outcome and the latency. A selection that removes nothing writes
     nothing and says why."""
     check_bounds(args)  # the options prune and compact share with run (--tolerance, --latency-threads)
-    for path in (args.output, f"{args.output}.data", args.selection_out):
+    from .app.report import report_paths
+
+    report_json, report_html, _ = report_paths(args.output)
+    for path in (args.output, f"{args.output}.data", args.selection_out,
+                 *(() if args.no_report else (report_json, report_html))):
         if path:
             check_output_path(path, graph.source_files or (args.model,))
     bindings, samples = input_bindings(args, graph)
@@ -320,6 +347,7 @@ def _prune_pipeline(args: argparse.Namespace, graph: Graph, select=None, selecti
         return _nothing_removed(args, space, f"no family of the model is prunable ({len(space.families)} found)")
     erasing = am.get("erase-space")
     before = am.get("cost")
+    nodes_before = len(graph)
     compact = REGISTRY.get("compact")
     # the selection first (a file is read by compact itself), so an empty one stops before the rest
     PassManager([select] if select is not None else [compact(selection=selection_file)]).run(graph, am)
@@ -359,11 +387,21 @@ def _prune_pipeline(args: argparse.Namespace, graph: Graph, select=None, selecti
         print(f"verify     {verify}")
     print(f"wrote {args.output}" + (f" and {args.selection_out}" if args.selection_out else ""))
     loads = None
+    latency = None
     if not args.no_latency:
         latency = report_latency(load_model(args.model, allow_custom_ops=args.allow_custom_ops), graph, shapes,
                                  args.latency_threads)
         if latency is not None:
             loads = latency["levels"]["compact"] == "all"  # the timing session already tried every optimisation
+    if not args.no_report:
+        from .app.report import prune_report
+
+        report = prune_report(args.command, args.model, args.output, space, erasing, selection, before, after,
+                              nodes=(nodes_before, len(graph)), outcome=outcome, verify=verify, latency=latency,
+                              input_shapes=shapes)
+        write_json(report_json, report)
+        write_page(report, report_html)
+        print(f"wrote {report_json} and {report_html}")
     if loads is None:
         loads = _loads_at_default_settings(args.output)
     if not loads:
@@ -401,7 +439,8 @@ def report_latency(original: Graph, compact: Graph, input_shapes: Sequence[str],
     for note in latency.notes:
         print(f"latency    {note}")
     _warn_not_faster(latency.not_faster("compact", "original"))
-    return latency.to_json()
+    return {**latency.to_json(), "not_faster_at": latency.not_faster("compact", "original"),
+            "summary": latency.describe("original", "compact")}
 
 
 def _warn_not_faster(batches: Sequence[int]) -> None:
@@ -418,8 +457,9 @@ def _loads_at_default_settings(path: str) -> bool:
     """Whether onnxruntime loads the model onnxprune wrote at `path` with its default (all) graph
     optimisations. From the file: serialising the graph again cost as much as the load itself."""
     try:
-        import onnxruntime as ort
+        from .runtime import onnxruntime
 
+        ort = onnxruntime()
         options = ort.SessionOptions()
         options.log_severity_level = 4
         ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -481,7 +521,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_bounds(args)
     graph_sources = (args.model,)
     paths = RunPaths.beside(args.output)
-    for path in (args.output, f"{args.output}.data", paths.report, paths.metrics):
+    from .app.report import report_paths
+
+    report_html = report_paths(args.output)[1]
+    for path in (args.output, f"{args.output}.data", paths.report, paths.metrics,
+                 *(() if args.no_report else (report_html,))):
         check_output_path(path, graph_sources)
     if args.target_erase is None:
         args.target_erase = 0.5 if args.erase else 0.0
@@ -524,7 +568,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"teacher    {report['teacher']['note']}")
     verify = report["verify"]
     print(f"verify     compact vs trained: max abs diff {verify['max_abs']:.3g}, max rel diff {verify['max_rel']:.3g}")
-    print(f"wrote {args.output}, {paths.report}, {paths.metrics}")
+    if not args.no_report:
+        from .app.report import read_metrics
+
+        write_page(report, report_html, read_metrics(paths.metrics))
+    print(f"wrote {args.output}, {paths.report}, {paths.metrics}" + ("" if args.no_report else f", {report_html}"))
     if lat is not None:
         _warn_not_faster(lat["not_faster_at"])
     return 0
@@ -593,6 +641,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also erase the N least important whole blocks (see analyze's regions)")
     _verify_options(prune)
     _latency_options(prune)
+    _report_option(prune)
     prune.set_defaults(func=cmd_prune)
 
     compact = commands.add_parser("compact", help="apply a selection JSON to a model")
@@ -601,8 +650,15 @@ def build_parser() -> argparse.ArgumentParser:
     compact.add_argument("-o", "--output", required=True, help="output .onnx file")
     _verify_options(compact)
     _latency_options(compact)
+    _report_option(compact)
     compact.set_defaults(func=cmd_compact)
     _run_parser(commands)
+
+    report = commands.add_parser("report", help="write the HTML page of a run's or prune's OUT.report.json")
+    report.add_argument("report", help="OUT.report.json (OUT.metrics.jsonl beside it adds the training curves)")
+    report.add_argument("-o", "--output", help="the page to write (default: OUT.report.html beside the JSON)")
+    report.add_argument("--metrics", help="training metrics JSON lines (default: OUT.metrics.jsonl beside the JSON)")
+    report.set_defaults(func=cmd_report)
     for command in commands.choices.values():  # --debug after the command too (SUPPRESS keeps the top-level value)
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     return parser
@@ -644,6 +700,7 @@ def _run_parser(commands) -> None:
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--tolerance", type=float, default=1e-4, help="verify's relative tolerance (default 1e-4)")
     _latency_options(run)
+    _report_option(run)
     run.set_defaults(func=cmd_run)
 
 
@@ -667,6 +724,11 @@ def _latency_options(parser: argparse.ArgumentParser) -> None:
                         help="skip timing the result against the original (onnxruntime, CPU)")
     parser.add_argument("--latency-threads", type=int, default=1, metavar="N",
                         help="onnxruntime intra-op threads for the latency figures (default 1)")
+
+
+def _report_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-report", action="store_true",
+                        help="write no OUT.report.html (nor, for prune and compact, OUT.report.json)")
 
 
 def _verify_options(parser: argparse.ArgumentParser) -> None:

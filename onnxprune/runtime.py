@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 import time
 from dataclasses import dataclass
 
@@ -18,11 +19,32 @@ from .ir.shapes import parse_input_shape
 IN_MEMORY_LIMIT = 64 * 1024 * 1024
 
 
+def onnxruntime():
+    """The onnxruntime module for inference, imported without its training half.
+
+    With an onnxruntime-training wheel installed, `import onnxruntime` checks its build by importing
+    `onnxruntime.training.ortmodule`, which imports torch and sympy: 3-5 s at every start of a command
+    that only runs inference sessions (verify, latency, evaluate). A None entry in sys.modules makes an
+    import raise ImportError, which that check reads as "no ORTModule" and passes over; the entry is
+    removed at once, so `onnxruntime.training` imports as usual later, when training needs it."""
+    if "onnxruntime" in sys.modules:
+        return sys.modules["onnxruntime"]
+    blocked = "onnxruntime.training" not in sys.modules
+    if blocked:
+        sys.modules["onnxruntime.training"] = None
+    try:
+        import onnxruntime as ort
+    finally:
+        if blocked and sys.modules.get("onnxruntime.training", 0) is None:
+            del sys.modules["onnxruntime.training"]
+    return ort
+
+
 def inference_session(graph: Graph, *, optimize: bool = False, threads: int | None = None):
     """A CPU session for `graph`. By default at basic graph optimisations: comparisons want numbers,
     and onnxruntime 1.19's NCHWc layout transform (all optimisations) rejects some valid models with odd
     channel counts after a Concat. `optimize=True` (all optimisations) is for latency measurements."""
-    import onnxruntime as ort
+    ort = onnxruntime()
 
     options = ort.SessionOptions()
     options.log_severity_level = 4  # failures come back as exceptions; onnxruntime's own log would repeat them

@@ -54,8 +54,10 @@ class Check(AnalysisPass):
 
 def load_in_onnxruntime(graph: Graph):
     """Create an onnxruntime CPU session for the graph (through a temporary file for big models)."""
+    from onnxprune.runtime import onnxruntime
+
     try:
-        import onnxruntime as ort
+        ort = onnxruntime()
     except ImportError:
         raise CheckFailed("check failed: onnxruntime is not installed "
                           "(install onnxprune with its [cpu] or [cuda] extra)") from None

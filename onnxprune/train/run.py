@@ -585,7 +585,7 @@ def run_model(model: str, output: str, data_spec: str | None, config: TrainConfi
     stage("compact+verify")
     output_name = graph.outputs[0].name
     report = {
-        "model": str(model), "output": str(output), "config": asdict(config),
+        "command": "run", "model": str(model), "output": str(output), "config": asdict(config),
         "data": "synthetic" if synthetic else data_spec, "steps": result.steps, "final_loss": result.final_loss,
         "group_sparsity": result.group_sparsity, "groups_removed": result.selection.group_count,
         "regions_erased": [erasing.regions[r].merge for r in result.selection.erased],
@@ -597,6 +597,9 @@ def run_model(model: str, output: str, data_spec: str | None, config: TrainConfi
         "flops": {"dense": dense_cost.flops, "compact": compact_cost.flops},
         "verify": {"max_abs": report_verify.max_abs, "max_rel": report_verify.max_rel, "ok": report_verify.ok},
     }
+    from ..app.report import report_sections
+
+    report.update(report_sections(space, result.selection, erasing))  # widths, frozen families, erased blocks
     if teacher_note is not None:
         report["teacher"] = {"varies": False, "note": teacher_note}
     if held_out is not None and isinstance(held_out, ArrayData) and len(held_out):
