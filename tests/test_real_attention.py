@@ -102,7 +102,7 @@ def test_prune_removes_the_head_its_ranking_ranks_last(name):
     am = AnalysisManager(graph)
     PassManager("select{ratio=0.5,scope=local},compact,cleanup,verify").run(graph, am)
     selection = am.state["selection"]
-    assert 1 in selection.pruned[heads.id]
+    assert selection.pruned[heads.id].count(1) == 1  # the head scaled down is among those removed
     assert am.state["verify"].ok
     left = heads.size - len(selection.pruned[heads.id])
     if left > 1:  # the smaller model's heads are prunable again (one group left is a family of one: frozen)
