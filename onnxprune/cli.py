@@ -294,9 +294,11 @@ def family_dot(graph: Graph, space) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _prune_pipeline(args: argparse.Namespace, graph: Graph, select=None, selection_file: str | None = None) -> int:
-    """Choose (the `select` pass) or read (`selection_file`) a selection, compact, verify, write the model
-    and the selection, print the outcome and the latency. A selection that removes nothing writes
+def _prune_pipeline(args: argparse.Namespace, graph: Graph, select=None, selection_file: str | None = None,
+                    round_to: int | None = 1) -> int:
+    """Choose (`select(round_to)` makes the `select` pass) or read (`selection_file`) a selection, compact,
+    verify, write the model and the selection, print the outcome and the latency. `round_to` None
+    chooses the rounding from measured widths (`widths`). A selection that removes nothing writes
     nothing and says why."""
     if args.latency_threads < 1:
         raise UserError(f"--latency-threads must be at least 1, got {args.latency_threads}")
@@ -310,6 +312,8 @@ def _prune_pipeline(args: argparse.Namespace, graph: Graph, select=None, selecti
     if select is not None and not space.prunable and not getattr(args, "erase", 0):
         # nothing can be chosen: stop before the erasing analysis, compact, verify and the write
         return _nothing_removed(args, space, f"no family of the model is prunable ({len(space.families)} found)")
+    if select is not None:
+        select = select(_auto_round_to(args, graph, am, space) if round_to is None else round_to)
     erasing = am.get("erase-space")
     before = am.get("cost")
     compact = REGISTRY.get("compact")
@@ -425,12 +429,42 @@ def _loads_at_default_settings(path: str) -> bool:
 def cmd_prune(args: argparse.Namespace) -> int:
     """Select groups by importance and remove them in one shot."""
     graph = load_model(args.model, allow_custom_ops=args.allow_custom_ops, prepared=True, untie_all=args.untie_all)
-    select = REGISTRY.get("select")(ratio=args.ratio, criterion=args.criterion, by=args.by, scope=args.scope,
-                                     round_to=args.round_to, max_family_ratio=args.max_family_ratio, seed=args.seed,
-                                     erase=args.erase)
+    round_to = parse_round_to(args.round_to)
     if not 0 <= args.ratio <= 1:
         raise UserError(f"--ratio must be between 0 and 1, got {args.ratio}")
-    return _prune_pipeline(args, graph, select=select)
+
+    def select(round_to: int):
+        return REGISTRY.get("select")(ratio=args.ratio, criterion=args.criterion, by=args.by, scope=args.scope,
+                                      round_to=round_to, max_family_ratio=args.max_family_ratio, seed=args.seed,
+                                      erase=args.erase)
+
+    return _prune_pipeline(args, graph, select=select, round_to=round_to)
+
+
+def parse_round_to(text: str) -> int | None:
+    """`--round-to`: a positive multiple, or None for "auto" (chosen per model from measured widths)."""
+    if str(text).strip().lower() == "auto":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise UserError(f"--round-to must be a positive whole number or auto, got {text!r}")
+    return value
+
+
+def _auto_round_to(args: argparse.Namespace, graph: Graph, am, space) -> int:
+    """--round-to auto: the multiple whose widths this model's heavy ops run fastest at (onnxruntime, CPU,
+    --latency-threads threads), from the cached timing table (measuring the shapes it lacks); said in
+    one line, with the figures it was chosen from."""
+    from .widths import choose_for_graph
+
+    if args.ratio <= 0:
+        return 1  # nothing will be removed: no widths change, nothing to measure
+    choice = choose_for_graph(graph, am.get("shapes"), space, args.ratio, args.by, threads=args.latency_threads)
+    print(f"round-to   {choice.describe()}")
+    return choice.round_to
 
 
 def cmd_compact(args: argparse.Namespace) -> int:
@@ -556,7 +590,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="what --ratio measures (default groups)")
     prune.add_argument("--scope", choices=["global", "local"], default="global",
                        help="rank all groups together or each family alone (default global)")
-    prune.add_argument("--round-to", type=int, default=1, metavar="N", help="keep counts that are multiples of N")
+    prune.add_argument("--round-to", default="auto", metavar="N|auto",
+                       help="keep counts that are multiples of N; auto (default): the multiple that onnxruntime runs "
+                            "this model's Conv/Gemm/MatMul shapes fastest at on this machine (measured once, cached "
+                            "in $ONNXPRUNE_CACHE or ~/.cache/onnxprune); 1 rounds nothing and measures nothing")
     prune.add_argument("--max-family-ratio", type=float, default=0.9, help="at most this share of one family")
     prune.add_argument("--seed", type=int, default=0, help="seed for --criterion random")
     prune.add_argument("--selection-out", metavar="FILE", help="write the selection as JSON")

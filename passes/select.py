@@ -251,7 +251,53 @@ def select_groups(graph: Graph, space: PruningSpace, cost, options: SelectOption
     if options.round_to <= 1 and abs(removed - target) > 0.001 * total and low > 0:
         selection, removed = _fill(order, low - 1, target, total, selection, removed,
                                    lambda chosen: make(_rounded(start, families, scores, caps, chosen, 1)), removed_by)
+    elif options.round_to > 1 and abs(removed - target) > 0.001 * total:
+        chosen = _rounded(start, families, scores, caps, order[:best], options.round_to)
+        selection, removed = _step(families, scores, caps, start, chosen, options.round_to, target, total,
+                                   selection, removed, make, removed_by)
     return selection, Outcome(options.by, target, removed, total)
+
+
+def _step(families: list[Family], scores: dict[int, np.ndarray], caps: dict[int, int], start: AxisBudget,
+          chosen: dict[int, list[int]], step: int, target: float, total: float, best: Selection,
+          best_removed: float, make, removed_by, rounds: int = 12) -> tuple[Selection, float]:
+    """Rounded kept counts move in steps of `step` groups, so the prefix closest to the target can miss
+    it by several steps' worth (most families round the same way at the same prefix). From `chosen`,
+    move one family at a time by one step (its `step` least important kept groups more, or its `step`
+    most important chosen ones fewer; a multiple stays a multiple) and keep the move that comes closest
+    to the target, until no move helps or `rounds` moves were made. Measures at most
+    2 x families x `rounds` candidates."""
+    by_id = {f.id: f for f in families}
+    for _ in range(rounds):
+        budget = start.copy()
+        for family_id, groups in chosen.items():
+            for group in groups:
+                budget.take(by_id[family_id], group)  # a feasible set: every group fits again
+        moves = []
+        for f in families:
+            mine = chosen[f.id]
+            if len(mine) + step <= caps[f.id] and f.size - len(mine) - step >= 1:  # remove a step more
+                taken = set(mine)
+                extra, trial = [], budget.copy()
+                for group in np.lexsort((np.arange(f.size), scores[f.id])):
+                    if len(extra) == step:
+                        break
+                    if int(group) not in taken and trial.take(f, int(group)):
+                        extra.append(int(group))
+                if len(extra) == step:
+                    moves.append({**chosen, f.id: mine + extra})
+            if len(mine) >= step:  # keep a step more: the most important of the chosen go back
+                back = set(sorted(mine, key=lambda g: -scores[f.id][g])[:step])
+                moves.append({**chosen, f.id: [g for g in mine if g not in back]})
+        improved = False
+        for move in moves:
+            candidate = make(move)
+            found = removed_by(candidate)
+            if abs(found - target) < abs(best_removed - target):
+                best, best_removed, chosen, improved = candidate, found, move, True
+        if not improved or abs(best_removed - target) <= 0.001 * total:
+            break
+    return best, best_removed
 
 
 def _fill(order: list[tuple[int, int]], length: int, target: float, total: float,
