@@ -1,8 +1,9 @@
 """Default widths against arbitrary ones: does `prune --ratio R --by flops` make CNNs faster in practice?
 
-For each model: what `prune` does (select by FLOPs, compact, verify against the masked original,
-cleanup) at `--round-to 1` (kept counts as the ranking leaves them: "before") and at the default
-`--round-to auto` (the multiple the measured width table says is fast: `onnxprune.widths`), then the
+For each model: `onnxprune prune --ratio R --by flops` (select, compact, verify against the masked
+original, cleanup) at `--round-to 1` (kept counts as the ranking leaves them: "before") and at the
+default `--round-to auto` (the multiple the measured width table says is fast: `onnxprune.widths`;
+its table in $ONNXPRUNE_CACHE or ~/.cache/onnxprune), then the
 original and both compact models timed together with `runtime.measure_latency` (interleaved
 round robin, onnxruntime CPU, all graph optimisations, 1 thread by default) at batch 1 and 32.
 Prints per model and rounding: the FLOPs cut, the latency cut at each batch (1 - compact/original,
@@ -17,14 +18,17 @@ medians), the ratio latency cut / FLOPs cut (the bar is 0.8), and the rounding a
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
+import tempfile
 import time
 from pathlib import Path
 
 import onnxprune
-from onnxprune.passmanager import REGISTRY, AnalysisManager, PassManager
+from onnxprune.cli import main as main_cli
+from onnxprune.passmanager import AnalysisManager
 from onnxprune.runtime import measure_latency
-from onnxprune.widths import WidthTable, choose_for_graph
 
 ZOO = Path(__file__).resolve().parent.parent / "models"
 #: Every convolutional model of the zoo (the rest are MLPs, RNNs and transformers).
@@ -34,20 +38,20 @@ CNNS = ["resnet.onnx", "resnet_dynamo.onnx", "resnet50ish.onnx", "fashion_resnet
         "shufflenetish.onnx", "unetish.onnx", "yoloish.onnx", "conv1d_audio.onnx"]
 
 
-def prune(path: Path, ratio: float, round_to: int | None, threads: int):
-    """(compact graph, FLOPs cut, rounding used, how auto chose it or None): what `prune --by flops` writes."""
-    graph = onnxprune.load(path)
-    am = AnalysisManager(graph)
-    before = am.get("cost")
-    space = am.get("prune-space")
-    choice = None
-    if round_to is None:
-        choice = choose_for_graph(graph, am.get("shapes"), space, ratio, "flops", threads, WidthTable(threads))
-        round_to = choice.round_to
-    PassManager([REGISTRY.get("select")(ratio=ratio, by="flops", round_to=round_to), REGISTRY.get("compact")(),
-                 REGISTRY.get("verify")(), REGISTRY.get("cleanup")()]).run(graph, am)
-    after = AnalysisManager(graph).get("cost")
-    return graph, 1 - after.flops / before.flops, round_to, choice
+def prune(path: Path, ratio: float, round_to: str, threads: int, folder: Path):
+    """(compact graph, FLOPs cut, what prune said about the rounding or None): `onnxprune prune --by flops`
+    itself (select, compact, verify against the masked original, cleanup; its own latency off)."""
+    out = folder / f"{path.stem}-{round_to}.onnx"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        status = main_cli(["prune", str(path), "-o", str(out), "--ratio", str(ratio), "--by", "flops",
+                           "--round-to", round_to, "--latency-threads", str(threads), "--no-latency"])
+    if status:
+        raise SystemExit(f"prune {path} --round-to {round_to} failed ({status})")
+    lines = printed.getvalue().splitlines()
+    said = next((line.split(None, 1)[1] for line in lines if line.startswith("round-to")), None)
+    before, after = (AnalysisManager(onnxprune.load(p)).get("cost").flops for p in (path, out))
+    return onnxprune.load(out), 1 - after / before, said
 
 
 def main() -> None:
@@ -63,12 +67,14 @@ def main() -> None:
     print(f"| model | round-to | FLOPs cut | latency cut {' | latency cut '.join(f'b{b}' for b in args.batches)} "
           f"| ratio (min) | ms original -> compact {' | ms '.join(f'b{b}' for b in args.batches)} |", flush=True)
     print("|---" * (4 + 2 * len(args.batches)) + "|", flush=True)
+    folder = tempfile.TemporaryDirectory(prefix="default-widths-")
     for path in args.models or [ZOO / name for name in CNNS]:
         original = onnxprune.load(path)
         start = time.perf_counter()
-        arbitrary, cut_1, _, _ = prune(path, args.ratio, 1, args.threads)
-        default, cut_auto, chosen, choice = prune(path, args.ratio, None, args.threads)
+        arbitrary, cut_1, _ = prune(path, args.ratio, "1", args.threads, Path(folder.name))
+        default, cut_auto, said = prune(path, args.ratio, "auto", args.threads, Path(folder.name))
         seconds = time.perf_counter() - start
+        chosen = said.split()[0] if said else "1"
         latency = measure_latency({"original": original, "round-to 1": arbitrary, "auto": default},
                                   batches=tuple(args.batches), threads=args.threads, budget_s=args.seconds,
                                   min_runs=5)
@@ -79,18 +85,17 @@ def main() -> None:
                 cuts[batch] = 1 - b / a
                 ms[batch] = f"{a:.3g} -> {b:.3g}"
             ratio = min(cuts.values()) / cut if cut > 0 else float("nan")
-            row = {"model": path.name, "round_to": label, "flops_cut": round(cut, 4),
-                   "latency_cut": {b: round(c, 4) for b, c in cuts.items()}, "ratio": round(ratio, 3),
-                   "ms": ms, "choice": choice.describe() if choice and name == "auto" else None,
-                   "prune_seconds": round(seconds, 2)}
-            rows.append(row)
+            rows.append({"model": path.name, "round_to": label, "flops_cut": round(cut, 4),
+                         "latency_cut": {b: round(c, 4) for b, c in cuts.items()}, "ratio": round(ratio, 3),
+                         "ms": ms, "prune_said": said if name == "auto" else None,
+                         "prune_seconds": round(seconds, 2)})
             print(f"| {path.name} | {label} | {100 * cut:.2f}% | "
                   + " | ".join(f"{100 * cuts[b]:+.1f}%" if b in cuts else "-" for b in args.batches)
                   + f" | {ratio:.2f}{' SLOWER' if min(cuts.values(), default=0) < 0 else ''} | "
                   + " | ".join(ms.get(b, "-") for b in args.batches) + " |", flush=True)
         if latency.notes:
             print(f"  ({path.name}: {'; '.join(latency.notes)})", flush=True)
-        print(f"  ({path.name}: round-to {choice.describe()})", flush=True)
+        print(f"  ({path.name}: round-to {said})", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 

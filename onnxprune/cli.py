@@ -312,13 +312,15 @@ def _prune_pipeline(args: argparse.Namespace, graph: Graph, select=None, selecti
     if select is not None and not space.prunable and not getattr(args, "erase", 0):
         # nothing can be chosen: stop before the erasing analysis, compact, verify and the write
         return _nothing_removed(args, space, f"no family of the model is prunable ({len(space.families)} found)")
-    if select is not None:
-        select = select(_auto_round_to(args, graph, am, space) if round_to is None else round_to)
     erasing = am.get("erase-space")
     before = am.get("cost")
     compact = REGISTRY.get("compact")
     # the selection first (a file is read by compact itself), so an empty one stops before the rest
-    PassManager([select] if select is not None else [compact(selection=selection_file)]).run(graph, am)
+    if select is not None and round_to is None:
+        _select_auto(args, graph, am, space, select)
+    else:
+        PassManager([select(round_to)] if select is not None else [compact(selection=selection_file)]).run(graph, am)
+        am.state["round_to"] = round_to if select is not None else 1
     selection = am.state["selection"]
     if not selection.group_count and not selection.erased:
         why = ("the selection file removes nothing" if select is None else
@@ -344,11 +346,13 @@ def _prune_pipeline(args: argparse.Namespace, graph: Graph, select=None, selecti
     print(f"parameters {change(before.parameters, after.parameters)}")
     print(f"FLOPs      {change(before.flops, after.flops)} per run")
     outcome = am.state.get("select")
+    rounded = am.state.get("round_to", 1)
     if outcome is not None:
         short = outcome.target - outcome.removed
         print(f"target     {100 * outcome.target / outcome.total if outcome.total else 0:.1f}% of the {outcome.by}, "
               f"reached {100 * outcome.share:.2f}% (measured on the compact model)"
-              + ("; the prunable families (within --max-family-ratio) hold no more"
+              + ((f"; kept counts move in steps of {rounded} (--round-to)" if rounded > 1 else
+                  "; the prunable families (within --max-family-ratio) hold no more")
                  if outcome.total and short > 0.01 * outcome.target else ""))
     verify = am.state.get("verify")
     if verify is not None:
@@ -454,17 +458,33 @@ def parse_round_to(text: str) -> int | None:
     return value
 
 
-def _auto_round_to(args: argparse.Namespace, graph: Graph, am, space) -> int:
-    """--round-to auto: the multiple whose widths this model's heavy ops run fastest at (onnxruntime, CPU,
-    --latency-threads threads), from the cached timing table (measuring the shapes it lacks); said in
-    one line, with the figures it was chosen from."""
-    from .widths import choose_for_graph
+def _select_auto(args: argparse.Namespace, graph: Graph, am, space, select) -> None:
+    """--round-to auto: select with the multiple whose widths this model's heavy ops run fastest at
+    (onnxruntime, CPU, --latency-threads threads; the cached timing table, measuring the shapes it
+    lacks), said in one line with the figures it was chosen from. Where that multiple's steps are too
+    coarse to come within a point of the target (families no wider than the multiple stay whole), the
+    next fastest multiple is tried, down to 1 (which always can)."""
+    from .widths import PRECISION, choose_for_graph
 
-    if args.ratio <= 0:
-        return 1  # nothing will be removed: no widths change, nothing to measure
+    if args.ratio <= 0:  # nothing will be removed: no widths change, nothing to measure
+        PassManager([select(1)]).run(graph, am)
+        return
     choice = choose_for_graph(graph, am.get("shapes"), space, args.ratio, args.by, threads=args.latency_threads)
-    print(f"round-to   {choice.describe()}")
-    return choice.round_to
+    missed, best = [], None
+    for multiple in choice.order:
+        PassManager([select(multiple)]).run(graph, am)
+        outcome = am.state["select"]
+        off = abs(outcome.removed - outcome.target) / outcome.total if outcome.total else 0.0
+        if best is None or off < best[0]:
+            best = (off, multiple, am.state["selection"], outcome)
+        if off <= PRECISION:
+            break
+        missed.append(f"{multiple} reaches {100 * outcome.share:.1f}%")
+    _, multiple, am.state["selection"], am.state["select"] = best
+    am.state["round_to"] = multiple
+    shown = choice.describe().split(" ", 1)[1] if choice.estimates else choice.describe()
+    print(f"round-to   {multiple}" + (f" ({', '.join(missed)} of the {args.by}, over a point from the target)"
+                                      if missed else "") + (f" {shown}" if choice.estimates else ""))
 
 
 def cmd_compact(args: argparse.Namespace) -> int:

@@ -39,6 +39,9 @@ CANDIDATES = (1, 4, 8, 16)
 #: multiple reaches the pruning target more exactly, and timing noise must not flip the choice.
 TOLERANCE = 0.05
 CACHE_ENV = "ONNXPRUNE_CACHE"
+#: `prune --round-to auto` tries the next multiple where the chosen one misses the target by more than
+#: this share of the total (rounded counts move in steps; a small family may only stay whole).
+PRECISION = 0.01
 
 
 @dataclass(frozen=True)
@@ -189,30 +192,57 @@ def probe_model(probe: Probe, copies: int = 1):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=8)
 
 
-def measure_probe(probe: Probe, threads: int, copies: int = 3) -> float:
-    """The time of `probe` inside a model (ms): onnxruntime CPU at every graph optimisation and `threads`
-    intra-op threads, as `measure_latency` times whole models. Alone, an op that runs in a blocked
-    layout (NCHWc) also pays for converting its input and output, which a chain of such ops in a model
-    pays once; so the op is timed as the difference between `copies` instances side by side and one
-    (the conversions cancel), divided by copies - 1."""
-    one = _fastest_run(probe_model(probe, 1), probe.x, threads)
-    many = _fastest_run(probe_model(probe, copies), probe.x, threads)
+@dataclass(frozen=True)
+class Timed:
+    """One op's figures: `ms`, its time inside a model (without layout conversions at the model's edges);
+    `alone`, a model of the op alone; `blocked`, whether onnxruntime ran it in its blocked (NCHWc) layout.
+    Where the op is blocked, alone - ms is about what converting its input and output costs."""
+
+    ms: float
+    alone: float
+    blocked: bool = False
+
+
+def measure_probe(probe: Probe, threads: int, copies: int = 3) -> Timed:
+    """`probe` timed in onnxruntime (CPU, every graph optimisation, `threads` intra-op threads, as
+    `measure_latency` times whole models). Alone, an op that runs in a blocked layout (NCHWc) also pays
+    for converting its input and output, which a chain of such ops in a model pays once; so its time
+    in a model is the difference between `copies` instances side by side and one (the conversions
+    cancel), divided by copies - 1. A shape the blocked layout rejects (onnxruntime 1.19 fails on
+    some channel counts) is timed at the extended level, as a deployment would have to load it."""
+    try:
+        one, blocked = _fastest_run(probe_model(probe, 1), probe.x, threads, layout=True)
+        many, _ = _fastest_run(probe_model(probe, copies), probe.x, threads)
+    except Exception:  # onnxruntime raises its own exception types
+        one, blocked = _fastest_run(probe_model(probe, 1), probe.x, threads, extended=True)
+        many, _ = _fastest_run(probe_model(probe, copies), probe.x, threads, extended=True)
     # timing noise can make the difference tiny or negative: never below a tenth of the op alone
-    return max((many - one) / (copies - 1), 0.1 * one)
+    return Timed(max((many - one) / (copies - 1), 0.1 * one), one, blocked)
 
 
-def _fastest_run(model, shape: tuple[int, ...], threads: int, budget_s: float = 0.015, min_runs: int = 5,
-                 max_runs: int = 100) -> float:
-    """The fastest of several runs of `model` (ms). The min, not the median: it is the run least
-    disturbed by the rest of the machine, so the table is steadier."""
+def _fastest_run(model, shape: tuple[int, ...], threads: int, *, layout: bool = False, extended: bool = False,
+                 budget_s: float = 0.015, min_runs: int = 5, max_runs: int = 100) -> tuple[float, bool]:
+    """The fastest of several runs of `model` (ms), and (with `layout`) whether onnxruntime rewrote it to
+    its blocked NCHWc layout. The min, not the median: it is the run least disturbed by the rest of
+    the machine, so the table is steadier."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 4
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED if extended
+                                        else ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    blocked = False
+    with tempfile.TemporaryDirectory(prefix="onnxprune-probe-") as folder:
+        if layout:  # the optimised graph says which layout the op got
+            options.optimized_model_filepath = str(Path(folder) / "optimized.onnx")
+        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        if layout:
+            import onnx
+
+            optimized = onnx.load(options.optimized_model_filepath)
+            blocked = any(node.domain == "com.microsoft.nchwc" for node in optimized.graph.node)
     feeds = {"X": np.random.default_rng(1).standard_normal(shape).astype(np.float32)}
     for _ in range(2):  # the first runs allocate and pick kernels
         session.run(None, feeds)
@@ -222,7 +252,7 @@ def _fastest_run(model, shape: tuple[int, ...], threads: int, budget_s: float = 
         session.run(None, feeds)
         best = min(best, time.perf_counter() - began)
         runs += 1
-    return 1000 * best
+    return 1000 * best, blocked
 
 
 def machine_key(threads: int) -> dict[str, str]:
@@ -255,36 +285,43 @@ def cache_dir() -> Path:
 
 
 class WidthTable:
-    """Measured times of ops (by `Probe.key`), for one machine key, kept in a JSON file in `folder`.
+    """Measured figures of ops (`Timed`, by `Probe.key`), for one machine key, kept in a JSON file in
+    `folder`.
 
-    `times(probes)` measures only the probes the file lacks (with `measure`, by default onnxruntime)
-    and writes the file again when it measured any; a file that cannot be read is measured anew, one
-    that cannot be written leaves the table in memory only."""
+    `times(probes)` measures only the probes the file lacks (with `measure`, by default onnxruntime;
+    a measure that returns a plain number gives the op's time with no layout information) and writes
+    the file again when it measured any; a file that cannot be read is measured anew, one that cannot
+    be written leaves the table in memory only."""
 
     def __init__(self, threads: int = 1, folder: Path | str | None = None,
-                 measure: Callable[[Probe, int], float] | None = None) -> None:
+                 measure: Callable[[Probe, int], Timed | float] | None = None) -> None:
         self.threads = threads
         self.key = machine_key(threads)
         digest = hashlib.sha1(json.dumps(self.key, sort_keys=True).encode()).hexdigest()[:16]
         self.path = Path(folder if folder is not None else cache_dir()) / f"widths-{digest}.json"
-        self.measure = measure or measure_probe
-        self.entries: dict[str, float] = self._read()
+        self.measure = measure
+        self.entries: dict[str, Timed] = self._read()
         self.measured = 0  # probes timed by this object (0: everything came from the file)
 
-    def _read(self) -> dict[str, float]:
+    def _read(self) -> dict[str, Timed]:
         try:
             data = json.loads(self.path.read_text())
         except (OSError, ValueError):
             return {}
-        if not isinstance(data, dict) or data.get("key") != self.key or not isinstance(data.get("ms"), dict):
-            return {}  # another machine's table under a colliding name, or a damaged file
-        return {k: float(v) for k, v in data["ms"].items() if isinstance(v, (int, float))}
+        if not isinstance(data, dict) or data.get("key") != self.key or not isinstance(data.get("ops"), dict):
+            return {}  # another machine's table under a colliding name, an older format, or a damaged file
+        try:
+            return {k: Timed(float(v[0]), float(v[1]), bool(v[2])) for k, v in data["ops"].items()}
+        except (TypeError, ValueError, IndexError):
+            return {}
 
-    def times(self, probes: Iterable[Probe]) -> dict[str, float]:
-        """Milliseconds per probe key, measuring the ones not in the table yet."""
+    def times(self, probes: Iterable[Probe]) -> dict[str, Timed]:
+        """`Timed` per probe key, measuring the ones not in the table yet."""
         missing = {p.key: p for p in probes if p.key not in self.entries}
+        measure = self.measure or measure_probe  # looked up now: tests swap the module's timer
         for key, probe in sorted(missing.items()):
-            self.entries[key] = float(self.measure(probe, self.threads))
+            found = measure(probe, self.threads)
+            self.entries[key] = found if isinstance(found, Timed) else Timed(float(found), float(found))
             self.measured += 1
         if missing:
             self._write()
@@ -293,8 +330,9 @@ class WidthTable:
     def _write(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            ops = {k: [round(t.ms, 6), round(t.alone, 6), int(t.blocked)] for k, t in sorted(self.entries.items())}
             with tempfile.NamedTemporaryFile("w", dir=self.path.parent, suffix=".tmp", delete=False) as file:
-                json.dump({"key": self.key, "ms": dict(sorted(self.entries.items()))}, file, indent=0)
+                json.dump({"key": self.key, "ops": ops}, file, indent=0)
             os.replace(file.name, self.path)  # whole or not at all: another process may be reading it
         except OSError:
             pass  # a read-only home: the choice is the same, only not remembered
@@ -304,7 +342,8 @@ class WidthTable:
 @dataclass(frozen=True)
 class WidthChoice:
     """The chosen multiple and why: `estimates[m]` is the summed time (ms, batch 1) of the model's
-    heavy ops at the widths rounding to m gives; `ops` of them were counted, `measured` newly timed."""
+    heavy ops at the widths rounding to m gives (`estimate`); `ops` of them were counted, `measured`
+    newly timed."""
 
     round_to: int
     estimates: dict[int, float]
@@ -312,6 +351,13 @@ class WidthChoice:
     measured: int
     seconds: float
     path: Path | None = None
+
+    @property
+    def order(self) -> list[int]:
+        """The candidates to try: the chosen one, then the others from the fastest estimate to the
+        slowest (1, no rounding, always reaches the target, and is last where it is slowest)."""
+        return [self.round_to] + sorted((m for m in self.estimates if m != self.round_to),
+                                        key=lambda m: (self.estimates[m], m))
 
     def describe(self) -> str:
         """'8 (measured: 1: 12.1 ms, 4: 9.0 ms, 8: 6.2 ms, 16: 6.4 ms; 52 Conv/Gemm/MatMul ops, ...)'."""
@@ -325,8 +371,12 @@ class WidthChoice:
 
 def choose_round_to(ops: list[HeavyOp], keep: float, table: WidthTable,
                     candidates: Iterable[int] = CANDIDATES, tolerance: float = TOLERANCE) -> WidthChoice:
-    """The multiple whose rounded widths make `ops` fastest in sum: the smallest candidate within
-    `tolerance` of the fastest (finer rounding reaches the target more exactly; near-ties are noise)."""
+    """The multiple whose rounded widths make `ops` fastest in sum (`estimate`): of the candidates within
+    `tolerance` of the fastest, the coarsest. Near-ties are timing noise, and what the ops alone do not
+    show favours the coarser multiple: onnxruntime pads a blocked activation's channels up to its block
+    (16 with AVX-512), and the elementwise ops between the Convs (activations, residual adds) run on
+    the padded tensor. Where the coarser multiple cannot reach the pruning target, `prune` falls back
+    along `WidthChoice.order`."""
     start = time.perf_counter()
     candidates = sorted(set(int(c) for c in candidates))
     if not ops:
@@ -334,10 +384,38 @@ def choose_round_to(ops: list[HeavyOp], keep: float, table: WidthTable,
     probes = {m: [op.probe(keep, m) for op in ops] for m in candidates}
     before = table.measured
     times = table.times(p for group in probes.values() for p in group)
-    estimates = {m: float(sum(times[p.key] for p in probes[m])) for m in candidates}
+    estimates = estimate(probes, times)
     fastest = min(estimates.values())
-    chosen = next(m for m in candidates if estimates[m] <= fastest * (1 + tolerance))
+    chosen = max(m for m in candidates if estimates[m] <= fastest * (1 + tolerance))
     return WidthChoice(chosen, estimates, len(ops), table.measured - before, time.perf_counter() - start, table.path)
+
+
+def estimate(probes: dict[int, list[Probe]], times: dict[str, Timed]) -> dict[int, float]:
+    """Per candidate multiple, the time of its probes in a model: each op's own time, plus, for a Conv
+    that onnxruntime leaves in the plain layout where the model's other Convs run blocked (NCHWc), the
+    conversions of its input and output that its blocked neighbours then need. What a conversion costs
+    per element is read off the measured ops themselves (the median over blocked Convs of
+    (alone - in a model) / (input + output elements)), not assumed."""
+    every = {p.key: p for group in probes.values() for p in group}
+    blocked = [p for key, p in every.items() if times[key].blocked and p.op_type == "Conv"]
+    per_element = float(np.median([max(times[p.key].alone - times[p.key].ms, 0.0) /
+                                   (_elements(p, True) + _elements(p, False)) for p in blocked])) if blocked else 0.0
+
+    def cost(p: Probe) -> float:
+        found = times[p.key]
+        if found.blocked or p.op_type != "Conv":
+            return found.ms
+        return found.ms + per_element * (_elements(p, True) + _elements(p, False))
+
+    return {m: float(sum(cost(p) for p in group)) for m, group in probes.items()}
+
+
+def _elements(probe: Probe, inputs: bool) -> int:
+    """Elements of a Conv probe's input (or about, of its output: the spatial size over the strides)."""
+    if inputs:
+        return int(np.prod(probe.x))
+    strides = dict(probe.attrs).get("strides") or (1,) * (len(probe.x) - 2)
+    return int(probe.w[0] * np.prod([-(-size // stride) for size, stride in zip(probe.x[2:], strides)]))
 
 
 def prunable_axes(space) -> set[tuple[str, int]]:
