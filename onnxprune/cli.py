@@ -437,10 +437,10 @@ def cmd_prune(args: argparse.Namespace) -> int:
     if not 0 <= args.ratio <= 1:
         raise UserError(f"--ratio must be between 0 and 1, got {args.ratio}")
 
-    def select(round_to: int):
+    def select(round_to: int, round_small: bool = False):
         return REGISTRY.get("select")(ratio=args.ratio, criterion=args.criterion, by=args.by, scope=args.scope,
-                                      round_to=round_to, max_family_ratio=args.max_family_ratio, seed=args.seed,
-                                      erase=args.erase)
+                                      round_to=round_to, round_small=round_small,
+                                      max_family_ratio=args.max_family_ratio, seed=args.seed, erase=args.erase)
 
     return _prune_pipeline(args, graph, select=select, round_to=round_to)
 
@@ -472,7 +472,7 @@ def _select_auto(args: argparse.Namespace, graph: Graph, am, space, select) -> N
     choice = choose_for_graph(graph, am.get("shapes"), space, args.ratio, args.by, threads=args.latency_threads)
     missed, best = [], None
     for multiple in choice.order:
-        PassManager([select(multiple)]).run(graph, am)
+        PassManager([select(multiple, True)]).run(graph, am)  # narrow families: a finer step (`family_multiple`)
         outcome = am.state["select"]
         off = abs(outcome.removed - outcome.target) / outcome.total if outcome.total else 0.0
         if best is None or off < best[0]:

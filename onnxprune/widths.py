@@ -98,10 +98,24 @@ class HeavyOp:
         return Probe(self.op_type, tuple(x), tuple(w), self.attrs)
 
 
-def kept_width(size: int, keep: float, multiple: int) -> int:
+def family_multiple(size: int, round_to: int, round_small: bool) -> int:
+    """The multiple a family of `size` groups rounds its kept count to in `select`: `round_to`, or with
+    `round_small` (prune --round-to auto), for a family narrower than two of them, the largest power of
+    two it holds twice (16 would keep a 24-channel family whole, which a pruning target cannot afford
+    everywhere; 8 lets it keep 8 or 16)."""
+    if not round_small or size >= 2 * round_to:
+        return round_to
+    multiple = round_to
+    while multiple > 1 and size < 2 * multiple:
+        multiple //= 2
+    return max(multiple, 1)
+
+
+def kept_width(size: int, keep: float, multiple: int, round_small: bool = True) -> int:
     """The kept count of a family of `size` groups keeping about `keep` of them, rounded as
-    `select` rounds (`passes.select._round_kept`): to the nearest multiple, at least one multiple, and
-    a family no larger than the multiple is left whole."""
+    `select` rounds (`passes.select._round_kept`, at `family_multiple`): to the nearest multiple, at
+    least one multiple, and a family no larger than the multiple is left whole."""
+    multiple = family_multiple(size, multiple, round_small)
     if multiple <= 1:
         return max(1, int(round(size * keep)))
     if size <= multiple:
@@ -130,7 +144,9 @@ def heavy_ops(graph: Graph, shapes: dict, prunable_axes: set[tuple[str, int]]) -
         x_type, w = shapes.get(inputs[0].name), tuple(int(d) for d in inputs[1].tensor.shape)
         if x_type is None or x_type.shape is None:
             continue
-        x = tuple(d if isinstance(d, int) and d > 0 else 1 for d in x_type.shape)
+        if not x_type.shape or any(not (isinstance(d, int) and d > 0) for d in x_type.shape[1:]):
+            continue  # channels or sizes unknown (a reshape shape inference could not follow): not timable
+        x = (x_type.shape[0] if isinstance(x_type.shape[0], int) and x_type.shape[0] > 0 else 1,) + tuple(x_type.shape[1:])
         made = _heavy(op, x, w, inputs[1].name, prunable_axes)
         if made is not None:
             found.append(made)
@@ -142,6 +158,8 @@ def _heavy(op, x: tuple[int, ...], w: tuple[int, ...], weight: str, prunable: se
         if len(x) != len(w) or len(x) < 3 or op.attr("auto_pad", "NOTSET") not in ("NOTSET", b"NOTSET"):
             return None
         group = int(op.attr("group", 1))
+        if x[1] != w[1] * group:
+            return None  # shapes that disagree: onnxruntime would reject the probe
         attrs = (("dilations", tuple(op.attr("dilations", None) or (1,) * (len(w) - 2))), ("group", group),
                  ("pads", tuple(op.attr("pads", None) or (0,) * (2 * (len(w) - 2)))),
                  ("strides", tuple(op.attr("strides", None) or (1,) * (len(w) - 2))))
@@ -311,7 +329,8 @@ class WidthTable:
         if not isinstance(data, dict) or data.get("key") != self.key or not isinstance(data.get("ops"), dict):
             return {}  # another machine's table under a colliding name, an older format, or a damaged file
         try:
-            return {k: Timed(float(v[0]), float(v[1]), bool(v[2])) for k, v in data["ops"].items()}
+            return {k: Timed(math.nan if v[0] is None else float(v[0]), math.nan if v[1] is None else float(v[1]),
+                             bool(v[2])) for k, v in data["ops"].items()}
         except (TypeError, ValueError, IndexError):
             return {}
 
@@ -320,7 +339,10 @@ class WidthTable:
         missing = {p.key: p for p in probes if p.key not in self.entries}
         measure = self.measure or measure_probe  # looked up now: tests swap the module's timer
         for key, probe in sorted(missing.items()):
-            found = measure(probe, self.threads)
+            try:
+                found = measure(probe, self.threads)
+            except Exception:  # onnxruntime rejects the shape alone: the op is left out of every estimate
+                found = Timed(math.nan, math.nan)
             self.entries[key] = found if isinstance(found, Timed) else Timed(float(found), float(found))
             self.measured += 1
         if missing:
@@ -330,7 +352,8 @@ class WidthTable:
     def _write(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            ops = {k: [round(t.ms, 6), round(t.alone, 6), int(t.blocked)] for k, t in sorted(self.entries.items())}
+            ops = {k: [None if math.isnan(t.ms) else round(t.ms, 6), None if math.isnan(t.alone) else round(t.alone, 6),
+                       int(t.blocked)] for k, t in sorted(self.entries.items())}
             with tempfile.NamedTemporaryFile("w", dir=self.path.parent, suffix=".tmp", delete=False) as file:
                 json.dump({"key": self.key, "ops": ops}, file, indent=0)
             os.replace(file.name, self.path)  # whole or not at all: another process may be reading it
@@ -384,6 +407,8 @@ def choose_round_to(ops: list[HeavyOp], keep: float, table: WidthTable,
     probes = {m: [op.probe(keep, m) for op in ops] for m in candidates}
     before = table.measured
     times = table.times(p for group in probes.values() for p in group)
+    timable = [i for i in range(len(ops)) if all(not math.isnan(times[probes[m][i].key].ms) for m in candidates)]
+    probes = {m: [group[i] for i in timable] for m, group in probes.items()}  # the same ops for every multiple
     estimates = estimate(probes, times)
     fastest = min(estimates.values())
     chosen = max(m for m in candidates if estimates[m] <= fastest * (1 + tolerance))
