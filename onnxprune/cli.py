@@ -462,8 +462,9 @@ def _select_auto(args: argparse.Namespace, graph: Graph, am, space, select) -> N
     """--round-to auto: select with the multiple whose widths this model's heavy ops run fastest at
     (onnxruntime, CPU, --latency-threads threads; the cached timing table, measuring the shapes it
     lacks), said in one line with the figures it was chosen from. Where that multiple's steps are too
-    coarse to come within a point of the target (families no wider than the multiple stay whole), the
-    next fastest multiple is tried, down to 1 (which always can)."""
+    coarse to come within a point of the target (families no wider than the multiple stay whole), it
+    is tried with narrow families at a finer step, then the next fastest multiple, down to 1 (which
+    always can)."""
     from .widths import PRECISION, choose_for_graph
 
     if args.ratio <= 0:  # nothing will be removed: no widths change, nothing to measure
@@ -471,20 +472,23 @@ def _select_auto(args: argparse.Namespace, graph: Graph, am, space, select) -> N
         return
     choice = choose_for_graph(graph, am.get("shapes"), space, args.ratio, args.by, threads=args.latency_threads)
     missed, best = [], None
-    for multiple in choice.order:
-        PassManager([select(multiple, True)]).run(graph, am)  # narrow families: a finer step (`family_multiple`)
+    # each multiple as it is, then with narrow families at a finer step (`family_multiple`): a 24-wide
+    # family rounded to 8 pads to the 16-channel block, so the finer step only where the target needs it
+    for multiple, small in ((m, small) for m in choice.order for small in ((False, True) if m > 1 else (False,))):
+        PassManager([select(multiple, small)]).run(graph, am)
         outcome = am.state["select"]
         off = abs(outcome.removed - outcome.target) / outcome.total if outcome.total else 0.0
         if best is None or off < best[0]:
-            best = (off, multiple, am.state["selection"], outcome)
+            best = (off, multiple, small, am.state["selection"], outcome)
         if off <= PRECISION:
             break
-        missed.append(f"{multiple} reaches {100 * outcome.share:.1f}%")
-    _, multiple, am.state["selection"], am.state["select"] = best
+        missed.append(f"{multiple}{' (narrow families finer)' if small else ''} reaches {100 * outcome.share:.1f}%")
+    _, multiple, small, am.state["selection"], am.state["select"] = best
     am.state["round_to"] = multiple
     shown = choice.describe().split(" ", 1)[1] if choice.estimates else choice.describe()
-    print(f"round-to   {multiple}" + (f" ({', '.join(missed)} of the {args.by}, over a point from the target)"
-                                      if missed else "") + (f" {shown}" if choice.estimates else ""))
+    print(f"round-to   {multiple}{', narrow families finer' if small else ''}"
+          + (f" ({', '.join(missed)} of the {args.by}, over a point from the target)" if missed else "")
+          + (f" {shown}" if choice.estimates else ""))
 
 
 def cmd_compact(args: argparse.Namespace) -> int:

@@ -111,7 +111,7 @@ def family_multiple(size: int, round_to: int, round_small: bool) -> int:
     return max(multiple, 1)
 
 
-def kept_width(size: int, keep: float, multiple: int, round_small: bool = True) -> int:
+def kept_width(size: int, keep: float, multiple: int, round_small: bool = False) -> int:
     """The kept count of a family of `size` groups keeping about `keep` of them, rounded as
     `select` rounds (`passes.select._round_kept`, at `family_multiple`): to the nearest multiple, at
     least one multiple, and a family no larger than the multiple is left whole."""

@@ -38,8 +38,8 @@ class Counting:
 def test_kept_width_rounds_as_select_does():
     assert kept_width(64, 0.7, 1) == 45
     assert kept_width(64, 0.7, 8) == 48 and kept_width(64, 0.7, 16) == 48
-    assert kept_width(12, 0.5, 16, round_small=False) == 12  # no larger than the multiple: left whole
-    assert kept_width(12, 0.5, 16) == 8  # unless narrow families take a finer step (prune --round-to auto)
+    assert kept_width(12, 0.5, 16) == 12  # no larger than the multiple: left whole
+    assert kept_width(12, 0.5, 16, round_small=True) == 8  # unless narrow families take a finer step
     assert kept_width(24, 0.1, 8) == 8  # at least one multiple
     assert keep_share(0.5, "groups") == 0.5 and keep_share(0.75, "flops") == pytest.approx(0.5)
 
