@@ -74,7 +74,7 @@ def main() -> None:
         arbitrary, cut_1, _ = prune(path, args.ratio, "1", args.threads, Path(folder.name))
         default, cut_auto, said = prune(path, args.ratio, "auto", args.threads, Path(folder.name))
         seconds = time.perf_counter() - start
-        chosen = said.split()[0] if said else "1"
+        chosen = said.split()[0].rstrip(",") if said else "1"
         latency = measure_latency({"original": original, "round-to 1": arbitrary, "auto": default},
                                   batches=tuple(args.batches), threads=args.threads, budget_s=args.seconds,
                                   min_runs=5)
