@@ -117,10 +117,10 @@ def kept_width(size: int, keep: float, multiple: int, round_small: bool = False)
     least one multiple, and a family no larger than the multiple is left whole."""
     multiple = family_multiple(size, multiple, round_small)
     if multiple <= 1:
-        return max(1, int(round(size * keep)))
+        return max(1, round(size * keep))
     if size <= multiple:
         return size
-    return max(multiple, int(round(size * keep / multiple)) * multiple)
+    return max(multiple, round(size * keep / multiple) * multiple)
 
 
 def keep_share(ratio: float, by: str) -> float:
@@ -401,7 +401,7 @@ def choose_round_to(ops: list[HeavyOp], keep: float, table: WidthTable,
     the padded tensor. Where the coarser multiple cannot reach the pruning target, `prune` falls back
     along `WidthChoice.order`."""
     start = time.perf_counter()
-    candidates = sorted(set(int(c) for c in candidates))
+    candidates = sorted({int(c) for c in candidates})
     if not ops:
         return WidthChoice(1, {}, 0, 0, 0.0, None)
     probes = {m: [op.probe(keep, m) for op in ops] for m in candidates}

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
 import onnxprune
 from onnxprune import widths
 from onnxprune.cli import main
 from onnxprune.passmanager import AnalysisManager
-from onnxprune.widths import HeavyOp, Probe, WidthTable, choose_for_graph, kept_width, keep_share
+from onnxprune.widths import HeavyOp, Probe, WidthTable, choose_for_graph, keep_share, kept_width
 
 from .conftest import ZOO, fake_probe_ms
 
@@ -180,8 +179,8 @@ def test_round_to_override_measures_nothing(capsys, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("value", ["x", "0", "-8", "2.5"])
 def test_bad_round_to_is_one_line_and_exit_2(capsys, tmp_path, value):
-    status, text, err = run_cli(capsys, "prune", ZOO / "resnet.onnx", "-o", tmp_path / "a.onnx", "--ratio", "0.5",
-                                "--round-to", value)
+    status, _, err = run_cli(capsys, "prune", ZOO / "resnet.onnx", "-o", tmp_path / "a.onnx", "--ratio", "0.5",
+                             "--round-to", value)
     assert status == 2 and err.strip().splitlines() == [
         f"onnxprune: error: --round-to must be a positive whole number or auto, got {value!r}"]
 
