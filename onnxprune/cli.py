@@ -326,9 +326,11 @@ def family_dot(graph: Graph, space) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _prune_pipeline(args: argparse.Namespace, graph: Graph, select=None, selection_file: str | None = None) -> int:
-    """Choose (the `select` pass) or read (`selection_file`) a selection, compact, verify, write the model
-    and the selection, print the outcome and the latency. A selection that removes nothing writes
+def _prune_pipeline(args: argparse.Namespace, graph: Graph, select=None, selection_file: str | None = None,
+                    round_to: int | None = 1) -> int:
+    """Choose (`select(round_to)` makes the `select` pass) or read (`selection_file`) a selection, compact,
+    verify, write the model and the selection, print the outcome and the latency. `round_to` None
+    chooses the rounding from measured widths (`widths`). A selection that removes nothing writes
     nothing and says why."""
     check_bounds(args)  # the options prune and compact share with run (--tolerance, --latency-threads)
     from .app.report import report_paths
@@ -350,7 +352,11 @@ def _prune_pipeline(args: argparse.Namespace, graph: Graph, select=None, selecti
     nodes_before = len(graph)
     compact = REGISTRY.get("compact")
     # the selection first (a file is read by compact itself), so an empty one stops before the rest
-    PassManager([select] if select is not None else [compact(selection=selection_file)]).run(graph, am)
+    if select is not None and round_to is None:
+        _select_auto(args, graph, am, space, select)
+    else:
+        PassManager([select(round_to)] if select is not None else [compact(selection=selection_file)]).run(graph, am)
+        am.state["round_to"] = round_to if select is not None else 1
     selection = am.state["selection"]
     if not selection.group_count and not selection.erased:
         why = ("the selection file removes nothing" if select is None else
@@ -376,11 +382,13 @@ def _prune_pipeline(args: argparse.Namespace, graph: Graph, select=None, selecti
     print(f"parameters {change(before.parameters, after.parameters)}")
     print(f"FLOPs      {change(before.flops, after.flops)} per run")
     outcome = am.state.get("select")
+    rounded = am.state.get("round_to", 1)
     if outcome is not None:
         short = outcome.target - outcome.removed
         print(f"target     {100 * outcome.target / outcome.total if outcome.total else 0:.1f}% of the {outcome.by}, "
               f"reached {100 * outcome.share:.2f}% (measured on the compact model)"
-              + ("; the prunable families (within --max-family-ratio) hold no more"
+              + ((f"; kept counts move in steps of {rounded} (--round-to)" if rounded > 1 else
+                  "; the prunable families (within --max-family-ratio) hold no more")
                  if outcome.total and short > 0.01 * outcome.target else ""))
     verify = am.state.get("verify")
     if verify is not None:
@@ -473,12 +481,62 @@ def _loads_at_default_settings(path: str) -> bool:
 def cmd_prune(args: argparse.Namespace) -> int:
     """Select groups by importance and remove them in one shot."""
     graph = load_model(args.model, allow_custom_ops=args.allow_custom_ops, prepared=True, untie_all=args.untie_all)
-    select = REGISTRY.get("select")(ratio=args.ratio, criterion=args.criterion, by=args.by, scope=args.scope,
-                                     round_to=args.round_to, max_family_ratio=args.max_family_ratio, seed=args.seed,
-                                     erase=args.erase)
+    round_to = parse_round_to(args.round_to)
     if not 0 <= args.ratio <= 1:
         raise UserError(f"--ratio must be between 0 and 1, got {args.ratio}")
-    return _prune_pipeline(args, graph, select=select)
+
+    def select(round_to: int, round_small: bool = False):
+        return REGISTRY.get("select")(ratio=args.ratio, criterion=args.criterion, by=args.by, scope=args.scope,
+                                      round_to=round_to, round_small=round_small,
+                                      max_family_ratio=args.max_family_ratio, seed=args.seed, erase=args.erase)
+
+    return _prune_pipeline(args, graph, select=select, round_to=round_to)
+
+
+def parse_round_to(text: str) -> int | None:
+    """`--round-to`: a positive multiple, or None for "auto" (chosen per model from measured widths)."""
+    if str(text).strip().lower() == "auto":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise UserError(f"--round-to must be a positive whole number or auto, got {text!r}")
+    return value
+
+
+def _select_auto(args: argparse.Namespace, graph: Graph, am, space, select) -> None:
+    """--round-to auto: select with the multiple whose widths this model's heavy ops run fastest at
+    (onnxruntime, CPU, --latency-threads threads; the cached timing table, measuring the shapes it
+    lacks), said in one line with the figures it was chosen from. Where that multiple's steps are too
+    coarse to come within a point of the target (families no wider than the multiple stay whole), it
+    is tried with narrow families at a finer step, then the next fastest multiple, down to 1 (which
+    always can)."""
+    from .widths import PRECISION, choose_for_graph
+
+    if args.ratio <= 0:  # nothing will be removed: no widths change, nothing to measure
+        PassManager([select(1)]).run(graph, am)
+        return
+    choice = choose_for_graph(graph, am.get("shapes"), space, args.ratio, args.by, threads=args.latency_threads)
+    missed, best = [], None
+    # each multiple as it is, then with narrow families at a finer step (`family_multiple`): a 24-wide
+    # family rounded to 8 pads to the 16-channel block, so the finer step only where the target needs it
+    for multiple, small in ((m, small) for m in choice.order for small in ((False, True) if m > 1 else (False,))):
+        PassManager([select(multiple, small)]).run(graph, am)
+        outcome = am.state["select"]
+        off = abs(outcome.removed - outcome.target) / outcome.total if outcome.total else 0.0
+        if best is None or off < best[0]:
+            best = (off, multiple, small, am.state["selection"], outcome)
+        if off <= PRECISION:
+            break
+        missed.append(f"{multiple}{' (narrow families finer)' if small else ''} reaches {100 * outcome.share:.1f}%")
+    _, multiple, small, am.state["selection"], am.state["select"] = best
+    am.state["round_to"] = multiple
+    shown = choice.describe().split(" ", 1)[1] if choice.estimates else choice.describe()
+    print(f"round-to   {multiple}{', narrow families finer' if small else ''}"
+          + (f" ({', '.join(missed)} of the {args.by}, over a point from the target)" if missed else "")
+          + (f" {shown}" if choice.estimates else ""))
 
 
 def cmd_compact(args: argparse.Namespace) -> int:
@@ -633,7 +691,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="what --ratio measures (default groups)")
     prune.add_argument("--scope", choices=["global", "local"], default="global",
                        help="rank all groups together or each family alone (default global)")
-    prune.add_argument("--round-to", type=int, default=1, metavar="N", help="keep counts that are multiples of N")
+    prune.add_argument("--round-to", default="auto", metavar="N|auto",
+                       help="keep counts that are multiples of N; auto (default): the multiple that onnxruntime runs "
+                            "this model's Conv/Gemm/MatMul shapes fastest at on this machine (measured once, cached "
+                            "in $ONNXPRUNE_CACHE or ~/.cache/onnxprune); 1 rounds nothing and measures nothing")
     prune.add_argument("--max-family-ratio", type=float, default=0.9, help="at most this share of one family")
     prune.add_argument("--seed", type=int, default=0, help="seed for --criterion random")
     prune.add_argument("--selection-out", metavar="FILE", help="write the selection as JSON")

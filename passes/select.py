@@ -19,6 +19,7 @@ from onnxprune.ir import Graph
 from onnxprune.ops.rule import constant_value
 from onnxprune.passmanager import PassResult, TransformPass
 from onnxprune.space import AxisBudget, ErasingSpace, Family, PruningSpace, Selection
+from onnxprune.widths import family_multiple
 
 from .cost import CostAnalysis, SelectionCost
 from .erase_space import EraseSpaceAnalysis
@@ -37,6 +38,8 @@ class SelectOptions:
     # same share of each; by params/FLOPs, the share that reaches the target)
     normalize: Literal["none", "mean", "max", "l2"] = "mean"  # per-family score normalisation
     round_to: int = 1  # kept groups per family are a multiple of this
+    round_small: bool = False  # a family narrower than 2 x round_to rounds to the largest power of two
+    # that leaves it two steps, not to round_to (which would keep it whole): prune --round-to auto
     max_family_ratio: float = 0.9  # never remove more than this share of one family
     seed: int = 0  # for criterion=random
     erase: int = 0  # also erase this many whole regions (blocks), the least important first
@@ -131,21 +134,21 @@ def _greedy_order(families: list[Family], ranked_scores: dict[int, np.ndarray], 
 
 
 def _rounded(start: AxisBudget, families: list[Family], scores: dict[int, np.ndarray], caps: dict[int, int],
-             prefix: list[tuple[int, int]], round_to: int) -> dict[int, list[int]]:
-    """The groups of `prefix` per family, with kept counts rounded to multiples of `round_to` (groups
+             prefix: list[tuple[int, int]], steps: dict[int, int]) -> dict[int, list[int]]:
+    """The groups of `prefix` per family, with kept counts rounded to multiples of `steps[family]` (groups
     added in score order where the axes allow, or the most important chosen ones given back); `start`
     is the budget of the whole space, left as it is."""
     chosen: dict[int, list[int]] = {f.id: [] for f in families}
     for family_id, group in prefix:
         chosen[family_id].append(group)
-    if round_to <= 1:
+    if all(step <= 1 for step in steps.values()):
         return chosen
     budget = start.copy()
     by_id = {f.id: f for f in families}
     for family_id, group in prefix:  # the greedy took these in this order, so they fit again
         budget.take(by_id[family_id], group)
     for f in families:  # round kept counts; only ever drop choices, so no axis can empty
-        count = _round_kept(f.size, len(chosen[f.id]), round_to, caps[f.id])
+        count = _round_kept(f.size, len(chosen[f.id]), steps[f.id], caps[f.id])
         if count == len(chosen[f.id]):
             continue
         order = np.lexsort((np.arange(f.size), scores[f.id]))
@@ -178,6 +181,7 @@ def select_groups(graph: Graph, space: PruningSpace, cost, options: SelectOption
     families = [f for f in space.prunable if f.size > 1]
     scores = {f.id: group_scores(graph, f, options.criterion, rng) for f in families}
     caps = {f.id: min(f.size - 1, int(np.floor(options.max_family_ratio * f.size))) for f in families}
+    steps = {f.id: family_multiple(f.size, options.round_to, options.round_small) for f in families}
     if options.by == "groups":
         total = float(sum(f.size for f in families))
     else:
@@ -201,7 +205,7 @@ def select_groups(graph: Graph, space: PruningSpace, cost, options: SelectOption
             budget = AxisBudget(space)
             chosen: dict[int, list[int]] = {f.id: [] for f in families}
             for f in families:
-                want = _round_kept(f.size, min(caps[f.id], int(np.floor(share * f.size))), options.round_to,
+                want = _round_kept(f.size, min(caps[f.id], int(np.floor(share * f.size))), steps[f.id],
                                    caps[f.id])
                 for group in np.lexsort((np.arange(f.size), scores[f.id]))[:want]:
                     if budget.take(f, int(group)):
@@ -235,7 +239,7 @@ def select_groups(graph: Graph, space: PruningSpace, cost, options: SelectOption
 
     def at(k: int) -> tuple[Selection, float]:
         if k not in measured:
-            selection = make(_rounded(start, families, scores, caps, order[:k], options.round_to))
+            selection = make(_rounded(start, families, scores, caps, order[:k], steps))
             measured[k] = (selection, removed_by(selection))
         return measured[k]
 
@@ -250,8 +254,55 @@ def select_groups(graph: Graph, space: PruningSpace, cost, options: SelectOption
     selection, removed = at(best)
     if options.round_to <= 1 and abs(removed - target) > 0.001 * total and low > 0:
         selection, removed = _fill(order, low - 1, target, total, selection, removed,
-                                   lambda chosen: make(_rounded(start, families, scores, caps, chosen, 1)), removed_by)
+                                   lambda chosen: make(_rounded(start, families, scores, caps, chosen,
+                                                                {f.id: 1 for f in families})), removed_by)
+    elif options.round_to > 1 and abs(removed - target) > 0.001 * total:
+        chosen = _rounded(start, families, scores, caps, order[:best], steps)
+        selection, removed = _step(families, scores, caps, start, chosen, steps, target, total,
+                                   selection, removed, make, removed_by)
     return selection, Outcome(options.by, target, removed, total)
+
+
+def _step(families: list[Family], scores: dict[int, np.ndarray], caps: dict[int, int], start: AxisBudget,
+          chosen: dict[int, list[int]], steps: dict[int, int], target: float, total: float, best: Selection,
+          best_removed: float, make, removed_by, rounds: int = 12) -> tuple[Selection, float]:
+    """Rounded kept counts move in steps of `steps[family]` groups, so the prefix closest to the target can miss
+    it by several steps' worth (most families round the same way at the same prefix). From `chosen`,
+    move one family at a time by one step (its step's worth of least important kept groups more, or of
+    most important chosen ones fewer; a multiple stays a multiple) and keep the move that comes closest
+    to the target, until no move helps or `rounds` moves were made. Measures at most
+    2 x families x `rounds` candidates."""
+    by_id = {f.id: f for f in families}
+    for _ in range(rounds):
+        budget = start.copy()
+        for family_id, groups in chosen.items():
+            for group in groups:
+                budget.take(by_id[family_id], group)  # a feasible set: every group fits again
+        moves = []
+        for f in families:
+            mine, step = chosen[f.id], steps[f.id]
+            if len(mine) + step <= caps[f.id] and f.size - len(mine) - step >= 1:  # remove a step more
+                taken = set(mine)
+                extra, trial = [], budget.copy()
+                for group in np.lexsort((np.arange(f.size), scores[f.id])):
+                    if len(extra) == step:
+                        break
+                    if int(group) not in taken and trial.take(f, int(group)):
+                        extra.append(int(group))
+                if len(extra) == step:
+                    moves.append({**chosen, f.id: mine + extra})
+            if len(mine) >= step:  # keep a step more: the most important of the chosen go back
+                back = set(sorted(mine, key=lambda g: -scores[f.id][g])[:step])
+                moves.append({**chosen, f.id: [g for g in mine if g not in back]})
+        improved = False
+        for move in moves:
+            candidate = make(move)
+            found = removed_by(candidate)
+            if abs(found - target) < abs(best_removed - target):
+                best, best_removed, chosen, improved = candidate, found, move, True
+        if not improved or abs(best_removed - target) <= 0.001 * total:
+            break
+    return best, best_removed
 
 
 def _fill(order: list[tuple[int, int]], length: int, target: float, total: float,

@@ -50,3 +50,22 @@ def assert_same_outputs(a: list[np.ndarray], b: list[np.ndarray]) -> None:
 def zoo_path(request) -> Path:
     """Each committed zoo model in turn."""
     return ZOO / request.param
+
+
+def fake_probe_ms(probe, threads: int) -> float:
+    """A made-up timing table: an op's multiply-adds, three times dearer where its channel counts are not
+    multiples of 8 (the shape of what onnxruntime does on AVX machines, without timing anything)."""
+    macs = float(np.prod(probe.w)) * float(np.prod(probe.x[2:] or (1,)))
+    widths = (probe.w[0], probe.x[1]) if probe.op_type == "Conv" else probe.w
+    return macs * 1e-6 * (1 if all(w % 8 == 0 for w in widths) else 3)
+
+
+@pytest.fixture(autouse=True)
+def widths_cache(tmp_path_factory, monkeypatch):
+    """`prune --round-to auto` (the default) keeps its timing table in a folder of the test session, never
+    the user's cache, and reads the fake table above: tests check the mechanics, not this machine's speed
+    (tests/test_widths.py times real probes where it means to)."""
+    folder = tmp_path_factory.getbasetemp() / "widths-cache"
+    monkeypatch.setenv("ONNXPRUNE_CACHE", str(folder))
+    monkeypatch.setattr("onnxprune.widths.measure_probe", fake_probe_ms)
+    return folder
