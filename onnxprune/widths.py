@@ -243,8 +243,9 @@ def _fastest_run(model, shape: tuple[int, ...], threads: int, *, layout: bool = 
     """The fastest of several runs of `model` (ms), and (with `layout`) whether onnxruntime rewrote it to
     its blocked NCHWc layout. The min, not the median: it is the run least disturbed by the rest of
     the machine, so the table is steadier."""
-    import onnxruntime as ort
+    from .runtime import onnxruntime
 
+    ort = onnxruntime()  # without its training half (which imports torch)
     options = ort.SessionOptions()
     options.log_severity_level = 4
     options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED if extended
@@ -276,8 +277,9 @@ def _fastest_run(model, shape: tuple[int, ...], threads: int, *, layout: bool = 
 def machine_key(threads: int) -> dict[str, str]:
     """What the timings depend on: the CPU model, the onnxruntime version, the thread count."""
     try:
-        import onnxruntime as ort
-        version = ort.__version__
+        from .runtime import onnxruntime
+
+        version = onnxruntime().__version__
     except ImportError:
         version = "none"
     return {"cpu": cpu_model(), "onnxruntime": version, "threads": str(threads)}
