@@ -107,11 +107,11 @@ def main() -> None:
             cuts = {"onnxprune": cut, **{label: c for label, (_, c) in peers.items()}}
             rows.append((name, cuts, latency))
             print(f"  measured {name}", file=sys.stderr, flush=True)
-    print(f"{'model':<16}{'pruned by':<18}{'FLOPs cut':>10}" + "".join(
+    print(f"{'model':<20}{'pruned by':<18}{'FLOPs cut':>10}" + "".join(
         f"{f'b{b} median (min) ms':>26}{'cut':>7}{'ratio':>7}" for b in rows[0][2].timings))
     for name, cuts, latency in rows:
         for label in ["original", *cuts]:
-            line = f"{name:<16}{label:<18}{cuts.get(label, 0):>10.1%}"
+            line = f"{name:<20}{label:<18}{cuts.get(label, 0):>10.1%}"
             for found in latency.timings.values():
                 t, o = found[label], found["original"]
                 lat_cut = 1 - t.median_ms / o.median_ms
