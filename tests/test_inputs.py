@@ -81,14 +81,22 @@ def test_control_scalars_take_the_value_the_model_compares_them_with():
     assert ids.dtype == np.int32 and ids.max() < 37 and ids.max() >= 30  # the table, through the Cast
 
 
-def test_sample_inputs_file_feeds_verify_and_binds_sizes(tmp_path, capsys):
+def test_sample_inputs_file_feeds_verify_and_binds_sizes(tmp_path, capsys, monkeypatch):
+    from onnxprune.passes import verify
+
     path = tmp_path / "m.onnx"
     onnx.save(dynamic_cnn(), path)
     samples = tmp_path / "s.npz"
-    np.savez(samples, x=np.random.default_rng(0).standard_normal((2, 3, 18, 18)).astype(np.float32))
+    x = np.random.default_rng(0).standard_normal((2, 3, 18, 18)).astype(np.float32)
+    np.savez(samples, x=x)
+    fed = []
+    real_compare = verify.compare
+    monkeypatch.setattr(verify, "compare", lambda ref, cand, feeds, *a, **k: fed.append(feeds) or
+                        real_compare(ref, cand, feeds, *a, **k))
     code, out, err = run_cli(capsys, "prune", path, "--ratio", "0.5", "-o", tmp_path / "out.onnx",
                              "--sample-inputs", samples)
     assert code == 0 and "verify" in out and "symbolic" not in err
+    assert np.array_equal(fed[0][0]["x"], x)  # verify's first feed is the user's sample itself
 
 
 @pytest.mark.parametrize("arrays, message", [

@@ -156,26 +156,36 @@ def _evaluate(graph: Graph, value, types: dict | None, depth: int) -> np.ndarray
     return None if result is None else np.asarray(result)
 
 
-def _fold(producer, kind: str, args: list) -> object:
-    """One shape-arithmetic op on already evaluated arguments (None: not foldable)."""
+#: Ops that only move elements: `move_elements` applies them to integer or partly known (object) arrays.
+MOVES = frozenset({"Cast", "Identity", "Unsqueeze", "Squeeze", "Gather", "Concat"})
+
+
+def move_elements(op, kind: str, args: list) -> np.ndarray:
+    """One element-moving op (`MOVES`) on evaluated arguments; shared by the partial evaluator here and
+    the exact one in `shape_refine`."""
     if kind in ("Cast", "Identity"):
         return args[0]
     if kind == "Unsqueeze":
-        axes = producer.attr("axes")
+        axes = op.attr("axes")
         axes = axes if axes is not None else [int(a) for a in np.reshape(args[1], -1)]
         out = args[0]
         for axis in sorted(a % (out.ndim + len(axes)) for a in axes):
             out = np.expand_dims(out, axis)
         return out
     if kind == "Squeeze":
-        axes = producer.attr("axes")
+        axes = op.attr("axes")
         if axes is None and len(args) > 1 and args[1] is not None:
             axes = [int(a) for a in np.reshape(args[1], -1)]
         return np.squeeze(args[0], axis=tuple(axes) if axes else None)
     if kind == "Gather":
-        return np.take(args[0], args[1], axis=producer.attr("axis", 0))
-    if kind == "Concat":
-        return np.concatenate([np.atleast_1d(a) for a in args], axis=producer.attr("axis", 0))
+        return np.take(args[0], args[1], axis=op.attr("axis", 0))
+    return np.concatenate([np.atleast_1d(a) for a in args], axis=op.attr("axis", 0))  # Concat
+
+
+def _fold(producer, kind: str, args: list) -> object:
+    """One shape-arithmetic op on already evaluated arguments (None: not foldable)."""
+    if kind in MOVES:
+        return move_elements(producer, kind, args)
     if kind == "Slice":
         starts, ends = np.reshape(args[1], -1), np.reshape(args[2], -1)
         steps = np.reshape(args[4], -1) if len(args) > 4 and args[4] is not None else [1]

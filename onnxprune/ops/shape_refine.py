@@ -21,7 +21,7 @@ import onnx
 from ..ir import Graph, TensorType, infer_shapes
 from ..ir.graph import shape_of_type
 from ..ir.shapes import parse_input_shape
-from .rule import STAND_INS, constant_value
+from .rule import MOVES, STAND_INS, constant_value, move_elements
 
 #: Op type -> input slots that hold integer shapes, sizes or bounds that inference needs as data.
 _SHAPE_INPUTS = {"Reshape": (1,), "Expand": (1,), "Tile": (1,), "ConstantOfShape": (0,), "Slice": (1, 2, 3, 4),
@@ -184,27 +184,12 @@ def evaluate(graph: Graph, value, types: dict[str, TensorType], depth: int = 0) 
 def _apply(op, kind: str, args: list) -> np.ndarray | None:
     """One integer op on evaluated arguments (None: not one this evaluator knows)."""
     a = args[0]
-    if kind in ("Cast", "Identity"):
-        return a
-    if kind == "Unsqueeze":
-        axes = op.attr("axes")
-        axes = axes if axes is not None else [int(x) for x in np.reshape(args[1], -1)]
-        for axis in sorted(x % (a.ndim + len(axes)) for x in axes):
-            a = np.expand_dims(a, axis)
-        return a
-    if kind == "Squeeze":
-        axes = op.attr("axes")
-        if axes is None and len(args) > 1 and args[1] is not None:
-            axes = [int(x) for x in np.reshape(args[1], -1)]
-        return np.squeeze(a, axis=tuple(axes) if axes else None)
+    if kind in MOVES:
+        return move_elements(op, kind, args)
     if kind == "Reshape":
         target = [int(x) for x in np.reshape(args[1], -1)]
         target = [a.shape[i] if t == 0 and i < a.ndim else t for i, t in enumerate(target)]
         return np.reshape(a, target)
-    if kind == "Gather":
-        return np.take(a, args[1], axis=op.attr("axis", 0))
-    if kind == "Concat":
-        return np.concatenate([np.atleast_1d(x) for x in args], axis=op.attr("axis", 0))
     if kind == "Slice":
         starts, ends = np.reshape(args[1], -1), np.reshape(args[2], -1)
         axes = np.reshape(args[3], -1) if len(args) > 3 and args[3] is not None else np.arange(len(starts))
