@@ -22,11 +22,13 @@ import onnx
 
 from . import __version__
 from .errors import Interrupted, UserError, VerifyFailed
+from .facts import Compaction, Outcome, Rounding, VerifyReport
 from .files import atomic_write, same_file
 from .inputs import Bindings, read_samples, resolve_bindings
 from .ir import Graph, load, save, validate
-from .passmanager import REGISTRY, AnalysisManager, AnalysisPass, PassManager
+from .passmanager import REGISTRY, AnalysisManager, AnalysisPass, CheckPass, PassManager
 from .prepare import prepare
+from .space import Selection
 
 
 # ---------------------------------------------------------------------- shared helpers
@@ -133,7 +135,7 @@ def cmd_passes(args: argparse.Namespace) -> int:
     rows = []
     for name in REGISTRY.names():
         cls = REGISTRY.get(name)
-        kind = "analysis" if issubclass(cls, AnalysisPass) else "transform"
+        kind = "analysis" if issubclass(cls, AnalysisPass) else "check" if issubclass(cls, CheckPass) else "transform"
         rows.append({"name": name, "kind": kind, "summary": cls.summary(), "origin": REGISTRY.origin(name),
                      "options": [{"name": n, "type": t, "default": d} for n, t, d in cls.option_specs()]})
     if args.json:
@@ -356,8 +358,9 @@ def _prune_pipeline(args: argparse.Namespace, graph: Graph, select=None, selecti
         _select_auto(args, graph, am, space, select)
     else:
         PassManager([select(round_to)] if select is not None else [compact(selection=selection_file)]).run(graph, am)
-        am.state["round_to"] = round_to if select is not None else 1
-    selection = am.state["selection"]
+    selection = am.fact(Selection) if select is not None else am.fact(Compaction).selection
+    outcome = am.fact(Outcome, None)  # read now: compact drops what described the graph before it
+    rounded = am.fact(Rounding, Rounding(round_to or 1)).multiple
     if not selection.group_count and not selection.erased:
         why = ("the selection file removes nothing" if select is None else
                f"--ratio {args.ratio:g} selects no group" if space.prunable else
@@ -367,7 +370,7 @@ def _prune_pipeline(args: argparse.Namespace, graph: Graph, select=None, selecti
     if not args.no_verify:
         passes.append(REGISTRY.get("verify")(tolerance=args.tolerance))
     PassManager(passes + [REGISTRY.get("cleanup")()]).run(graph, am)
-    am.state.pop("reference", None)  # the masked copy of the model: verified, no longer needed
+    am.discard(Compaction)  # its masked copy of the model: verified, no longer needed
     after = AnalysisManager(graph, input_shapes=shapes).get("cost")
     save(graph, args.output)
     if args.selection_out:
@@ -381,8 +384,6 @@ def _prune_pipeline(args: argparse.Namespace, graph: Graph, select=None, selecti
           + (f"; erased {len(selection.erased)} regions" if selection.erased else ""))
     print(f"parameters {change(before.parameters, after.parameters)}")
     print(f"FLOPs      {change(before.flops, after.flops)} per run")
-    outcome = am.state.get("select")
-    rounded = am.state.get("round_to", 1)
     if outcome is not None:
         short = outcome.target - outcome.removed
         print(f"target     {100 * outcome.target / outcome.total if outcome.total else 0:.1f}% of the {outcome.by}, "
@@ -390,7 +391,7 @@ def _prune_pipeline(args: argparse.Namespace, graph: Graph, select=None, selecti
               + ((f"; kept counts move in steps of {rounded} (--round-to)" if rounded > 1 else
                   "; the prunable families (within --max-family-ratio) hold no more")
                  if outcome.total and short > 0.01 * outcome.target else ""))
-    verify = am.state.get("verify")
+    verify = am.fact(VerifyReport, None)
     if verify is not None:
         print(f"verify     {verify}")
     print(f"wrote {args.output}" + (f" and {args.selection_out}" if args.selection_out else ""))
@@ -524,15 +525,17 @@ def _select_auto(args: argparse.Namespace, graph: Graph, am, space, select) -> N
     # family rounded to 8 pads to the 16-channel block, so the finer step only where the target needs it
     for multiple, small in ((m, small) for m in choice.order for small in ((False, True) if m > 1 else (False,))):
         PassManager([select(multiple, small)]).run(graph, am)
-        outcome = am.state["select"]
+        outcome = am.fact(Outcome)
         off = abs(outcome.removed - outcome.target) / outcome.total if outcome.total else 0.0
         if best is None or off < best[0]:
-            best = (off, multiple, small, am.state["selection"], outcome)
+            best = (off, multiple, small, am.fact(Selection), outcome)
         if off <= PRECISION:
             break
         missed.append(f"{multiple}{' (narrow families finer)' if small else ''} reaches {100 * outcome.share:.1f}%")
-    _, multiple, small, am.state["selection"], am.state["select"] = best
-    am.state["round_to"] = multiple
+    _, multiple, small, selection, outcome = best
+    am.provide(selection)
+    am.provide(outcome)
+    am.provide(Rounding(multiple))
     shown = choice.describe().split(" ", 1)[1] if choice.estimates else choice.describe()
     print(f"round-to   {multiple}{', narrow families finer' if small else ''}"
           + (f" ({', '.join(missed)} of the {args.by}, over a point from the target)" if missed else "")
