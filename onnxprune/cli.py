@@ -237,6 +237,7 @@ def _prune_pipeline(args: argparse.Namespace, graph: Graph, select=None, selecti
     verify = am.fact(VerifyReport, None)
     if verify is not None:
         print(f"verify     {verify}")
+    calibration = _calibration_effect(args, graph)
     print(f"wrote {args.output}" + (f" and {args.selection_out}" if args.selection_out else ""))
     loads = None
     latency = None
@@ -251,6 +252,8 @@ def _prune_pipeline(args: argparse.Namespace, graph: Graph, select=None, selecti
         report = prune_report(args.command, args.model, args.output, space, erasing, selection, before, after,
                               nodes=(nodes_before, len(graph)), outcome=outcome, verify=verify, latency=latency,
                               input_shapes=shapes)
+        if calibration is not None:
+            report["calibration"] = calibration
         write_json(report_json, report)
         write_page(report, report_html)
         print(f"wrote {report_json} and {report_html}")
@@ -262,6 +265,33 @@ def _prune_pipeline(args: argparse.Namespace, graph: Graph, select=None, selecti
               "layout transform rejects some channel counts after a Concat); it loads with them at 'extended'. "
               "--round-to 8 usually avoids it.", file=sys.stderr)
     return 0
+
+
+def _calibration_effect(args: argparse.Namespace, compact: Graph) -> dict | None:
+    """With --calibration: say how blocks were ranked and, for a causal LM, its loss on the held-out
+    calibration rows before and after (the report's `calibration` entry)."""
+    if not getattr(args, "calibration", None):
+        return None
+    from .calibration import causal_lm_loss, read_calibration
+
+    original = load_model(args.model, allow_custom_ops=args.allow_custom_ops, prepared=True, untie_all=args.untie_all)
+    data = read_calibration(args.calibration, original)
+    held = len(next(iter(data.held_out.values())))
+    entry = {"source": data.source, "rows": data.rows, "held_out_rows": held,
+             "erase_criterion": "block influence (1 - cos of the stream before and after, ShortGPT)"
+             if getattr(args, "erase", 0) else None}
+    if entry["erase_criterion"]:
+        print(f"erase by   block influence on {data.rows} calibration rows (the regions that least change "
+              f"their input go first), not weight size")
+    dense = causal_lm_loss(original, data.held_out) if held else None
+    if dense is not None:
+        pruned = causal_lm_loss(compact, data.held_out)
+        entry["lm_loss"] = {"dense": dense, "compact": pruned}
+        print(f"LM loss    {dense:.4f} -> {pruned:.4f} nats per token (perplexity {math.exp(dense):.4g} -> "
+              f"{math.exp(pruned):.4g}) on {held} held-out calibration rows")
+    elif held == 0:
+        print("LM loss    not measured: the calibration data has a single row, none held out")
+    return entry
 
 
 def _nothing_removed(args: argparse.Namespace, space, why: str) -> int:
@@ -332,7 +362,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
     def select(round_to: int, round_small: bool = False):
         return REGISTRY.get("select")(ratio=args.ratio, criterion=args.criterion, by=args.by, scope=args.scope,
                                       round_to=round_to, round_small=round_small,
-                                      max_family_ratio=args.max_family_ratio, seed=args.seed, erase=args.erase)
+                                      max_family_ratio=args.max_family_ratio, seed=args.seed, erase=args.erase,
+                                      calibration=args.calibration or "")
 
     return _prune_pipeline(args, graph, select=select, round_to=round_to)
 
@@ -546,6 +577,9 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--selection-out", metavar="FILE", help="write the selection as JSON")
     prune.add_argument("--erase", type=int, default=0, metavar="N",
                        help="also erase the N least important whole blocks (see analyze's regions)")
+    prune.add_argument("--calibration", metavar="DATA",
+                       help=".npz (arrays per input) or .npy (token ids) to run the model on: --erase ranks blocks by "
+                            "block influence there; a causal LM's loss on its held-out quarter is reported")
     _verify_options(prune)
     _latency_options(prune)
     _report_option(prune)

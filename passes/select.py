@@ -44,6 +44,7 @@ class SelectOptions:
     max_family_ratio: float = 0.9  # never remove more than this share of one family
     seed: int = 0  # for criterion=random
     erase: int = 0  # also erase this many whole regions (blocks), the least important first
+    calibration: str = ""  # .npz/.npy inputs: rank regions by block influence on them, not by weight size
 
 
 def _per_index(array: np.ndarray, axis: int, criterion: str) -> np.ndarray:
@@ -326,7 +327,7 @@ class Select(TransformPass):
         finish = None
         if erasing is not None:
             # which regions go never depends on the groups, so it is worked out once
-            regions = erasable(graph, erasing, self.options.erase)
+            regions = erasable(graph, erasing, self.options.erase, self._region_scores(graph, space, erasing))
             finish = lambda s: Selection(s.pruned, regions).without_clashes(space, erasing)
         exact = SelectionCost(graph, am.get(ShapesAnalysis), cost, space, erasing) if self.options.by != "groups" \
             else None
@@ -334,6 +335,15 @@ class Select(TransformPass):
         am.provide(selection)
         am.provide(outcome)
         return PassResult.unchanged()
+
+
+    def _region_scores(self, graph: Graph, space: PruningSpace, erasing: ErasingSpace) -> np.ndarray:
+        """Block influence on the calibration inputs when given, else the weights' root mean square."""
+        if not self.options.calibration:
+            return region_scores(graph, erasing)
+        from onnxprune.calibration import block_influence, read_calibration
+
+        return block_influence(graph, space, erasing, read_calibration(self.options.calibration, graph).scoring)
 
 
 def region_scores(graph: Graph, erasing: ErasingSpace) -> np.ndarray:
@@ -346,10 +356,12 @@ def region_scores(graph: Graph, erasing: ErasingSpace) -> np.ndarray:
     return np.asarray(scores)
 
 
-def erasable(graph: Graph, erasing: ErasingSpace, count: int) -> tuple[int, ...]:
-    """The `count` least important regions that may be erased together (ids, sorted)."""
+def erasable(graph: Graph, erasing: ErasingSpace, count: int, scores: np.ndarray | None = None) -> tuple[int, ...]:
+    """The `count` least important regions (by `scores`, default `region_scores`) that may be erased
+    together (ids, sorted)."""
     erased: list[int] = []
-    for region in np.argsort(region_scores(graph, erasing), kind="stable"):
+    scores = region_scores(graph, erasing) if scores is None else scores
+    for region in np.argsort(scores, kind="stable"):
         if len(erased) >= count:
             break
         if erasing.admissible(erased + [int(region)]):
