@@ -126,6 +126,8 @@ def test_prune_reports_the_lm_loss_on_held_out_rows(tmp_path, capsys):
     loss = report["calibration"]["lm_loss"]
     assert report["calibration"]["held_out_rows"] == 3 and math.isfinite(loss["dense"]) and math.isfinite(loss["compact"])
     assert f"LM loss    {loss['dense']:.4f} -> {loss['compact']:.4f}" in out
+    page = (tmp_path / "small.report.html").read_text()
+    assert "Language-model loss on the held-out rows" in page and f"{loss['compact']:.4f}" in page
 
 
 @pytest.mark.parametrize("make, problem", [

@@ -147,6 +147,7 @@ def render(report: dict, metrics: Sequence[dict] = ()) -> str:
     if metrics:
         parts.append(_training_section(metrics))
     parts.append(_erased_section(report))
+    parts.append(_calibration_section(report))
     parts.append(_frozen_section(report))
     if report.get("time_s"):
         parts.append(_table("Time per stage", ["stage", "seconds"],
@@ -330,6 +331,25 @@ def _erased_section(report: dict) -> str:
     numeric = tuple(i for i, k in enumerate(keys) if k in ("ops", "params", "flops"))
     return _table(f"Erased blocks ({len(erased)})", [heads[k] for k in keys], rows, numeric=numeric,
                   names=tuple(i for i, k in enumerate(keys) if k in ("merge", "entry")))
+
+
+def _calibration_section(report: dict) -> str:
+    """With calibration data: how blocks were ranked, and a causal LM's loss before and after."""
+    calibration = report.get("calibration")
+    if not calibration:
+        return ""
+    lines = ["<h2>Calibration</h2>",
+             f"<p>{_e(calibration['rows'])} rows of {_e(Path(str(calibration['source'])).name)} scored the model; "
+             f"{_e(calibration['held_out_rows'])} were held out.</p>"]
+    if calibration.get("erase_criterion"):
+        lines.append(f"<p>Blocks were erased by {_e(calibration['erase_criterion'])}.</p>")
+    loss = calibration.get("lm_loss")
+    if loss:
+        rows = [["next-token loss (nats)", f"{loss['dense']:.4f}", f"{loss['compact']:.4f}"],
+                ["perplexity", f"{math.exp(loss['dense']):.4g}", f"{math.exp(loss['compact']):.4g}"]]
+        lines.append(_table("Language-model loss on the held-out rows", ["", "original", "pruned"], rows,
+                            numeric=(1, 2)))
+    return "\n".join(lines)
 
 
 def _frozen_section(report: dict) -> str:
