@@ -26,8 +26,8 @@ import torch
 
 from .groups import GroupLayout
 
-#: elements per chunk when a product is summed on CPU: two operand chunks and their product (3 MiB in
-#: float32) stay in the cache of one core, and a chunk is large enough for the call overhead not to count
+#: elements per chunk and thread on CPU: the operands of a few consecutive ops on one chunk (1 MiB each in
+#: float32) stay in cache between the ops, and a chunk is large enough for the call overhead not to count
 CHUNK = 1 << 18
 
 
@@ -68,16 +68,78 @@ class GroupSegments:
         self._sizes = [v.shape3[1] for v in views]
         self.counts = torch.as_tensor(layout.element_counts(shapes), dtype=torch.float64, device=self.device)
         self._scratch: dict[torch.dtype, torch.Tensor] = {}
+        self._chunk_lists: dict[tuple[int, int, str], list[tuple[slice, slice]]] = {}
+
+    # ------------------------------------------------------------------ chunks
+    def _chunks(self, position: int, device: torch.device) -> list[tuple[slice, slice]]:
+        """Contiguous pieces (slices of before and axis) of view `position` on which consecutive ops run
+        one after the other, so that what the first op wrote is still in cache for the next: blocks of
+        rows of the axis (before == 1) or of the leading axis. One piece, the whole view, on CUDA (each op
+        is one kernel) or where a single row is larger than a chunk."""
+        limit = CHUNK * torch.get_num_threads()
+        key = (position, limit, device.type)
+        if key not in self._chunk_lists:
+            before, size, after = self.views[position].shape3
+            whole = [(slice(None), slice(None))]
+            if device.type != "cpu" or before * size * after <= limit:
+                pieces = whole
+            elif before == 1:
+                rows = limit // after
+                pieces = [(slice(None), slice(a, min(size, a + rows))) for a in range(0, size, rows)] if rows else whole
+            else:
+                rows = limit // (size * after)
+                pieces = [(slice(b, min(before, b + rows)), slice(None)) for b in range(0, before, rows)] if rows else whole
+            self._chunk_lists[key] = pieces
+        return self._chunk_lists[key]
+
+    def _product(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """x*y into a scratch buffer of chunk size on CPU (no allocation, no page faults every step)."""
+        limit = CHUNK * torch.get_num_threads()
+        if x.device.type != "cpu" or x.numel() > limit:
+            return x * y
+        scratch = self._scratch.get(x.dtype)
+        if scratch is None or scratch.numel() < limit:
+            scratch = self._scratch[x.dtype] = torch.empty(limit, dtype=x.dtype)
+        return torch.mul(x, y, out=scratch[:x.numel()].view(x.shape))
 
     # ------------------------------------------------------------------ reductions
     def sum_products(self, pairs: list[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]]) -> torch.Tensor:
         """Row k, column g: sum over group g's elements of a*b for the k-th (a, b) pair (float64). A pair
-        whose two sides are the same tensor is a sum of squares (one read)."""
-        columns = []
-        for a, b in pairs:
-            parts = [self._per_index(a[v.tensor].reshape(v.shape3), b[v.tensor].reshape(v.shape3)) for v in self.views]
-            columns.append(torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64, device=self.device))
-        return self._to_groups(torch.stack(columns, dim=1)).T
+        whose two sides are the same tensor is a sum of squares. All pairs are summed chunk by chunk in
+        one sweep, so each tensor is read from memory once however many pairs name it."""
+        columns: list[list[torch.Tensor]] = [[] for _ in pairs]
+        for position, view in enumerate(self.views):
+            operands = [(a[view.tensor].reshape(view.shape3), b[view.tensor].reshape(view.shape3)) for a, b in pairs]
+            for k, sums in enumerate(self._view_sums(position, operands)):
+                columns[k].append(sums)
+        if not self.views:
+            return torch.zeros((len(pairs), self.n_groups), dtype=torch.float64, device=self.device)
+        return self._to_groups(torch.stack([torch.cat(c) for c in columns], dim=1)).T
+
+    def _view_sums(self, position: int, operands: list[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
+        """Per pair, the per-index sums of x*y over one view (float64)."""
+        x0 = operands[0][0]
+        accumulate = torch.float64 if x0.dtype == torch.float64 else torch.float32
+        size = x0.shape[1]
+        squares = [x.data_ptr() == y.data_ptr() and x.stride() == y.stride() and x.dtype == y.dtype for x, y in operands]
+        sums = [torch.zeros(size, dtype=accumulate, device=x0.device) for _ in operands]
+        for chunk in self._chunks(position, x0.device):
+            whole_rows = chunk[0] == slice(None)  # the chunk holds every element of its indices: write, not add
+            for k, (x, y) in enumerate(operands):
+                if squares[k]:  # sum of squares as a norm: one read, nothing allocated (squared below)
+                    if whole_rows:
+                        torch.linalg.vector_norm(x[chunk], dim=(0, 2), dtype=accumulate, out=sums[k][chunk[1]])
+                    else:
+                        sums[k].add_(torch.linalg.vector_norm(x[chunk], dim=(0, 2), dtype=accumulate).square())
+                elif whole_rows:
+                    torch.sum(self._product(x[chunk], y[chunk]), dim=(0, 2), dtype=accumulate, out=sums[k][chunk[1]])
+                else:
+                    sums[k].add_(torch.sum(self._product(x[chunk], y[chunk]), dim=(0, 2), dtype=accumulate))
+        chunked_squares = self._chunks(position, x0.device)[0][0] != slice(None)
+        for k in range(len(operands)):
+            if squares[k] and not chunked_squares:
+                sums[k].square_()
+        return [s.double() for s in sums]
 
     def nonzero(self, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
         """Per group: True where any of its elements is not exactly zero (exact: the largest magnitude of
@@ -91,43 +153,13 @@ class GroupSegments:
     def _to_groups(self, per_index: torch.Tensor) -> torch.Tensor:
         """(indices, k) per-index sums -> (n_groups, k) per-group sums."""
         out = torch.zeros((self.n_groups, per_index.shape[1]), dtype=torch.float64, device=self.device)
-        return out.index_add_(0, self._owner, per_index[self._owned])
-
-    def _per_index(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Sum of x*y over axes 0 and 2 of two (before, axis, after) views, float64."""
-        accumulate = torch.float64 if x.dtype == torch.float64 else torch.float32
-        if x.data_ptr() == y.data_ptr() and x.stride() == y.stride() and x.dtype == y.dtype:
-            return torch.linalg.vector_norm(x, dim=(0, 2), dtype=accumulate).double().square()
-        before, size, after = x.shape
-        if x.device.type != "cpu" or x.numel() <= CHUNK or (before > 1 and size * after > CHUNK):
-            # one product of the whole view: on CUDA the caching allocator hands back the same block every step
-            return torch.sum(x * y, dim=(0, 2), dtype=accumulate).double()
-        scratch = self._scratch.get(x.dtype)
-        if scratch is None:
-            scratch = self._scratch[x.dtype] = torch.empty(CHUNK, dtype=x.dtype)
-        if before == 1:  # chunks of whole rows of the axis
-            out = torch.empty(size, dtype=accumulate)
-            rows = max(1, CHUNK // after)
-            if rows * after > CHUNK:  # a single row is longer than a chunk: one product of the whole view
-                return torch.sum(x * y, dim=(0, 2), dtype=accumulate).double()
-            for start in range(0, size, rows):
-                stop = min(size, start + rows)
-                product = torch.mul(x[0, start:stop], y[0, start:stop], out=scratch[:(stop - start) * after].view(-1, after))
-                torch.sum(product, dim=1, dtype=accumulate, out=out[start:stop])
-            return out.double()
-        out = torch.zeros(size, dtype=torch.float64)  # chunks along `before`, partial sums added up
-        rows = CHUNK // (size * after)
-        for start in range(0, before, rows):
-            stop = min(before, start + rows)
-            product = torch.mul(x[start:stop], y[start:stop], out=scratch[:(stop - start) * size * after].view(-1, size, after))
-            out += torch.sum(product, dim=(0, 2), dtype=accumulate).double()
-        return out
+        return out.index_add_(0, self._owner, per_index.index_select(0, self._owned))
 
     # ------------------------------------------------------------------ updates
     def _multipliers(self, factor: torch.Tensor, dtype: torch.dtype) -> list[torch.Tensor]:
         """Per view, factor[group of each index] (1 for indices of no group) shaped (1, axis, 1)."""
         extended = torch.cat([factor.to(dtype), torch.ones(1, dtype=dtype, device=factor.device)])
-        spread = extended[self._index]
+        spread = extended.index_select(0, self._index)
         return [part.view(1, -1, 1) for part in torch.split(spread, self._sizes)]
 
     def scale_(self, tensors: dict[str, torch.Tensor], factor: torch.Tensor) -> None:
@@ -142,39 +174,44 @@ class GroupSegments:
     def step_(self, params: dict[str, torch.Tensor], directions: dict[str, torch.Tensor], lr: float,
               before: torch.Tensor | None = None, after: torch.Tensor | None = None) -> None:
         """x ← (x·before[g] − lr·d)·after[g] for every parameter, in place (None: a factor of 1; tensors
-        without groups take x − lr·d).
+        without groups take x − lr·d in one foreach call).
 
-        Passes over memory: x − lr·d is one (read x and d, write x). With `after` alone, it is followed by
-        one multiplication (the arithmetic of x.sub_ then x.mul_). With `before` too, x·(before·after)
-        comes first and x − lr·d·after is one addcmul, the same two passes (a tensor with two views,
-        which an erasable region's group can give, takes the three steps one by one)."""
+        Each tensor is updated chunk by chunk, both ops on a chunk before the next chunk, so the second
+        op finds x in cache: the traffic of x − lr·d alone. With `after` alone the ops are x − lr·d, then
+        ·after (the arithmetic of x.sub_ then x.mul_); with `before`, x·(before·after) and then
+        x − lr·d·after as one addcmul. A tensor with two views (an erasable region's group over a tensor
+        that carries channel groups too) takes the steps one by one over the whole tensor."""
         plain = [name for name in params if name not in self._views_of or (before is None and after is None)]
         if plain:
             torch._foreach_add_([params[n] for n in plain], [directions[n] for n in plain], alpha=-lr)
         if before is None and after is None:
             return
-        index = {id(v): i for i, v in enumerate(self.views)}
         cache: dict[tuple[str, torch.dtype], list[torch.Tensor]] = {}
 
-        def multipliers(which: str, factor: torch.Tensor, dtype: torch.dtype) -> list[torch.Tensor]:
+        def multipliers(which: str, dtype: torch.dtype) -> list[torch.Tensor]:
             if (which, dtype) not in cache:
-                cache[(which, dtype)] = self._multipliers(factor, dtype)
+                factor = {"before": before, "after": after}.get(which)
+                cache[(which, dtype)] = self._multipliers(before * after if which == "both" else factor, dtype)
             return cache[(which, dtype)]
 
-        both = before * after if before is not None and after is not None else None
+        position_of = {id(v): i for i, v in enumerate(self.views)}
         for name, views in self._views_of.items():
             x, d = params[name], directions[name]
-            if before is None:
-                x.sub_(d, alpha=lr)
-                for v in views:
-                    x.view(v.shape3).mul_(multipliers("after", after, x.dtype)[index[id(v)]])
-            elif len(views) == 1 and after is not None:
-                v = views[0]
-                x.view(v.shape3).mul_(multipliers("both", both, x.dtype)[index[id(v)]])
-                x.view(v.shape3).addcmul_(d.view(v.shape3), multipliers("after", after, x.dtype)[index[id(v)]], value=-lr)
-            else:
-                for v in views:
-                    x.view(v.shape3).mul_(multipliers("before", before, x.dtype)[index[id(v)]])
-                x.sub_(d, alpha=lr)
-                for v in views if after is not None else ():
-                    x.view(v.shape3).mul_(multipliers("after", after, x.dtype)[index[id(v)]])
+            i = position_of[id(views[0])]
+            if len(views) == 1:
+                x3, d3 = x.view(views[0].shape3), d.view(views[0].shape3)
+                for chunk in self._chunks(i, x.device):
+                    xc, dc, rows = x3[chunk], d3[chunk], (slice(None), chunk[1])
+                    if before is None:
+                        xc.sub_(dc, alpha=lr).mul_(multipliers("after", x.dtype)[i][rows])
+                    elif after is None:
+                        xc.mul_(multipliers("before", x.dtype)[i][rows]).sub_(dc, alpha=lr)
+                    else:
+                        xc.mul_(multipliers("both", x.dtype)[i][rows])
+                        xc.addcmul_(dc, multipliers("after", x.dtype)[i][rows], value=-lr)
+                continue
+            for v in views if before is not None else ():
+                x.view(v.shape3).mul_(multipliers("before", x.dtype)[position_of[id(v)]])
+            x.sub_(d, alpha=lr)
+            for v in views if after is not None else ():
+                x.view(v.shape3).mul_(multipliers("after", x.dtype)[position_of[id(v)]])
