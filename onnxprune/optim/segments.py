@@ -199,7 +199,7 @@ class GroupSegments:
             x, d = params[name], directions[name]
             i = position_of[id(views[0])]
             if len(views) == 1:
-                x3, d3 = x.view(views[0].shape3), d.view(views[0].shape3)
+                x3, d3 = x.view(views[0].shape3), d.reshape(views[0].shape3)
                 for chunk in self._chunks(i, x.device):
                     xc, dc, rows = x3[chunk], d3[chunk], (slice(None), chunk[1])
                     if before is None:
