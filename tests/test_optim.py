@@ -378,3 +378,152 @@ def test_choose_gives_back_broken_blocks_and_fills_with_whole_ones():
     assert all((sizes[f] - n) % 2 == 0 for f, n in per_family.items())
     # greedy: 3 + 4, the small family's odd third pick goes back (6), a whole block of 2 fills (8)
     assert sum(per_family.values()) == 8
+
+
+# ---------------------------------------------------------------- the fused step against the step as it was
+def random_layout(seed: int):
+    """A PruningSpace and ErasingSpace written by hand over random float32 tensors: groups on leading,
+    middle and trailing axes, heads of several indices, indices of no group, a tensor with no group, and
+    erasable regions whose groups overlap channel groups (a tensor with two views)."""
+    from onnxprune.space import PRODUCER, ErasingSpace, Family, Member, PruningSpace, Region
+
+    rng = np.random.default_rng(seed)
+    shapes = {"w0": (24, 10), "b0": (24,), "s0": (24,), "w1": (40, 16), "w2": (3, 20, 6), "w3": (30, 700),
+              "w4": (8, 4, 3), "r0": (5, 5), "u": (7, 3)}
+    params = {k: torch.tensor(rng.standard_normal(s), dtype=torch.float32) for k, s in shapes.items()}
+
+    def table(axis_size, groups, per_group=1):
+        return rng.permutation(axis_size)[:groups * per_group].reshape(groups, per_group)
+
+    specs = [("c0", 24, [("w0", 0, 24, 1), ("b0", 0, 24, 1), ("s0", 0, 24, 1)]),
+             ("heads", 10, [("w1", 0, 40, 4)]),
+             ("mid", 16, [("w2", 1, 20, 1)]),  # 4 of the 20 indices belong to no group
+             ("wide", 30, [("w3", 0, 30, 1)]),
+             ("last", 4, [("w4", 1, 4, 1)])]
+    families = tuple(Family(i, name, size, "head" if name == "heads" else "channel",
+                            tuple(Member(t, a, table(n, size, k), PRODUCER) for t, a, n, k in members))
+                     for i, (name, size, members) in enumerate(specs))
+    regions = (Region(0, "e0", "x0", "add0", 1, ("op0",), ("r0",), group=("r0",)),
+               Region(1, "e1", "x1", "add1", 1, ("op1",), ("w1",), group=("w1",)))
+    space, erasing = PruningSpace(families), ErasingSpace(regions)
+    layout = group_layout(space, shapes, erasing=erasing)
+    return space, erasing, layout, params
+
+
+FUSED_CASES = {
+    "hesso-momentum": lambda: (BaseSettings("sgd", momentum=0.9), HessoSettings(
+        target_group_sparsity=0.5, start_pruning_step=2, pruning_steps=6, pruning_periods=3, target_erase=0.5)),
+    "hesso-nesterov-decay": lambda: (BaseSettings("sgd", momentum=0.9, nesterov=True, weight_decay=1e-2), HessoSettings(
+        target_group_sparsity=0.4, start_pruning_step=1, pruning_steps=8, pruning_periods=2, group_divisible=2)),
+    "hesso-plain-sgd": lambda: (BaseSettings("sgd", momentum=0.0), HessoSettings(
+        target_group_sparsity=0.3, start_pruning_step=0, pruning_steps=4, pruning_periods=1)),
+    "hesso-adamw": lambda: (BaseSettings("adamw", weight_decay=1e-2), HessoSettings(
+        target_group_sparsity=0.5, start_pruning_step=3, pruning_steps=6, pruning_periods=2, target_erase=1.0)),
+    "dhspg-momentum": lambda: (BaseSettings("sgd", momentum=0.9), DhspgSettings(
+        target_group_sparsity=0.5, tolerance=0.1, lmbda=0.5, epsilon=0.95, partition_step=1, half_space_project_steps=2,
+        target_erase=0.5)),
+    "dhspg-finish": lambda: (BaseSettings("sgd", momentum=0.9, weight_decay=1e-3), DhspgSettings(
+        target_group_sparsity=0.5, lmbda=0.1, partition_step=2, half_space_project_steps=1, finish_step=8)),
+}
+
+
+@pytest.mark.parametrize("chunk", [None, 64])
+@pytest.mark.parametrize("case", sorted(FUSED_CASES))
+def test_fused_step_matches_the_step_as_it_was(case, chunk, monkeypatch):
+    """Fourteen steps through the zeroing schedule on a random layout (float32): parameters within 1e-6 of
+    the unfused reference, the same groups zero, exactly zero. chunk=64 sends every product through the
+    chunked CPU sums (rows of a chunk, a row longer than a chunk, chunks along a leading axis)."""
+    from onnxprune.optim import segments
+
+    from .optim_reference import ReferenceDhspg, ReferenceHesso
+
+    if chunk is not None:
+        monkeypatch.setattr(segments, "CHUNK", chunk)
+    space, erasing, layout, params = random_layout(seed=sorted(FUSED_CASES).index(case))
+    base, settings = FUSED_CASES[case]()
+    fused_class, reference_class = (Hesso, ReferenceHesso) if case.startswith("hesso") else (Dhspg, ReferenceDhspg)
+    rng = np.random.default_rng(7)
+    grads_seq = [{k: torch.tensor(rng.standard_normal(tuple(v.shape)), dtype=torch.float32) for k, v in params.items()}
+                 for _ in range(14)]
+    results = []
+    for make in (fused_class, reference_class):
+        x = {k: v.clone() for k, v in params.items()}
+        grads = {k: torch.zeros_like(v) for k, v in params.items()}
+        optimizer = make(x, grads, layout, space, base, settings, erasing)
+        masks = []
+        for step_grads in grads_seq:
+            drive(optimizer, grads, [step_grads], 0.05)
+            masks.append(optimizer.zero.clone())
+        results.append((x, masks, optimizer.zero_groups()))
+    (fused, fused_masks, fused_zero), (reference, reference_masks, reference_zero) = results
+    for k in params:
+        np.testing.assert_allclose(fused[k].numpy(), reference[k].numpy(), rtol=1e-6, atol=1e-6, err_msg=k)
+    for step, (a, b) in enumerate(zip(fused_masks, reference_masks)):
+        assert torch.equal(a, b), f"step {step}: zero groups differ"
+    assert fused_zero.any(), "nothing was zeroed: the test would not exercise the schedule"
+    assert np.array_equal(fused_zero, reference_zero)
+    # the groups the optimizer zeroed are exactly zero (others may be too: a region's group covers heads of w1)
+    assert fused_zero[fused_masks[-1].numpy()].all()
+
+
+@pytest.mark.parametrize("chunk", [None, 64, 7])
+def test_group_sums_match_float64_sums_on_every_path(chunk, monkeypatch):
+    """Per-group sums of squares and of products (whole views, chunks of rows, rows longer than a chunk,
+    chunks along a leading axis) against float64 sums of the float32 products, to float32 accuracy."""
+    from onnxprune.optim import segments
+
+    from .optim_reference import sum_products
+
+    if chunk is not None:
+        monkeypatch.setattr(segments, "CHUNK", chunk)
+    _, _, layout, params = random_layout(seed=4)
+    rng = np.random.default_rng(8)
+    other = {k: torch.tensor(rng.standard_normal(tuple(v.shape)), dtype=torch.float32) for k, v in params.items()}
+    seg = GroupSegments(layout, {k: tuple(v.shape) for k, v in params.items()})
+    pairs = [(params, params), (params, other), (other, other)]
+    ours, expected = seg.sum_products(pairs), sum_products(seg, pairs)
+    scale = torch.sqrt(expected[0] * expected[2])  # |<x, y>| <= ||x|| ||y||
+    for k in range(3):
+        np.testing.assert_allclose(ours[k].numpy(), expected[k].numpy(), rtol=0, atol=1e-6 * float(scale.max()))
+        assert ((ours[k] - expected[k]).abs() <= 1e-5 * scale).all()
+
+
+def test_zero_groups_counts_values_whose_squares_underflow():
+    """A group of tiny values (1e-30: its squares underflow in float32) is not zero: compact would remove
+    weights that still compute something."""
+    space, _, layout, params = random_layout(seed=0)
+    grads = {k: torch.zeros_like(v) for k, v in params.items()}
+    optimizer = Hesso(params, grads, layout, space)
+    group = 3
+    for entry in layout.axes:
+        for i in np.flatnonzero(entry.group_of_index == group):
+            params[entry.tensor].select(entry.axis, int(i)).fill_(1e-30)
+    assert not optimizer.zero_groups()[group]
+    for entry in layout.axes:
+        for i in np.flatnonzero(entry.group_of_index == group):
+            params[entry.tensor].select(entry.axis, int(i)).zero_()
+    assert optimizer.zero_groups()[group]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("case", ["hesso-momentum", "dhspg-momentum"])
+def test_cuda_steps_do_not_wait_for_the_device(case):
+    """Between the host's decisions (a period's start, the partition), a step on CUDA never synchronises:
+    torch's sync debug mode turns any read-back into an error."""
+    space, erasing, layout, params = random_layout(seed=1)
+    base, settings = FUSED_CASES[case]()
+    x = {k: v.cuda() for k, v in params.items()}
+    grads = {k: torch.randn_like(v) for k, v in x.items()}
+    optimizer = (Hesso if case.startswith("hesso") else Dhspg)(x, grads, layout, space, base, settings, erasing)
+    decisions = {settings.start_pruning_step + i * (settings.pruning_steps // settings.pruning_periods)
+                 for i in range(settings.pruning_periods)} if case.startswith("hesso") else {settings.partition_step}
+    for n in range(12):
+        if n in decisions:
+            optimizer.step(0.05)
+            continue
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            optimizer.step(0.05)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    assert optimizer.zero_groups().any()

@@ -34,13 +34,19 @@ class BaseSettings:
 
 
 class BaseDirection:
-    """Computes d for every parameter in place into its own buffer (adamw also applies its decoupled
-    weight decay to x here, as torch does before the step)."""
+    """Computes d for every parameter in place (adamw also applies its decoupled weight decay to x here,
+    as torch does before the step).
+
+    The step is bound by memory traffic, so d is not copied where it already lies somewhere: plain SGD
+    with momentum returns its momentum buffers, SGD without momentum or weight decay the gradients
+    themselves (callers only read d). A buffer of its own is allocated only where d is a new value."""
 
     def __init__(self, settings: BaseSettings, params: dict[str, torch.Tensor]):
         self.settings = settings
         self.steps = 0
-        self.direction = {name: torch.zeros_like(x) for name, x in params.items()}
+        s = settings
+        own = s.variant != "sgd" or bool(s.weight_decay) or (bool(s.momentum) and s.nesterov)
+        self.direction = {name: torch.zeros_like(x) for name, x in params.items()} if own else {}
         if settings.variant == "sgd":
             self.state = {name: torch.zeros_like(x) for name, x in params.items()} if settings.momentum else {}
         else:
@@ -48,31 +54,31 @@ class BaseDirection:
             self.second = {name: torch.zeros_like(x) for name, x in params.items()}
 
     def compute(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], lr: float) -> dict[str, torch.Tensor]:
-        """Fill and return the direction buffers for this step."""
+        """The direction of every parameter for this step (read-only for the caller: it may be the
+        gradient or the momentum buffer itself)."""
         s = self.settings
         self.steps += 1
+        if s.variant == "sgd":
+            return {name: self._sgd(name, x, grads[name]) for name, x in params.items()}
         for name, x in params.items():
-            g, d = grads[name], self.direction[name]
-            if s.variant == "sgd":
-                self._sgd(name, x, g, d)
-            else:
-                self._adam(name, x, g, d, lr)
+            self._adam(name, x, grads[name], self.direction[name], lr)
         return self.direction
 
-    def _sgd(self, name: str, x: torch.Tensor, g: torch.Tensor, d: torch.Tensor) -> None:
+    def _sgd(self, name: str, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         s = self.settings
-        torch.add(g, x, alpha=s.weight_decay, out=d) if s.weight_decay else d.copy_(g)
+        d = torch.add(g, x, alpha=s.weight_decay, out=self.direction[name]) if s.weight_decay else g
         if not s.momentum:
-            return
+            return d
         buf = self.state[name]
         if self.steps == 1:
             buf.copy_(d)
-        else:
+        elif s.dampening:
             buf.mul_(s.momentum).add_(d, alpha=1 - s.dampening)
-        if s.nesterov:
-            d.add_(buf, alpha=s.momentum)
         else:
-            d.copy_(buf)
+            torch.add(d, buf, alpha=s.momentum, out=buf)  # buf·momentum + d in one pass (torch.optim takes two)
+        if s.nesterov:
+            return torch.add(d, buf, alpha=s.momentum, out=self.direction[name])
+        return buf
 
     def _adam(self, name: str, x: torch.Tensor, g: torch.Tensor, d: torch.Tensor, lr: float) -> None:
         s = self.settings

@@ -65,6 +65,7 @@ class Dhspg(GroupSparseOptimizer):
                          erasing, settings.target_erase)
         self.settings = settings
         self.penalized = torch.zeros_like(self.zero)  # G_p
+        self._any_penalized = False  # on the host: zero groups and the penalty exist only once G_p does
 
     def partition(self) -> None:
         """Pick G_p from the current parameters and gradients."""
@@ -80,14 +81,22 @@ class Dhspg(GroupSparseOptimizer):
             self.choose_regions(-scores, self.region_target, torch.zeros_like(self.zero))
 
     def step(self, lr: float) -> None:
-        """One DHSPG step."""
+        """One DHSPG step. Only the partition reads values back to the host; every other step queues its
+        work on the device and returns (a group projected to zero is known on the device alone)."""
         s, n = self.settings, self.steps
         if n == s.partition_step and (self.target or self.region_target):
             self.partition()
+            self._any_penalized = bool(self.penalized.any())
         directions = self.base.compute(self.params, self.grads, lr)
-        factor = torch.ones(self.layout.n_groups, dtype=torch.float64, device=self.device)
+        if not self._any_penalized or n < s.partition_step:
+            self.segments.step_(self.params, directions, lr)
+            self.steps += 1
+            return
         active = self.penalized & ~self.zero
-        if n >= s.partition_step and bool(active.any()):
+        factor = None
+        if s.finish_step is not None and n >= s.finish_step:
+            self.zero |= active  # the rest of G_p goes now: no penalty to compute
+        else:
             xx, xd, dd = self.segments.sum_products([(self.params, self.params), (self.params, directions),
                                                     (directions, directions)])
             norm = xx.sqrt()
@@ -97,16 +106,15 @@ class Dhspg(GroupSparseOptimizer):
             raised = torch.where(raised >= upper, (upper + lower) / 2, raised)
             lam = torch.where(xd < 0, raised, torch.full_like(xd, s.lmbda))
             shrink = torch.where(norm > 0, lr * lam / norm.clamp(min=1e-300), torch.zeros_like(norm))
-            factor = torch.where(active, 1 - shrink, factor)
+            factor = torch.where(active, 1 - shrink, torch.ones_like(shrink))
             if n >= s.partition_step + s.half_space_project_steps:
                 inner = xx * (1 - shrink) - lr * xd  # <x̂_g, x_g>
                 self.zero |= active & (inner < s.epsilon * xx)
-            if s.finish_step is not None and n >= s.finish_step:
-                self.zero |= active
-        if bool((factor != 1).any()):
-            self.segments.scale_(self.params, factor)
-        for name, x in self.params.items():
-            x.sub_(directions[name], alpha=lr)
-        if bool(self.zero.any()):  # the base step moved zero groups again: put them back
-            self.segments.scale_(self.params, (~self.zero).double())
+        # (x·factor − lr·d)·keep: the base step moves zero groups too, keep puts them back
+        self.segments.step_(self.params, directions, lr, before=factor, after=(~self.zero).double())
         self.steps += 1
+
+    def load_state_dict(self, data: dict) -> None:
+        """Restore what `state_dict` returned."""
+        super().load_state_dict(data)
+        self._any_penalized = bool(self.penalized.any())

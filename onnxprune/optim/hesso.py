@@ -56,6 +56,7 @@ class Hesso(GroupSparseOptimizer):
         self.settings = settings
         self.period_length = settings.pruning_steps // settings.pruning_periods  # T
         self.active = torch.zeros_like(self.zero)
+        self._any_zero = self._any_active = False
 
     def _quota(self, period: int, target: int, done: int) -> int:
         """Groups to activate at the start of `period`: its share of `target`, plus what earlier periods
@@ -65,7 +66,8 @@ class Hesso(GroupSparseOptimizer):
         return due - done
 
     def step(self, lr: float) -> None:
-        """One HESSO step."""
+        """One HESSO step. Only the first step of a period reads values back to the host (to choose
+        groups); the others queue their work on the device and return."""
         s, n, T = self.settings, self.steps, self.period_length
         directions = self.base.compute(self.params, self.grads, lr)
         period, t = divmod(n - s.start_pruning_step, T) if n >= s.start_pruning_step else (-1, 0)
@@ -80,15 +82,26 @@ class Hesso(GroupSparseOptimizer):
             region_quota = self._quota(period, self.region_target, int((self.zero & regions).sum()))
             self.active = self.choose(scores, channel_quota, self.zero | regions, s.group_divisible) | \
                 self.choose_regions(scores, region_quota, self.zero)
-        for name, x in self.params.items():
-            x.sub_(directions[name], alpha=lr)
-        factor = torch.ones(self.layout.n_groups, dtype=torch.float64, device=self.device)
-        if pruning:
-            factor[self.active] = (T - t - 1) / (T - t)
-        factor[self.zero] = 0.0
-        if bool(self.zero.any()) or (pruning and bool(self.active.any())):
-            self.segments.scale_(self.params, factor)
+            self._note_masks()
+        if self._any_zero or (pruning and self._any_active):
+            factor = torch.ones(self.layout.n_groups, dtype=torch.float64, device=self.device)
+            if pruning:
+                factor.masked_fill_(self.active, (T - t - 1) / (T - t))
+            factor.masked_fill_(self.zero, 0.0)
+            self.segments.step_(self.params, directions, lr, after=factor)  # (x - lr·d)·factor
+        else:
+            self.segments.step_(self.params, directions, lr)
         if pruning and t == T - 1:
             self.zero |= self.active
             self.active = torch.zeros_like(self.zero)
+            self._any_zero, self._any_active = self._any_zero or self._any_active, False
         self.steps += 1
+
+    def _note_masks(self) -> None:
+        """Whether any group is zero or active, kept on the host (asked only where the host decides anyway)."""
+        self._any_zero, self._any_active = bool(self.zero.any()), bool(self.active.any())
+
+    def load_state_dict(self, data: dict) -> None:
+        """Restore what `state_dict` returned."""
+        super().load_state_dict(data)
+        self._note_masks()

@@ -53,8 +53,7 @@ class GroupSparseOptimizer:
 
     def zero_groups(self) -> np.ndarray:
         """Boolean per group: all of its parameters are exactly zero now."""
-        xx = self.segments.sum_products([(self.params, self.params)])[0]
-        return (xx == 0).cpu().numpy()
+        return (~self.segments.nonzero(self.params)).cpu().numpy()
 
     # ------------------------------------------------------------------ choosing groups
     def relative_to_family(self, scores: torch.Tensor) -> torch.Tensor:
