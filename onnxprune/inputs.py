@@ -57,6 +57,7 @@ def resolve_bindings(graph: Graph, given: tuple[str, ...] = (), samples: dict[st
             bound[name] = dims
             notes.append(f"input {name!r} sized {'x'.join(map(str, dims))} from the model's metadata {key!r} "
                          f"(--input-shape {name}=... overrides)")
+    notes += _bind_shared_symbols(graph, bound)
     for value in data_inputs(graph):
         if value.name in bound:
             continue
@@ -67,6 +68,29 @@ def resolve_bindings(graph: Graph, given: tuple[str, ...] = (), samples: dict[st
                          "(or --sample-inputs FILE.npz) for figures at real sizes")
     shapes = tuple(f"{name}={'x'.join(map(str, dims))}" for name, dims in bound.items())
     return Bindings(shapes, tuple(notes))
+
+
+def _bind_shared_symbols(graph: Graph, bound: dict[str, tuple[int, ...]]) -> list[str]:
+    """Bind (in place) each unbound input whose symbolic dims all appear, by name, in a bound input:
+    exporters name one size once (`batch`, `past_sequence`), so a KV-cache model's past keys and values
+    must all get the size given for one of them, or onnxruntime's Concat of past and present fails."""
+    sizes: dict[str, int] = {}
+    for value in data_inputs(graph):
+        dims = bound.get(value.name)
+        if dims is not None and value.shape is not None and len(dims) == len(value.shape):
+            for declared, size in zip(value.shape, dims):
+                if isinstance(declared, str) and declared:
+                    sizes.setdefault(declared, size)
+    notes = []
+    for value in data_inputs(graph):
+        if value.name in bound or value.shape is None:
+            continue
+        symbols = [d for d in value.shape if not (isinstance(d, int) and d > 0)]
+        if symbols and all(isinstance(d, str) and d in sizes for d in symbols):
+            bound[value.name] = tuple(sizes[d] if isinstance(d, str) else d for d in value.shape)
+            notes.append(f"input {value.name!r} sized {'x'.join(map(str, bound[value.name]))}: its dims "
+                         f"{', '.join(dict.fromkeys(symbols))} have those sizes in inputs given")
+    return notes
 
 
 def metadata_sizes(graph: Graph) -> dict[str, tuple[tuple[int, ...], str]]:

@@ -117,3 +117,34 @@ def test_bad_sample_files_are_one_line(tmp_path, capsys, arrays, message):
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(UserError, match="not a readable .npz"):
         read_samples(tmp_path / "bad.npz", onnxprune.load(path))
+
+
+def _cache_step(tmp_path):
+    """A KV-cache step: past keys [batch, 2, past, 4] and values of the same sizes, concatenated with this
+    step's along the sequence; the exporter names each size once."""
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((4, 4)).astype(np.float32), "w")
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["k"]), helper.make_node("MatMul", ["x", "w"], ["v"]),
+             helper.make_node("Concat", ["past_key", "k"], ["present_key"], axis=2),
+             helper.make_node("Concat", ["past_value", "v"], ["present_value"], axis=2)]
+    dims = ["batch", 2, "past", 4]
+    graph = helper.make_graph(nodes, "step", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 2, "seq", 4]),
+                                              helper.make_tensor_value_info("past_key", TensorProto.FLOAT, dims),
+                                              helper.make_tensor_value_info("past_value", TensorProto.FLOAT, dims)],
+                              [helper.make_tensor_value_info("present_key", TensorProto.FLOAT, None),
+                               helper.make_tensor_value_info("present_value", TensorProto.FLOAT, None)], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "step.onnx")
+    return tmp_path / "step.onnx"
+
+
+def test_a_size_given_for_one_input_binds_the_inputs_that_share_its_name(tmp_path):
+    graph = onnxprune.load(_cache_step(tmp_path))
+    bindings = resolve_bindings(graph, ("x=3x2x1x4", "past_key=3x2x5x4"))
+    assert dict(b.split("=") for b in bindings.shapes)["past_value"] == "3x2x5x4"
+    assert any("past_value" in note and "batch, past" in note for note in bindings.notes)
+    alone = resolve_bindings(graph, ("past_key=3x2x5x4",))  # x's 'seq' is not given; past_value's dims all are
+    assert dict(b.split("=") for b in alone.shapes)["past_value"] == "3x2x5x4"
+    unbound = resolve_bindings(graph, ("x=3x2x1x4",))  # 'past' is known nowhere: nothing guessed
+    assert "past_value" not in dict(b.split("=") for b in unbound.shapes)
