@@ -57,6 +57,7 @@ class Emitter:
         return None if found is None or found.shape is None else tuple(found.shape)
 
 
+#: What a legalization is: rewrite `op` of `graph` in place through the emitter (`Training.rewrite` holds one).
 Rewrite = Callable[[Graph, Op, Emitter], None]
 
 
