@@ -9,14 +9,13 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
-from onnxprune.ir import Graph
+from onnxprune.ir import FLOAT_TYPES, Graph
 from onnxprune.ops import Cost, OpView, rule_for
 from onnxprune.ops.rule import is_quantized_weight
 from onnxprune.passmanager import AnalysisPass
 
 from .shapes import ShapesAnalysis
 
-FLOAT_TYPES = frozenset({TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16})
 
 
 @dataclass(frozen=True)
@@ -102,7 +101,7 @@ class CostAnalysis(AnalysisPass):
         for op in graph.topological_order():
             rule = rule_for(op)
             try:
-                cost = rule.cost(OpView.of(graph, op, types)) if rule is not None else None
+                cost = rule.cost(OpView.of(graph, op, types)) if rule is not None and rule.cost is not None else None
             except (IndexError, ValueError, TypeError):  # shapes that contradict the op's spec
                 cost = None
             ops.append(OpCost(op.name, op.op_type, cost))
@@ -248,7 +247,7 @@ class SelectionCost:
             if index in recost:
                 rule = rule_for(op)
                 try:
-                    found = rule.cost(OpView.of(self.graph, op, types)) if rule is not None else None
+                    found = rule.cost(OpView.of(self.graph, op, types)) if rule is not None and rule.cost is not None else None
                 except (IndexError, ValueError, TypeError):  # as in CostAnalysis
                     found = None
             flops += found.flops if found is not None else 0

@@ -18,12 +18,12 @@ from dataclasses import dataclass, replace
 
 import networkx as nx
 
-from onnxprune.ir import Graph, Op, Value
+from onnxprune.ir import FLOAT_TYPES, Graph, Op, Value
 from onnxprune.ops.zeroing import zeroing_parameters
 from onnxprune.passmanager import AnalysisPass
 from onnxprune.space import ErasingSpace, Region
 
-from .cost import FLOAT_TYPES, CostAnalysis
+from .cost import CostAnalysis
 from .shapes import ShapesAnalysis
 
 MERGES = {"Add", "Sum"}

@@ -17,21 +17,20 @@ from functools import cached_property
 import numpy as np
 from networkx.utils import UnionFind
 
-from onnxprune.ir import Graph, Op, TensorType
+from onnxprune.ir import FLOAT_TYPES, Graph, Op, TensorType
 from onnxprune.ops import OpView, rule_for
 from onnxprune.ops.coupling import ABSENT, IN, OUT, Axis, Coupling
+from onnxprune.ops.registry import is_transparent
 from onnxprune.ops.rule import constant_value, is_quantized_weight
 from onnxprune.ops.shape_consts import strip_stand_ins
 from onnxprune.ops.shape_refine import needs_refining, refine_types, symbolic_bindings
 from onnxprune.passmanager import AnalysisPass
 from onnxprune.space import ACTIVATION, PRODUCER, Family, Member, PruningSpace
 
-from .cost import FLOAT_TYPES, CostAnalysis
+from .cost import CostAnalysis
 from .shapes import ShapesAnalysis
 
 Key = tuple[str, int]  # (value name, axis)
-#: Ops through which a parameter flows unchanged: a role given downstream belongs to the parameter.
-TRANSPARENT = {"Transpose", "Identity", "Cast", "Reshape", "Squeeze", "Unsqueeze", "Flatten"}
 
 
 @dataclass
@@ -278,7 +277,7 @@ def _propagate_roles(graph: Graph, facts: _Facts) -> None:
     while changed:
         changed = False
         for entry in facts.ops:
-            if entry.op.op_type not in TRANSPARENT:
+            if not is_transparent(entry.op):
                 continue
             for a, b in entry.coupling.same:
                 ka, kb = entry.key(a), entry.key(b)

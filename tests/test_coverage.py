@@ -7,14 +7,14 @@ import json
 import onnx
 
 from onnxprune.ops.coverage import coverage
-from onnxprune.ops.table import RULES
+from onnxprune.ops.registry import all_records
 
 from .test_cli import run_cli
 
 
-def test_every_op_a_rule_names_is_a_standard_op():
+def test_every_op_a_record_names_is_a_standard_op():
     standard = {s.name for s in onnx.defs.get_all_schemas_with_history() if s.domain in ("", "ai.onnx")}
-    named = {t for rule in RULES if rule.domain == "" for t in rule.op_types}
+    named = {r.op_type for r in all_records() if r.domain == ""}
     assert named <= standard, sorted(named - standard)  # a typo would silently leave an op unknown
 
 
@@ -23,7 +23,9 @@ def test_coverage_rows_read_the_tables():
     assert rows["Conv"].coupling and rows["Conv"].rewrite and rows["Conv"].erasing == "producers"
     assert rows["DequantizeLinear"].coupling and not rows["DequantizeLinear"].foldable
     assert rows["Cast"].foldable and rows["HardSwish"].training == "rewritten"
-    assert rows["LSTM"].training == "no gradient" and not rows["LSTM"].coupling
+    assert rows["LSTM"].training == "refused" and not rows["LSTM"].coupling  # no record: refused (fail closed)
+    assert rows["Tan"].training == "refused" and rows["Relu"].training == "onnxruntime"
+    assert rows["Shape"].training == "ends the path"
 
 
 def test_passes_ops_prints_the_table_and_json(capsys):

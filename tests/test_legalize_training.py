@@ -119,6 +119,29 @@ def test_op_without_gradient_on_a_weight_path_is_named():
         legalized(b.model({"x": [1, 3, 4, 4]}, [y]))
 
 
+@pytest.mark.parametrize("op_type", ["Tan", "Cosh", "ReduceProd", "CumSum"])
+def test_the_training_check_is_an_allow_list(op_type):
+    """Ops onnxruntime-training has no gradient for, recorded (Tan, Cosh, ReduceProd) or not (CumSum), are
+    refused on a weight path up front; a deny-list let the first three through to fail inside
+    onnxruntime's artifact generation."""
+    b = Builder()
+    h = b.conv("x", 3, 4)
+    inputs = [h, b.const(np.array(1, np.int64))] if op_type == "CumSum" else [h]
+    y = b.op(op_type, inputs, **({"axes": [2, 3], "keepdims": 1} if op_type == "ReduceProd" else {}))
+    with pytest.raises(UserError, match=f"cannot differentiate.*{op_type}"):
+        legalized(b.model({"x": [1, 3, 4, 4]}, [y]))
+
+
+def test_path_ending_ops_on_a_weight_path_are_fine():
+    """Shape and comparisons read a trained tensor but carry no gradient: nothing to refuse."""
+    b = Builder()
+    h = b.conv("x", 3, 4)
+    size = b.op("Cast", [b.op("Shape", [h])], to=TensorProto.FLOAT)
+    mask = b.op("Cast", [b.op("Greater", [h, b.const(np.array(0.0, np.float32))])], to=TensorProto.FLOAT)
+    y = b.op("Mul", [h, mask])
+    legalized(b.model({"x": [1, 3, 4, 4]}, [y, size]))
+
+
 def test_op_without_gradient_off_the_weight_path_is_fine():
     b = Builder()
     shape = b.op("Shape", ["x"])

@@ -24,6 +24,9 @@ RAW_NUMPY_DTYPES: dict[int, np.dtype] = {
     TensorProto.UINT64: np.dtype("<u8"),
     TensorProto.BOOL: np.dtype("?"),
 }
+#: Floating-point element types: the ones that hold weights and count as FLOPs (the rest are integer
+#: shape arithmetic, indices, masks and quantized storage).
+FLOAT_TYPES = frozenset({TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16})
 _LITTLE_ENDIAN = sys.byteorder == "little"
 
 

@@ -1,27 +1,21 @@
-"""Per-op knowledge, one rule per op family, looked up by (domain, op_type).
+"""Per-op knowledge: one record per op type in the registry (`registry.py`, filled from `records.py`).
 
-Adding support for an op means adding it to one rule's table (or one new rule) and a test.
+Adding support for an op means adding its record to `records.py` and its entry to the conformance
+test (`tests/test_conformance.py`).
 """
 
 from __future__ import annotations
 
 from ..ir import Op
-from .rule import Cost, OpRule, OpView, numel
-from .table import RULES
-
-_BY_TYPE: dict[tuple[str, str], OpRule] = {}
-for _rule in RULES:
-    for _op_type in _rule.op_types:
-        key = (_rule.domain, _op_type)
-        if key in _BY_TYPE:
-            raise AssertionError(f"two rules claim {key}")
-        _BY_TYPE[key] = _rule
+from . import records  # noqa: F401  (installs the op table into the registry)
+from .registry import OpRecord, record_of
+from .rule import Cost, OpView, numel
 
 
-def rule_for(op: Op) -> OpRule | None:
-    """The rule covering `op`, or None if onnxprune has none (the op is then treated as opaque)."""
-    domain = "" if op.domain == "ai.onnx" else op.domain
-    return _BY_TYPE.get((domain, op.op_type))
+def rule_for(op: Op) -> OpRecord | None:
+    """The record covering `op` (its `cost` and `coupling` may be None), or None if onnxprune has none
+    (the op is then treated as opaque)."""
+    return record_of(op)
 
 
-__all__ = ["Cost", "OpRule", "OpView", "numel", "rule_for"]
+__all__ = ["Cost", "OpRecord", "OpView", "numel", "rule_for"]

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from ..ir import FLOAT_TYPES
 from .rule import Cost, OpView, numel
 
 
-#: Element types whose arithmetic counts as FLOPs. Integer and boolean elementwise ops are shape
-#: arithmetic and masks (Shape -> Gather -> Mul), which compact may add or drop: they cost none.
-_FLOATING = frozenset({1, 10, 11, 16})  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
+# Only floating-point arithmetic counts as FLOPs (`FLOAT_TYPES`). Integer and boolean elementwise ops are
+# shape arithmetic and masks (Shape -> Gather -> Mul), which compact may add or drop: they cost none.
 
 
 def per_output_element(flops_per_element: int):
@@ -17,7 +17,7 @@ def per_output_element(flops_per_element: int):
         if shape is None:
             return None
         out = view.outputs[0] if view.outputs else None
-        if out is not None and out.elem_type and out.elem_type not in _FLOATING:
+        if out is not None and out.elem_type and out.elem_type not in FLOAT_TYPES:
             return Cost()
         return Cost(0, flops_per_element * numel(shape))
     return cost

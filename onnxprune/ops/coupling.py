@@ -187,3 +187,12 @@ def identity_coupling(view: OpView, slot: int = 0) -> Coupling | None:
     if r is None or rank(view, OUT, 0) != r:
         return None
     return Coupling(same=[(ax_in(slot, a), ax_out(0, a)) for a in range(r)])
+
+
+def param_roles(view: OpView, coupling: Coupling, slots: list[int], role: str) -> None:
+    """Give every coupled axis of the parameter inputs `slots` the role `role`."""
+    for slot in slots:
+        r = rank(view, IN, slot)
+        for axis in range(r or 0):
+            coupling.roles.setdefault(ax_in(slot, axis), role)
+

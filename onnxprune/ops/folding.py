@@ -19,16 +19,11 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from ..ir import Graph, Op
+from ..ir import FLOAT_TYPES, Graph, Op
 from ..ir.tensor import Tensor
+from .registry import record_of
 from .rule import constant_value
-from .training_rules import FLOAT_TYPES
 
-#: Pure ops whose output, when every input is constant, is a constant worth storing. (Identity of an
-#: initializer is the exporter's de-duplication, which `untie` undoes and reports.)
-FOLDABLE = frozenset({"Cast", "Transpose", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Concat",
-                      "Slice", "Gather", "ConstantOfShape", "Expand", "Tile", "Neg", "Add", "Sub", "Mul", "Div",
-                      "Sqrt", "Reciprocal", "Pow", "Abs", "Split"})
 #: A Transpose or Cast of a weight the analysis follows to its consumer axis for axis: folding one only
 #: copies the weight and renames the parameter (a ViT's Transpose(W) of every Linear: 1.7 s and a second
 #: copy of its weights), so they stay. Reshapes do get folded: a flat weight reshaped to [out, in, k, k]
@@ -82,7 +77,8 @@ def _makes_float(op: Op, inputs: list) -> bool:
 
 
 def _foldable(graph: Graph, op: Op) -> bool:
-    return op.op_type in FOLDABLE and op.domain in ("", "ai.onnx") and not op.subgraphs and \
+    record = record_of(op)  # pure ops whose output, from constant inputs, is a constant worth storing
+    return record is not None and record.fold and not op.subgraphs and \
         not graph.captures_of(op) and any(v is not None for v in graph.inputs_of(op))
 
 

@@ -1,4 +1,4 @@
-"""`OpRule`: what onnxprune knows about one family of ops, and the view of an op that rules read.
+"""The view of an op that the registry's rules read (`OpView`), cost conventions, and static shape values.
 
 Conventions for cost (used by `analyze` and reports):
 - MACs count multiply-accumulates of Conv, ConvTranspose, Gemm, MatMul and Einsum; their FLOPs are
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..ir import Graph, Op, TensorType
+from .registry import evaluates
 
 
 @dataclass(frozen=True)
@@ -103,8 +104,6 @@ def is_quantized_weight(graph: Graph, value) -> bool:
 #: Prime stand-ins that prune-space gives symbolic input dimensions before shape inference: a
 #: dimension holding one of these is dynamic, never a constant to fold.
 STAND_INS = (1009, 1013, 1019, 1021, 1031, 1033, 1039, 1049, 1051, 1061, 1063, 1069)
-_FOLDABLE = {"Shape", "Gather", "Unsqueeze", "Squeeze", "Cast", "Identity", "Concat", "Slice", "Add", "Sub", "Mul",
-             "Div", "Mod", "Reshape"}
 
 
 def static_value(graph: Graph, value, types: dict | None) -> np.ndarray | None:
@@ -134,7 +133,7 @@ def _evaluate(graph: Graph, value, types: dict | None, depth: int) -> np.ndarray
     if found is not None:
         return np.asarray(found)
     producer = graph.producer(value)
-    if producer is None or producer.domain not in ("", "ai.onnx") or producer.op_type not in _FOLDABLE:
+    if producer is None or not evaluates(producer):  # the records whose `evaluate` is set
         return None
     inputs = graph.inputs_of(producer)
     kind = producer.op_type
@@ -224,15 +223,3 @@ def numel(shape: tuple[int, ...]) -> int:
 
 
 CostFn = Callable[[OpView], "Cost | None"]
-
-
-@dataclass(frozen=True)
-class OpRule:
-    """Knowledge of one op family: which op types it covers, what one execution costs (`cost`
-    returns None when the shapes it needs are unknown), and how it couples axes (`coupling`, a
-    CouplingRule; None freezes every axis the op touches)."""
-
-    op_types: tuple[str, ...]
-    cost: CostFn
-    coupling: object = None
-    domain: str = ""

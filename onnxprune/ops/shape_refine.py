@@ -21,7 +21,7 @@ import onnx
 from ..ir import Graph, TensorType, infer_shapes
 from ..ir.graph import shape_of_type
 from ..ir.shapes import parse_input_shape
-from .rule import MOVES, STAND_INS, constant_value, move_elements
+from .rule import MOVES, STAND_INS, OpView, constant_value, move_elements
 
 #: Op type -> input slots that hold integer shapes, sizes or bounds that inference needs as data.
 _SHAPE_INPUTS = {"Reshape": (1,), "Expand": (1,), "Tile": (1,), "ConstantOfShape": (0,), "Slice": (1, 2, 3, 4),
@@ -233,3 +233,15 @@ def _slice_bounds(start: int, end: int, step: int, size: int) -> tuple[int, int 
     start = min(max(start + size if start < 0 else start, -1), size - 1)
     end = min(max(end + size if end < 0 else end, -1), size - 1)
     return start, (None if end < 0 else end), step
+
+
+def sees_analysis_types(rewrite):
+    """Make a rewrite take the analysis types (`analysis_types`) before it changes anything: compact runs
+    rewrites one after another, and Reshape/Expand rewrites later on must decide from the graph as the
+    analysis saw it, not from one whose Split sizes or Slice bounds already shrank."""
+    def run(graph, op, view: OpView, kept: dict) -> None:
+        if view.types is not None:
+            analysis_types(graph, view.types)
+        rewrite(graph, op, view, kept)
+    run.__name__, run.__doc__ = rewrite.__name__, rewrite.__doc__
+    return run

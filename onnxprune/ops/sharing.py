@@ -16,8 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..ir import Graph, Op, Value
-from .training_rules import FLOAT_TYPES
+from ..ir import FLOAT_TYPES, Graph, Op, Value
 
 #: BatchNormalization input slots: 1 scale, 2 shift (parameters), 3 mean, 4 variance (statistics).
 BATCH_NORM_STATISTICS = (3, 4)
