@@ -7,6 +7,7 @@ them on demand into a folder of their choice:
 
     python models/exports.py OUT_DIR [--only resnet18 ...] [--exporter torchscript|dynamo] [--opset 17]
         [--training] [--no-constant-folding]
+    python models/exports.py OUT_DIR --attention [NAME ...] | --decoders [NAME ...]  [--exporter ...] [--opset ...]
 
 Recipes: `export(module, example, path, exporter=..., opset=..., training=...)`. `training=True`
 exports in training mode (BatchNormalization with training_mode=1 and its statistics outputs);
@@ -251,6 +252,38 @@ def _llama(attention: str = "sdpa"):
     return _hf_wrapper(LlamaModel(config)), (ids,), ("input_ids",), {0: "batch", 1: "sequence"}
 
 
+def _causal_lm(family: str):
+    """A `transformers` causal LM with its head (logits [batch, sequence, vocabulary] out), 2 layers,
+    grouped-query attention (4 query heads, 2 key/value heads), eager attention: `llama` (SwiGLU),
+    `qwen2` (q/k/v biases), `phi3` (fused qkv and gate_up projections, split at run time)."""
+    import torch
+    from torch import nn
+
+    import_torchvision()
+    import transformers
+
+    classes = {"llama": ("LlamaConfig", "LlamaForCausalLM"), "qwen2": ("Qwen2Config", "Qwen2ForCausalLM"),
+               "phi3": ("Phi3Config", "Phi3ForCausalLM")}
+    config_class, model_class = (getattr(transformers, name) for name in classes[family])
+    config = config_class(vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=FFN, num_hidden_layers=2,
+                          num_attention_heads=HEADS, num_key_value_heads=2, max_position_embeddings=64,
+                          attn_implementation="eager", pad_token_id=0)
+    model = model_class(config)
+
+    class Logits(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids):
+            # the default cache (not exported) keeps transformers off its packed-sequence check, whose
+            # aten::diff the TorchScript exporter cannot convert
+            return self.model(input_ids=input_ids).logits
+
+    ids = torch.randint(0, VOCAB, (2, SEQUENCE))
+    return Logits(), (ids,), ("input_ids",), {0: "batch", 1: "sequence"}
+
+
 def _bert():
     """`transformers` BERT encoder with an attention mask input (separate q, k, v Linears; sdpa)."""
     import torch
@@ -269,6 +302,9 @@ def _bert():
 #: Attention models: name -> builder returning (module, example inputs, input names, dynamic axes).
 ATTENTION = {"mha": _self_attention, "encoder_layer": _encoder_layer, "vit": _vit, "swin_block": _swin_block,
              "gpt2": _gpt2, "gpt2_cache": _gpt2_cache, "llama": _llama, "llama_eager": lambda: _llama("eager"), "bert": _bert}
+#: Decoder-only causal LMs with their heads (built with `--decoders` into models/exports/decoders/).
+DECODERS = {"llama_lm": lambda: _causal_lm("llama"), "qwen2_lm": lambda: _causal_lm("qwen2"),
+            "phi3_lm": lambda: _causal_lm("phi3")}
 
 
 #: Models whose TorchScript export keeps the traced sequence length: torch's functional multi-head
@@ -286,7 +322,7 @@ def attention_model(name: str):
     import torch
 
     torch.manual_seed(0)
-    model, *rest = ATTENTION[name]()
+    model, *rest = {**ATTENTION, **DECODERS}[name]()
     with torch.no_grad():
         for parameter in model.parameters():
             if parameter.numel() and bool((parameter == parameter.reshape(-1)[0]).all()):
@@ -342,7 +378,12 @@ def main(argv=None) -> None:
     ap.add_argument("--opset", type=int, default=17)
     ap.add_argument("--training", action="store_true", help="export in training mode")
     ap.add_argument("--no-constant-folding", action="store_true", help="keep BatchNorm nodes (TorchScript, eval)")
+    ap.add_argument("--decoders", nargs="*", default=None, metavar="NAME",
+                    help=f"export causal LMs instead (none named: all of {', '.join(DECODERS)})")
     args = ap.parse_args(argv)
+    if args.decoders is not None:
+        build_attention(args.decoders or list(DECODERS), args.out, args.exporter, args.opset)
+        return
     if args.attention is not None:
         build_attention(args.attention or list(ATTENTION), args.out, args.exporter, args.opset)
         return

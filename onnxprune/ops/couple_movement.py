@@ -167,7 +167,16 @@ def couple_slice(view: OpView) -> Coupling | None:
 def rewrite_slice(graph, op, view: OpView, kept: dict[Axis, np.ndarray]) -> None:
     """Move the bounds of shrunk sliced axes to where the kept indices now sit."""
     r = rank(view, IN, 0)
-    starts, ends, axes, steps = _slice_params(view)
+    params = _slice_params(view)
+    if params is None:
+        # bounds that no longer evaluate (compact is editing the graph they are computed from) need no
+        # change where only axes the Slice passes through shrank; a shrunk sliced axis would need them
+        axes = view.constant(3) if view.has_input(3) else None
+        sliced = range(r) if axes is None else {normalize_axis(int(a), r) for a in np.reshape(axes, -1)}
+        if any(ax_in(0, a) in kept for a in sliced):
+            raise RuntimeError(f"compact cannot move the run-time bounds of Slice '{op.name}'")
+        return
+    starts, ends, axes, steps = params
     new_starts, new_ends = starts.astype(np.int64).copy(), ends.astype(np.int64).copy()
     changed = False
     for i, axis in enumerate(axes):
