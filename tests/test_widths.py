@@ -232,6 +232,7 @@ def test_group_steps_count_channels():
     assert widths.group_step(12, 64, 16, False) == 1  # attention heads of 64 channels
 
 
+@pytest.mark.slow  # two short training runs
 def test_run_rounds_to_the_measured_multiple_that_reaches_the_target(capsys, tmp_path):
     # digits_cnn's families have 16, 32 and 32 channels: at 16 a family keeps one multiple, so the
     # 16-wide one stays whole and training could zero 32 groups, fewer than half of the 80
