@@ -38,20 +38,38 @@ CNNS = ["resnet.onnx", "resnet_dynamo.onnx", "resnet50ish.onnx", "fashion_resnet
         "shufflenetish.onnx", "unetish.onnx", "yoloish.onnx", "conv1d_audio.onnx"]
 
 
-def prune(path: Path, ratio: float, round_to: str, threads: int, folder: Path):
+def prune(path: Path, ratio: float, setting: str, threads: int, folder: Path):
     """(compact graph, FLOPs cut, what prune said about the rounding or None): `onnxprune prune --by flops`
-    itself (select, compact, verify against the masked original, cleanup; its own latency off)."""
-    out = folder / f"{path.stem}-{round_to}.onnx"
+    itself (select, compact, verify against the masked original, cleanup; its own latency off) at a
+    setting "ROUND_TO[:RANK]" (--round-to, and --rank where given)."""
+    round_to, _, rank = setting.partition(":")
+    out = folder / f"{path.stem}-{round_to}-{rank or 'default'}.onnx"
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         status = main_cli(["prune", str(path), "-o", str(out), "--ratio", str(ratio), "--by", "flops",
-                           "--round-to", round_to, "--latency-threads", str(threads), "--no-latency"])
+                           "--round-to", round_to, "--latency-threads", str(threads), "--no-latency", "--no-report"]
+                          + (["--rank", rank] if rank else []))
     if status:
-        raise SystemExit(f"prune {path} --round-to {round_to} failed ({status})")
+        raise SystemExit(f"prune {path} {setting} failed ({status})")
     lines = printed.getvalue().splitlines()
     said = next((line.split(None, 1)[1] for line in lines if line.startswith("round-to")), None)
     before, after = (AnalysisManager(onnxprune.load(p)).get("cost").flops for p in (path, out))
     return onnxprune.load(out), 1 - after / before, said
+
+
+def narrowest_model(path: Path, round_to: int):
+    """The model `widths.narrowest` leaves (every prunable family cut as far as select may, at
+    --max-family-ratio 0.9, kept counts multiples of `round_to`), compacted."""
+    from onnxprune.passmanager import REGISTRY, PassManager
+    from onnxprune.prepare import prepare
+    from onnxprune.widths import narrowest
+
+    graph = onnxprune.load(path)
+    prepare(graph)
+    am = AnalysisManager(graph)
+    am.provide(narrowest(am.get("prune-space"), 0.9, round_to))
+    PassManager([REGISTRY.get("compact")(), REGISTRY.get("cleanup")()]).run(graph, am)
+    return graph
 
 
 def main() -> None:
@@ -62,40 +80,65 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=1.0, help="latency: about this long per batch size")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
+    parser.add_argument("--settings", nargs="+", default=["1", "auto"], metavar="ROUND_TO[:RANK]",
+                        help="prune settings to compare, timed together with the original: --round-to, and --rank "
+                             "after a colon (default: 1 auto)")
+    parser.add_argument("--auto-only", action="store_true", help="only the default setting (same as --settings auto)")
+    parser.add_argument("--narrowest", action="store_true",
+                        help="also time the narrowest model pruning can make (every family cut to --max-family-ratio "
+                             "0.9, kept counts multiples of the first setting's rounding): the most latency any "
+                             "selection can remove")
     args = parser.parse_args()
+    settings = ["auto"] if args.auto_only else args.settings
     rows = []
-    print(f"| model | round-to | FLOPs cut | latency cut {' | latency cut '.join(f'b{b}' for b in args.batches)} "
-          f"| ratio (min) | ms original -> compact {' | ms '.join(f'b{b}' for b in args.batches)} |", flush=True)
+    print(f"| model | setting | FLOPs cut | latency cut {' | latency cut '.join(f'b{b}' for b in args.batches)} "
+          f"| ratio (of minima) | ms original -> compact {' | ms '.join(f'b{b}' for b in args.batches)} |", flush=True)
     print("|---" * (4 + 2 * len(args.batches)) + "|", flush=True)
     folder = tempfile.TemporaryDirectory(prefix="default-widths-")
     for path in args.models or [ZOO / name for name in CNNS]:
         original = onnxprune.load(path)
         start = time.perf_counter()
-        arbitrary, cut_1, _ = prune(path, args.ratio, "1", args.threads, Path(folder.name))
-        default, cut_auto, said = prune(path, args.ratio, "auto", args.threads, Path(folder.name))
+        pruned = {setting: prune(path, args.ratio, setting, args.threads, Path(folder.name)) for setting in settings}
         seconds = time.perf_counter() - start
-        chosen = said.split()[0].rstrip(",") if said else "1"
-        latency = measure_latency({"original": original, "round-to 1": arbitrary, "auto": default},
+        extra = {}
+        if args.narrowest:
+            first = next(iter(pruned.values()))[2]
+            extra["narrowest"] = narrowest_model(path, int(first.split()[0].rstrip(",")) if first else 1)
+        latency = measure_latency({"original": original, **{k: v[0] for k, v in pruned.items()}, **extra},
                                   batches=tuple(args.batches), threads=args.threads, budget_s=args.seconds,
                                   min_runs=5)
-        for label, cut, name in (("1", cut_1, "round-to 1"), (f"auto: {chosen}", cut_auto, "auto")):
-            cuts, ms = {}, {}
+        for setting, (_, cut, said) in pruned.items():
+            chosen = said.split()[0].rstrip(",") if said else setting.split(":")[0]
+            label = f"{setting} ({chosen})" if setting.startswith("auto") else setting
+            cuts, cuts_min, ms = {}, {}, {}
             for batch, found in latency.timings.items():
-                a, b = found["original"].median_ms, found[name].median_ms
+                a, b = found["original"].median_ms, found[setting].median_ms
                 cuts[batch] = 1 - b / a
+                cuts_min[batch] = 1 - found[setting].min_ms / found["original"].min_ms
                 ms[batch] = f"{a:.3g} -> {b:.3g}"
             ratio = min(cuts.values()) / cut if cut > 0 else float("nan")
-            rows.append({"model": path.name, "round_to": label, "flops_cut": round(cut, 4),
+            ratio_min = min(cuts_min.values()) / cut if cut > 0 else float("nan")
+            rows.append({"model": path.name, "setting": label, "flops_cut": round(cut, 4),
                          "latency_cut": {b: round(c, 4) for b, c in cuts.items()}, "ratio": round(ratio, 3),
-                         "ms": ms, "prune_said": said if name == "auto" else None,
+                         "ratio_of_minima": round(ratio_min, 3), "ms": ms, "prune_said": said,
                          "prune_seconds": round(seconds, 2)})
             print(f"| {path.name} | {label} | {100 * cut:.2f}% | "
                   + " | ".join(f"{100 * cuts[b]:+.1f}%" if b in cuts else "-" for b in args.batches)
-                  + f" | {ratio:.2f}{' SLOWER' if min(cuts.values(), default=0) < 0 else ''} | "
+                  + f" | {ratio:.2f} ({ratio_min:.2f}){' SLOWER' if min(cuts.values(), default=0) < 0 else ''} | "
                   + " | ".join(ms.get(b, "-") for b in args.batches) + " |", flush=True)
+        if extra:
+            found = {b: 1 - t["narrowest"].median_ms / t["original"].median_ms for b, t in latency.timings.items()}
+            print(f"| {path.name} | narrowest | - | " + " | ".join(f"{100 * found[b]:+.1f}%" for b in args.batches)
+                  + " | - | " + " | ".join(f"{latency.timings[b]['original'].median_ms:.3g} -> "
+                                           f"{latency.timings[b]['narrowest'].median_ms:.3g}" for b in args.batches)
+                  + " |", flush=True)
+            rows.append({"model": path.name, "setting": "narrowest",
+                         "latency_cut": {b: round(c, 4) for b, c in found.items()}})
         if latency.notes:
             print(f"  ({path.name}: {'; '.join(latency.notes)})", flush=True)
-        print(f"  ({path.name}: round-to {said})", flush=True)
+        for setting, (_, _, said) in pruned.items():
+            if said:
+                print(f"  ({path.name} {setting}: round-to {said})", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 

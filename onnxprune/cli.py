@@ -192,13 +192,23 @@ def _prune_pipeline(args: argparse.Namespace, graph: Graph, select=None, selecti
     if select is not None and not space.prunable and not getattr(args, "erase", 0):
         # nothing can be chosen: stop before the erasing analysis, compact, verify and the write
         return _nothing_removed(args, space, f"no family of the model is prunable ({len(space.families)} found)")
+    if getattr(args, "target_latency", None) is not None:
+        from .app.widths_choice import ratio_for_latency
+
+        args.ratio = ratio_for_latency(args, graph, am, space, shapes)
     erasing = am.get("erase-space")
     before = am.get("cost")
     nodes_before = len(graph)
     compact = REGISTRY.get("compact")
     # the selection first (a file is read by compact itself), so an empty one stops before the rest
-    if select is not None and round_to is None:
-        _select_auto(args, graph, am, space, select)
+    if select is not None and round_to is None and getattr(args, "rank_choice", None) == "auto":
+        from .app.widths_choice import select_measured
+
+        select_measured(args, graph, am, space, select, shapes)
+    elif select is not None and round_to is None:
+        from .app.widths_choice import select_auto
+
+        select_auto(args, graph, am, space, select)
     else:
         PassManager([select(round_to)] if select is not None else [compact(selection=selection_file)]).run(graph, am)
     selection = am.fact(Selection) if select is not None else am.fact(Compaction).selection
@@ -229,8 +239,13 @@ def _prune_pipeline(args: argparse.Namespace, graph: Graph, select=None, selecti
     print(f"FLOPs      {change(before.flops, after.flops)} per run")
     if outcome is not None:
         short = outcome.target - outcome.removed
-        print(f"target     {100 * outcome.target / outcome.total if outcome.total else 0:.1f}% of the {outcome.by}, "
-              f"reached {100 * outcome.share:.2f}% (measured on the compact model)"
+        if outcome.by == "latency":
+            print(f"estimate   Conv/Gemm/MatMul time at batch 1 (width table): {outcome.total:.4g} -> "
+                  f"{outcome.total - outcome.removed:.4g} ms")
+        print(f"target     {100 * outcome.target / outcome.total if outcome.total else 0:.1f}% of the {outcome.by}"
+              f"{' (estimated)' if outcome.by == 'latency' else ''}, "
+              f"reached {100 * outcome.share:.2f}%"
+              f"{' (width table)' if outcome.by == 'latency' else ' (measured on the compact model)'}"
               + ((f"; kept counts move in steps of {rounded} (--round-to)" if rounded > 1 else
                   "; the prunable families (within --max-family-ratio) hold no more")
                  if outcome.total and short > 0.01 * outcome.target else ""))
@@ -246,6 +261,12 @@ def _prune_pipeline(args: argparse.Namespace, graph: Graph, select=None, selecti
                                  args.latency_threads)
         if latency is not None:
             loads = latency["levels"]["compact"] == "all"  # the timing session already tried every optimisation
+            from .app.widths_choice import latency_floor, short_of_flops
+
+            flops_cut = 1 - after.flops / before.flops if before.flops else 0.0
+            short = short_of_flops(latency, flops_cut)
+            if select is not None and short:
+                latency["floor"] = latency_floor(args, shapes, flops_cut, rounded, graph, short)
     if not args.no_report:
         from .app.report import prune_report
 
@@ -356,12 +377,21 @@ def cmd_prune(args: argparse.Namespace) -> int:
     """Select groups by importance and remove them in one shot."""
     graph = load_model(args.model, allow_custom_ops=args.allow_custom_ops, prepared=True, untie_all=args.untie_all)
     round_to = parse_round_to(args.round_to)
-    if not 0 <= args.ratio <= 1:
+    if args.target_latency is not None:
+        if not (math.isfinite(args.target_latency) and args.target_latency > 0):
+            raise UserError(f"--target-latency must be a positive number of milliseconds, got {args.target_latency}")
+        args.by, args.ratio = "latency", 0.0  # the ratio follows from a measurement of the model
+    elif not 0 <= args.ratio <= 1:
         raise UserError(f"--ratio must be between 0 and 1, got {args.ratio}")
+    # with auto rounding the width table is there: both rankings are tried and the faster kept
+    args.rank_choice = "latency" if args.by == "latency" else args.rank or ("auto" if round_to is None else "importance")
+    if args.rank_choice == "auto" and round_to is not None:
+        args.rank_choice = "importance"  # with --round-to N nothing is timed: the plain ranking
 
-    def select(round_to: int, round_small: bool = False):
+    def select(round_to: int, round_small: bool = False, rank: str | None = None):
         return REGISTRY.get("select")(ratio=args.ratio, criterion=args.criterion, by=args.by, scope=args.scope,
-                                      round_to=round_to, round_small=round_small,
+                                      round_to=round_to, round_small=round_small, threads=args.latency_threads,
+                                      rank=rank or ("importance" if args.rank_choice == "auto" else args.rank_choice),
                                       max_family_ratio=args.max_family_ratio, seed=args.seed, erase=args.erase,
                                       calibration=args.calibration or "")
 
@@ -379,41 +409,6 @@ def parse_round_to(text: str) -> int | None:
     if value < 1:
         raise UserError(f"--round-to must be a positive whole number or auto, got {text!r}")
     return value
-
-
-def _select_auto(args: argparse.Namespace, graph: Graph, am, space, select) -> None:
-    """--round-to auto: select with the multiple whose widths this model's heavy ops run fastest at
-    (onnxruntime, CPU, --latency-threads threads; the cached timing table, measuring the shapes it
-    lacks), said in one line with the figures it was chosen from. Where that multiple's steps are too
-    coarse to come within a point of the target (families no wider than the multiple stay whole), it
-    is tried with narrow families at a finer step, then the next fastest multiple, down to 1 (which
-    always can)."""
-    from .widths import PRECISION, choose_for_graph
-
-    if args.ratio <= 0:  # nothing will be removed: no widths change, nothing to measure
-        PassManager([select(1)]).run(graph, am)
-        return
-    choice = choose_for_graph(graph, am.get("shapes"), space, args.ratio, args.by, threads=args.latency_threads)
-    missed, best = [], None
-    # each multiple as it is, then with narrow families at a finer step (`family_multiple`): a 24-wide
-    # family rounded to 8 pads to the 16-channel block, so the finer step only where the target needs it
-    for multiple, small in ((m, small) for m in choice.order for small in ((False, True) if m > 1 else (False,))):
-        PassManager([select(multiple, small)]).run(graph, am)
-        outcome = am.fact(Outcome)
-        off = abs(outcome.removed - outcome.target) / outcome.total if outcome.total else 0.0
-        if best is None or off < best[0]:
-            best = (off, multiple, small, am.fact(Selection), outcome)
-        if off <= PRECISION:
-            break
-        missed.append(f"{multiple}{' (narrow families finer)' if small else ''} reaches {100 * outcome.share:.1f}%")
-    _, multiple, small, selection, outcome = best
-    am.provide(selection)
-    am.provide(outcome)
-    am.provide(Rounding(multiple))
-    shown = choice.describe().split(" ", 1)[1] if choice.estimates else choice.describe()
-    print(f"round-to   {multiple}{', narrow families finer' if small else ''}"
-          + (f" ({', '.join(missed)} of the {args.by}, over a point from the target)" if missed else "")
-          + (f" {shown}" if choice.estimates else ""))
 
 
 def cmd_compact(args: argparse.Namespace) -> int:
@@ -466,6 +461,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.target_erase = 0.5 if args.erase else 0.0
     if not 0 <= args.target_erase <= 1:
         raise UserError(f"--target-erase must be between 0 and 1, got {args.target_erase}")
+    round_to = parse_round_to(args.round_to)
+    if round_to is None:
+        from .app.widths_choice import run_round_to
+
+        graph = load(args.model)  # as run_model reads it, which says what preparing changed
+        prepare(graph, untie_all=args.untie_all)
+        round_to = run_round_to(args, graph, input_bindings(args, graph)[0].shapes)
+    args.round_to = round_to
     config = TrainConfig(optimizer=args.optimizer, variant=args.variant, target_sparsity=args.target_sparsity,
                          target_erase=args.target_erase,
                          loss=args.loss, epochs=args.epochs, steps=args.steps or 0, lr=args.lr, schedule=args.schedule,
@@ -562,10 +565,20 @@ def build_parser() -> argparse.ArgumentParser:
     prune = commands.add_parser("prune", help="remove the least important channel/head groups in one shot")
     prune.add_argument("model", help="input .onnx file (never modified)")
     prune.add_argument("-o", "--output", required=True, help="output .onnx file")
-    prune.add_argument("--ratio", type=float, required=True, help="share to remove (of groups, params or FLOPs)")
+    ratio = prune.add_mutually_exclusive_group(required=True)
+    ratio.add_argument("--ratio", type=float, help="share to remove (of groups, params, FLOPs or latency)")
+    ratio.add_argument("--target-latency", type=float, metavar="MS",
+                       help="remove what brings the model's batch-1 latency (onnxruntime CPU, --latency-threads) "
+                            "to about MS milliseconds, by the width table's estimate (implies --by latency)")
     prune.add_argument("--criterion", choices=["l1", "l2", "random"], default="l2", help="importance (default l2)")
-    prune.add_argument("--by", choices=["groups", "params", "flops"], default="groups",
-                       help="what --ratio measures (default groups)")
+    prune.add_argument("--by", choices=["groups", "params", "flops", "latency"], default="groups",
+                       help="what --ratio measures (default groups); latency: the time of the model's "
+                            "Conv/Gemm/MatMul ops as the measured width table estimates it, and the ranking "
+                            "trades importance against the time each group saves")
+    prune.add_argument("--rank", choices=["auto", "importance", "latency"],
+                       help="order groups by importance, or by importance per millisecond each saves (the width "
+                            "table's estimate, HALP); auto (the default with --round-to auto) tries both and "
+                            "keeps the one that measures faster; --by latency always ranks by latency")
     prune.add_argument("--scope", choices=["global", "local"], default="global",
                        help="rank all groups together or each family alone (default global)")
     prune.add_argument("--round-to", default="auto", metavar="N|auto",
@@ -632,7 +645,9 @@ def _run_parser(commands) -> None:
     run.add_argument("--weight-decay", type=float, default=0.0)
     run.add_argument("--batch-size", type=int, default=64)
     run.add_argument("--pruning-periods", type=int, default=5)
-    run.add_argument("--round-to", type=int, default=1, metavar="N", help="kept groups per family: multiples of N")
+    run.add_argument("--round-to", default="auto", metavar="N|auto",
+                     help="kept groups per family: multiples of N; auto (default) picks the multiple this model's "
+                          "Conv/Gemm/MatMul shapes run fastest at, as prune does; 1 rounds nothing")
     run.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where the optimizer step runs")
     run.add_argument("--threads", type=int, default=0, help="onnxruntime threads (default: all cores)")
     run.add_argument("--seed", type=int, default=0)

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from .ir import Graph
+from .space import AxisBudget, Selection
 
 #: The multiples a selection may round kept counts to, smallest first (1 = no rounding).
 CANDIDATES = (1, 4, 8, 16)
@@ -65,7 +66,7 @@ class Probe:
 class HeavyOp:
     """An op of the model whose time depends on the kept widths: its shapes at full width and which of
     its channel axes a selection may shrink. `kind` is depthwise, pointwise, conv (k x k), grouped
-    (a grouped conv, kept at its width), gemm or matmul."""
+    (a grouped conv: it loses whole groups), gemm or matmul."""
 
     kind: str
     op_type: str
@@ -74,18 +75,26 @@ class HeavyOp:
     attrs: tuple[tuple[str, object], ...]
     in_prunable: bool
     out_prunable: bool
+    weight: str = ""  # the weight initializer's name
 
-    def probe(self, keep: float, multiple: int) -> Probe:
+    def probe(self, keep: float, multiple: int, round_small: bool = False) -> Probe:
         """This op at the widths that keeping `keep` of each prunable axis, rounded as select rounds
-        kept counts to `multiple`, gives it."""
+        kept counts to `multiple` (narrow families finer with `round_small`), gives it."""
         def width(size: int, prunable: bool) -> int:
-            return kept_width(size, keep, multiple) if prunable else size
+            return kept_width(size, keep, multiple, round_small) if prunable else size
 
         x, w = list(self.x), list(self.w)
         if self.kind == "depthwise":  # one width: channels in = channels out = groups
             c = width(w[0], self.out_prunable)
             x[1], w[0] = c, c
             return Probe(self.op_type, tuple(x), tuple(w), tuple((k, c if k == "group" else v) for k, v in self.attrs))
+        if self.kind == "grouped":  # whole groups go (`couple_conv`): the count of groups shrinks
+            groups = int(dict(self.attrs)["group"])
+            per_in, per_out = w[1], w[0] // groups
+            kept = groups if not self.out_prunable else \
+                max(1, min(groups, kept_width(groups, keep, max(1, multiple // per_out), round_small)))
+            x[1], w[0] = kept * per_in, kept * per_out
+            return Probe(self.op_type, tuple(x), tuple(w), tuple((k, kept if k == "group" else v) for k, v in self.attrs))
         if self.op_type == "Conv":
             x[1] = width(x[1], self.in_prunable)
             w[0], w[1] = width(w[0], self.out_prunable), (x[1] if self.kind != "grouped" else w[1])
@@ -109,6 +118,35 @@ def family_multiple(size: int, round_to: int, round_small: bool) -> int:
     while multiple > 1 and size < 2 * multiple:
         multiple //= 2
     return max(multiple, 1)
+
+
+def group_step(size: int, channels: int, round_to: int, round_small: bool) -> int:
+    """The step, in groups, of a family of `size` groups that are `channels` channels wide each (a
+    grouped convolution's group, say): `family_multiple` counted in channels, so a kept count of 16
+    channels is 2 groups of 8, not 16 groups."""
+    channels = max(1, int(channels))
+    return max(1, family_multiple(size * channels, round_to, round_small) // channels)
+
+
+def channels_per_group(family) -> int:
+    """How many channels one group of `family` removes from the tensors its producers write: 1, or a
+    grouped convolution's group width (rounding to a multiple of 16 channels is 2 groups of 8)."""
+    return max((m.table.shape[1] for m in family.producers), default=1)
+
+
+def narrowest(space, max_family_ratio: float, round_to: int = 1):
+    """A `Selection` that cuts every prunable family as far as `select` may: at most `max_family_ratio`
+    of its groups, the kept count a multiple of its step (`round_to` channels, narrow families finer)
+    and no axis emptied. What the model it leaves still takes, no selection removes: it bounds what
+    pruning can do for latency."""
+    budget = AxisBudget(space)
+    pruned = {}
+    for f in (f for f in space.prunable if f.size > 1):
+        step = group_step(f.size, channels_per_group(f), round_to, True)
+        cap = min(f.size - 1, int(math.floor(max_family_ratio * f.size)))
+        kept = min(f.size, max(step, -(-(f.size - cap) // step) * step))
+        pruned[f.id] = tuple(g for g in range(f.size - kept) if budget.take(f, g))
+    return Selection({fid: groups for fid, groups in pruned.items() if groups})
 
 
 def kept_width(size: int, keep: float, multiple: int, round_small: bool = False) -> int:
@@ -166,11 +204,11 @@ def _heavy(op, x: tuple[int, ...], w: tuple[int, ...], weight: str, prunable: se
         if group > 1 and group == x[1] == w[0] and w[1] == 1:
             kind = "depthwise"
         elif group > 1:
-            kind = "grouped"  # a group's width is fixed by the model: timed at its own widths
+            kind = "grouped"  # loses whole groups, each keeping its width
         else:
             kind = "pointwise" if all(k == 1 for k in w[2:]) else "conv"
         return HeavyOp(kind, "Conv", x, w, attrs, kind != "grouped" and (weight, 1) in prunable,
-                       kind != "grouped" and (weight, 0) in prunable)
+                       (weight, 0) in prunable, weight)
     if len(w) != 2 or len(x) < 2:
         return None
     if op.op_type == "Gemm":
@@ -179,8 +217,8 @@ def _heavy(op, x: tuple[int, ...], w: tuple[int, ...], weight: str, prunable: se
         trans_b = int(op.attr("transB", 0))
         in_axis, out_axis = (1, 0) if trans_b else (0, 1)
         return HeavyOp("gemm", "Gemm", x, w, (("transB", trans_b),), (weight, in_axis) in prunable,
-                       (weight, out_axis) in prunable)
-    return HeavyOp("matmul", "MatMul", x, w, (), (weight, 0) in prunable, (weight, 1) in prunable)
+                       (weight, out_axis) in prunable, weight)
+    return HeavyOp("matmul", "MatMul", x, w, (), (weight, 0) in prunable, (weight, 1) in prunable, weight)
 
 
 # ---------------------------------------------------------------------- measuring
@@ -423,7 +461,16 @@ def estimate(probes: dict[int, list[Probe]], times: dict[str, Timed]) -> dict[in
     conversions of its input and output that its blocked neighbours then need. What a conversion costs
     per element is read off the measured ops themselves (the median over blocked Convs of
     (alone - in a model) / (input + output elements)), not assumed."""
-    every = {p.key: p for group in probes.values() for p in group}
+    every = [p for group in probes.values() for p in group]
+    cost = in_model_costs(every, times)
+    return {m: float(sum(cost[p.key] for p in group)) for m, group in probes.items()}
+
+
+def in_model_costs(probes: list[Probe], times: dict[str, Timed]) -> dict[str, float]:
+    """Each probe's time in a model (see `estimate`): its own, plus for a Conv left in the plain layout
+    among blocked ones, the conversions of its input and output at the cost per element that the
+    blocked Convs among `probes` show."""
+    every = {p.key: p for p in probes}
     blocked = [p for key, p in every.items() if times[key].blocked and p.op_type == "Conv"]
     per_element = float(np.median([max(times[p.key].alone - times[p.key].ms, 0.0) /
                                    (_elements(p, True) + _elements(p, False)) for p in blocked])) if blocked else 0.0
@@ -434,7 +481,7 @@ def estimate(probes: dict[int, list[Probe]], times: dict[str, Timed]) -> dict[in
             return found.ms
         return found.ms + per_element * (_elements(p, True) + _elements(p, False))
 
-    return {m: float(sum(cost(p) for p in group)) for m, group in probes.items()}
+    return {key: cost(p) for key, p in every.items()}
 
 
 def _elements(probe: Probe, inputs: bool) -> int:
@@ -443,6 +490,13 @@ def _elements(probe: Probe, inputs: bool) -> int:
         return int(np.prod(probe.x))
     strides = dict(probe.attrs).get("strides") or (1,) * (len(probe.x) - 2)
     return int(probe.w[0] * np.prod([-(-size // stride) for size, stride in zip(probe.x[2:], strides)]))
+
+
+def removable_groups(space, multiple: int) -> int:
+    """The most groups training can zero when every family keeps a multiple of `multiple` groups (at
+    least one multiple: a family no wider than it stays whole), as the sparse optimizers choose."""
+    return sum(f.size - multiple if multiple > 1 else f.size - 1
+               for f in space.prunable if f.size > max(multiple, 1))
 
 
 def prunable_axes(space) -> set[tuple[str, int]]:
@@ -456,3 +510,4 @@ def choose_for_graph(graph: Graph, shapes: dict, space, ratio: float, by: str, t
     params or FLOPs leaves, timed on `threads` threads (the table in the user's cache unless given)."""
     table = table or WidthTable(threads)
     return choose_round_to(heavy_ops(graph, shapes, prunable_axes(space)), keep_share(ratio, by), table)
+

@@ -17,10 +17,11 @@ import numpy as np
 
 from onnxprune.facts import Outcome
 from onnxprune.ir import Graph
+from onnxprune.latency_model import LatencyModel, latency_model
 from onnxprune.ops.rule import constant_value
 from onnxprune.passmanager import ALL, PassResult, TransformPass
 from onnxprune.space import AxisBudget, ErasingSpace, Family, PruningSpace, Selection
-from onnxprune.widths import family_multiple
+from onnxprune.widths import WidthTable, channels_per_group, group_step, keep_share
 
 from .cost import CostAnalysis, SelectionCost
 from .erase_space import EraseSpaceAnalysis
@@ -34,7 +35,8 @@ class SelectOptions:
 
     ratio: float = 0.5  # share of the target quantity to remove
     criterion: Literal["l1", "l2", "random"] = "l2"
-    by: Literal["groups", "params", "flops"] = "groups"  # groups of prunable families, or model params/FLOPs
+    by: Literal["groups", "params", "flops", "latency"] = "groups"  # groups of prunable families, model
+    # params/FLOPs, or the heavy ops' time as the measured width table estimates it (`latency_model.LatencyModel`)
     scope: Literal["global", "local"] = "global"  # rank all groups together, or each family on its own (the
     # same share of each; by params/FLOPs, the share that reaches the target)
     normalize: Literal["none", "mean", "max", "l2"] = "mean"  # per-family score normalisation
@@ -45,6 +47,9 @@ class SelectOptions:
     seed: int = 0  # for criterion=random
     erase: int = 0  # also erase this many whole regions (blocks), the least important first
     calibration: str = ""  # .npz/.npy inputs: rank regions by block influence on them, not by weight size
+    threads: int = 1  # by latency: the onnxruntime thread count the width table is timed at
+    rank: Literal["importance", "latency"] = "importance"  # latency: importance per millisecond a group saves
+    # (HALP; the width table's estimate), whatever `by` measures; by latency always ranks so
 
 
 def _per_index(array: np.ndarray, axis: int, criterion: str) -> np.ndarray:
@@ -81,6 +86,17 @@ def _normalize(scores: np.ndarray, how: str) -> np.ndarray:
         return scores
     scale = {"mean": np.mean, "max": np.max, "l2": np.linalg.norm}[how](scores)
     return scores / scale if scale > 0 else scores
+
+
+def per_latency(normalized: dict[int, np.ndarray], saved: dict[int, float]) -> dict[int, np.ndarray]:
+    """HALP's trade: each group's (normalised) importance per unit of the latency its removal saves
+    (`saved[family]`, ms per group, from the width table, relative to the mean over families), so a
+    latency target is met by the groups that cost the least importance per millisecond. A family
+    whose groups save nothing measurable goes last."""
+    positive = [v for v in saved.values() if v > 0]
+    scale = float(np.mean(positive)) if positive else 1.0
+    return {f: scores / (saved[f] / scale) if saved.get(f, 0.0) > 0 else scores + 1e9
+            for f, scores in normalized.items()}
 
 
 def _round_kept(size: int, removed: int, round_to: int, cap: int) -> int:
@@ -149,22 +165,28 @@ def _rounded(start: AxisBudget, families: list[Family], scores: dict[int, np.nda
 
 def select_groups(graph: Graph, space: PruningSpace, cost, options: SelectOptions,
                   exact: SelectionCost | None = None,
-                  finish: Callable[[Selection], Selection] | None = None) -> tuple[Selection, Outcome]:
+                  finish: Callable[[Selection], Selection] | None = None,
+                  timing: LatencyModel | None = None) -> tuple[Selection, Outcome]:
     """Choose the groups to prune (see module docstring) and say what the choice removes.
 
     The global ranking fixes the order in which groups go; how far down it to go is searched (bisection
     over the prefix length) so that what the compact model loses, measured exactly by `exact` (for
     `by` params or FLOPs: the `SelectionCost` of `graph`), is the closest to the target. Summing each
     group's own estimate instead counted weight slices shared by two families twice. `finish` turns a
-    choice into the final selection (adding erased regions, say) and is part of what is measured."""
+    choice into the final selection (adding erased regions, say) and is part of what is measured.
+    `timing` (a `latency_model.LatencyModel`) is what `by` latency measures and `rank` latency ranks by."""
     rng = np.random.default_rng(options.seed)
     finish = finish or (lambda selection: selection)
     families = [f for f in space.prunable if f.size > 1]
     scores = {f.id: group_scores(graph, f, options.criterion, rng) for f in families}
     caps = {f.id: min(f.size - 1, int(np.floor(options.max_family_ratio * f.size))) for f in families}
-    steps = {f.id: family_multiple(f.size, options.round_to, options.round_small) for f in families}
+    steps = {f.id: group_step(f.size, channels_per_group(f), options.round_to, options.round_small) for f in families}
     if options.by == "groups":
         total = float(sum(f.size for f in families))
+    elif options.by == "latency":
+        if timing is None:
+            raise ValueError("select by latency needs the model's latency estimate (a LatencyModel)")
+        total = timing.total_ms
     else:
         if exact is None:
             raise ValueError(f"select by {options.by} needs the exact cost of the model (a SelectionCost)")
@@ -174,6 +196,8 @@ def select_groups(graph: Graph, space: PruningSpace, cost, options: SelectOption
     def removed_by(selection: Selection) -> float:
         if options.by == "groups":
             return float(selection.group_count)
+        if options.by == "latency":
+            return total - timing.estimate(selection)
         found = exact.measure(selection)
         return total - (found.parameters if options.by == "params" else found.flops)
 
@@ -214,6 +238,8 @@ def select_groups(graph: Graph, space: PruningSpace, cost, options: SelectOption
         selection, removed = min(candidates.values(), key=lambda c: abs(c[1] - target))
         return selection, Outcome(options.by, target, removed, total)
     normalized = {f.id: _normalize(scores[f.id], options.normalize) for f in families}
+    if options.by == "latency" or options.rank == "latency":
+        normalized = per_latency(normalized, {f.id: timing.per_group(f.id) for f in families})
     order = _greedy_order(families, normalized, caps, space)
     start = AxisBudget(space)
     measured: dict[int, tuple[Selection, float]] = {}
@@ -329,9 +355,13 @@ class Select(TransformPass):
             # which regions go never depends on the groups, so it is worked out once
             regions = erasable(graph, erasing, self.options.erase, self._region_scores(graph, space, erasing))
             finish = lambda s: Selection(s.pruned, regions).without_clashes(space, erasing)
-        exact = SelectionCost(graph, am.get(ShapesAnalysis), cost, space, erasing) if self.options.by != "groups" \
-            else None
-        selection, outcome = select_groups(graph, space, cost, self.options, exact, finish)
+        timing = None
+        if self.options.by == "latency" or self.options.rank == "latency":
+            timing = latency_model(graph, am.get(ShapesAnalysis), space, keep_share(self.options.ratio, "flops"),
+                                   max(self.options.round_to, 1), WidthTable(self.options.threads))
+        exact = SelectionCost(graph, am.get(ShapesAnalysis), cost, space, erasing) \
+            if self.options.by in ("params", "flops") else None
+        selection, outcome = select_groups(graph, space, cost, self.options, exact, finish, timing)
         am.provide(selection)
         am.provide(outcome)
         return PassResult.unchanged()

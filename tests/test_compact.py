@@ -71,6 +71,21 @@ def test_depthwise_group_attribute_follows_the_channels():
     assert [op.attr("group") for op in depthwise] == [5]
 
 
+@pytest.mark.parametrize("per_out", [4, 8])  # ResNeXt/RegNet blocks (out = in per group), and 2x wider
+def test_grouped_convolution_loses_whole_groups_exactly(per_out):
+    b = Builder()
+    h = b.op("Relu", [b.conv("x", 3, 16)])
+    g = b.op("Relu", [b.conv(h, 16, 4 * per_out, k=3, group=4)])
+    graph = onnxprune.load(b.model({"x": [1, 3, 6, 6]}, [b.conv(g, 4 * per_out, 2)]))
+    space = AnalysisManager(graph).get("prune-space")
+    (family,) = [f for f in space.prunable if f.size == 4]
+    compacted, _ = check_compact_matches_masked(graph, Selection({family.id: (1, 2)}), space)
+    grouped = [op for op in compacted.ops() if op.op_type == "Conv" and op.attr("group", 1) != 1]
+    assert [op.attr("group") for op in grouped] == [2]
+    weight = compacted.initializer(compacted.inputs_of(grouped[0])[1].name)
+    assert weight.shape == (2 * per_out, 4, 3, 3)
+
+
 def test_head_pruning_rewrites_reshape_shapes_without_touching_shared_constants():
     graph = onnxprune.load(ZOO / "transformer.onnx")
     shared_before = {v.name: v.tensor.array.copy() for v in graph.initializers if v.tensor.data_type == 7}

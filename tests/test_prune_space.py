@@ -125,11 +125,28 @@ def test_unknown_op_freezes_with_its_name():
     assert any("no pruning rule for acme.Mystery" in r for r in family.reasons)
 
 
-def test_grouped_convolution_is_frozen():
+def test_grouped_convolution_loses_whole_groups():
     b = Builder()
     y = b.conv(b.op("Relu", [b.conv(b.op("Relu", [b.conv("x", 3, 8)]), 8, 8, k=3, group=2)]), 8, 2)
+    space = space_of(b.model({"x": [1, 3, 4, 4]}, [y]))
+    family = family_with(space, "w1")
+    # one group of the family is one group of the convolution: 4 channels in and 4 out, with the
+    # producing 1x1 convolution's 4 rows, never part of a group (groups must stay equal)
+    assert family.prunable and family.size == 2
+    assert member(family, "w1", 0).table.shape == (2, 4)  # w1: the 1x1 convolution's weight
+    assert sorted(member(family, "w1", 0).table[0]) == [0, 1, 2, 3]
+    assert member(family, "w5", 0).table.shape == (2, 4)  # the grouped convolution's output rows join it
+    assert member(family, "w9", 1).table.shape == (2, 4)  # and the next convolution's input columns
+    assert not any(m.value == "w5" and m.axis == 1 for f in space.families for m in f.members)  # each group's width stays
+
+
+def test_grouped_convolution_with_uneven_shapes_stays_frozen():
+    b = Builder()
+    x = b.op("Relu", [b.conv("x", 3, 8)])
+    w = b.weight((6, 3, 3, 3))  # 8 input channels do not split into 3 groups of 3: onnxruntime rejects it
+    y = b.op("Conv", [x, w], kernel_shape=[3, 3], pads=[1] * 4, group=3)
     family = family_with(space_of(b.model({"x": [1, 3, 4, 4]}, [y])), "w1")
-    assert not family.prunable and any("grouped convolution" in r for r in family.reasons)
+    assert not family.prunable
 
 
 # ---------------------------------------------------------------------- zoo known answers

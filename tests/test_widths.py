@@ -148,7 +148,7 @@ def test_auto_falls_back_to_a_finer_multiple_where_the_target_is_out_of_reach(ca
     monkeypatch.setenv("ONNXPRUNE_CACHE", str(tmp_path / "cache"))  # not the session's table of the plain fake
     monkeypatch.setattr("onnxprune.widths.PRECISION", 0.0005)  # coarse steps miss this; 1 (no rounding) does not
     status, text, err = run_cli(capsys, "prune", ZOO / "inceptionish.onnx", "-o", tmp_path / "a.onnx", "--ratio", "0.5",
-                                "--by", "flops", "--no-latency")
+                                "--by", "flops", "--no-latency", "--rank", "importance")  # the widths alone
     assert status == 0, err
     line = next(line for line in text.splitlines() if line.startswith("round-to"))
     tried = int(line.split("(")[1].split()[0])  # the fastest multiple, whose steps were too coarse
@@ -215,3 +215,42 @@ def test_narrow_families_round_to_a_finer_power_of_two_only_when_asked():
         size = space.family(family_id).size
         step = widths.family_multiple(size, 16, True)
         assert (size - len(groups)) % step == 0
+
+
+def test_grouped_convolution_probes_lose_whole_groups():
+    # a RegNet-style grouped 3x3 convolution: 12 groups of 8 channels; rounding to 16 channels is 2 groups
+    grouped = HeavyOp("grouped", "Conv", (1, 96, 8, 8), (96, 8, 3, 3), (("group", 12),), False, True)
+    probe = grouped.probe(0.5, 16)
+    assert dict(probe.attrs)["group"] == 6 and probe.x[1] == 48 and probe.w == (48, 8, 3, 3)
+    assert grouped.probe(0.7, 1).w[0] % 8 == 0  # never part of a group
+    frozen = HeavyOp("grouped", "Conv", (1, 96, 8, 8), (96, 8, 3, 3), (("group", 12),), False, False)
+    assert frozen.probe(0.5, 16).w == (96, 8, 3, 3)
+
+
+def test_group_steps_count_channels():
+    assert widths.group_step(12, 8, 16, False) == 2  # 16 channels are 2 groups of 8
+    assert widths.group_step(12, 8, 4, False) == 1  # a group of 8 is already a multiple of 4
+    assert widths.group_step(64, 1, 16, False) == 16
+    assert widths.group_step(12, 64, 16, False) == 1  # attention heads of 64 channels
+
+
+@pytest.mark.slow  # two short training runs
+def test_run_rounds_to_the_measured_multiple_that_reaches_the_target(capsys, tmp_path):
+    # digits_cnn's families have 16, 32 and 32 channels: at 16 a family keeps one multiple, so the
+    # 16-wide one stays whole and training could zero 32 groups, fewer than half of the 80
+    space = AnalysisManager(onnxprune.load(ZOO / "digits_cnn.onnx")).get("prune-space")
+    assert widths.removable_groups(space, 16) == 32 and widths.removable_groups(space, 8) == 56
+    assert widths.removable_groups(space, 1) == 77
+    out = tmp_path / "d.onnx"
+    status, text, err = run_cli(capsys, "run", ZOO / "digits_cnn.onnx", "--data", ZOO / "digits.npz", "-o", out,
+                                "--steps", "12", "--no-progress", "--batch-size", "32", "--no-latency", "--no-report")
+    assert status == 0, err
+    line = next(line for line in text.splitlines() if line.startswith("round-to"))
+    assert line.startswith("round-to   8 (measured: 1: ") and "16: " in line  # the fake table: 8 is fast
+    graph = onnxprune.load(out)
+    kept = [graph.initializer(graph.inputs_of(op)[1].name).shape[0] for op in graph.ops() if op.op_type == "Conv"]
+    assert kept and all(k % 8 == 0 for k in kept), kept
+    status, text, _ = run_cli(capsys, "run", ZOO / "digits_cnn.onnx", "--data", ZOO / "digits.npz", "-o",
+                              tmp_path / "e.onnx", "--steps", "12", "--no-progress", "--batch-size", "32",
+                              "--no-latency", "--no-report", "--round-to", "1")
+    assert status == 0 and not any(line.startswith("round-to") for line in text.splitlines())

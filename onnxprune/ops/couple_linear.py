@@ -29,7 +29,8 @@ from .shape_refine import sees_analysis_types
 # ---------------------------------------------------------------------- convolution and linear algebra
 def couple_conv(view: OpView) -> Coupling | None:
     """Conv: batch passes through; output channels are produced by weight rows (and bias); input
-    channels are contracted with weight columns (group = 1) or pass through (depthwise)."""
+    channels are contracted with weight columns (group = 1), pass through (depthwise), or vanish with
+    their whole group (a grouped convolution loses groups, never part of one)."""
     x_rank, w_rank = rank(view, IN, 0), rank(view, IN, 1)
     if x_rank is None or w_rank is None or rank(view, OUT, 0) != x_rank:
         return None
@@ -56,6 +57,14 @@ def couple_conv(view: OpView) -> Coupling | None:
             src = np.repeat(np.arange(c_in), multiplier)
             coupling.links.append((ax_in(0, 1), src, ax_out(0, 1), np.arange(c_out)))
         coupling.frozen.append((ax_in(1, 1), "depthwise weight axis of size 1"))
+    elif c_in % group == 0 and c_out % group == 0 and per_group == c_in // group:
+        # a grouped convolution (RegNet, ResNeXt) loses whole groups: group k's input channels and its
+        # output channels vanish together, so every group keeps its width and `group` its meaning;
+        # each index is tied to the first channel of its group on the other axis, which unites them
+        per_in, per_out = c_in // group, c_out // group
+        coupling.links.append((ax_in(0, 1), np.arange(c_in), ax_out(0, 1), (np.arange(c_in) // per_in) * per_out))
+        coupling.links.append((ax_out(0, 1), np.arange(c_out), ax_in(0, 1), (np.arange(c_out) // per_out) * per_in))
+        coupling.frozen.append((ax_in(1, 1), f"grouped convolution (group={group}): the width of each group"))
     else:
         coupling.frozen += [(ax_in(0, 1), f"grouped convolution (group={group}): groups must stay equal"),
                             (ax_out(0, 1), f"grouped convolution (group={group}): groups must stay equal")]
@@ -74,10 +83,13 @@ def couple_conv(view: OpView) -> Coupling | None:
 
 @sees_analysis_types
 def rewrite_conv(graph, op, view: OpView, kept: dict[Axis, np.ndarray]) -> None:
-    """A depthwise Conv's `group` follows its channel count."""
+    """A depthwise or grouped Conv's `group` follows its channel count (whole groups go: each keeps
+    the weight's input width)."""
     group = op.attr("group", 1)
     if group != 1 and ax_in(0, 1) in kept:
-        graph.set_attr(op, "group", int(len(kept[ax_in(0, 1)])))
+        per_group = dim(view, IN, 1, 1)
+        per_group = per_group if isinstance(per_group, int) and per_group > 0 else 1
+        graph.set_attr(op, "group", int(len(kept[ax_in(0, 1)]) // per_group))
 
 
 def couple_conv_transpose(view: OpView) -> Coupling | None:
