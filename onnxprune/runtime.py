@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -13,10 +16,11 @@ from .errors import UserError
 from .ir import Graph
 from .ir.shapes import parse_input_shape
 
-#: Models with more initializer bytes than this reach onnxruntime through a temporary file that `save`
-#: streams, not as serialised bytes: those held the weights twice more (a ModelProto and its bytes) and
-#: cannot exceed protobuf's 2 GiB.
+#: Graphs with more initializer bytes than this reach onnxruntime with their weights in an external data
+#: file beside the temporary model file (aligned, so onnxruntime can memory-map them), not inside it.
 IN_MEMORY_LIMIT = 64 * 1024 * 1024
+#: onnxruntime's graph optimisation levels by name.
+LEVELS = ("disable", "basic", "extended", "all")
 
 
 def onnxruntime():
@@ -40,31 +44,54 @@ def onnxruntime():
     return ort
 
 
-def inference_session(graph: Graph, *, optimize: bool = False, threads: int | None = None):
-    """A CPU session for `graph`. By default at basic graph optimisations: comparisons want numbers,
-    and onnxruntime 1.19's NCHWc layout transform (all optimisations) rejects some valid models with odd
-    channel counts after a Concat. `optimize=True` (all optimisations) is for latency measurements."""
-    ort = onnxruntime()
+def inference_session(model: Graph | str | os.PathLike, *, optimize: bool = False, threads: int | None = None,
+                      level: str | None = None, inter_threads: int | None = None, prepack: bool = True,
+                      optimized_path: str | os.PathLike | None = None, log_level: int = 4):
+    """The one place onnxprune builds onnxruntime inference sessions (CPU), always from a file path.
 
+    `model` is a path (external data beside it is read by onnxruntime itself) or a Graph, which is first
+    written by `save` into a temporary folder that lives as long as the session: its weights stream
+    from where they lie (memory-mapped files, slices computed one tensor at a time) and never become
+    one serialised protobuf (which held the weights twice more and cannot exceed 2 GiB).
+
+    `level` ("disable", "basic", "extended", "all") is the graph optimisation level; by default "basic":
+    comparisons want numbers, and onnxruntime 1.19's NCHWc layout transform (all optimisations) rejects
+    some valid models with odd channel counts after a Concat. `optimize=True` means "all" (latency).
+    `prepack=False` stops kernels from keeping a re-laid-out copy of every constant weight (a second
+    copy of the model: verify does not need the speed). `optimized_path` writes the optimised graph."""
+    ort = onnxruntime()
+    level = level or ("all" if optimize else "basic")
+    if level not in LEVELS:
+        raise ValueError(f"unknown graph optimisation level {level!r}; one of {', '.join(LEVELS)}")
     options = ort.SessionOptions()
-    options.log_severity_level = 4  # failures come back as exceptions; onnxruntime's own log would repeat them
-    options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
-                                        else ort.GraphOptimizationLevel.ORT_ENABLE_BASIC)
+    options.log_severity_level = log_level  # failures come back as exceptions; its own log would repeat them
+    options.graph_optimization_level = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[level]
     if threads:
         options.intra_op_num_threads = threads
+    if inter_threads:
+        options.inter_op_num_threads = inter_threads
+    if not prepack:
+        options.add_session_config_entry("session.disable_prepacking", "1")
+    if optimized_path is not None:
+        options.optimized_model_filepath = str(optimized_path)
     providers = ["CPUExecutionProvider"]
-    if sum(v.tensor.nbytes for v in graph.initializers) <= IN_MEMORY_LIMIT:
-        return ort.InferenceSession(graph.to_onnx().SerializeToString(), options, providers=providers)
-    import tempfile
-    from pathlib import Path
-
+    if not isinstance(model, Graph):
+        return ort.InferenceSession(str(model), options, providers=providers)
     from .ir import save
 
     folder = tempfile.TemporaryDirectory(prefix="onnxprune-session-")
     path = Path(folder.name) / "model.onnx"
-    save(graph, path)  # our own file (and .data beside it): nothing outside the folder is read
-    session = ort.InferenceSession(str(path), options, providers=providers)
-    session._onnxprune_files = folder  # removed with the session, in case onnxruntime maps external data
+    try:  # our own file (and .data beside it): nothing outside the folder is read
+        big = sum(v.tensor.nbytes for v in model.initializers) > IN_MEMORY_LIMIT
+        save(model, path, external_data=True if big else None)  # None: as the model was read
+        session = ort.InferenceSession(str(path), options, providers=providers)
+    except BaseException:
+        folder.cleanup()
+        raise
+    session._onnxprune_files = folder  # removed with the session: onnxruntime may keep the data file mapped
     return session
 
 
