@@ -467,7 +467,7 @@ def _loads_at_default_settings(path: str) -> bool:
     try:
         from .runtime import inference_session
 
-        inference_session(path, level="all", prepack=False)
+        inference_session(path, level="all", lean=True)
         return True
     except ImportError:
         return True  # nothing to say without onnxruntime

@@ -4,6 +4,8 @@ and verify."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
@@ -71,9 +73,11 @@ def _external(model: onnx.ModelProto, folder) -> str:
 
 
 @pytest.fixture
-def no_whole_model_in_memory(monkeypatch):
+def no_whole_model_in_memory(monkeypatch, request):
     """Fail if anything turns the whole model into one protobuf or hands onnxruntime anything but a path
-    with the external data file beside it; returns the paths sessions were built from."""
+    whose external data lie beside it or are handed over as arrays (`add_initializer`); returns the
+    paths sessions were built from and how many external tensors each had."""
+    monkeypatch.setattr(runtime, "GIVEN_MIN_BYTES", getattr(request, "param", runtime.GIVEN_MIN_BYTES))
     real_to_onnx = serde.to_onnx
 
     def to_onnx(graph, *, weights=True):
@@ -89,7 +93,10 @@ def no_whole_model_in_memory(monkeypatch):
     def session(source, *args, **kwargs):
         assert isinstance(source, str), "an onnxruntime session was built from bytes, not from a path"
         model = onnx.load(source, load_external_data=False)
-        external = [t.name for t in model.graph.initializer if t.data_location == TensorProto.EXTERNAL]
+        external = [t for t in model.graph.initializer if t.data_location == TensorProto.EXTERNAL]
+        for tensor in external:
+            location = next(e.value for e in tensor.external_data if e.key == "location")
+            assert location == serde.PLACEHOLDER_LOCATION or (Path(source).parent / location).is_file()
         inline = [t.name for t in model.graph.initializer if len(t.raw_data) >= (1 << 16)]
         assert not inline, f"large weights were written inside the model file: {inline}"
         paths.append((source, len(external)))
@@ -99,9 +106,11 @@ def no_whole_model_in_memory(monkeypatch):
     return paths
 
 
+@pytest.mark.parametrize("no_whole_model_in_memory", [runtime.GIVEN_MIN_BYTES, 0], indirect=True,
+                         ids=["weights-in-files", "weights-given-as-arrays"])
 def test_prune_never_serialises_the_whole_model(tmp_path, capsys, no_whole_model_in_memory):
     """prune with verify, latency and the report on a model with external data: every session comes from
-    a file with the external data beside it; the written model keeps its external data."""
+    a file, its weights beside it or handed over as arrays; the written model keeps its external data."""
     source = _external(_mlp(TensorProto.FLOAT), tmp_path)
     out = tmp_path / "small.onnx"
     status = main(["prune", source, "-o", str(out), "--ratio", "0.3", "--round-to", "1", "--latency-threads", "1"])

@@ -32,6 +32,8 @@ EXTERNAL_MIN_BYTES = 1024
 #: External tensors of at least PAGE_ALIGN_MIN_BYTES start at a multiple of the page size: onnxruntime
 #: memory-maps such tensors on the CPU instead of copying them (others are aligned to 64 bytes).
 PAGE_ALIGN, PAGE_ALIGN_MIN_BYTES = 4096, 1 << 20
+#: Where `save(placeholders=...)` says the bytes of the tensors it does not write lie (no such file).
+PLACEHOLDER_LOCATION = "onnxprune-weights-given-in-memory"
 #: While writing, the source files' pages are released after this many bytes (see `release_pages`).
 RELEASE_EVERY = 256 * 1024 * 1024
 
@@ -408,12 +410,16 @@ def to_onnx(graph: Graph, *, weights: bool = True) -> ModelProto:
     return model
 
 
-def save(graph: Graph, path: str | os.PathLike, *, external_data: bool | None = None) -> None:
+def save(graph: Graph, path: str | os.PathLike, *, external_data: bool | None = None,
+         placeholders: frozenset[str] | set[str] = frozenset()) -> None:
     """Write the model to `path` atomically, streaming initializer bytes without copying them.
 
     `external_data`: True writes tensors of 1 KiB and more to `<file name>.data` beside the model;
     None (default) does so when the model was read that way or its weights approach protobuf's
     2 GiB limit. Writing over the external data file the graph was read from is refused.
+    `placeholders`: initializers whose bytes are not written at all: they are declared external at
+    PLACEHOLDER_LOCATION, a file that does not exist, for a caller that hands their data to onnxruntime
+    itself (`runtime.inference_session`); such a file is not a complete model.
     """
     path = Path(path)
     data_path = path.with_name(path.name + ".data")
@@ -423,8 +429,8 @@ def save(graph: Graph, path: str | os.PathLike, *, external_data: bool | None = 
         external_data = graph.external_data or total > EXTERNAL_DATA_THRESHOLD
     # (value, goes to the data file), in the model's initializer order; no tensor's bytes are taken yet:
     # a deferred tensor (a slice compact made) is computed when it is written, then dropped
-    plan = [(value, external_data and value.tensor.writes_raw and value.tensor.nbytes >= EXTERNAL_MIN_BYTES)
-            for value in graph._initializers]
+    plan = [(value, external_data and value.tensor.writes_raw and value.tensor.nbytes >= EXTERNAL_MIN_BYTES
+             and value.name not in placeholders) for value in graph._initializers]
     offsets: dict = {}
     if any(external for _, external in plan):
         offset = 0
@@ -443,7 +449,14 @@ def save(graph: Graph, path: str | os.PathLike, *, external_data: bool | None = 
                     written(nbytes)
     entries = []  # per initializer: its serialised parts, or its value where the raw bytes follow later
     for value, external in plan:
-        if external:
+        if value.name in placeholders:
+            header = value.tensor.header_proto(value.name)
+            header.data_location = TensorProto.EXTERNAL
+            for key, val in (("location", PLACEHOLDER_LOCATION), ("offset", "0"), ("length", str(value.tensor.nbytes))):
+                entry = header.external_data.add()
+                entry.key, entry.value = key, val
+            entries.append([header.SerializeToString()])
+        elif external:
             header = value.tensor.header_proto(value.name)
             header.ClearField("external_data")
             header.data_location = TensorProto.EXTERNAL
