@@ -172,6 +172,11 @@ def build_tinyllama(path: Path, shape: dict) -> None:
     import warnings
 
     import torch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
+    import exports  # noqa: E402  (models/exports.py: torchvision, which transformers imports, beside CPU torch)
+
+    exports.import_torchvision()
     import transformers as tf
 
     torch.manual_seed(0)
@@ -187,7 +192,9 @@ def build_tinyllama(path: Path, shape: dict) -> None:
             self.model = model
 
         def forward(self, input_ids):
-            return self.model(input_ids=input_ids, use_cache=False).logits
+            # an explicit mask: without one, transformers looks for packed sequences with aten::diff,
+            # which the TorchScript exporter cannot convert
+            return self.model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), use_cache=False).logits
 
     ids = torch.randint(0, shape["vocab"], (1, 8))
     axes = {0: "batch", 1: "sequence"}
