@@ -9,6 +9,10 @@ Two models, random weights, each built in its own process:
              weights), RMSNorm, SwiGLU MLP (gate, up, down); then a final norm and the LM head.
   tinyllama  a TinyLlama-1.1B-shaped `transformers` LlamaForCausalLM (hidden 2048, FFN 5632, 32 heads, 4
              key/value heads, 22 layers, fp32, about 4.4 GB), exported with torch's TorchScript exporter.
+             The exporter holds about 4.3x the weights (6.3 GB peak for 6 layers): the full model needs
+             about 19 GB to export.
+  tinyllama-built  the same shape (grouped-query attention: 4 key/value heads) in fp32 from the
+             `onnx.helper` builder, weights streamed: the full 4.4 GB in bounded memory.
 
 `--layers N` keeps the widths and builds N layers (the weights scale with N; the embedding and LM head
 stay). Then, each in a fresh process, `onnxprune analyze` and `onnxprune prune --ratio 0.3` (verify on,
@@ -38,8 +42,9 @@ import time
 from pathlib import Path
 
 SHAPES = {
-    "llama7b": dict(hidden=4096, ffn=11008, heads=32, vocab=32000, layers=32),
+    "llama7b": dict(hidden=4096, ffn=11008, heads=32, kv_heads=32, vocab=32000, layers=32, dtype="float16"),
     "tinyllama": dict(hidden=2048, ffn=5632, heads=32, kv_heads=4, vocab=32000, layers=22),
+    "tinyllama-built": dict(hidden=2048, ffn=5632, heads=32, kv_heads=4, vocab=32000, layers=22, dtype="float32"),
 }
 GIB = 1 << 30
 
@@ -78,13 +83,18 @@ sys.exit(status if isinstance(status, int) else 0)
 
 # ====================================================================== the 7B-shaped fp16 decoder
 def build_llama(path: Path, shape: dict, seed: int = 0) -> None:
-    """Write the LLaMA-shaped fp16 decoder to `path`, its weights streamed to `path.data` in chunks."""
+    """Write the LLaMA-shaped decoder to `path`, its weights streamed to `path.data` in chunks. With fewer
+    key/value heads than query heads (grouped-query attention), each key/value head serves a group of
+    query heads through MatMul's broadcasting ([b, kv, group, s, d] @ [b, kv, 1, d, s])."""
     import numpy as np
     import onnx
     from onnx import TensorProto, helper
 
     hidden, ffn, heads, vocab = shape["hidden"], shape["ffn"], shape["heads"], shape["vocab"]
-    head = hidden // heads
+    kv_heads = shape["kv_heads"]
+    head, group = hidden // heads, heads // kv_heads
+    dtype = np.dtype(shape["dtype"])
+    onnx_type = helper.np_dtype_to_tensor_dtype(dtype)
     rng = np.random.default_rng(seed)
     data_name = path.name + ".data"
     nodes, inits = [], []
@@ -95,16 +105,16 @@ def build_llama(path: Path, shape: dict, seed: int = 0) -> None:
             pad = -offset[0] % 4096
             data.write(b"\0" * pad)
             offset[0] += pad
-            rows = max(1, (64 << 20) // (2 * (dims[-1] if len(dims) > 1 else 1)))  # about 64 MB per chunk
+            rows = max(1, (64 << 20) // (dtype.itemsize * (dims[-1] if len(dims) > 1 else 1)))  # 64 MB chunks
             total = dims[0]
             for start in range(0, total, rows):
                 count = min(rows, total - start)
                 chunk_shape = (count, *dims[1:])
-                chunk = (np.full(chunk_shape, value, np.float16) if value is not None else
-                         (rng.standard_normal(chunk_shape, dtype=np.float32) * scale).astype(np.float16))
+                chunk = (np.full(chunk_shape, value, dtype) if value is not None else
+                         (rng.standard_normal(chunk_shape, dtype=np.float32) * scale).astype(dtype))
                 data.write(chunk.tobytes())
-            nbytes = 2 * int(np.prod(dims))
-            proto = TensorProto(name=name, data_type=TensorProto.FLOAT16, dims=dims)
+            nbytes = dtype.itemsize * int(np.prod(dims))
+            proto = TensorProto(name=name, data_type=onnx_type, dims=dims)
             proto.data_location = TensorProto.EXTERNAL
             for key, val in (("location", data_name), ("offset", str(offset[0])), ("length", str(nbytes))):
                 entry = proto.external_data.add()
@@ -117,9 +127,10 @@ def build_llama(path: Path, shape: dict, seed: int = 0) -> None:
             nodes.append(helper.make_node(op, inputs, [output], name=output, **attrs))
             return output
 
-        inits.append(helper.make_tensor("eps", TensorProto.FLOAT16, [], [1e-5]))
-        inits.append(helper.make_tensor("scale", TensorProto.FLOAT16, [], [head ** -0.5]))
-        inits.append(helper.make_tensor("split_heads", TensorProto.INT64, [4], [0, 0, heads, head]))
+        inits.append(helper.make_tensor("eps", onnx_type, [], [1e-5]))
+        inits.append(helper.make_tensor("scale", onnx_type, [], [head ** -0.5]))
+        inits.append(helper.make_tensor("split_q", TensorProto.INT64, [5], [0, 0, kv_heads, group, head]))
+        inits.append(helper.make_tensor("split_kv", TensorProto.INT64, [5], [0, 0, kv_heads, 1, head]))
         inits.append(helper.make_tensor("merge_heads", TensorProto.INT64, [3], [0, 0, hidden]))
 
         def rms_norm(x: str, name: str) -> str:
@@ -129,20 +140,23 @@ def build_llama(path: Path, shape: dict, seed: int = 0) -> None:
             normed = node("Div", [x, root], f"{name}.normed")
             return node("Mul", [normed, weight(f"{name}.weight", [hidden], 0, value=1.0)], f"{name}.out")
 
-        def heads_of(x: str, name: str) -> str:
-            return node("Transpose", [node("Reshape", [x, "split_heads"], f"{name}.split")], f"{name}.heads",
-                        perm=[0, 2, 1, 3])
+        def heads_of(x: str, name: str, split: str) -> str:  # [b, s, kv, group or 1, d] -> [b, kv, group, s, d]
+            return node("Transpose", [node("Reshape", [x, split], f"{name}.split")], f"{name}.heads",
+                        perm=[0, 2, 3, 1, 4])
 
         x = node("Gather", [weight("embed_tokens", [vocab, hidden], 0.02), "input_ids"], "embedded")
         for layer in range(shape["layers"]):
             p = f"layers.{layer}"
             h = rms_norm(x, f"{p}.input_norm")
-            q, k, v = (heads_of(node("MatMul", [h, weight(f"{p}.attn.{n}_proj", [hidden, hidden], 0.02)],
-                                     f"{p}.attn.{n}"), f"{p}.attn.{n}") for n in "qkv")
-            kt = node("Transpose", [k], f"{p}.attn.kt", perm=[0, 1, 3, 2])
+            q, k, v = (heads_of(node("MatMul", [h, weight(f"{p}.attn.{n}_proj", [hidden, width], 0.02)],
+                                     f"{p}.attn.{n}"), f"{p}.attn.{n}", split)
+                       for n, width, split in (("q", hidden, "split_q"), ("k", kv_heads * head, "split_kv"),
+                                               ("v", kv_heads * head, "split_kv")))
+            kt = node("Transpose", [k], f"{p}.attn.kt", perm=[0, 1, 2, 4, 3])
             scores = node("Mul", [node("MatMul", [q, kt], f"{p}.attn.qk"), "scale"], f"{p}.attn.scores")
             probs = node("Softmax", [scores], f"{p}.attn.probs", axis=-1)
-            context = node("Transpose", [node("MatMul", [probs, v], f"{p}.attn.pv")], f"{p}.attn.ctx", perm=[0, 2, 1, 3])
+            context = node("Transpose", [node("MatMul", [probs, v], f"{p}.attn.pv")], f"{p}.attn.ctx",
+                           perm=[0, 3, 1, 2, 4])
             merged = node("Reshape", [context, "merge_heads"], f"{p}.attn.merged")
             attn = node("MatMul", [merged, weight(f"{p}.attn.o_proj", [hidden, hidden], 0.02)], f"{p}.attn.out")
             x = node("Add", [x, attn], f"{p}.attn.residual")
@@ -157,7 +171,7 @@ def build_llama(path: Path, shape: dict, seed: int = 0) -> None:
         node("MatMul", [normed, weight("lm_head", [hidden, vocab], 0.02)], "logits")
     graph = helper.make_graph(
         nodes, "llama", [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "sequence"])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT16, ["batch", "sequence", vocab])], inits)
+        [helper.make_tensor_value_info("logits", onnx_type, ["batch", "sequence", vocab])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, path)  # the graph only: every large weight already lies in the data file
@@ -207,7 +221,7 @@ def build_tinyllama(path: Path, shape: dict) -> None:
 def build(kind: str, path: str, layers: int) -> None:
     """Build model `kind` with `layers` layers at `path` (run in the child process)."""
     shape = {**SHAPES[kind], "layers": layers}
-    (build_llama if kind == "llama7b" else build_tinyllama)(Path(path), shape)
+    (build_tinyllama if kind == "tinyllama" else build_llama)(Path(path), shape)
 
 
 # ====================================================================== measuring
