@@ -92,7 +92,7 @@ def inference_session(model: Graph | str | os.PathLike, *, optimize: bool = Fals
     providers = ["CPUExecutionProvider"]
     if not isinstance(model, Graph):
         return ort.InferenceSession(str(model), options, providers=providers)
-    from .ir.serde import release_pages, save
+    from .ir.serde import RELEASE_EVERY, release_pages, save
     from .ir.tensor import RAW_NUMPY_DTYPES
 
     # large weights of a type numpy and onnxruntime share reach the session as arrays (views of the
@@ -105,11 +105,15 @@ def inference_session(model: Graph | str | os.PathLike, *, optimize: bool = Fals
     try:  # our own file (and .data beside it): nothing outside the folder is read
         big = sum(v.tensor.nbytes for v in model.initializers) > IN_MEMORY_LIMIT
         save(model, path, external_data=True if big else None, placeholders=frozenset(given))
-        values = []
+        values, read = [], 0
         for name, tensor in given.items():
             values.append(ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(tensor.storage)))  # keeps the array
             options.add_initializer(name, values[-1])
-        release_pages(model)  # computing slices read the source: its pages need not stay resident
+            read += tensor.nbytes if tensor.is_deferred else 0
+            if read >= RELEASE_EVERY:  # computing slices read the source: its pages need not stay resident
+                release_pages(model)
+                read = 0
+        release_pages(model)
         session = ort.InferenceSession(str(path), options, providers=providers)
     except BaseException:
         folder.cleanup()
