@@ -242,7 +242,8 @@ def run_stage(stage: str, argv: list[str], kill_gib: float, profile: bool = Fals
     def sample() -> None:
         while child.poll() is None:
             try:
-                rss = next(int(line.split()[1]) for line in open(f"/proc/{child.pid}/status") if line.startswith("VmRSS:"))
+                with open(f"/proc/{child.pid}/status") as status:
+                    rss = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
             except (OSError, StopIteration):
                 return
             sampled["max_kib"] = max(sampled["max_kib"], rss)

@@ -46,9 +46,9 @@ def _mlp(dtype: int, *, storage_only: bool = False, seed: int = 0) -> onnx.Model
         w1, b1 = weight(f"up{block}", [HIDDEN, FFN]), weight(f"up_bias{block}", [FFN])
         w2, b2 = weight(f"down{block}", [FFN, HIDDEN]), weight(f"down_bias{block}", [HIDDEN])
         names = [f"{k}{block}" for k in ("h", "hb", "r", "o", "ob", "res")]
-        nodes += [helper.make_node("MatMul", [x, w1], [names[0]]), helper.make_node("Add", [names[0], b1], [names[1]]),
-                  helper.make_node("Relu", [names[1]], [names[2]]), helper.make_node("MatMul", [names[2], w2], [names[3]]),
-                  helper.make_node("Add", [names[3], b2], [names[4]]), helper.make_node("Add", [x, names[4]], [names[5]])]
+        steps = [("MatMul", [x, w1]), ("Add", [names[0], b1]), ("Relu", [names[1]]), ("MatMul", [names[2], w2]),
+                 ("Add", [names[3], b2]), ("Add", [x, names[4]])]
+        nodes += [helper.make_node(op, inputs, [output]) for (op, inputs), output in zip(steps, names)]
         x = names[5]
     nodes.append(helper.make_node("Identity", [x], ["y"]))
     graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", compute, ["N", HIDDEN])],
