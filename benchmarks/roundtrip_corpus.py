@@ -75,13 +75,11 @@ def feeds_for(path: Path, model: onnx.ModelProto) -> dict[str, np.ndarray]:
 
 
 def run(path: Path, feeds, stage: str) -> list[tuple]:
-    import onnxruntime as ort
+    from onnxprune.runtime import inference_session
 
     print(f"STAGE\t{stage}", flush=True)  # if onnxruntime kills the process, the parent knows where
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 4
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = inference_session(path, level="all")  # onnxruntime's default level
     return [_exact(np.asarray(o)) for o in session.run(None, feeds)]
 
 

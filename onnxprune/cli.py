@@ -360,12 +360,9 @@ def _loads_at_default_settings(path: str) -> bool:
     """Whether onnxruntime loads the model onnxprune wrote at `path` with its default (all) graph
     optimisations. From the file: serialising the graph again cost as much as the load itself."""
     try:
-        from .runtime import onnxruntime
+        from .runtime import inference_session
 
-        ort = onnxruntime()
-        options = ort.SessionOptions()
-        options.log_severity_level = 4
-        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        inference_session(path, level="all", lean=True)
         return True
     except ImportError:
         return True  # nothing to say without onnxruntime

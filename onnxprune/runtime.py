@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -13,10 +16,14 @@ from .errors import UserError
 from .ir import Graph
 from .ir.shapes import parse_input_shape
 
-#: Models with more initializer bytes than this reach onnxruntime through a temporary file that `save`
-#: streams, not as serialised bytes: those held the weights twice more (a ModelProto and its bytes) and
-#: cannot exceed protobuf's 2 GiB.
+#: Graphs with more initializer bytes than this reach onnxruntime with their weights in an external data
+#: file beside the temporary model file (aligned, so onnxruntime can memory-map them), not inside it.
 IN_MEMORY_LIMIT = 64 * 1024 * 1024
+#: Weights of at least this many bytes reach a session built from a Graph as arrays onnxruntime reads
+#: in place (`SessionOptions.add_initializer`), not through a file.
+GIVEN_MIN_BYTES = 1 << 20
+#: onnxruntime's graph optimisation levels by name.
+LEVELS = ("disable", "basic", "extended", "all")
 
 
 def onnxruntime():
@@ -40,31 +47,78 @@ def onnxruntime():
     return ort
 
 
-def inference_session(graph: Graph, *, optimize: bool = False, threads: int | None = None):
-    """A CPU session for `graph`. By default at basic graph optimisations: comparisons want numbers,
-    and onnxruntime 1.19's NCHWc layout transform (all optimisations) rejects some valid models with odd
-    channel counts after a Concat. `optimize=True` (all optimisations) is for latency measurements."""
-    ort = onnxruntime()
+def inference_session(model: Graph | str | os.PathLike, *, optimize: bool = False, threads: int | None = None,
+                      level: str | None = None, inter_threads: int | None = None, lean: bool = False,
+                      optimized_path: str | os.PathLike | None = None, log_level: int = 4):
+    """The one place onnxprune builds onnxruntime inference sessions (CPU), always from a file path.
 
+    `model` is a path (external data beside it is read by onnxruntime itself) or a Graph, which is first
+    written by `save` into a temporary folder that lives as long as the session, without its large
+    weights: those onnxruntime is handed as arrays it uses in place (views of the memory-mapped source
+    file; the slices compact and verify make, computed here), so no stage writes a copy of the weights
+    to disk or makes one serialised protobuf (which held the weights twice more, cannot exceed 2 GiB,
+    and took minutes of disk I/O for a 13 GB model). Weights numpy cannot hand over as their type
+    (bfloat16, float8) are written as external data beside the file.
+
+    `level` ("disable", "basic", "extended", "all") is the graph optimisation level; by default "basic":
+    comparisons want numbers, and onnxruntime 1.19's NCHWc layout transform (all optimisations) rejects
+    some valid models with odd channel counts after a Concat. `optimize=True` means "all" (latency).
+    `lean=True` (verify, load checks: numbers, not speed) trades speed for memory: no prepacking (kernels
+    keep a re-laid-out copy of every constant weight, a second copy of the model), no CPU arena (it
+    keeps what it once held: an fp16 model on a CPU without fp16 kernels casts every weight to fp32 as
+    it runs, and the arena grew by the model's fp32 size), and the priority-based execution order
+    (the default order ran those casts early: a 2 GB fp16 decoder peaked at 4.3 GB, 2.4 GB with it,
+    and ran twice as fast). `optimized_path` writes the optimised graph."""
+    ort = onnxruntime()
+    level = level or ("all" if optimize else "basic")
+    if level not in LEVELS:
+        raise ValueError(f"unknown graph optimisation level {level!r}; one of {', '.join(LEVELS)}")
     options = ort.SessionOptions()
-    options.log_severity_level = 4  # failures come back as exceptions; onnxruntime's own log would repeat them
-    options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
-                                        else ort.GraphOptimizationLevel.ORT_ENABLE_BASIC)
+    options.log_severity_level = log_level  # failures come back as exceptions; its own log would repeat them
+    options.graph_optimization_level = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[level]
     if threads:
         options.intra_op_num_threads = threads
+    if inter_threads:
+        options.inter_op_num_threads = inter_threads
+    if lean:
+        options.add_session_config_entry("session.disable_prepacking", "1")
+        options.enable_cpu_mem_arena = False
+        options.execution_order = ort.ExecutionOrder.PRIORITY_BASED
+    if optimized_path is not None:
+        options.optimized_model_filepath = str(optimized_path)
     providers = ["CPUExecutionProvider"]
-    if sum(v.tensor.nbytes for v in graph.initializers) <= IN_MEMORY_LIMIT:
-        return ort.InferenceSession(graph.to_onnx().SerializeToString(), options, providers=providers)
-    import tempfile
-    from pathlib import Path
+    if not isinstance(model, Graph):
+        return ort.InferenceSession(str(model), options, providers=providers)
+    from .ir.serde import RELEASE_EVERY, release_pages, save
+    from .ir.tensor import RAW_NUMPY_DTYPES
 
-    from .ir import save
-
+    # large weights of a type numpy and onnxruntime share reach the session as arrays (views of the
+    # memory-mapped source, or slices computed now), which onnxruntime uses in place; the file holds the
+    # graph and the rest (bfloat16, float8: numpy has no such type for onnxruntime) as external data
+    given = {value.name: value.tensor for value in model.initializers
+             if value.tensor.data_type in RAW_NUMPY_DTYPES and value.tensor.nbytes >= GIVEN_MIN_BYTES}
     folder = tempfile.TemporaryDirectory(prefix="onnxprune-session-")
     path = Path(folder.name) / "model.onnx"
-    save(graph, path)  # our own file (and .data beside it): nothing outside the folder is read
-    session = ort.InferenceSession(str(path), options, providers=providers)
-    session._onnxprune_files = folder  # removed with the session, in case onnxruntime maps external data
+    try:  # our own file (and .data beside it): nothing outside the folder is read
+        big = sum(v.tensor.nbytes for v in model.initializers) > IN_MEMORY_LIMIT
+        save(model, path, external_data=True if big else None, placeholders=frozenset(given))
+        values, read = [], 0
+        for name, tensor in given.items():
+            values.append(ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(tensor.storage)))  # keeps the array
+            options.add_initializer(name, values[-1])
+            read += tensor.nbytes if tensor.is_deferred else 0
+            if read >= RELEASE_EVERY:  # computing slices read the source: its pages need not stay resident
+                release_pages(model)
+                read = 0
+        release_pages(model)
+        session = ort.InferenceSession(str(path), options, providers=providers)
+    except BaseException:
+        folder.cleanup()
+        raise
+    session._onnxprune_files = (folder, values)  # live as long as the session: it reads the arrays in place
     return session
 
 

@@ -281,25 +281,19 @@ def _fastest_run(model, shape: tuple[int, ...], threads: int, *, layout: bool = 
     """The fastest of several runs of `model` (ms), and (with `layout`) whether onnxruntime rewrote it to
     its blocked NCHWc layout. The min, not the median: it is the run least disturbed by the rest of
     the machine, so the table is steadier."""
-    from .runtime import onnxruntime
+    import onnx
 
-    ort = onnxruntime()  # without its training half (which imports torch)
-    options = ort.SessionOptions()
-    options.log_severity_level = 4
-    options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED if extended
-                                        else ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
+    from .runtime import inference_session
+
     blocked = False
     with tempfile.TemporaryDirectory(prefix="onnxprune-probe-") as folder:
-        if layout:  # the optimised graph says which layout the op got
-            options.optimized_model_filepath = str(Path(folder) / "optimized.onnx")
-        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        probe = Path(folder) / "probe.onnx"
+        onnx.save(model, probe)  # a one-op probe: the session is built from a file, as every session is
+        optimized = Path(folder) / "optimized.onnx" if layout else None  # the optimised graph says which layout
+        session = inference_session(probe, level="extended" if extended else "all", threads=threads,
+                                    inter_threads=1, optimized_path=optimized)
         if layout:
-            import onnx
-
-            optimized = onnx.load(options.optimized_model_filepath)
-            blocked = any(node.domain == "com.microsoft.nchwc" for node in optimized.graph.node)
+            blocked = any(node.domain == "com.microsoft.nchwc" for node in onnx.load(optimized).graph.node)
     feeds = {"X": np.random.default_rng(1).standard_normal(shape).astype(np.float32)}
     for _ in range(2):  # the first runs allocate and pick kernels
         session.run(None, feeds)

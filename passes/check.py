@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar
 
 from onnxprune.errors import CheckFailed, ModelError
-from onnxprune.ir import MAX_ORT_IR_VERSION, Graph, save, validate
+from onnxprune.ir import MAX_ORT_IR_VERSION, Graph, validate
 from onnxprune.passmanager import CheckPass
-
-#: Above this many bytes of weights the model is handed to onnxruntime as files, not one protobuf.
-_IN_MEMORY_LIMIT = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -57,24 +52,15 @@ class Check(CheckPass):
 
 
 def load_in_onnxruntime(graph: Graph):
-    """Create an onnxruntime CPU session for the graph (through a temporary file for big models)."""
-    from onnxprune.runtime import onnxruntime
+    """Create an onnxruntime CPU session for the graph at all optimisations (`runtime.inference_session`:
+    from a file `save` streams, never a serialised copy of the model)."""
+    from onnxprune.runtime import inference_session
 
     try:
-        ort = onnxruntime()
+        return inference_session(graph, level="all", log_level=3)
     except ImportError:
         raise CheckFailed("check failed: onnxruntime is not installed "
                           "(install onnxprune with its [cpu] or [cuda] extra)") from None
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    try:
-        if sum(v.tensor.nbytes for v in graph.initializers) < _IN_MEMORY_LIMIT:
-            return ort.InferenceSession(graph.to_onnx().SerializeToString(), options,
-                                        providers=["CPUExecutionProvider"])
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / "model.onnx"
-            save(graph, path, external_data=True)
-            return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types from C++
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckFailed(f"check failed: onnxruntime cannot load the model: {first}") from None

@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnx
 
 from onnxprune.errors import UserError
 from onnxprune.facts import Compaction
 from onnxprune.ir import Graph, TensorType
+from onnxprune.ir.tensor import STORAGE_DTYPES, Tensor
 from onnxprune.ops import OpView, rule_for
 from onnxprune.ops.coupling import ax_in, ax_out
 from onnxprune.ops.rule import constant_value
@@ -42,27 +44,62 @@ def _index(axis: int, indices: np.ndarray) -> tuple:
     return (slice(None),) * axis + (indices,)
 
 
+def _storage_of(graph: Graph, name: str) -> Tensor:
+    """The initializer's tensor, refused (fail closed) where its bytes cannot be sliced or zeroed as they
+    are (packed 4-bit weights, strings): converting them would change the weight's type."""
+    tensor = graph.value(name).tensor
+    if tensor.data_type not in STORAGE_DTYPES:
+        raise UserError(f"cannot slice or zero weight {name!r}: its element type "
+                        f"{onnx.helper.tensor_dtype_to_string(tensor.data_type)} is packed; freeze that family")
+    return tensor
+
+
+def zeroed(tensor: Tensor, slices: list[tuple[int, np.ndarray]]) -> Tensor:
+    """`tensor` with the given (axis, indices) slices set to zero bits (+0.0 in every float type), of the
+    same element type; computed when it is read or written (`Tensor.deferred`), one tensor at a time."""
+    def compute() -> np.ndarray:
+        array = np.array(tensor.storage, copy=True)
+        for axis, indices in slices:
+            array[_index(axis, indices)] = 0
+        return array
+
+    return Tensor.deferred(tensor, tensor.shape, compute)
+
+
+def sliced(tensor: Tensor, takes: list[tuple[int, np.ndarray]]) -> Tensor:
+    """`tensor` keeping only the given (axis, indices), of the same element type; taken when it is read
+    or written (`Tensor.deferred`), so no sliced copy of the model is held from compact to save."""
+    shape = list(tensor.shape)
+    for axis, indices in takes:
+        shape[axis] = len(indices)
+
+    def compute() -> np.ndarray:
+        array = tensor.storage
+        for axis, indices in takes:
+            array = np.take(array, indices, axis=axis)
+        return array
+
+    return Tensor.deferred(tensor, tuple(shape), compute)
+
+
 def masked_graph(graph: Graph, space: PruningSpace, selection: Selection, erasing: ErasingSpace | None = None
                  ) -> Graph:
     """A copy of `graph` with every producer slice of the selected groups, and every parameter of the
     erased regions' groups, set to zero."""
     masked = graph.copy()
-    zeroed: dict[str, list[tuple[int, np.ndarray]]] = {}
+    zeroing: dict[str, list[tuple[int, np.ndarray]]] = {}
     for region in selection.erased:
         for name in erasing.regions[region].group:
             shape = graph.value(name).tensor.shape
-            zeroed.setdefault(name, []).append((0, np.arange(shape[0]) if shape else np.zeros(0, np.int64)))
+            zeroing.setdefault(name, []).append((0, np.arange(shape[0]) if shape else np.zeros(0, np.int64)))
     for family_id, groups in selection.pruned.items():
         if not groups:
             continue
         for member in space.family(family_id).producers:
-            zeroed.setdefault(member.value, []).append((member.axis, member.indices(groups)))
-    _materialize(masked, zeroed)
-    for name, slices in zeroed.items():
-        array = np.array(masked.initializer(name), copy=True)
-        for axis, indices in slices:
-            array[_index(axis, indices)] = 0
-        masked.set_initializer(name, array)
+            zeroing.setdefault(member.value, []).append((member.axis, member.indices(groups)))
+    _materialize(masked, zeroing)
+    for name, slices in zeroing.items():
+        masked.set_initializer(name, zeroed(_storage_of(masked, name), slices))
     return masked
 
 
@@ -133,11 +170,8 @@ def compact_graph(graph: Graph, space: PruningSpace, selection: Selection, types
                   if graph.value(name).tensor is not None or constant_value(graph, graph.value(name)) is not None]
     _materialize(graph, parameters)
     for name in parameters:
-        array = graph.initializer(name)
-        for (value, axis), indices in kept.items():
-            if value == name:
-                array = np.take(array, indices, axis=axis)
-        graph.set_initializer(name, np.ascontiguousarray(array))
+        takes = [(axis, indices) for (value, axis), indices in kept.items() if value == name]
+        graph.set_initializer(name, sliced(_storage_of(graph, name), takes))
     for name in {name for name, _ in removed} - set(parameters):
         value = graph.value(name)
         if value.info is not None and not graph.is_input(value) and not graph.is_output(value):

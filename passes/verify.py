@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from onnx import TensorProto
+
 from onnxprune.errors import VerifyFailed
 from onnxprune.facts import Compaction, VerifyReport
 from onnxprune.ir import Graph
@@ -25,14 +27,35 @@ class VerifyOptions:
     samples: int = 2  # batches of random inputs
 
 
+#: Where a model computes in a half-precision type, every op rounds its result to it (a relative step of
+#: 2**-11 for fp16, 2**-8 for bf16), and the compact model sums fewer terms in another order: the
+#: relative tolerance and the absolute floor are at least these (differences are measured in float64).
+HALF_TOLERANCE = {TensorProto.FLOAT16: (1e-2, 1e-3), TensorProto.BFLOAT16: (5e-2, 1e-2)}
+
+
+def computes_in(graph: Graph) -> int | None:
+    """The half-precision type the model computes in (fp16 or bf16: one of its outputs has it, or a weight
+    of it is read by an op other than a Cast), or None: a model that only stores weights in a half type
+    and casts them to float computes in float, where compact and masked agree to fp32 rounding."""
+    found = {v.info.type.tensor_type.elem_type for v in graph.outputs if v.info is not None}
+    for value in graph.initializers:
+        if value.tensor.data_type in HALF_TOLERANCE and any(op.op_type != "Cast" for op in graph.consumers(value)):
+            found.add(value.tensor.data_type)
+    for half in (TensorProto.BFLOAT16, TensorProto.FLOAT16):  # the coarser one sets the tolerance
+        if half in found:
+            return half
+    return None
+
+
 def compare(reference: Graph, candidate: Graph, feeds_list: list[dict[str, np.ndarray]], tolerance: float,
             atol: float = 1e-6) -> VerifyReport:
     """Run both graphs on each feed and measure the largest differences."""
     # one session at a time: each holds its own copy of the weights, and the outputs are small
-    ref = inference_session(reference)
+    # lean sessions: verify wants numbers, not speed (see inference_session)
+    ref = inference_session(reference, lean=True)
     expected = [run_reference(ref, feeds, "verify") for feeds in feeds_list]
     del ref
-    cand = inference_session(candidate)
+    cand = inference_session(candidate, lean=True)
     max_abs = max_rel = 0.0
     ok = True
     for feeds, wanted in zip(feeds_list, expected):
@@ -67,7 +90,9 @@ class Verify(CheckPass):
     """Check that the compacted model matches the masked original on seeded random inputs.
 
     Fails the pipeline when an output differs by more than atol + tolerance * its largest magnitude
-    (fp32 defaults: 1e-6 + 1e-4 * max|reference|)."""
+    (fp32 defaults: 1e-6 + 1e-4 * max|reference|; a model computing in fp16 gets at least
+    1e-3 + 1e-2 * max|reference|, in bf16 1e-2 + 5e-2 * max|reference|: `HALF_TOLERANCE`). Both models are
+    read by onnxruntime from files (`runtime.inference_session`), weights in external data beside them."""
 
     name = "verify"
     Options = VerifyOptions
@@ -82,7 +107,11 @@ class Verify(CheckPass):
         feeds = [random_inputs(graph, rng, self.options.batch, am.input_shapes) for _ in range(self.options.samples)]
         if am.sample_inputs:
             feeds = with_samples(feeds, am.sample_inputs)
-        report = compare(reference, graph, feeds, self.options.tolerance, self.options.atol)
+        tolerance, atol = self.options.tolerance, self.options.atol
+        half = computes_in(graph)
+        if half is not None:
+            tolerance, atol = max(tolerance, HALF_TOLERANCE[half][0]), max(atol, HALF_TOLERANCE[half][1])
+        report = compare(reference, graph, feeds, tolerance, atol)
         if not report.ok:
             raise VerifyFailed(f"verify failed: {report}")
         return report

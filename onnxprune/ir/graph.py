@@ -162,6 +162,7 @@ class Graph:
         self.version = 0
         self.external_data = False  # the model was read from external data; save keeps it that way
         self.source_files: tuple = ()  # the model file and external data files it was read from (mapped)
+        self.mapped_files: tuple = ()  # their memory maps (`serde.release_pages` hands their pages back)
         self._output_overrides: dict[int, ValueInfoProto] = {}  # output declarations a Value cannot hold
 
     # ----------------------------------------------------------------- model-level properties
@@ -595,6 +596,7 @@ class Graph:
         clone._order = itertools.count(max((op.order for op in self.ops()), default=-1) + 1)
         clone.external_data = self.external_data
         clone.source_files = self.source_files
+        clone.mapped_files = self.mapped_files
         clone._output_overrides = _copy.deepcopy(self._output_overrides)
         return clone
 

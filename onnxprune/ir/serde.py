@@ -7,6 +7,7 @@ is memory-mapped the same way; a location that leaves the model's folder is refu
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 from collections.abc import Iterable
@@ -28,6 +29,13 @@ MAX_ORT_IR_VERSION = 10
 EXTERNAL_DATA_THRESHOLD = 1_800_000_000
 #: Tensors smaller than this stay inside the model file when saving with external data.
 EXTERNAL_MIN_BYTES = 1024
+#: External tensors of at least PAGE_ALIGN_MIN_BYTES start at a multiple of the page size: onnxruntime
+#: memory-maps such tensors on the CPU instead of copying them (others are aligned to 64 bytes).
+PAGE_ALIGN, PAGE_ALIGN_MIN_BYTES = 4096, 1 << 20
+#: Where `save(placeholders=...)` says the bytes of the tensors it does not write lie (no such file).
+PLACEHOLDER_LOCATION = "onnxprune-weights-given-in-memory"
+#: While writing, the source files' pages are released after this many bytes (see `release_pages`).
+RELEASE_EVERY = 256 * 1024 * 1024
 
 
 # ====================================================================== loading
@@ -116,7 +124,7 @@ def _load_mapped(buf: mmap.mmap, path: Path) -> Graph:
                 tensors.append((name, Tensor.from_raw(header, view[raw[0]:raw[1]])))
     except DecodeError:
         raise _undecodable(path, "protobuf decoding failed") from None
-    return _build(model, graph, tensors, str(path), (path, *maps))
+    return _build(model, graph, tensors, str(path), (path, *maps), (buf, *maps.values()))
 
 
 def _load_plain(data: bytes, path: Path) -> Graph:
@@ -131,7 +139,7 @@ def _load_plain(data: bytes, path: Path) -> Graph:
     _inline_nested_external_data(model, model.graph, path, maps)
     tensors = [(t.name, _external_tensor(t, path, maps) if t.data_location == TensorProto.EXTERNAL
                 else Tensor.from_proto(t)) for t in model.graph.initializer]
-    return _build(model, model.graph, tensors, str(path), (path, *maps))
+    return _build(model, model.graph, tensors, str(path), (path, *maps), tuple(maps.values()))
 
 
 def _undecodable(path: Path, detail: str) -> ModelError:
@@ -228,7 +236,7 @@ def _attribute_tensors(node: NodeProto) -> Iterable[TensorProto]:
 
 
 def _build(model: ModelProto, graph_proto: GraphProto, tensors: list[tuple[str, Tensor]], origin: str,
-           source_files: tuple[Path, ...]) -> Graph:
+           source_files: tuple[Path, ...], mapped=()) -> Graph:
     """Build the Graph; a model whose structure breaks the IR's rules is bad input (ModelError)."""
     try:
         graph = _graph_from_parts(model, graph_proto, tensors, origin)
@@ -236,6 +244,7 @@ def _build(model: ModelProto, graph_proto: GraphProto, tensors: list[tuple[str, 
         raise ModelError(origin, f"is not a valid ONNX graph: {exc}") from None
     graph.source_files = source_files
     graph.external_data = len(source_files) > 1
+    graph.mapped_files = tuple(mapped)
     return graph
 
 
@@ -401,12 +410,16 @@ def to_onnx(graph: Graph, *, weights: bool = True) -> ModelProto:
     return model
 
 
-def save(graph: Graph, path: str | os.PathLike, *, external_data: bool | None = None) -> None:
+def save(graph: Graph, path: str | os.PathLike, *, external_data: bool | None = None,
+         placeholders: frozenset[str] | set[str] = frozenset()) -> None:
     """Write the model to `path` atomically, streaming initializer bytes without copying them.
 
     `external_data`: True writes tensors of 1 KiB and more to `<file name>.data` beside the model;
     None (default) does so when the model was read that way or its weights approach protobuf's
     2 GiB limit. Writing over the external data file the graph was read from is refused.
+    `placeholders`: initializers whose bytes are not written at all: they are declared external at
+    PLACEHOLDER_LOCATION, a file that does not exist, for a caller that hands their data to onnxruntime
+    itself (`runtime.inference_session`); such a file is not a complete model.
     """
     path = Path(path)
     data_path = path.with_name(path.name + ".data")
@@ -414,25 +427,36 @@ def save(graph: Graph, path: str | os.PathLike, *, external_data: bool | None = 
     total = sum(v.tensor.nbytes for v in graph._initializers)
     if external_data is None:
         external_data = graph.external_data or total > EXTERNAL_DATA_THRESHOLD
-    plan = []  # (value, raw bytes or None, goes to the data file), in the model's initializer order
-    for value in graph._initializers:
-        raw = value.tensor.raw_bytes()
-        plan.append((value, raw, external_data and raw is not None and _length([raw]) >= EXTERNAL_MIN_BYTES))
+    # (value, goes to the data file), in the model's initializer order; no tensor's bytes are taken yet:
+    # a deferred tensor (a slice compact made) is computed when it is written, then dropped
+    plan = [(value, external_data and value.tensor.writes_raw and value.tensor.nbytes >= EXTERNAL_MIN_BYTES
+             and value.name not in placeholders) for value in graph._initializers]
     offsets: dict = {}
-    if any(external for _, _, external in plan):
+    if any(external for _, external in plan):
         offset = 0
-        with atomic_write(data_path) as data:
-            for value, raw, external in plan:
+        with atomic_write(data_path) as data, _releasing_pages(graph) as written:
+            for value, external in plan:
                 if external:
-                    pad = -offset % 64  # aligned tensors can be memory-mapped as arrays
+                    raw = value.tensor.raw_bytes()
+                    nbytes = _length([raw])
+                    pad = -offset % (PAGE_ALIGN if nbytes >= PAGE_ALIGN_MIN_BYTES else 64)
                     data.write(b"\0" * pad)
                     offset += pad
                     data.write(raw)
-                    offsets[value] = (offset, _length([raw]))
-                    offset += _length([raw])
-    entries = []
-    for value, raw, external in plan:
-        if external:
+                    del raw
+                    offsets[value] = (offset, nbytes)
+                    offset += nbytes
+                    written(nbytes)
+    entries = []  # per initializer: its serialised parts, or its value where the raw bytes follow later
+    for value, external in plan:
+        if value.name in placeholders:
+            header = value.tensor.header_proto(value.name)
+            header.data_location = TensorProto.EXTERNAL
+            for key, val in (("location", PLACEHOLDER_LOCATION), ("offset", "0"), ("length", str(value.tensor.nbytes))):
+                entry = header.external_data.add()
+                entry.key, entry.value = key, val
+            entries.append([header.SerializeToString()])
+        elif external:
             header = value.tensor.header_proto(value.name)
             header.ClearField("external_data")
             header.data_location = TensorProto.EXTERNAL
@@ -441,11 +465,12 @@ def save(graph: Graph, path: str | os.PathLike, *, external_data: bool | None = 
                 entry = header.external_data.add()
                 entry.key, entry.value = key, val
             entries.append([header.SerializeToString()])
-        elif raw is None:
+        elif not value.tensor.writes_raw:
             entries.append([value.tensor.to_proto(value.name).SerializeToString()])
         else:
             header = value.tensor.header_proto(value.name).SerializeToString()
-            entries.append([header, wire.length_delimited_header(wire.TENSOR_RAW_DATA, _length([raw])), raw])
+            nbytes = value.tensor.nbytes
+            entries.append([header, wire.length_delimited_header(wire.TENSOR_RAW_DATA, nbytes), _Later(value, nbytes)])
     model, body = _skeletons(graph)
     model_bytes = model.SerializeToString()
     body_bytes = body.SerializeToString()
@@ -453,12 +478,59 @@ def save(graph: Graph, path: str | os.PathLike, *, external_data: bool | None = 
         len(wire.length_delimited_header(wire.GRAPH_INITIALIZER, _length(p))) + _length(p) for p in entries)
     if len(model_bytes) + graph_length > 2**31 - 1:
         raise ModelError(path, "is too large for one protobuf file (2 GiB)", "save it with external_data=True")
-    with atomic_write(path) as out:
+    with atomic_write(path) as out, _releasing_pages(graph) as written:
         out.write(model_bytes)
         out.write(wire.length_delimited_header(wire.MODEL_GRAPH, graph_length))
         out.write(body_bytes)
         for parts in entries:
-            wire.write_length_delimited(out, wire.GRAPH_INITIALIZER, parts)
+            wire.write_length_delimited(out, wire.GRAPH_INITIALIZER, [_bytes_of(p) for p in parts])
+            written(_length(parts))
+
+
+class _Later:
+    """A tensor's raw bytes, taken only when the file is written (its length is known before)."""
+
+    __slots__ = ("nbytes", "value")
+
+    def __init__(self, value, nbytes: int) -> None:
+        self.value, self.nbytes = value, nbytes
+
+
+def _bytes_of(part):
+    if isinstance(part, _Later):
+        raw = part.value.tensor.raw_bytes()
+        if _length([raw]) != part.nbytes:
+            raise ValueError(f"tensor {part.value.name!r} changed size while it was written")
+        return raw
+    return part
+
+
+@contextlib.contextmanager
+def _releasing_pages(graph: Graph):
+    """Yield `written(nbytes)`: after every RELEASE_EVERY bytes written (and at the end), the pages of
+    the graph's memory-mapped source files are handed back (`release_pages`). Streaming a model out
+    reads all of it; without this, those pages would stay in this process's resident set."""
+    count = [0]
+
+    def written(nbytes: int) -> None:
+        count[0] += nbytes
+        if count[0] >= RELEASE_EVERY:
+            count[0] = 0
+            release_pages(graph)
+
+    try:
+        yield written
+    finally:
+        release_pages(graph)
+
+
+def release_pages(graph: Graph) -> None:
+    """Drop the pages of the files `graph` was read from out of this process's resident set (they stay in
+    the page cache; a later read maps them again). Reading a large model's weights once, for importance
+    or to write them, would otherwise keep all of it resident until exit."""
+    for mapped in graph.mapped_files:
+        if isinstance(mapped, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED") and not mapped.closed:
+            mapped.madvise(mmap.MADV_DONTNEED)
 
 
 def _refuse_clobbering_sources(graph: Graph, path: Path, data_path: Path) -> None:
@@ -472,4 +544,4 @@ def _refuse_clobbering_sources(graph: Graph, path: Path, data_path: Path) -> Non
 
 
 def _length(parts: list) -> int:
-    return sum(memoryview(p).nbytes for p in parts)
+    return sum(p.nbytes if isinstance(p, _Later) else memoryview(p).nbytes for p in parts)
