@@ -603,6 +603,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                        input_shapes=tuple(args.input_shape or ()), untie_all=args.untie_all,
                        sample_inputs=args.sample_inputs, latency=not args.no_latency,
                        latency_threads=args.latency_threads)
+    if report.get("rank"):  # a data-parallel rank other than 0: rank 0 reports
+        return 0
 
     def change(key: str) -> str:
         a, b = report[key]["dense"], report[key]["compact"]

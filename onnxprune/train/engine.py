@@ -45,6 +45,8 @@ class TrainingEngine:
         outputs = self.module.output_names()
         self._stat_slots = [(outputs.index(out), self.state.parameters[name].data)
                             for out, name in artifacts.running_stats.items()]
+        self.running = {name: torch.from_numpy(buffer) for (_, buffer), name in
+                        zip(self._stat_slots, artifacts.running_stats.values())}  # live views
 
     def step(self, feeds: list[np.ndarray]) -> float:
         """Forward and backward on one batch (model inputs, then labels/target); returns the loss.

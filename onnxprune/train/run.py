@@ -290,6 +290,13 @@ def sparse_train(graph: Graph, space: PruningSpace, types: dict, data: ArrayData
         from ..ir.shapes import infer_shapes
 
         types = {**types, **infer_shapes(legal)}  # static now where they were symbolic
+    from .distributed import average, check_same_groups, join, shard
+
+    ranks = join("nccl" if engine_name == "torch" and device == "cuda" else "gloo")  # rank 0 of 1 without torchrun
+    if device == "cuda" and ranks.world > 1:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))  # one GPU per rank
+    if not ranks.main:  # rank 0 alone writes and reports (every rank reads a checkpoint to resume)
+        on_metrics, progress = None, False
     own_dir = work_dir is None
     work_dir = Path(tempfile.mkdtemp(prefix="onnxprune-train-")) if own_dir else work_dir
     try:
@@ -344,9 +351,14 @@ def sparse_train(graph: Graph, space: PruningSpace, types: dict, data: ArrayData
                     break
                 feeds = check_batch(batch, specs, None if teacher else engine.target, getattr(data, "source", "data"),
                                     classes)
+                feeds = shard(feeds, ranks)  # the whole batch on one rank
                 if teacher is not None:
                     feeds.append(teacher(feeds[:len(specs)]))
                 loss = engine.step(feeds)
+                if ranks.world > 1:  # the mean gradient (and loss) of the global batch, in one all-reduce
+                    mean_loss = torch.tensor([loss], dtype=torch.float32, device=engine.device)
+                    average([*engine.grads.values(), mean_loss], ranks)
+                    loss = float(mean_loss)
                 if not math.isfinite(loss):
                     raise TrainingDiverged(
                         f"the loss became {loss} at step {step}; lower --lr" +
@@ -356,6 +368,7 @@ def sparse_train(graph: Graph, space: PruningSpace, types: dict, data: ArrayData
                 step += 1
                 last_loss = loss
                 if step % config.log_every == 0 or step == total:
+                    check_same_groups(optimizer.zero, ranks, step)
                     record = {"step": step, "loss": loss, "lr": lr,
                               "group_sparsity": _share(optimizer.zero.cpu().numpy()),
                               "samples_per_s": step * config.batch_size / max(time.perf_counter() - started, 1e-9)}
@@ -367,20 +380,23 @@ def sparse_train(graph: Graph, space: PruningSpace, types: dict, data: ArrayData
                                         lr=f"{lr:.3g}", refresh=False)
                 if bar is not None:
                     bar.update(1)
-                if checkpoint and config.checkpoint_every and step % config.checkpoint_every == 0:
+                if ranks.world > 1 and engine.running:
+                    average(engine.running.values(), ranks)  # each share's statistics: keep one mean
+                if checkpoint and ranks.main and config.checkpoint_every and step % config.checkpoint_every == 0:
                     checkpoint.save(step, engine, optimizer, {"loss": loss}, settings)
         except KeyboardInterrupt:
             interrupted = True
         finally:
             if bar is not None:
                 bar.close()
-        if checkpoint is not None:
+        if checkpoint is not None and ranks.main:
             checkpoint.save(step, engine, optimizer, {"loss": last_loss}, settings)
         if interrupted:
             raise Interrupted(f"interrupted at step {step}; resume with --resume" +
                             (f" (checkpoint: {checkpoint.directory})" if checkpoint else ""))
         for name, array in engine.weights().items():
             graph.set_initializer(name, array.astype(graph.value(name).tensor.array.dtype, copy=False))
+        check_same_groups(optimizer.zero, ranks, step)
         zero = optimizer.zero_groups()
         selection = layout.selection(zero).without_clashes(space, erasing)
         return TrainResult(selection, step, last_loss, history, _share(zero), layout.skipped, engine_name)
@@ -530,7 +546,11 @@ def run_model(model: str, output: str, data_spec: str | None, config: TrainConfi
     from ..passmanager import AnalysisManager, PassManager
     from ..prepare import prepare
     from .data import open_data, synthetic_data
+    from .distributed import launched_ranks
 
+    ranks = launched_ranks()
+    if not ranks.main:  # under torchrun, rank 0 alone speaks and writes
+        log, progress = (lambda line: None), False
     stages: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -599,6 +619,10 @@ def run_model(model: str, output: str, data_spec: str | None, config: TrainConfi
                             "check the model's weights (untrained?) and inputs, or train with labels")
             log(f"onnxprune: warning: {teacher_note}")
     stage("data")
+    if not ranks.main:  # train alongside rank 0, which writes everything
+        result = sparse_train(graph, space, types, data, config, checkpoint_dir=paths.checkpoint, resume=resume,
+                              erasing=erasing, input_shapes=input_shapes)
+        return {"rank": ranks.rank, "steps": result.steps}
     paths.metrics.parent.mkdir(parents=True, exist_ok=True)
     if resume:
         trim_metrics(paths.metrics, int(_Checkpoint(paths.checkpoint).progress()["step"]))
@@ -625,6 +649,7 @@ def run_model(model: str, output: str, data_spec: str | None, config: TrainConfi
     output_name = graph.outputs[0].name
     report = {
         "command": "run", "model": str(model), "output": str(output), "config": asdict(config), "engine": result.engine,
+        "ranks": ranks.world,
         "data": "synthetic" if synthetic else data_spec, "steps": result.steps, "final_loss": result.final_loss,
         "group_sparsity": result.group_sparsity, "groups_removed": result.selection.group_count,
         "regions_erased": [erasing.regions[r].merge for r in result.selection.erased],

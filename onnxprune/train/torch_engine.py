@@ -44,6 +44,7 @@ class TorchEngine:
         self.params = {name: leaves[name].detach() for name in self.trainable}  # what the optimizer moves
         self.grads = {name: leaves[name].grad for name in self.trainable}
         self._stats = [(out, self.program.tensors[name]) for out, name in exposed.items()]
+        self.running = {name: self.program.tensors[name] for name in exposed.values()}  # BatchNorm statistics
         self.autocast = bf16 and torch.device(device).type == "cuda"
         self._forward = torch.compile(self.program) if compile else self.program
 
