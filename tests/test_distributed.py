@@ -35,7 +35,8 @@ def _data(tmp_path):
 
 def _run(tmp_path, name: str, ranks: int, engine: str, extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     out = tmp_path / f"{name}.onnx"
-    args = ["run", str(ZOO / "mlp.onnx"), "--data", str(_data(tmp_path)), "-o", str(out), "--steps", "20",
+    data = () if "--data" in extra else ("--data", str(_data(tmp_path)))
+    args = ["run", str(ZOO / "mlp.onnx"), *data, "-o", str(out), "--steps", "20",
             "--batch-size", "32", "--lr", "0.05", "--engine", engine, "--threads", "1", "--no-progress",
             "--no-latency", "--no-report", *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -68,3 +69,43 @@ def test_two_gloo_ranks_train_what_one_process_trains(tmp_path, engine):
     assert double.stdout.count("trained 20 steps") == 1  # rank 0 alone reports
     metrics = [json.loads(line)["step"] for line in (tmp_path / "double.metrics.jsonl").read_text().splitlines()]
     assert metrics == sorted(set(metrics))  # one writer: no step twice
+
+
+FACTORY = '''
+import os
+import numpy as np
+
+
+def batches():
+    """The data of _data() in fixed batches of 32; a KeyboardInterrupt (Ctrl-C) after STOP_AT of them."""
+    with np.load(os.environ["DDP_TEST_DATA"]) as archive:
+        x, labels = archive["input"], archive["labels"]
+    stop = int(os.environ.get("DDP_TEST_STOP_AT", "0"))
+    for index, start in enumerate(range(0, len(x), 32)):
+        if stop and index == stop:
+            raise KeyboardInterrupt
+        yield {"input": x[start:start + 32], "labels": labels[start:start + 32]}
+'''
+
+
+@pytest.mark.slow
+def test_resume_with_another_number_of_ranks(tmp_path, monkeypatch):
+    """2 ranks interrupted at step 12 (rank 0 saves the checkpoint), resumed by 1 process: the same model
+    as 20 uninterrupted steps of 1 process."""
+    (tmp_path / "ddp_batches.py").write_text(FACTORY)
+    monkeypatch.setenv("PYTHONPATH", f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    monkeypatch.setenv("DDP_TEST_DATA", str(_data(tmp_path)))
+    factory = ("--data", "ddp_batches:batches")
+    single = _run(tmp_path, "single", 1, "ort", factory)
+    assert single.returncode == 0, single.stderr[-2000:]
+    monkeypatch.setenv("DDP_TEST_STOP_AT", "12")
+    stopped = _run(tmp_path, "resumed", 2, "ort", factory)
+    assert stopped.returncode != 0 and "interrupted at step 12" in stopped.stderr
+    assert json.loads((tmp_path / "resumed.ckpt" / "progress.json").read_text())["step"] == 12
+    monkeypatch.delenv("DDP_TEST_STOP_AT")
+    resumed = _run(tmp_path, "resumed", 1, "ort", (*factory, "--resume"))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a, b = _weights(tmp_path / "single.onnx"), _weights(tmp_path / "resumed.onnx")
+    assert a.keys() == b.keys()
+    for name in a:
+        np.testing.assert_allclose(b[name], a[name], rtol=1e-5, atol=1e-5, err_msg=name)
