@@ -305,16 +305,17 @@ def test_every_kernel_has_a_case():
     assert not missing, sorted(missing)
 
 
-@pytest.mark.parametrize("op_type,attributes,reason", [
-    ("LSTM", {"hidden_size": 5, "clip": 2.0}, "clip"),
-    ("Resize", {"mode": "cubic"}, "cubic"),
-    ("ConvTranspose", {"output_shape": [10, 10]}, "output_shape"),
+@pytest.mark.parametrize("op_type,attributes,reason,outputs", [
+    ("LSTM", {"hidden_size": 5, "clip": 2.0}, "clip", ["y"]),
+    ("Resize", {"mode": "cubic"}, "cubic", ["y"]),
+    ("ConvTranspose", {"output_shape": [10, 10]}, "output_shape", ["y"]),
+    ("MaxPool", {"kernel_shape": [2, 2]}, "Indices", ["y", "indices"]),
 ])
-def test_what_a_kernel_does_not_implement_is_refused(op_type, attributes, reason):
-    node = helper.make_node(op_type, ["x", "w", "r"] if op_type == "LSTM" else ["x", "w"], ["y"], **attributes)
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, None)
-                                            for n in (["x", "w", "r"] if op_type == "LSTM" else ["x", "w"])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+def test_what_a_kernel_does_not_implement_is_refused(op_type, attributes, reason, outputs):
+    inputs = {"LSTM": ["x", "w", "r"], "MaxPool": ["x"]}.get(op_type, ["x", "w"])
+    node = helper.make_node(op_type, inputs, outputs, **attributes)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in inputs],
+                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in outputs])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     with pytest.raises(UserError, match=reason):
         TorchProgram(onnxprune.load(model))

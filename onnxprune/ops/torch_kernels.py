@@ -149,15 +149,16 @@ def torch_kernel(op_type: str, domain: str = "") -> TorchKernel | None:
     return _BY_TYPE.get(op_type) if domain in ("", "ai.onnx") else None
 
 
-def why_not_executable(op: Op, opset: int) -> str | None:
-    """Why the torch engine cannot compute `op` (None if it can): no kernel, or attributes it refuses."""
+def why_not_executable(op: Op, opset: int, wanted: tuple[bool, ...] = ()) -> str | None:
+    """Why the torch engine cannot compute `op` (None if it can): no kernel, or attributes (or, per
+    `wanted`, optional outputs the graph reads) it refuses."""
     kernel = torch_kernel(op.op_type, op.domain)
     if kernel is None:
         if op.subgraphs:
             return "ops with subgraphs (If, Loop, Scan) are not executed by the torch engine"
         where = f"domain {op.domain!r}" if op.domain not in ("", "ai.onnx") else "the torch engine"
         return f"{op.op_type} has no torch kernel in {where}"
-    return kernel.refuse(KernelNode.of(op, opset)) if kernel.refuse is not None else None
+    return kernel.refuse(KernelNode.of(op, opset, wanted)) if kernel.refuse is not None else None
 
 
 def torch_differentiable_slot(op: Op, slot: int) -> bool:

@@ -33,7 +33,11 @@ class TorchProgram:
 
     def __init__(self, graph: Graph, trainable: Iterable[str] = (), device: str | torch.device = "cpu",
                  outputs: Iterable[str] | None = None):
-        refused = [(op, why) for op in graph.topological_order() if (why := why_not_executable(op, graph.opset))]
+        order = graph.topological_order()
+        self.outputs = list(outputs) if outputs is not None else [v.name for v in graph.outputs]
+        used = {v.name for op in order for v in graph.inputs_of(op) if v is not None} | set(self.outputs)
+        wanted = {id(op): tuple(v is not None and v.name in used for v in graph.outputs_of(op)) for op in order}
+        refused = [(op, why) for op in order if (why := why_not_executable(op, graph.opset, wanted[id(op)]))]
         if refused:
             listed = "; ".join(f"{op.label} ({why})" for op, why in refused[:3])
             more = f" and {len(refused) - 3} more" if len(refused) > 3 else ""
@@ -47,13 +51,10 @@ class TorchProgram:
         if missing:
             raise UserError(f"no initializer named {sorted(missing)[0]!r} to train")
         self.inputs = [v.name for v in graph.inputs if not v.is_initializer]
-        self.outputs = list(outputs) if outputs is not None else [v.name for v in graph.outputs]
-        used = {v.name for op in graph.ops() for v in graph.inputs_of(op) if v is not None} | set(self.outputs)
         self.steps = []
-        for op in graph.topological_order():
+        for op in order:
             outs = graph.outputs_of(op)
-            wanted = tuple(v is not None and v.name in used for v in outs)
-            node = KernelNode.of(op, graph.opset, wanted)
+            node = KernelNode.of(op, graph.opset, wanted[id(op)])
             self.steps.append((torch_kernel(op.op_type, op.domain).run, node,
                                [v.name if v is not None else None for v in graph.inputs_of(op)],
                                [v.name if v is not None else None for v in outs]))
