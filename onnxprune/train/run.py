@@ -351,7 +351,7 @@ def sparse_train(graph: Graph, space: PruningSpace, types: dict, data: ArrayData
                     break
                 feeds = check_batch(batch, specs, None if teacher else engine.target, getattr(data, "source", "data"),
                                     classes)
-                feeds = shard(feeds, ranks)  # the whole batch on one rank
+                feeds = shard(feeds, ranks)  # this rank's share of the global batch (all of it with one rank)
                 if teacher is not None:
                     feeds.append(teacher(feeds[:len(specs)]))
                 loss = engine.step(feeds)
