@@ -236,8 +236,7 @@ def _model(op_type: str, inputs: list, attributes: dict, opset: int, outputs: in
                                                               item.shape))
             feeds[name] = item
     out_names = [f"out{i}" for i in range(outputs)]
-    domain = "" if op_type != "Upsample" else ""
-    node = helper.make_node(op_type, names, out_names, domain=domain, **attributes)
+    node = helper.make_node(op_type, names, out_names, **attributes)
     graph = helper.make_graph([node], "case", graph_inputs,
                               [helper.make_value_info(n, onnx.TypeProto()) for n in out_names], initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])

@@ -395,7 +395,7 @@ def resize(n, x):
             and x[scales_at].numel() else None
         sizes = ints(x[3]) if n.opset >= 11 and len(x) > 3 and x[3] is not None and x[3].numel() else None
     if sizes is None:
-        sizes = [int(math.floor(d * s)) for d, s in zip(v.shape, scales)]
+        sizes = [math.floor(d * s) for d, s in zip(v.shape, scales)]
     if scales is None:
         scales = [o / i for o, i in zip(sizes, v.shape)]
     out = v

@@ -49,7 +49,7 @@ class TorchProgram:
             self.tensors[value.name] = _as_tensor(graph.initializer(value.name), self.device, value.name in trainable)
         missing = trainable - set(self.tensors)
         if missing:
-            raise UserError(f"no initializer named {sorted(missing)[0]!r} to train")
+            raise UserError(f"no initializer named {min(missing)!r} to train")
         self.inputs = [v.name for v in graph.inputs if not v.is_initializer]
         self.steps = []
         for op in order:
