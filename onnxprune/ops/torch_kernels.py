@@ -3,7 +3,8 @@
 A `TorchKernel` names its op types, the function that computes them with torch ops (so autograd
 differentiates them), and optionally a check that refuses attribute combinations the function does
 not implement (fail closed: the engine names the op and the reason instead of computing something
-else). The functions live in `torch_math.py` (elementwise, reductions, matrix products, norms, pools),
+else). The functions live in `torch_math.py` (elementwise, reductions, matrix products, convolutions),
+`torch_layers.py` (normalisations, pools, quantization),
 `torch_tensors.py` (shapes, data movement, constants) and `torch_rnn.py` (LSTM, GRU, RNN); each one is
 tested against onnxruntime on random inputs (tests/test_torch_kernels.py).
 
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..ir import Op
+from . import torch_layers as lay
 from . import torch_math as m
 from . import torch_rnn as r
 from . import torch_tensors as t
@@ -95,18 +97,18 @@ KERNELS: tuple[TorchKernel, ...] = (
     TorchKernel(("Conv",), m.conv, m.refuse_conv),
     TorchKernel(("ConvTranspose",), m.conv_transpose, m.refuse_conv_transpose),
     # normalisations
-    TorchKernel(("BatchNormalization",), m.batch_norm, m.refuse_batch_norm),
-    TorchKernel(("LayerNormalization",), m.layer_norm),
-    TorchKernel(("InstanceNormalization",), m.instance_norm),
-    TorchKernel(("GroupNormalization",), m.group_norm),
-    TorchKernel(("LpNormalization",), m.lp_norm),
+    TorchKernel(("BatchNormalization",), lay.batch_norm, lay.refuse_batch_norm),
+    TorchKernel(("LayerNormalization",), lay.layer_norm),
+    TorchKernel(("InstanceNormalization",), lay.instance_norm),
+    TorchKernel(("GroupNormalization",), lay.group_norm),
+    TorchKernel(("LpNormalization",), lay.lp_norm),
     # pools
-    TorchKernel(("MaxPool",), m.max_pool, m.refuse_pool),
-    TorchKernel(("AveragePool",), m.average_pool, m.refuse_pool),
-    TorchKernel(("GlobalAveragePool", "GlobalMaxPool"), m.global_pool),
+    TorchKernel(("MaxPool",), lay.max_pool, lay.refuse_pool),
+    TorchKernel(("AveragePool",), lay.average_pool, lay.refuse_pool),
+    TorchKernel(("GlobalAveragePool", "GlobalMaxPool"), lay.global_pool),
     # quantization
-    TorchKernel(("DequantizeLinear",), m.dequantize),
-    TorchKernel(("QuantizeLinear",), m.quantize, no_gradient=True),
+    TorchKernel(("DequantizeLinear",), lay.dequantize),
+    TorchKernel(("QuantizeLinear",), lay.quantize, no_gradient=True),
     # shapes, data movement, constants
     TorchKernel(("Shape",), t.shape, no_gradient=True),
     TorchKernel(("Size",), t.size, no_gradient=True),
