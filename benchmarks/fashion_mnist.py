@@ -11,7 +11,11 @@ with the same architecture, steps, batch, learning-rate schedule and seed:
 and prints test accuracy (the 10,000 test images), parameters, FLOPs and CPU latency (batch 1, one
 thread, median of interleaved runs) of the dense and compact ONNX models, plus training throughput.
 
-    python benchmarks/fashion_mnist.py [--epochs 3] [--sparsities 0.5,0.7] [--dhspg]
+With `--engines ort,torch` every run trains once per engine (onnxruntime-training, and the torch
+engine executing the same graph), same settings and seed, so their accuracies compare directly.
+
+    python benchmarks/fashion_mnist.py [--epochs 3] [--sparsities 0.5,0.7] [--dhspg] [--engines ort,torch]
+        [--no-dense] [--threads N]
 """
 
 from __future__ import annotations
@@ -71,7 +75,8 @@ def round_robin_latency(graphs: dict, seconds: float) -> dict[int, dict[str, flo
 def measure_latency(rows: list, seconds: float) -> None:
     """Put the dense and compact latency of every run into its report."""
     models = {"dense": load(str(MODEL))}
-    models.update({label: load(str(WORK / f"{label.replace(' ', '_')}.onnx")) for label, *_ in rows})
+    models.update({label: load(str(WORK / f"{label.replace(' ', '_').replace('[', '').replace(']', '')}.onnx"))
+                   for label, *_ in rows})
     for batch, found in round_robin_latency(models, seconds).items():
         for label, report, *_ in rows:
             report.setdefault("latency_ms", {})[f"batch{batch}"] = {"dense": found["dense"], "compact": found[label]}
@@ -88,15 +93,26 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--latency-seconds", type=float, default=7.0, help="time spent on each batch size")
     parser.add_argument("--reuse", action="store_true", help="reuse trained models of an earlier run (re-measure latency)")
+    parser.add_argument("--engines", default="ort", help="train each run with these engines (ort, torch)")
+    parser.add_argument("--no-dense", action="store_true", help="skip the dense baseline (the first run is the reference)")
+    parser.add_argument("--threads", type=int, default=0, help="the engines' threads (default: all cores)")
     args = parser.parse_args()
     train, test = prepare()
-    runs = [("dense baseline", "hesso", 0.0)] + [(f"HESSO {s}", "hesso", float(s)) for s in args.sparsities.split(",")]
+    runs = [] if args.no_dense else [("dense baseline", "hesso", 0.0)]
+    runs += [(f"HESSO {s}", "hesso", float(s)) for s in args.sparsities.split(",")]
     if args.dhspg:
-        runs.append((f"DHSPG {runs[1][2]}", "dhspg", runs[1][2]))
+        runs.append((f"DHSPG {runs[-1][2]}", "dhspg", runs[-1][2]))
+    engines = args.engines.split(",")
+    if engines != ["ort"]:
+        runs = [(f"{label} [{engine}]", optimizer, sparsity, engine) for label, optimizer, sparsity in runs
+                for engine in engines]
+    else:
+        runs = [(*run, "ort") for run in runs]
     rows = []
-    for label, optimizer, sparsity in runs:
-        out = WORK / f"{label.replace(' ', '_')}.onnx"
-        saved = WORK / f"{label.replace(' ', '_')}.json"
+    for label, optimizer, sparsity, engine in runs:
+        stem = label.replace(' ', '_').replace('[', '').replace(']', '')
+        out = WORK / f"{stem}.onnx"
+        saved = WORK / f"{stem}.json"
         if args.reuse and out.exists() and saved.exists():
             report = json.loads(saved.read_text())
             throughput = report.get("throughput", report["steps"] * args.batch_size / report["time_s"]["train"])
@@ -104,7 +120,7 @@ def main() -> None:
             continue
         config = TrainConfig(optimizer=optimizer, target_sparsity=sparsity, epochs=args.epochs, lr=args.lr,
                              batch_size=args.batch_size, seed=args.seed, group_divisible=args.round_to,
-                             log_every=100)
+                             log_every=100, engine=engine, threads=args.threads)
         start = time.perf_counter()
         report = run_model(str(MODEL), str(out), str(train), config, eval_data=str(test), progress=False,
                            latency=False, log=lambda line: print(line, file=sys.stderr))
@@ -114,10 +130,10 @@ def main() -> None:
         rows.append((label, report, report["throughput"], wall))
         print(f"  {label}: done in {wall:.0f}s", file=sys.stderr)
     measure_latency(rows, args.latency_seconds)
-    base_acc = rows[0][1]["eval"]["compact"]["accuracy"]
+    base_acc = rows[0][1]["eval"]["compact"]["accuracy"]  # the dense baseline's, or with --no-dense the first run's
     print(f"Fashion-MNIST, models/fashion_cnn.onnx, {args.epochs} epochs x {rows[0][1]['steps'] // args.epochs} steps, "
           f"batch {args.batch_size}, lr {args.lr} cosine, SGD momentum 0.9, round-to {args.round_to}")
-    print(f"{'run':<16} {'top-1':>7} {'vs dense':>9} {'params':>9} {'FLOPs':>11} {'FLOPs cut':>9} "
+    print(f"{'run':<22} {'top-1':>7} {'vs first':>9} {'params':>9} {'FLOPs':>11} {'FLOPs cut':>9} "
           f"{'batch-1 ms':>16} {'cut':>6} {'ratio':>6} {'batch-32 ms':>16} {'cut':>6} {'ratio':>6} {'train img/s':>11}")
     for label, report, throughput, _ in rows:
         acc = report["eval"]["compact"]["accuracy"]
@@ -128,7 +144,7 @@ def main() -> None:
             lat_cut = 1 - lat["compact"] / lat["dense"]
             ratio = lat_cut / flops_cut if flops_cut > 0 else float("nan")
             cells.append(f"{lat['dense']:>7.3f} -> {lat['compact']:>5.3f} {lat_cut:>6.1%} {ratio:>6.2f}")
-        print(f"{label:<16} {acc:>7.4f} {100 * (acc - base_acc):>+8.2f}p {report['params']['compact']:>9,} "
+        print(f"{label:<22} {acc:>7.4f} {100 * (acc - base_acc):>+8.2f}p {report['params']['compact']:>9,} "
               f"{report['flops']['compact']:>11,} {flops_cut:>9.1%} {cells[0]} {cells[1]} {throughput:>11.0f}")
     print("top-1 = compact model on the 10,000 test images (the dense run's 'compact' is its own model); "
           "latency = onnxruntime CPU, 1 thread, batch 1 and 32, median of interleaved runs; cut ratio = latency cut / FLOPs cut")

@@ -1,4 +1,4 @@
-"""Training throughput: onnxprune (onnxruntime-training + our HESSO step) against plain torch.
+"""Training throughput: onnxprune (onnxruntime-training or the torch engine, + our HESSO step) against plain torch.
 
 Two architectures: a VGG-style CNN (3x32x32 input, ~1.1M parameters, BatchNorm) and the zoo's
 fashion_cnn (1x28x28, 95k parameters); one batch size and the same thread count for both trainers,
@@ -7,7 +7,13 @@ windows. Reports images/s of each, their ratio, the share of a training step tha
 takes (HESSO with sgd+momentum, inside its pruning period, so the per-group work is included), and the
 same training with onnxruntime's own gradient kernels (what ops/gradient_rules.py buys).
 
-    python benchmarks/train_throughput.py [--batch 32] [--threads 1,2] [--rounds 10] [--window 6] [--models vgg,fashion]
+With `--engine torch` the trainers are plain torch eager (torch.optim.SGD with momentum), the torch
+engine executing the exported ONNX graph with the same torch.optim.SGD (the engine alone), and the
+torch engine with our HESSO step as `onnxprune run --engine torch` trains (`--device cuda` runs all
+three on the GPU, synchronising at the end of each window).
+
+    python benchmarks/train_throughput.py [--engine ort|torch] [--device cpu|cuda] [--batch 32] [--threads 1,2]
+        [--rounds 10] [--window 6] [--models vgg,fashion]
 """
 
 from __future__ import annotations
@@ -27,8 +33,10 @@ import onnxprune
 from onnxprune.ops.training_rules import legalize
 from onnxprune.optim import BaseSettings, Hesso, HessoSettings, group_layout
 from onnxprune.passmanager import AnalysisManager
+from onnxprune.prepare import prepare
 from onnxprune.train.artifacts import build_artifacts, running_statistics
 from onnxprune.train.engine import TrainingEngine
+from onnxprune.train.torch_engine import TorchEngine
 
 
 def block(cin: int, cout: int) -> nn.Sequential:
@@ -69,8 +77,8 @@ def export(model: nn.Module, path: Path, shape: tuple[int, ...]) -> None:
 class TorchTrainer:
     """Plain torch training: SGD with momentum, cross-entropy."""
 
-    def __init__(self, model: nn.Module, x: np.ndarray, y: np.ndarray, threads: int):
-        self.model, self.threads = model.train(), threads
+    def __init__(self, model: nn.Module, x: np.ndarray, y: np.ndarray, threads: int, device: str = "cpu"):
+        self.model, self.threads, self.device = model.train().to(device), threads, device
         self.x, self.y = torch.from_numpy(x), torch.from_numpy(y)
         self.optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
         self.loss = nn.CrossEntropyLoss()
@@ -81,9 +89,57 @@ class TorchTrainer:
         start = time.perf_counter()
         for _ in range(steps):
             self.optimizer.zero_grad(set_to_none=False)
-            self.loss(self.model(self.x), self.y).backward()
+            # the batch comes from the host each step, as the torch engine's does
+            self.loss(self.model(self.x.to(self.device)), self.y.to(self.device)).backward()
             self.optimizer.step()
+        _sync(self.device)
         return time.perf_counter() - start, 0.0
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+class TorchEngineTrainer:
+    """The torch engine on the exported graph, as `onnxprune run --engine torch` sets it up; the step is
+    torch.optim.SGD with momentum (`optimizer="sgd"`: the engine alone, against torch eager) or our HESSO
+    inside its pruning period (`"hesso"`: what a run pays)."""
+
+    def __init__(self, path: Path, x: np.ndarray, y: np.ndarray, threads: int, total_steps: int,
+                 optimizer: str = "sgd", device: str = "cpu"):
+        graph = onnxprune.load(path)
+        prepare(graph)  # as run does: untie the tensors the exporter shared (BN scales, zero biases)
+        am = AnalysisManager(graph)
+        space = am.get("prune-space")
+        self.engine = TorchEngine(graph, "cross-entropy", device)
+        self.threads, self.device = threads, device
+        if optimizer == "sgd":
+            self.optimizer = torch.optim.SGD(list(self.engine.program.parameters().values()), lr=0.01, momentum=0.9)
+        else:
+            layout = group_layout(space, {k: tuple(v.shape) for k, v in self.engine.params.items()},
+                                  frozenset(running_statistics(graph)))
+            self.optimizer = Hesso(self.engine.params, self.engine.grads, layout, space,
+                                   BaseSettings("sgd", momentum=0.9),
+                                   HessoSettings(0.5, start_pruning_step=0, pruning_steps=total_steps + 1,
+                                                 pruning_periods=1))
+        self.sgd = optimizer == "sgd"
+        self.feeds = [x, y]
+
+    def window(self, steps: int) -> tuple[float, float]:
+        torch.set_num_threads(self.threads)
+        optimizer_time = 0.0
+        start = time.perf_counter()
+        for _ in range(steps):
+            self.engine.step(self.feeds)  # returns the loss as a float: one host sync per step, as run has
+            t = time.perf_counter()
+            if self.sgd:
+                self.optimizer.step()
+            else:
+                self.optimizer.step(0.01)
+            optimizer_time += time.perf_counter() - t
+        _sync(self.device)
+        return time.perf_counter() - start, optimizer_time
 
 
 class OnnxpruneTrainer:
@@ -150,7 +206,12 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=6, help="steps per window")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--models", default="vgg,fashion")
+    parser.add_argument("--engine", choices=["ort", "torch"], default="ort",
+                        help="whose training to compare with torch eager (default ort)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="--engine torch: where all train")
     args = parser.parse_args()
+    if args.engine == "torch":
+        return main_torch(args)
     print(f"torch {torch.__version__}, batch {args.batch}, {args.rounds} rounds of {args.window} steps of each "
           f"trainer after {args.warmup} warm-up; medians over rounds, per-round ratio range in brackets.\n"
           "'ort kernels' = onnxprune with onnxruntime's own gradient kernels (ops/gradient_rules.py off)")
@@ -179,6 +240,37 @@ def main() -> None:
                 print(f"{name:<8} {params:>10,} {threads:>7} {torch_['rate']:>7.0f} {ours['rate']:>10.0f} "
                       f"{ours['ratio']:>6.2f} {ours['low']:>5.2f}-{ours['high']:<5.2f} {ours['optimizer_share']:>9.1%} "
                       f"{plain['rate']:>12.0f} {plain['ratio']:>6.2f}", flush=True)
+
+
+def main_torch(args) -> None:
+    """--engine torch: torch eager against the torch engine (with torch's SGD, and with our HESSO)."""
+    print(f"torch {torch.__version__}, {args.device}, batch {args.batch}, {args.rounds} rounds of {args.window} steps "
+          f"of each trainer after {args.warmup} warm-up; medians over rounds, per-round ratio range in brackets.\n"
+          "engine+sgd: the torch engine with torch.optim.SGD (momentum 0.9), as torch eager uses; "
+          "engine+hesso: with our HESSO step in its pruning period (what `run --engine torch` pays)")
+    print(f"{'model':<8} {'params':>10} {'threads':>7} {'torch':>7} {'engine+sgd':>10} {'ratio':>6} {'(range)':>11} "
+          f"{'engine+hesso':>12} {'ratio':>6} {'optimizer':>9}")
+    rng = np.random.default_rng(0)
+    for name in args.models.split(","):
+        make, shape = ARCHITECTURES[name]
+        x = rng.standard_normal((args.batch, *shape)).astype(np.float32)
+        y = rng.integers(0, 10, args.batch).astype(np.int64)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "net.onnx"
+            torch.manual_seed(0)
+            export(make(), path, shape)
+            for threads in [int(t) for t in args.threads.split(",")]:
+                torch.manual_seed(0)
+                total = args.warmup + args.rounds * args.window
+                result = compare({"torch": TorchTrainer(make(), x, y, threads, args.device),
+                                  "sgd": TorchEngineTrainer(path, x, y, threads, total, "sgd", args.device),
+                                  "hesso": TorchEngineTrainer(path, x, y, threads, total, "hesso", args.device)},
+                                 args.batch, args.rounds, args.window, args.warmup)
+                params = sum(p.numel() for p in make().parameters())
+                torch_, sgd, hesso = result["torch"], result["sgd"], result["hesso"]
+                print(f"{name:<8} {params:>10,} {threads:>7} {torch_['rate']:>7.0f} {sgd['rate']:>10.0f} "
+                      f"{sgd['ratio']:>6.2f} {sgd['low']:>5.2f}-{sgd['high']:<5.2f} {hesso['rate']:>12.0f} "
+                      f"{hesso['ratio']:>6.2f} {hesso['optimizer_share']:>9.1%}", flush=True)
 
 
 if __name__ == "__main__":

@@ -470,7 +470,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                          target_erase=args.target_erase,
                          loss=args.loss, epochs=args.epochs, steps=args.steps or 0, lr=args.lr, schedule=args.schedule,
                          warmup=args.warmup, momentum=args.momentum, weight_decay=args.weight_decay,
-                         batch_size=args.batch_size, device=args.device, seed=args.seed,
+                         batch_size=args.batch_size, device=args.device, engine=args.engine, bf16=args.bf16,
+                         compile=args.compile, seed=args.seed,
                          pruning_periods=args.pruning_periods, group_divisible=args.round_to, threads=args.threads,
                          checkpoint_every=args.checkpoint_every)
     report = run_model(args.model, args.output, args.data, config, eval_data=args.eval_data,
@@ -479,6 +480,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                        input_shapes=tuple(args.input_shape or ()), untie_all=args.untie_all,
                        sample_inputs=args.sample_inputs, latency=not args.no_latency,
                        latency_threads=args.latency_threads)
+    if report.get("rank"):  # a data-parallel rank other than 0: rank 0 reports
+        return 0
 
     def change(key: str) -> str:
         a, b = report[key]["dense"], report[key]["compact"]
@@ -645,8 +648,14 @@ def _run_parser(commands) -> None:
     run.add_argument("--round-to", default="auto", metavar="N|auto",
                      help="kept groups per family: multiples of N; auto (default) picks the multiple this model's "
                           "Conv/Gemm/MatMul shapes run fastest at, as prune does; 1 rounds nothing")
-    run.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where the optimizer step runs")
-    run.add_argument("--threads", type=int, default=0, help="onnxruntime threads (default: all cores)")
+    run.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                     help="where training runs (with --engine ort: where the optimizer step runs)")
+    run.add_argument("--engine", choices=["auto", "ort", "torch"], default="auto",
+                     help="onnxruntime-training (ort) or torch executing the same graph; auto: torch on CUDA, "
+                          "ort on the CPU (says which)")
+    run.add_argument("--bf16", action="store_true", help="torch engine on CUDA: bf16 autocast")
+    run.add_argument("--compile", action="store_true", help="torch engine: torch.compile the forward")
+    run.add_argument("--threads", type=int, default=0, help="the engine's threads (default: all cores)")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--checkpoint-every", type=int, default=0, metavar="STEPS")
     run.add_argument("--resume", action="store_true", help="continue from OUTPUT's checkpoint")

@@ -10,6 +10,7 @@ with one line naming it, instead of failing later inside onnxruntime's artifact 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 
 from ..errors import UserError
 from ..ir import FLOAT_TYPES, Graph, Op, Value
@@ -38,15 +39,18 @@ def differentiable_slot(op: Op, slot: int, device: str) -> bool:
     return slot not in training.constant_slots
 
 
-def gradient_reachable(graph: Graph, device: str, outputs: list[Value]) -> set[Value]:
+def gradient_reachable(graph: Graph, device: str, outputs: list[Value],
+                       differentiable: Callable[[Op, int], bool] | None = None) -> set[Value]:
     """Values from which a gradient flows to `outputs`: walking back from them through differentiable
-    input slots only (so constants feeding shape arithmetic or dead branches are not among them)."""
+    input slots only (so constants feeding shape arithmetic or dead branches are not among them).
+    `differentiable(op, slot)` says which slots pass a gradient (default: onnxruntime-training's)."""
+    differentiable = differentiable or (lambda op, slot: differentiable_slot(op, slot, device))
     reached = set(outputs)
     for op in reversed(graph.topological_order()):
         if not any(v in reached for v in graph.outputs_of(op) if v is not None):
             continue
         for slot, value in enumerate(graph.inputs_of(op)):
-            if value is not None and differentiable_slot(op, slot, device):
+            if value is not None and differentiable(op, slot):
                 reached.add(value)
     return reached
 

@@ -45,14 +45,23 @@ class TrainingArtifacts:
 
 
 def trainable_parameters(graph: Graph, device: str = "cpu", exclude: set[str] = frozenset(),
-                         loss_output: str | None = None) -> tuple[list[str], list[str]]:
+                         loss_output: str | None = None, engine: str = "ort") -> tuple[list[str], list[str]]:
     """(trainable, frozen) initializer names: float32 tensors of rank >= 1 whose every use is a
     differentiable input slot train, except `exclude` (constants legalization added); BatchNorm
     running statistics are frozen (written back each step). Only tensors from which a gradient reaches
-    `loss_output` (default: any output) train."""
+    `loss_output` (default: any output) train. `engine` says whose gradients count: onnxruntime-training's
+    ("ort") or torch's ("torch", which differentiates ops onnxruntime cannot, ReduceMax or LSTM)."""
+    if engine == "torch":
+        from ..ops.torch_kernels import torch_differentiable_slot as slot_rule  # imports torch
+
+        def differentiable(op, slot):
+            return slot_rule(op, slot)
+    else:
+        def differentiable(op, slot):
+            return differentiable_slot(op, slot, device)
     frozen = sorted(running_statistics(graph))
     target = [v for v in graph.outputs if loss_output is None or v.name == loss_output]
-    reachable = gradient_reachable(graph, device, target)
+    reachable = gradient_reachable(graph, device, target, differentiable)
     trainable = []
     for value in graph.initializers:
         tensor = value.tensor
@@ -60,7 +69,7 @@ def trainable_parameters(graph: Graph, device: str = "cpu", exclude: set[str] = 
             continue
         uses = graph.uses(value)
         if uses and value in reachable and not graph.captures_of_value(value) and \
-                all(differentiable_slot(op, slot, device) for op, slot in uses):
+                all(differentiable(op, slot) for op, slot in uses):
             trainable.append(value.name)
     return trainable, frozen
 
@@ -160,16 +169,13 @@ def _quiet_stderr():
             os.close(saved)
 
 
-def build_artifacts(graph: Graph, directory: Path, loss: Loss, device: str = "cpu",
-                    output: str | None = None, exclude: set[str] = frozenset(),
-                    gradient_rules: bool = True, input_shapes: tuple[str, ...] = ()) -> TrainingArtifacts:
-    """Write the training model and checkpoint for `graph` (already legalized; it is not modified) into
-    `directory`. The loss reads `output` (default: the first graph output); `exclude` names constants
-    that must not train. On CPU, gradient ops with slow kernels are replaced by equivalents
-    (`ops/gradient_rules.py`) unless `gradient_rules` is false (for comparisons). `input_shapes` size the
-    sample inputs of the check after an opset conversion."""
-    from onnxruntime.training import artifacts  # imports torch: keep it off the CLI's start-up path
-
+def training_graph(graph: Graph, loss: Loss, device: str = "cpu", output: str | None = None,
+                   exclude: set[str] = frozenset(), engine: str = "ort", input_shapes: tuple[str, ...] = ()
+                   ) -> tuple[Graph, list[str], list[str], dict[str, str], str]:
+    """What every engine trains: a copy of `graph` (not modified) with each BatchNorm in training mode and
+    its updated running statistics as extra outputs; returns (that graph, trainable names, frozen names,
+    statistics output -> initializer, the output the loss reads). For onnxruntime-training ("ort") a
+    model older than the loss or BatchNorm's training mode needs is converted to that opset first."""
     if loss not in LOSSES:
         raise UserError(f"unknown loss {loss!r} (one of {', '.join(LOSSES)})")
     work = graph.copy()
@@ -181,9 +187,9 @@ def build_artifacts(graph: Graph, directory: Path, loss: Loss, device: str = "cp
     if running_statistics(work):
         needs.append((14, "training BatchNormalization (its training mode)"))
     minimum, why = max(needs, default=(0, ""))
-    if work.opset < minimum:
+    if engine == "ort" and work.opset < minimum:
         work = with_opset(work, minimum, why, input_shapes)
-    trainable, frozen = trainable_parameters(work, device, exclude, output)
+    trainable, frozen = trainable_parameters(work, device, exclude, output, engine)
     aliased = {name: roles for name, roles in shared_roles(work).items() if name in trainable}
     if aliased:  # one tensor trained for several roles (and overwritten by the statistics write-back)
         name, roles = next(iter(aliased.items()))
@@ -193,6 +199,21 @@ def build_artifacts(graph: Graph, directory: Path, loss: Loss, device: str = "cp
         raise UserError("the model has no trainable float32 weights (initializers of rank >= 1 used only where "
                         "gradients flow)")
     exposed = expose_running_statistics(work)
+    return work, trainable, frozen, exposed, output
+
+
+def build_artifacts(graph: Graph, directory: Path, loss: Loss, device: str = "cpu",
+                    output: str | None = None, exclude: set[str] = frozenset(),
+                    gradient_rules: bool = True, input_shapes: tuple[str, ...] = ()) -> TrainingArtifacts:
+    """Write the training model and checkpoint for `graph` (already legalized; it is not modified) into
+    `directory`. The loss reads `output` (default: the first graph output); `exclude` names constants
+    that must not train. On CPU, gradient ops with slow kernels are replaced by equivalents
+    (`ops/gradient_rules.py`) unless `gradient_rules` is false (for comparisons). `input_shapes` size the
+    sample inputs of the check after an opset conversion."""
+    from onnxruntime.training import artifacts  # imports torch: keep it off the CLI's start-up path
+
+    work, trainable, frozen, exposed, output = training_graph(graph, loss, device, output, exclude, "ort",
+                                                              input_shapes)
     model = work.to_onnx()
     model.ir_version = min(model.ir_version, 10)  # onnxruntime 1.19 loads IR <= 10
     head = artifacts.LossType.CrossEntropyLoss if loss == "cross-entropy" else artifacts.LossType.MSELoss

@@ -29,10 +29,13 @@ def session_options(threads: int | None):
 class TrainingEngine:
     """Drives one set of training artifacts on CPU."""
 
+    device = "cpu"  # where `params` and `grads` live
+
     def __init__(self, artifacts: TrainingArtifacts, threads: int | None = None):
         from onnxruntime.training.api import CheckpointState, Module
 
         self.artifacts = artifacts
+        self.loss_output, self.target = artifacts.loss_output, artifacts.target
         self.state = CheckpointState.load_checkpoint(str(artifacts.checkpoint))
         self.module = Module(str(artifacts.training_model), self.state, None, device="cpu",
                              session_options=session_options(threads))
@@ -42,6 +45,8 @@ class TrainingEngine:
         outputs = self.module.output_names()
         self._stat_slots = [(outputs.index(out), self.state.parameters[name].data)
                             for out, name in artifacts.running_stats.items()]
+        self.running = {name: torch.from_numpy(buffer) for (_, buffer), name in
+                        zip(self._stat_slots, artifacts.running_stats.values())}  # live views
 
     def step(self, feeds: list[np.ndarray]) -> float:
         """Forward and backward on one batch (model inputs, then labels/target); returns the loss.
@@ -53,6 +58,18 @@ class TrainingEngine:
         for index, buffer in self._stat_slots:
             buffer[...] = results[index]
         return float(results[0])
+
+    def evaluate_loss(self, feeds: list[np.ndarray]) -> float:
+        """The loss on one batch as `step` computes it (BatchNorm on the batch's statistics), leaving
+        gradients, parameters and running statistics as they were. onnxruntime's eval model would put
+        BatchNorm in inference mode, so this runs the training graph and puts the gradients back: it
+        costs a step plus a copy of the gradients."""
+        saved = {name: grad.clone() for name, grad in self.grads.items()}
+        self.module.lazy_reset_grad()
+        results = self.module(*feeds)
+        for name, grad in self.grads.items():
+            grad.copy_(saved[name])
+        return float(results if isinstance(results, np.ndarray) else results[0])
 
     def buffers(self) -> dict[str, np.ndarray]:
         """Current running statistics (name -> live array)."""

@@ -52,10 +52,13 @@ class TrainConfig:
     weight_decay: float = 0.0
     batch_size: int = 64
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    engine: Literal["auto", "ort", "torch"] = "auto"  # auto: torch where the device is CUDA, else onnxruntime
+    bf16: bool = False  # torch engine on CUDA: forward and backward under bf16 autocast
+    compile: bool = False  # torch engine: torch.compile the forward
     seed: int = 0
     pruning_periods: int = 5
     group_divisible: int = 1  # kept groups per family: multiples of this (the same as prune's --round-to)
-    threads: int = 0  # onnxruntime intra-op threads (0: all cores)
+    threads: int = 0  # intra-op threads of the engine (0: all cores)
     checkpoint_every: int = 0  # steps between checkpoints (0: only at the end and on Ctrl-C)
     log_every: int = 10
 
@@ -72,6 +75,7 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     group_sparsity: float = 0.0
     skipped_families: tuple[str, ...] = ()
+    engine: str = "ort"  # the engine that trained: "ort" or "torch"
 
 
 def resolve_device(device: str) -> str:
@@ -83,6 +87,25 @@ def resolve_device(device: str) -> str:
     if device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: torch sees no CUDA device here; use --device cpu or auto")
     return device
+
+
+def resolve_engine(config: TrainConfig, device: str) -> tuple[str, str]:
+    """(engine, why): `auto` trains with torch where the device is CUDA (onnxruntime-training's GPU wheel
+    needs CUDA 11.8) and with onnxruntime-training on the CPU; options only the torch engine has are
+    refused with the onnxruntime one."""
+    if config.engine not in ("auto", "ort", "torch"):
+        raise UserError(f"unknown engine {config.engine!r} (auto, ort, torch)")
+    engine = config.engine
+    why = ""
+    if engine == "auto":
+        engine = "torch" if device == "cuda" else "ort"
+        why = ("--engine auto: a CUDA device is present" if engine == "torch" else
+               "--engine auto: no CUDA device; --engine torch trains with torch on the CPU")
+    if engine == "ort" and (config.bf16 or config.compile):
+        raise UserError("--bf16 and --compile need the torch engine (--engine torch)")
+    if config.bf16 and device != "cuda":
+        raise UserError("--bf16 autocasts on CUDA only; this run's device is the CPU")
+    return engine, why
 
 
 def _sample_sizes(data: ArrayData | FactoryData, input_shapes: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
@@ -100,7 +123,7 @@ def _make_optimizer(engine, space: PruningSpace, layout, config: TrainConfig, to
     from ..optim import BaseSettings, Dhspg, DhspgSettings, Hesso, HessoSettings
 
     params, grads = engine.params, engine.grads
-    if device == "cuda":  # our step runs on the GPU; onnxruntime's CPU buffers are synced around it
+    if device != engine.device:  # our step runs on the GPU; onnxruntime's CPU buffers are synced around it
         params = {k: v.to("cuda") for k, v in params.items()}
         grads = {k: v.to("cuda") for k, v in grads.items()}
     base = BaseSettings(config.variant, momentum=config.momentum if config.variant == "sgd" else 0.0,
@@ -195,7 +218,8 @@ def run_settings(config: TrainConfig, graph: Graph, data) -> dict:
     the trajectory, the model (its parameters' names and shapes) and the data (source and size)."""
     import hashlib
 
-    kept = {k: v for k, v in asdict(config).items() if k not in ("checkpoint_every", "log_every", "threads", "device")}
+    kept = {k: v for k, v in asdict(config).items()
+            if k not in ("checkpoint_every", "log_every", "threads", "device", "engine", "bf16", "compile")}
     layout = ";".join(f"{v.name}:{'x'.join(map(str, v.tensor.shape))}" for v in graph.initializers)
     size = len(data) if isinstance(data, ArrayData) else None
     source = str(getattr(data, "source", "data"))
@@ -225,14 +249,16 @@ def trim_metrics(path: Path, step: int) -> None:
 def sparse_train(graph: Graph, space: PruningSpace, types: dict, data: ArrayData | FactoryData, config: TrainConfig,
                  *, work_dir: Path | None = None, checkpoint_dir: Path | None = None, resume: bool = False,
                  on_metrics: Callable[[dict], None] | None = None, progress: bool = False,
-                 erasing: ErasingSpace | None = None, input_shapes: tuple[str, ...] = ()) -> TrainResult:
+                 erasing: ErasingSpace | None = None, input_shapes: tuple[str, ...] = (),
+                 log: Callable[[str], None] | None = None) -> TrainResult:
     """Train `graph` with a group-sparse optimizer; write the trained weights into it (in place) and
     return the Selection of groups that are exactly zero (and of regions, with `erasing` and
     `config.target_erase`, whose groups are zero: those are erased whole). Constant-op weights become
     initializers first (trained values come back by name) and initializers an exporter shared between
     roles are untied; if that changed the graph, `space`, `types` and `erasing` described the graph
     before, and are recomputed, so the Selection refers to the space of the graph as it is afterwards,
-    which is what compact analyses."""
+    which is what compact analyses. The engine (`config.engine`) is onnxruntime-training or torch;
+    `log` hears which one `auto` chose."""
     import torch
 
     from ..ops.training_rules import constant_weights, legalize
@@ -245,7 +271,14 @@ def sparse_train(graph: Graph, space: PruningSpace, types: dict, data: ArrayData
     if checkpoint_dir is not None and not resume:
         refuse_existing_checkpoint(checkpoint_dir)
     device = resolve_device(config.device)
-    torch.set_num_threads(1)  # onnxruntime owns the cores during a step; our update is cheap
+    engine_name, why = resolve_engine(config, device)
+    if why and log is not None:
+        log(f"onnxprune: training with {'torch' if engine_name == 'torch' else 'onnxruntime-training'} on "
+            f"{device.upper()} ({why})")
+    if engine_name == "ort":
+        torch.set_num_threads(1)  # onnxruntime owns the cores during a step; our update is cheap
+    else:
+        torch.set_num_threads(config.threads or len(os.sched_getaffinity(0)))
     version = graph.version
     constant_weights(graph)
     prepare(graph)  # weights as initializers, one tensor per trained role
@@ -260,13 +293,25 @@ def sparse_train(graph: Graph, space: PruningSpace, types: dict, data: ArrayData
         from ..ir.shapes import infer_shapes
 
         types = {**types, **infer_shapes(legal)}  # static now where they were symbolic
-    added = legalize(legal, types, "cpu")
+    from .distributed import average, check_same_groups, join, shard
+
+    ranks = join("nccl" if engine_name == "torch" and device == "cuda" else "gloo")  # rank 0 of 1 without torchrun
+    if device == "cuda" and ranks.world > 1:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))  # one GPU per rank
+    if not ranks.main:  # rank 0 alone writes and reports (every rank reads a checkpoint to resume)
+        on_metrics, progress = None, False
     own_dir = work_dir is None
     work_dir = Path(tempfile.mkdtemp(prefix="onnxprune-train-")) if own_dir else work_dir
     try:
-        artifacts = build_artifacts(legal, work_dir / "artifacts", config.loss, exclude=added,
-                                    input_shapes=input_shapes)
-        engine = TrainingEngine(artifacts, threads=config.threads or None)
+        if engine_name == "torch":  # torch differentiates every op it runs: nothing to rewrite
+            from .torch_engine import TorchEngine
+
+            engine = TorchEngine(legal, config.loss, device, bf16=config.bf16, compile=config.compile)
+        else:
+            added = legalize(legal, types, "cpu")
+            artifacts = build_artifacts(legal, work_dir / "artifacts", config.loss, exclude=added,
+                                        input_shapes=input_shapes)
+            engine = TrainingEngine(artifacts, threads=config.threads or None)
         shapes = {k: tuple(v.shape) for k, v in engine.params.items()}
         if config.target_erase and (erasing is None or not erasing.regions):
             raise UserError("--target-erase: the model has no erasable regions (see `onnxprune analyze`)")
@@ -283,7 +328,7 @@ def sparse_train(graph: Graph, space: PruningSpace, types: dict, data: ArrayData
             raise UserError("give --steps for data from a module:function (its length is unknown)")
         optimizer, opt_params, opt_grads = _make_optimizer(engine, space, layout, config, total, device, erasing)
         schedule = LearningRate(config.lr, total, config.schedule, config.warmup)
-        teacher = _teacher(graph, artifacts.loss_output) if config.loss == "distill" else None
+        teacher = _teacher(graph, engine.loss_output) if config.loss == "distill" else None
         checkpoint = _Checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
         settings = run_settings(config, graph, data)
         step = 0
@@ -291,12 +336,12 @@ def sparse_train(graph: Graph, space: PruningSpace, types: dict, data: ArrayData
             if checkpoint is None:
                 raise UserError("--resume needs a checkpoint folder")
             step = int(checkpoint.load(engine, optimizer, settings)["step"])
-            if device == "cuda":
+            if device != engine.device:
                 for k in opt_params:
                     opt_params[k].copy_(engine.params[k])
-        classes = _classes(types, artifacts.loss_output)
+        classes = _classes(types, engine.loss_output)
         labels = data.arrays.get("labels") if isinstance(data, ArrayData) else None
-        if artifacts.target == "labels" and isinstance(labels, np.ndarray):
+        if engine.target == "labels" and isinstance(labels, np.ndarray):
             check_labels(labels, classes, data.source)  # all of them before step 1 (shards: batch by batch)
         history: list[dict] = []
         bar = _progress_bar(total, step) if progress else None
@@ -307,11 +352,16 @@ def sparse_train(graph: Graph, space: PruningSpace, types: dict, data: ArrayData
             for batch in _batches_from(data, config.batch_size, config.seed, step, steps_per_epoch):
                 if step >= total:
                     break
-                feeds = check_batch(batch, specs, None if teacher else artifacts.target, getattr(data, "source", "data"),
+                feeds = check_batch(batch, specs, None if teacher else engine.target, getattr(data, "source", "data"),
                                     classes)
+                feeds = shard(feeds, ranks)  # this rank's share of the global batch (all of it with one rank)
                 if teacher is not None:
                     feeds.append(teacher(feeds[:len(specs)]))
                 loss = engine.step(feeds)
+                if ranks.world > 1:  # the mean gradient (and loss) of the global batch, in one all-reduce
+                    mean_loss = torch.tensor([loss], dtype=torch.float32, device=engine.device)
+                    average([*engine.grads.values(), mean_loss], ranks)
+                    loss = float(mean_loss)
                 if not math.isfinite(loss):
                     raise TrainingDiverged(
                         f"the loss became {loss} at step {step}; lower --lr" +
@@ -321,6 +371,7 @@ def sparse_train(graph: Graph, space: PruningSpace, types: dict, data: ArrayData
                 step += 1
                 last_loss = loss
                 if step % config.log_every == 0 or step == total:
+                    check_same_groups(optimizer.zero, ranks, step)
                     record = {"step": step, "loss": loss, "lr": lr,
                               "group_sparsity": _share(optimizer.zero.cpu().numpy()),
                               "samples_per_s": step * config.batch_size / max(time.perf_counter() - started, 1e-9)}
@@ -332,23 +383,26 @@ def sparse_train(graph: Graph, space: PruningSpace, types: dict, data: ArrayData
                                         lr=f"{lr:.3g}", refresh=False)
                 if bar is not None:
                     bar.update(1)
-                if checkpoint and config.checkpoint_every and step % config.checkpoint_every == 0:
+                if ranks.world > 1 and engine.running:
+                    average(engine.running.values(), ranks)  # each share's statistics: keep one mean
+                if checkpoint and ranks.main and config.checkpoint_every and step % config.checkpoint_every == 0:
                     checkpoint.save(step, engine, optimizer, {"loss": loss}, settings)
         except KeyboardInterrupt:
             interrupted = True
         finally:
             if bar is not None:
                 bar.close()
-        if checkpoint is not None:
+        if checkpoint is not None and ranks.main:
             checkpoint.save(step, engine, optimizer, {"loss": last_loss}, settings)
         if interrupted:
             raise Interrupted(f"interrupted at step {step}; resume with --resume" +
                             (f" (checkpoint: {checkpoint.directory})" if checkpoint else ""))
         for name, array in engine.weights().items():
             graph.set_initializer(name, array.astype(graph.value(name).tensor.array.dtype, copy=False))
+        check_same_groups(optimizer.zero, ranks, step)
         zero = optimizer.zero_groups()
         selection = layout.selection(zero).without_clashes(space, erasing)
-        return TrainResult(selection, step, last_loss, history, _share(zero), layout.skipped)
+        return TrainResult(selection, step, last_loss, history, _share(zero), layout.skipped, engine_name)
     finally:
         if own_dir:
             shutil.rmtree(work_dir, ignore_errors=True)
@@ -370,13 +424,13 @@ def _batches_from(data: ArrayData | FactoryData, batch_size: int, seed: int, sta
 
 
 def _update(optimizer, engine, params, grads, device: str, lr: float) -> None:
-    """One optimizer step. On CUDA the step runs on copies of onnxruntime's CPU buffers: gradients go
-    there first, parameters come back after."""
-    if device == "cuda":
+    """One optimizer step. Where the step runs elsewhere than the engine (onnxruntime on the CPU, the
+    step on CUDA) it runs on copies: gradients go there first, parameters come back after."""
+    if device != engine.device:
         for k in grads:
             grads[k].copy_(engine.grads[k], non_blocking=True)
     optimizer.step(lr)
-    if device == "cuda":
+    if device != engine.device:
         for k in params:
             engine.params[k].copy_(params[k])
 
@@ -495,7 +549,11 @@ def run_model(model: str, output: str, data_spec: str | None, config: TrainConfi
     from ..passmanager import AnalysisManager, PassManager
     from ..prepare import prepare
     from .data import open_data, synthetic_data
+    from .distributed import launched_ranks
 
+    ranks = launched_ranks()
+    if not ranks.main:  # under torchrun, rank 0 alone speaks and writes
+        log, progress = (lambda line: None), False
     stages: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -564,6 +622,10 @@ def run_model(model: str, output: str, data_spec: str | None, config: TrainConfi
                             "check the model's weights (untrained?) and inputs, or train with labels")
             log(f"onnxprune: warning: {teacher_note}")
     stage("data")
+    if not ranks.main:  # train alongside rank 0, which writes everything
+        result = sparse_train(graph, space, types, data, config, checkpoint_dir=paths.checkpoint, resume=resume,
+                              erasing=erasing, input_shapes=input_shapes)
+        return {"rank": ranks.rank, "steps": result.steps}
     paths.metrics.parent.mkdir(parents=True, exist_ok=True)
     if resume:
         trim_metrics(paths.metrics, int(_Checkpoint(paths.checkpoint).progress()["step"]))
@@ -573,7 +635,8 @@ def run_model(model: str, output: str, data_spec: str | None, config: TrainConfi
                 metrics.write(json.dumps(record) + "\n")
                 metrics.flush()
             result = sparse_train(graph, space, types, data, config, checkpoint_dir=paths.checkpoint, resume=resume,
-                                  on_metrics=on_metrics, progress=progress, erasing=erasing, input_shapes=input_shapes)
+                                  on_metrics=on_metrics, progress=progress, erasing=erasing, input_shapes=input_shapes,
+                                  log=log)
     except BaseException:
         if paths.metrics.exists() and not paths.metrics.stat().st_size:
             paths.metrics.unlink()  # a run that failed before its first step leaves no empty file behind
@@ -588,7 +651,8 @@ def run_model(model: str, output: str, data_spec: str | None, config: TrainConfi
     stage("compact+verify")
     output_name = graph.outputs[0].name
     report = {
-        "command": "run", "model": str(model), "output": str(output), "config": asdict(config),
+        "command": "run", "model": str(model), "output": str(output), "config": asdict(config), "engine": result.engine,
+        "ranks": ranks.world,
         "data": "synthetic" if synthetic else data_spec, "steps": result.steps, "final_loss": result.final_loss,
         "group_sparsity": result.group_sparsity, "groups_removed": result.selection.group_count,
         "regions_erased": [erasing.regions[r].merge for r in result.selection.erased],
