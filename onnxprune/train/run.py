@@ -37,7 +37,7 @@ class TrainingDiverged(UserError):
 class TrainConfig:
     """Everything that decides a sparse-training run (also the `sparse-train` pass's options)."""
 
-    optimizer: Literal["hesso", "dhspg"] = "hesso"
+    optimizer: Literal["hesso", "hesso-cric", "dhspg"] = "hesso"
     variant: Literal["sgd", "adam", "adamw"] = "sgd"
     target_sparsity: float = 0.5
     target_erase: float = 0.0  # share of the erasable regions (whole blocks) to erase (HESSO, or DHSPG = H2SPG)
@@ -57,6 +57,16 @@ class TrainConfig:
     threads: int = 0  # onnxruntime intra-op threads (0: all cores)
     checkpoint_every: int = 0  # steps between checkpoints (0: only at the end and on Ctrl-C)
     log_every: int = 10
+    # HESSO-CRIC (optim/hesso_cric.py): cycles at most, trial levels per family (1/(n+1) .. n/(n+1)),
+    # stop when a cycle adds at most this share of K new groups, the loss penalty's weight against
+    # saliency, loss evaluations at most (0: auto), held-in batches per evaluation, steps per cycle (0: auto)
+    cric_cycles: int = 3
+    cric_levels: int = 3
+    cric_tolerance: float = 0.05
+    cric_loss_weight: float = 1.0
+    cric_budget: int = 0
+    cric_batches: int = 2
+    cric_cycle_steps: int = 0
 
 
 @dataclass
@@ -69,6 +79,7 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     group_sparsity: float = 0.0
     skipped_families: tuple[str, ...] = ()
+    cric: dict | None = None  # what HESSO-CRIC measured and rescued (optimizer hesso-cric)
 
 
 def resolve_device(device: str) -> str:
@@ -92,8 +103,30 @@ def _sample_sizes(data: ArrayData | FactoryData, input_shapes: tuple[str, ...]) 
     return {name: dims[1:] for name, dims in bound_shapes(input_shapes).items()}
 
 
+def cric_settings(config: TrainConfig, total: int, units: int) -> dict:
+    """HESSO-CRIC's schedule for a run of `total` steps over `units` trial units (families of two or more
+    groups, and regions): CRIC starts where HESSO would start pruning (1/10 of the steps), cycles of
+    total/50 steps, then a pruning span as long as HESSO's. The evaluation budget defaults to 5 % of the
+    steps' batches, but never below the reference, the cycles and every level of 16 units."""
+    start = total // 10
+    cycle_steps = config.cric_cycle_steps or max(1, total // 50)
+    pruning_steps = max(total // 4 - start, 1)
+    levels = tuple(i / (config.cric_levels + 1) for i in range(1, config.cric_levels + 1))
+    budget = config.cric_budget or max(total // (20 * max(config.cric_batches, 1)),
+                                       1 + config.cric_cycles + config.cric_levels * min(units, 16))
+    return {"cric_start_step": start, "cycle_steps": cycle_steps, "max_cycles": config.cric_cycles, "levels": levels,
+            "tolerance": config.cric_tolerance, "loss_weight": config.cric_loss_weight, "budget": budget,
+            "pruning_steps": pruning_steps, "pruning_periods": max(1, min(config.pruning_periods, pruning_steps))}
+
+
+def _units(layout) -> int:
+    """HESSO-CRIC's trial units in `layout`: families of two or more groups, and regions."""
+    families, sizes = np.unique(layout.family_of_group, return_counts=True)
+    return int(((families >= 0) & (sizes >= 2)).sum() + (families < 0).sum())
+
+
 def _make_optimizer(engine, space: PruningSpace, layout, config: TrainConfig, total: int, device: str,
-                    erasing: ErasingSpace | None = None):
+                    erasing: ErasingSpace | None = None, probe=None):
     from ..optim import BaseSettings, Dhspg, DhspgSettings, Hesso, HessoSettings
 
     params, grads = engine.params, engine.grads
@@ -109,6 +142,12 @@ def _make_optimizer(engine, space: PruningSpace, layout, config: TrainConfig, to
         settings = HessoSettings(config.target_sparsity, start, pruning_steps, periods, config.group_divisible,
                                  target_erase=config.target_erase)
         optimizer = Hesso(params, grads, layout, space, base, settings, erasing)
+    elif config.optimizer == "hesso-cric":
+        from ..optim.hesso_cric import HessoCric, HessoCricSettings
+
+        settings = HessoCricSettings(config.target_sparsity, group_divisible=config.group_divisible,
+                                     target_erase=config.target_erase, **cric_settings(config, total, _units(layout)))
+        optimizer = HessoCric(params, grads, layout, space, probe, base, settings, erasing)
     elif config.optimizer == "dhspg":
         lmbda = 1e-3 if config.variant == "sgd" else 1e-2
         settings = DhspgSettings(config.target_sparsity, lmbda=lmbda, partition_step=total // 10,
@@ -116,7 +155,7 @@ def _make_optimizer(engine, space: PruningSpace, layout, config: TrainConfig, to
                                  target_erase=config.target_erase, finish_step=total // 2)
         optimizer = Dhspg(params, grads, layout, space, base, settings, erasing)
     else:
-        raise UserError(f"unknown optimizer {config.optimizer!r} (hesso, dhspg)")
+        raise UserError(f"unknown optimizer {config.optimizer!r} (hesso, hesso-cric, dhspg)")
     return optimizer, params, grads
 
 
@@ -278,9 +317,16 @@ def sparse_train(graph: Graph, space: PruningSpace, types: dict, data: ArrayData
         total = config.steps or config.epochs * steps_per_epoch
         if total <= 0:
             raise UserError("give --steps for data from a module:function (its length is unknown)")
-        optimizer, opt_params, opt_grads = _make_optimizer(engine, space, layout, config, total, device, erasing)
-        schedule = LearningRate(config.lr, total, config.schedule, config.warmup)
         teacher = _teacher(graph, artifacts.loss_output) if config.loss == "distill" else None
+        classes = _classes(types, artifacts.loss_output)
+        probe = None
+        if config.optimizer == "hesso-cric":
+            probe = _held_in_probe(engine, data, config, specs, artifacts, teacher, classes, device)
+        optimizer, opt_params, opt_grads = _make_optimizer(engine, space, layout, config, total, device, erasing,
+                                                           probe)
+        if probe is not None and device == "cuda":
+            probe.sync = (opt_params, engine.params)
+        schedule = LearningRate(config.lr, total, config.schedule, config.warmup)
         checkpoint = _Checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
         settings = run_settings(config, graph, data)
         step = 0
@@ -291,7 +337,6 @@ def sparse_train(graph: Graph, space: PruningSpace, types: dict, data: ArrayData
             if device == "cuda":
                 for k in opt_params:
                     opt_params[k].copy_(engine.params[k])
-        classes = _classes(types, artifacts.loss_output)
         labels = data.arrays.get("labels") if isinstance(data, ArrayData) else None
         if artifacts.target == "labels" and isinstance(labels, np.ndarray):
             check_labels(labels, classes, data.source)  # all of them before step 1 (shards: batch by batch)
@@ -345,10 +390,61 @@ def sparse_train(graph: Graph, space: PruningSpace, types: dict, data: ArrayData
             graph.set_initializer(name, array.astype(graph.value(name).tensor.array.dtype, copy=False))
         zero = optimizer.zero_groups()
         selection = layout.selection(zero).without_clashes(space, erasing)
-        return TrainResult(selection, step, last_loss, history, _share(zero), layout.skipped)
+        cric = _cric_summary(optimizer, space, config) if config.optimizer == "hesso-cric" else None
+        return TrainResult(selection, step, last_loss, history, _share(zero), layout.skipped, cric)
     finally:
         if own_dir:
             shutil.rmtree(work_dir, ignore_errors=True)
+
+
+class _Probe:
+    """The loss probe HESSO-CRIC calls; on CUDA (`sync` set) the optimizer's parameters are copied into
+    the engine first, since the engine computes with its own CPU buffers."""
+
+    def __init__(self, evaluate):
+        self.evaluate, self.sync = evaluate, None
+
+    def __call__(self) -> float:
+        if self.sync is not None:
+            source, target = self.sync
+            for k in target:
+                target[k].copy_(source[k])
+        return self.evaluate()
+
+
+def _held_in_probe(engine, data, config: TrainConfig, specs, artifacts, teacher, classes, device: str) -> _Probe:
+    """HESSO-CRIC's probe: the training loss on `cric_batches` batches of the training data, drawn once
+    with a seed of their own (held in: the model trains on them too, as the reference's loss does)."""
+    from .probe import loss_probe
+
+    batches = []
+    for batch in data.batches(config.batch_size, config.seed + 1_000_003):
+        feeds = check_batch(batch, specs, None if teacher else artifacts.target, getattr(data, "source", "data"),
+                            classes)
+        if teacher is not None:
+            feeds.append(teacher(feeds[:len(specs)]))
+        batches.append(feeds)
+        if len(batches) >= max(config.cric_batches, 1):
+            break
+    if not batches:
+        raise UserError("hesso-cric: the data gave no batch to measure the loss on")
+    return _Probe(loss_probe(engine, batches))
+
+
+def _cric_summary(optimizer, space: PruningSpace, config: TrainConfig) -> dict:
+    """HESSO-CRIC's summary for the report, with family names and the cost in forward passes."""
+    found = optimizer.summary()
+
+    def unit_name(unit: int) -> str:
+        return space.family(unit).name if unit >= 0 else f"region {-1 - unit}"
+    found["rescued"] = {space.family(f).name: groups for f, groups in found["rescued"].items()}
+    found["rescued_count"] = sum(len(g) for g in found["rescued"].values()) + len(found["rescued_regions"])
+    for trial in found["trials"]:
+        trial["unit"] = unit_name(trial["unit"])
+    found["unprobed"] = [unit_name(u) for u in found["unprobed"]]
+    found["forward_batches"] = found["evaluations"] * max(config.cric_batches, 1)
+    found["budget"] = optimizer.settings.budget
+    return found
 
 
 def _batches_from(data: ArrayData | FactoryData, batch_size: int, seed: int, start: int, steps_per_epoch: int):
@@ -600,6 +696,8 @@ def run_model(model: str, output: str, data_spec: str | None, config: TrainConfi
     from ..app.report import report_sections
 
     report.update(report_sections(space, result.selection, erasing))  # widths, frozen families, erased blocks
+    if result.cric is not None:
+        report["cric"] = result.cric
     if teacher_note is not None:
         report["teacher"] = {"varies": False, "note": teacher_note}
     if held_out is not None and isinstance(held_out, ArrayData) and len(held_out):
