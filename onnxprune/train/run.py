@@ -106,14 +106,18 @@ def _sample_sizes(data: ArrayData | FactoryData, input_shapes: tuple[str, ...]) 
 def cric_settings(config: TrainConfig, total: int, units: int) -> dict:
     """HESSO-CRIC's schedule for a run of `total` steps over `units` trial units (families of two or more
     groups, and regions): CRIC starts where HESSO would start pruning (1/10 of the steps), cycles of
-    total/50 steps, then a pruning span as long as HESSO's. The evaluation budget defaults to 5 % of the
-    steps' batches, but never below the reference, the cycles and every level of 16 units."""
+    total/50 steps, then a pruning span as long as HESSO's. Trial levels are 1/(n+1) .. n/(n+1) of a
+    family, the target sparsity when it lies beyond them, and all groups but one. The evaluation budget defaults to 5 % of
+    the steps' batches, but never below the reference, the cycles and every level of 16 units."""
     start = total // 10
     cycle_steps = config.cric_cycle_steps or max(1, total // 50)
     pruning_steps = max(total // 4 - start, 1)
     levels = tuple(i / (config.cric_levels + 1) for i in range(1, config.cric_levels + 1))
+    if levels[-1] < config.target_sparsity < 1:  # measure how deep the target itself would cut
+        levels += (config.target_sparsity,)
+    levels += (1.0,)  # and all but one group: the steep end of every family's loss curve
     budget = config.cric_budget or max(total // (20 * max(config.cric_batches, 1)),
-                                       1 + config.cric_cycles + config.cric_levels * min(units, 16))
+                                       1 + config.cric_cycles + len(levels) * min(units, 16))
     return {"cric_start_step": start, "cycle_steps": cycle_steps, "max_cycles": config.cric_cycles, "levels": levels,
             "tolerance": config.cric_tolerance, "loss_weight": config.cric_loss_weight, "budget": budget,
             "pruning_steps": pruning_steps, "pruning_periods": max(1, min(config.pruning_periods, pruning_steps))}
