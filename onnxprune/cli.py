@@ -556,8 +556,8 @@ RUN_BOUNDS = (("target_sparsity", 0, 1, "[0, 1)"), ("latency_threads", 1, None, 
               ("checkpoint_every", 0, None, ">= 0"), ("synthetic", 0, None, ">= 0"), ("eval_fraction", 0, 1, "[0, 1)"),
               ("tolerance", 0, 1, "(0, 1)"), ("seed", 0, None, ">= 0"), ("cric_cycles", 0, None, ">= 0"),
               ("cric_levels", 1, None, ">= 1"), ("cric_tolerance", 0, None, ">= 0"),
-              ("cric_loss_weight", 0, None, ">= 0"), ("cric_budget", 0, None, ">= 0"), ("cric_batches", 1, None, ">= 1"),
-              ("cric_cycle_steps", 0, None, ">= 0"))
+              ("cric_loss_weight", 0, None, ">= 0"), ("cric_budget", 0, None, ">= 0"),
+              ("cric_batches", 1, None, ">= 1"), ("cric_cycle_steps", 0, None, ">= 0"))
 
 
 def check_bounds(args: argparse.Namespace, bounds=RUN_BOUNDS) -> None:

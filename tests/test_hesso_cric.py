@@ -110,7 +110,8 @@ def reference_cric(params, grads_seq, layout, s: HessoCricSettings, lr):
             period, t = divmod(n - start, T)
             if 0 <= period < s.pruning_periods and t == 0:
                 zero |= set(active)
-                due = len(order) if period == s.pruning_periods - 1 else (len(order) // s.pruning_periods) * (period + 1)
+                last = period == s.pruning_periods - 1
+                due = len(order) if last else (len(order) // s.pruning_periods) * (period + 1)
                 active, taken = order[taken:due], due
         for k in x:
             x[k] -= lr * grads[k]
@@ -258,8 +259,8 @@ def test_trial_removals_and_marginal_penalties():
     from onnxprune.optim.hesso_cric import marginal_penalties, trial_removals
 
     assert trial_removals(8, (0.25, 0.5, 0.75, 0.9)) == [(0.25, 2), (0.5, 4), (0.75, 6), (0.9, 7)]
-    assert trial_removals(2, (0.25, 0.5, 0.75)) == [(0.25, 1)]
-    assert trial_removals(10, (0.5, 1.0)) == [(0.5, 5), (1.0, 9)]  # level 1: all but one  # one count once; never the whole family
+    assert trial_removals(2, (0.25, 0.5, 0.75)) == [(0.25, 1)]  # one count once; never the whole family
+    assert trial_removals(10, (0.5, 1.0)) == [(0.5, 5), (1.0, 9)]  # level 1: all but one
     # curve (0,0) (2,0.2) (4,0.2) (6,1.4): slopes 0.1, 0 -> 0.1 (never decreasing), 0.6; past 6: 0.6
     np.testing.assert_allclose(marginal_penalties(8, [2, 4, 6], [0.2, 0.2, 1.4]),
                                [0.1, 0.1, 0.1, 0.1, 0.6, 0.6, 0.6, 0.6])

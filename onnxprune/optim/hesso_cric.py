@@ -46,9 +46,9 @@ loss grows by a tenth), not rescaled: with loss_weight 1 a group whose removal c
 ranks as if its saliency were 0.1 above its family's mean, so small, noisy increases (an early,
 untrained network, a robust wide layer) leave HESSO's choice as it was and only real damage (a
 bottleneck: hundreds of percent) overrides saliency. (Dividing it by its mean instead amplified noise
-to saliency's scale: fashion_cnn at 90 %, 100 steps, fell from 51 % to 35 %.) A unit the budget left unprobed gets the mean penalty of the
-probed units (neutral: it neither absorbs the pruning nor escapes it). Non-finite trial losses count as
-the largest increase (1000).
+to saliency's scale: fashion_cnn at 90 %, 100 steps, fell from 51 % to 35 %.) A unit the budget left
+unprobed gets the mean penalty of the probed units (neutral: it neither absorbs the pruning nor escapes
+it). Non-finite trial losses count as the largest increase (1000).
 """
 
 from __future__ import annotations
@@ -218,7 +218,8 @@ class HessoCric(Hesso):
         if among is not None:
             scores = torch.where(among, scores, torch.full_like(scores, math.inf))
         regions = self.region_mask
-        channels = self.choose(scores, self.target, regions.clone(), self.settings.group_divisible if among is None else 1)
+        divisible = self.settings.group_divisible if among is None else 1  # a trial set need not round
+        channels = self.choose(scores, self.target, regions.clone(), divisible)
         chosen = channels | self.choose_regions(scores, self.region_target, torch.zeros_like(self.zero))
         return chosen & among if among is not None else chosen
 

@@ -107,8 +107,9 @@ def cric_settings(config: TrainConfig, total: int, units: int) -> dict:
     """HESSO-CRIC's schedule for a run of `total` steps over `units` trial units (families of two or more
     groups, and regions): CRIC starts where HESSO would start pruning (1/10 of the steps), cycles of
     total/50 steps, then a pruning span as long as HESSO's. Trial levels are 1/(n+1) .. n/(n+1) of a
-    family, the target sparsity when it lies beyond them, and all groups but one. The evaluation budget defaults to 5 % of
-    the steps' batches, but never below the reference, the cycles and every level of 16 units."""
+    family, the target sparsity when it lies beyond them, and all groups but one. The evaluation budget
+    defaults to 5 % of the steps' batches, but never below the reference, the cycles and every level of
+    16 units."""
     start = total // 10
     cycle_steps = config.cric_cycle_steps or max(1, total // 50)
     pruning_steps = max(total // 4 - start, 1)
@@ -423,8 +424,8 @@ def _held_in_probe(engine, data, config: TrainConfig, specs, artifacts, teacher,
 
     batches = []
     for batch in data.batches(config.batch_size, config.seed + 1_000_003):
-        feeds = check_batch(batch, specs, None if teacher else artifacts.target, getattr(data, "source", "data"),
-                            classes)
+        source = getattr(data, "source", "data")
+        feeds = check_batch(batch, specs, None if teacher else artifacts.target, source, classes)
         if teacher is not None:
             feeds.append(teacher(feeds[:len(specs)]))
         batches.append(feeds)
