@@ -281,6 +281,7 @@ def test_settings_are_checked():
 
 
 # ---------------------------------------------------------------- through the training engine
+@pytest.mark.slow
 def test_sparse_train_resumes_mid_cycle_to_the_uninterrupted_result(tmp_path):
     from .test_train import FAST, train_digits
 
@@ -296,6 +297,9 @@ def test_sparse_train_resumes_mid_cycle_to_the_uninterrupted_result(tmp_path):
     with pytest.raises(onnxprune.errors.UserError, match="interrupted at step 6"):
         train_digits(tmp_path / "b", replace(config, log_every=1), checkpoint_dir=tmp_path / "b" / "ckpt",
                      on_metrics=stop_at_6)
+    with pytest.raises(onnxprune.errors.UserError, match="cric_loss_weight=1.0, this run has cric_loss_weight=2.0"):
+        train_digits(tmp_path / "b", replace(config, cric_loss_weight=2.0), checkpoint_dir=tmp_path / "b" / "ckpt",
+                     resume=True)
     resumed, _, result = train_digits(tmp_path / "b", config, checkpoint_dir=tmp_path / "b" / "ckpt", resume=True)
     for value in full.initializers:
         assert np.array_equal(resumed.initializer(value.name), full.initializer(value.name)), value.name

@@ -236,7 +236,8 @@ def run_settings(config: TrainConfig, graph: Graph, data) -> dict:
     the trajectory, the model (its parameters' names and shapes) and the data (source and size)."""
     import hashlib
 
-    kept = {k: v for k, v in asdict(config).items() if k not in ("checkpoint_every", "log_every", "threads", "device")}
+    kept = {k: v for k, v in asdict(config).items() if k not in ("checkpoint_every", "log_every", "threads", "device")
+            and (config.optimizer == "hesso-cric" or not k.startswith("cric_"))}  # older checkpoints still resume
     layout = ";".join(f"{v.name}:{'x'.join(map(str, v.tensor.shape))}" for v in graph.initializers)
     size = len(data) if isinstance(data, ArrayData) else None
     source = str(getattr(data, "source", "data"))
