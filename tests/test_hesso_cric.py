@@ -212,6 +212,33 @@ def test_the_loss_penalty_moves_the_choice_off_an_expensive_family():
     assert weighted.zero_groups().sum() == plain.zero_groups().sum() == 7  # still exactly K
 
 
+@pytest.mark.parametrize("variant", ["sgd", "adam"])
+def test_a_cycle_leaves_weights_and_optimizer_state_as_they_were(variant):
+    """With momentum (sgd) or moments (adam), the step after a cycle starts from exactly the cached weights
+    and optimizer state: the cycle's training is a trial, not progress."""
+    _, _, params, _ = small_space()
+    rng = np.random.default_rng(11)
+    grads_seq = [random_grads(params, rng) for _ in range(12)]
+    optimizer, ours, grads, _ = make_cric(params, replace(CRIC, max_cycles=1))
+    optimizer.base = type(optimizer.base)(BaseSettings(variant, momentum=0.9), ours)
+    drive_recording(optimizer, grads, grads_seq[:CRIC.cric_start_step])
+    weights = {k: v.clone() for k, v in ours.items()}
+    state = _clone_state(optimizer.base.state_dict())
+    drive_recording(optimizer, grads, grads_seq[CRIC.cric_start_step:CRIC.cric_start_step + CRIC.cycle_steps])
+    assert optimizer.phase == "prune" and len(optimizer.cycles) == 1
+    for k in ours:
+        assert torch.equal(ours[k], weights[k]), k
+    after = optimizer.base.state_dict()
+    assert after["steps"] == state["steps"]
+    for key in ("first", "second"):
+        for k, v in state.get(key, {}).items():
+            assert torch.equal(after[key][k], v), (key, k)
+
+
+def _clone_state(state):
+    return {k: ({n: t.clone() for n, t in v.items()} if isinstance(v, dict) else v) for k, v in state.items()}
+
+
 def test_resume_mid_cycle_equals_uninterrupted():
     _, _, params, _ = small_space()
     rng = np.random.default_rng(5)
