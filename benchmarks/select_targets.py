@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import onnxprune
+from onnxprune.facts import Outcome
 from onnxprune.passmanager import REGISTRY, AnalysisManager, PassManager
 from onnxprune.runtime import compare_latency
 
@@ -42,7 +43,7 @@ def prune(path: Path, ratio: float, by: str, round_to: int = 1):
     after = AnalysisManager(graph).get("cost")
     key = "flops" if by == "flops" else "parameters"
     removed = getattr(before, key) - getattr(after, key)
-    return original, graph, removed / getattr(before, key), am.state["select"].removed == removed, seconds
+    return original, graph, removed / getattr(before, key), am.fact(Outcome).removed == removed, seconds
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import ClassVar
 
 import numpy as np
 
@@ -112,8 +113,10 @@ class PruningSpace:
 
 @dataclass
 class Selection:
-    """Pruned groups per family id (and, later, erased regions). Plain data; see `to_json`."""
+    """Pruned groups per family id (and, later, erased regions). Plain data; see `to_json`. Passes hand
+    it on as a fact (`select` and `sparse-train` provide it, `compact` requires it)."""
 
+    fact_name: ClassVar[str] = "a selection"
     pruned: dict[int, tuple[int, ...]] = field(default_factory=dict)
     erased: tuple[int, ...] = ()  # region ids of the model's ErasingSpace
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from onnxprune.errors import CheckFailed, ModelError
 from onnxprune.ir import MAX_ORT_IR_VERSION, Graph, save, validate
-from onnxprune.passmanager import AnalysisPass
+from onnxprune.passmanager import CheckPass
 
 #: Above this many bytes of weights the model is handed to onnxruntime as files, not one protobuf.
 _IN_MEMORY_LIMIT = 1 << 30
@@ -25,11 +26,13 @@ class CheckOptions:
 class CheckReport:
     """What `check` verified."""
 
+    record: ClassVar[bool] = True  # a fact that no later transform invalidates
+
     checker: bool
     onnxruntime: bool
 
 
-class Check(AnalysisPass):
+class Check(CheckPass):
     """Check the model: onnx.checker with strict shape inference, then an onnxruntime session.
 
     Fails the pipeline (CheckFailed) with the first problem found.
@@ -37,6 +40,7 @@ class Check(AnalysisPass):
 
     name = "check"
     Options = CheckOptions
+    provides = (CheckReport,)
 
     def run(self, graph: Graph, am) -> CheckReport:
         if self.options.ort and graph.ir_version > MAX_ORT_IR_VERSION:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from onnxprune.facts import FUNCTION_FACTS
 from onnxprune.ir import Graph, Op
 from onnxprune.passmanager import PassResult, TransformPass
 
@@ -24,6 +25,7 @@ class Cleanup(TransformPass):
 
     name = "cleanup"
     Options = CleanupOptions
+    keeps = FUNCTION_FACTS  # computes the same function
 
     def run(self, graph: Graph, am) -> PassResult:
         version = graph.version

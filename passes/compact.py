@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from onnxprune.errors import UserError
+from onnxprune.facts import Compaction
 from onnxprune.ir import Graph, TensorType
 from onnxprune.ops import OpView, rule_for
 from onnxprune.ops.coupling import ax_in, ax_out
@@ -179,17 +180,19 @@ class Compact(TransformPass):
 
     name = "compact"
     Options = CompactOptions
+    provides = (Compaction,)
+
+    def requires(self) -> tuple[type, ...]:
+        return () if self.options.selection else (Selection,)
 
     def run(self, graph: Graph, am) -> PassResult:
         space = am.get(PruneSpaceAnalysis)
         erasing = am.get(EraseSpaceAnalysis)
         if self.options.selection:
             selection = read_selection(self.options.selection, space, erasing)
-        elif "selection" in am.state:
-            selection = am.state["selection"]
         else:
-            raise UserError("compact needs a selection: run `select` before it, or give compact{selection=FILE}")
-        am.state["selection"] = selection
-        am.state["reference"] = masked_graph(graph, space, selection, erasing)
-        am.state["compact"] = compact_graph(graph, space, selection, am.get(ShapesAnalysis), erasing)
+            selection = am.fact(Selection)
+        reference = masked_graph(graph, space, selection, erasing)
+        am.provide(Compaction(selection, reference, compact_graph(graph, space, selection, am.get(ShapesAnalysis),
+                                                                    erasing)))
         return PassResult.changed() if selection.group_count or selection.erased else PassResult.unchanged()

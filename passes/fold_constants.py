@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from onnxprune.facts import FUNCTION_FACTS
 from onnxprune.ir import Graph
 from onnxprune.ops.folding import fold_constant_weights
 from onnxprune.passmanager import PassResult, TransformPass
@@ -15,6 +16,7 @@ class FoldConstants(TransformPass):
     shape arithmetic and results much larger than their inputs stay computed. The commands run it first."""
 
     name = "fold-constants"
+    keeps = FUNCTION_FACTS  # computes the same function
 
     def run(self, graph: Graph, am) -> PassResult:
         return PassResult.changed() if fold_constant_weights(graph) else PassResult.unchanged()

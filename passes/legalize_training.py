@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from onnxprune.facts import FUNCTION_FACTS
 from onnxprune.ir import Graph
 from onnxprune.ops.training_rules import legalize
 from onnxprune.passmanager import PassResult, TransformPass
@@ -33,6 +34,7 @@ class LegalizeTraining(TransformPass):
 
     name = "legalize-training"
     Options = LegalizeTrainingOptions
+    keeps = FUNCTION_FACTS  # computes the same function
 
     def run(self, graph: Graph, am) -> PassResult:
         types = am.get(ShapesAnalysis, input_shapes=self.options.input_shapes)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
+from networkx.utils import UnionFind
 
 from onnxprune.ir import Graph, Op, TensorType
 from onnxprune.ops import OpView, rule_for
@@ -24,7 +25,6 @@ from onnxprune.ops.shape_consts import strip_stand_ins
 from onnxprune.ops.shape_refine import needs_refining, refine_types, symbolic_bindings
 from onnxprune.passmanager import AnalysisPass
 from onnxprune.space import ACTIVATION, PRODUCER, Family, Member, PruningSpace
-from onnxprune.unionfind import UnionFind
 
 from .cost import FLOAT_TYPES, CostAnalysis
 from .shapes import ShapesAnalysis
@@ -193,8 +193,8 @@ def _collect(graph: Graph, types: dict[str, TensorType]) -> _Facts:
             return
         for axis, size in enumerate(shape):
             key = (name, axis)
-            if key not in facts.classes:
-                facts.classes.add(key)
+            if key not in facts.classes.parents:
+                facts.classes[key]  # looking an item up adds it as a set of its own
                 facts.sizes[key] = size
 
     for value in graph.values():
@@ -224,16 +224,16 @@ def _collect(graph: Graph, types: dict[str, TensorType]) -> _Facts:
         facts.ops.append(entry)
         for a, b in coupling.same:
             ka, kb = entry.key(a), entry.key(b)
-            if ka in facts.classes and kb in facts.classes:
+            if ka in facts.classes.parents and kb in facts.classes.parents:
                 facts.classes.union(ka, kb)
         for a, name, axis, replaceable, scaled in coupling.ties:  # read at run time: settled once families are known
             ka = entry.key(a)
             register(name)
-            if ka in facts.classes and (name, axis) in facts.classes:
+            if ka in facts.classes.parents and (name, axis) in facts.classes.parents:
                 facts.ties.append((ka, (name, axis), replaceable, scaled))
         for a, idx_a, b, idx_b in coupling.links:
             ka, kb = entry.key(a), entry.key(b)
-            if ka in facts.classes and kb in facts.classes:
+            if ka in facts.classes.parents and kb in facts.classes.parents:
                 facts.links.append((ka, np.asarray(idx_a), kb, np.asarray(idx_b), op.op_type))
         for axis, why in coupling.frozen + _unmentioned(view, coupling, op):
             key = entry.key(axis)
@@ -291,7 +291,7 @@ def _propagate_roles(graph: Graph, facts: _Facts) -> None:
 
 
 def _families(graph: Graph, facts: _Facts) -> list[Family]:
-    class_of = {key: facts.classes.find(key) for key in facts.sizes}
+    class_of = {key: facts.classes[key] for key in facts.sizes}
     members_of: dict = {}
     for key in facts.sizes:  # insertion order follows the topological order of first use
         members_of.setdefault(class_of[key], []).append(key)
@@ -300,12 +300,22 @@ def _families(graph: Graph, facts: _Facts) -> list[Family]:
         components.union(class_of[ka], class_of[kb])
     _settle_ties(facts, class_of, components)
     families: list[Family] = []
-    for classes in components.groups().values():
+    for classes in _sets_in_order(components):
         keys = [k for c in classes for k in members_of[c]]
         if not any(k[0] in facts.parameters for k in keys) or all(k[0] in facts.parameters for k in keys):
             continue  # no parameter (batch, space) or no activation (kernel windows) on these axes
         families.extend(_component_families(graph, facts, classes, members_of, class_of, len(families)))
     return families
+
+
+def _sets_in_order(sets: UnionFind) -> list[list]:
+    """The sets, each listing its members in insertion order, sets in the order of their first member.
+    networkx's `to_sets` gives Python sets, whose order follows string hashes (PYTHONHASHSEED), and
+    family ids and member order must not."""
+    found: dict = {}
+    for item in sets.parents:
+        found.setdefault(sets[item], []).append(item)
+    return list(found.values())
 
 
 def _settle_ties(facts: _Facts, class_of: dict, components: UnionFind) -> None:
@@ -322,7 +332,7 @@ def _settle_ties(facts: _Facts, class_of: dict, components: UnionFind) -> None:
         static = isinstance(size, int) and strip_stand_ins(size) == size
         if scaled and not replaceable:  # a multiple of the dimension: only a constant written by compact is exact
             facts.frozen.setdefault(ka, []).append("Reshape target size is a run-time multiple of a dimension")
-        if (static or scaled) and components.find(class_of[ka]) != components.find(class_of[kb]):
+        if (static or scaled) and components[class_of[ka]] != components[class_of[kb]]:
             facts.frozen.setdefault(kb, []).append("Shape reads this dimension to size a Reshape axis of another "
                                                    "family")
             if not replaceable:  # the size sits in a piece with run-time sizes: compact could not write it

@@ -15,9 +15,10 @@ from typing import Literal
 
 import numpy as np
 
+from onnxprune.facts import Outcome
 from onnxprune.ir import Graph
 from onnxprune.ops.rule import constant_value
-from onnxprune.passmanager import PassResult, TransformPass
+from onnxprune.passmanager import ALL, PassResult, TransformPass
 from onnxprune.space import AxisBudget, ErasingSpace, Family, PruningSpace, Selection
 from onnxprune.widths import family_multiple
 
@@ -91,27 +92,6 @@ def _round_kept(size: int, removed: int, round_to: int, cap: int) -> int:
     while size - kept > cap:
         kept += round_to
     return max(0, size - kept)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What a selection achieves, measured exactly on the model `compact` would write: `removed` of
-    `total` in the unit of `by` (groups, parameters or FLOPs), against `target`."""
-
-    by: str
-    target: float
-    removed: float
-    total: float
-
-    @property
-    def share(self) -> float:
-        """Share of the total that the selection removes."""
-        return self.removed / self.total if self.total else 0.0
-
-    def describe(self) -> str:
-        """One line: the share reached and the one asked for."""
-        return (f"removes {100 * self.share:.2f}% of the model's {self.by} "
-                f"(target {100 * self.target / self.total if self.total else 0:.2f}%)")
 
 
 def _greedy_order(families: list[Family], ranked_scores: dict[int, np.ndarray], caps: dict[int, int],
@@ -333,6 +313,8 @@ class Select(TransformPass):
 
     name = "select"
     Options = SelectOptions
+    provides = (Selection, Outcome)
+    keeps = ALL  # never edits the graph
 
     def run(self, graph: Graph, am) -> PassResult:
         if not 0.0 <= self.options.ratio <= 1.0:
@@ -349,8 +331,8 @@ class Select(TransformPass):
         exact = SelectionCost(graph, am.get(ShapesAnalysis), cost, space, erasing) if self.options.by != "groups" \
             else None
         selection, outcome = select_groups(graph, space, cost, self.options, exact, finish)
-        am.state["selection"] = selection
-        am.state["select"] = outcome
+        am.provide(selection)
+        am.provide(outcome)
         return PassResult.unchanged()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from onnxprune.facts import FUNCTION_FACTS
 from onnxprune.ir import Graph, TensorType, infer_shapes
 from onnxprune.ir.shapes import parse_input_shape
 from onnxprune.passmanager import ALL, AnalysisPass, PassResult, TransformPass
@@ -33,6 +34,7 @@ class InferShapes(TransformPass):
     """Write inferred types and shapes into the model's value_info, so other tools see them."""
 
     name = "infer-shapes"
+    keeps = FUNCTION_FACTS  # computes the same function
 
     def run(self, graph: Graph, am) -> PassResult:
         types = am.get(ShapesAnalysis)

@@ -13,7 +13,8 @@ from onnxprune.errors import UserError
 from onnxprune.ir import Graph
 from onnxprune.passmanager import PassResult, TransformPass
 from onnxprune.train.data import open_data, synthetic_data
-from onnxprune.train.run import TrainConfig, sparse_train
+from onnxprune.space import Selection
+from onnxprune.train.run import TrainConfig, TrainResult, sparse_train
 
 from .erase_space import EraseSpaceAnalysis
 from .prune_space import PruneSpaceAnalysis
@@ -33,6 +34,7 @@ class SparseTrain(TransformPass):
 
     name = "sparse-train"
     Options = SparseTrainOptions
+    provides = (Selection, TrainResult)
 
     def run(self, graph: Graph, am) -> PassResult:
         options = self.options
@@ -48,6 +50,6 @@ class SparseTrain(TransformPass):
         erasing = am.get(EraseSpaceAnalysis) if config.target_erase else None
         result = sparse_train(graph, am.get(PruneSpaceAnalysis), am.get(ShapesAnalysis), data, config, erasing=erasing,
                               input_shapes=am.input_shapes)
-        am.state["selection"] = result.selection
-        am.state["training"] = result
+        am.provide(result.selection)
+        am.provide(result)
         return PassResult.changed()

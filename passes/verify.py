@@ -6,10 +6,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from onnxprune.errors import UserError, VerifyFailed
+from onnxprune.errors import VerifyFailed
+from onnxprune.facts import Compaction, VerifyReport
 from onnxprune.ir import Graph
-from onnxprune.passmanager import AnalysisPass
+from onnxprune.passmanager import CheckPass
 from onnxprune.runtime import inference_session, random_inputs, run_reference
+
 
 
 @dataclass(frozen=True)
@@ -21,21 +23,6 @@ class VerifyOptions:
     seed: int = 0
     batch: int = 2  # size given to symbolic dimensions of the sample inputs (the analysis manager's input_shapes win)
     samples: int = 2  # batches of random inputs
-
-
-@dataclass(frozen=True)
-class VerifyReport:
-    """Largest absolute and relative differences over all outputs and samples, and whether every
-    output stayed within atol + tolerance * max|reference|."""
-
-    max_abs: float
-    max_rel: float
-    tolerance: float
-    ok: bool = True
-
-    def __str__(self) -> str:
-        return (f"compact vs masked: max abs diff {self.max_abs:.3g}, max rel diff {self.max_rel:.3g} "
-                f"(tolerance {self.tolerance:g}){'' if self.ok else ' FAILED'}")
 
 
 def compare(reference: Graph, candidate: Graph, feeds_list: list[dict[str, np.ndarray]], tolerance: float,
@@ -76,7 +63,7 @@ def with_samples(drawn: list[dict[str, np.ndarray]], samples: dict[str, np.ndarr
     return [{**drawn[0], **samples}] + [{**feeds, **fixed} for feeds in drawn[1:]]
 
 
-class Verify(AnalysisPass):
+class Verify(CheckPass):
     """Check that the compacted model matches the masked original on seeded random inputs.
 
     Fails the pipeline when an output differs by more than atol + tolerance * its largest magnitude
@@ -84,17 +71,18 @@ class Verify(AnalysisPass):
 
     name = "verify"
     Options = VerifyOptions
+    provides = (VerifyReport,)
+
+    def requires(self) -> tuple[type, ...]:
+        return (Compaction,)
 
     def run(self, graph: Graph, am) -> VerifyReport:
-        reference = am.state.get("reference")
-        if reference is None:
-            raise UserError("verify compares against the masked original that `compact` keeps: run it after compact")
+        reference = am.fact(Compaction).reference
         rng = np.random.default_rng(self.options.seed)
         feeds = [random_inputs(graph, rng, self.options.batch, am.input_shapes) for _ in range(self.options.samples)]
         if am.sample_inputs:
             feeds = with_samples(feeds, am.sample_inputs)
         report = compare(reference, graph, feeds, self.options.tolerance, self.options.atol)
-        am.state["verify"] = report
         if not report.ok:
             raise VerifyFailed(f"verify failed: {report}")
         return report

@@ -14,6 +14,7 @@ from onnxprune.passes.verify import compare, random_inputs
 import onnxprune
 from onnxprune.errors import UserError
 from onnxprune.passmanager import AnalysisManager, PassManager
+from onnxprune.facts import VerifyReport
 from onnxprune.space import AxisBudget, Selection
 
 from .builders import Builder
@@ -109,7 +110,7 @@ def test_select_compact_verify_pipeline_reaches_the_target():
     PassManager("select{ratio=0.5,by=flops,round-to=4},compact,cleanup,verify,check", verify_each=True).run(graph, am)
     after = AnalysisManager(graph).get("cost").flops
     assert 0.40 <= 1 - after / before <= 0.65
-    assert am.state["verify"].ok
+    assert am.fact(VerifyReport).ok
     for op in graph.ops():
         if op.op_type == "Conv":
             assert graph.initializer(graph.inputs_of(op)[1].name).shape[0] % 4 == 0
@@ -120,11 +121,11 @@ def test_select_respects_caps_and_scope():
     am = AnalysisManager(graph)
     PassManager("select{ratio=1.0,max-family-ratio=0.5}").run(graph, am)
     space = am.get("prune-space")
-    for family_id, groups in am.state["selection"].pruned.items():
+    for family_id, groups in am.fact(Selection).pruned.items():
         assert len(groups) <= space.family(family_id).size // 2
     am = AnalysisManager(graph)
     PassManager("select{ratio=0.25,scope=local}").run(graph, am)
-    for family_id, groups in am.state["selection"].pruned.items():
+    for family_id, groups in am.fact(Selection).pruned.items():
         assert len(groups) == int(0.25 * am.get("prune-space").family(family_id).size)
 
 

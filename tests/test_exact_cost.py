@@ -10,6 +10,7 @@ from onnxprune.passes.cost import SelectionCost
 import onnxprune
 from onnxprune.passmanager import AnalysisManager, PassManager
 from onnxprune.space import Selection
+from onnxprune.facts import Outcome, VerifyReport
 
 from .conftest import ZOO
 from .test_compact import random_selection
@@ -20,7 +21,7 @@ CNNS = ["resnet.onnx", "resnet50ish.onnx", "mobilenetv2.onnx", "vgg.onnx", "fash
 
 def _compact_cost(graph, selection):
     am = AnalysisManager(graph)
-    am.state["selection"] = selection
+    am.provide(selection)
     PassManager("compact,cleanup").run(graph, am)
     return AnalysisManager(graph).get("cost")
 
@@ -54,8 +55,8 @@ def _select(graph, pipeline: str):
     before = AnalysisManager(graph).get("cost")
     am = AnalysisManager(graph)
     PassManager(pipeline + ",compact,cleanup,verify").run(graph, am)
-    assert am.state["verify"].ok
-    return before, AnalysisManager(graph).get("cost"), am.state["select"]
+    assert am.fact(VerifyReport).ok
+    return before, AnalysisManager(graph).get("cost"), am.fact(Outcome)
 
 
 @pytest.mark.parametrize("name", [*CNNS, "digits_cnn.onnx", "conv1d_audio.onnx", "vit.onnx", "gpt.onnx"])
@@ -91,7 +92,7 @@ def test_select_says_when_the_target_is_out_of_reach():
     graph = onnxprune.load(ZOO / "llama.onnx")  # embeddings and the output head are the interface: frozen
     am = AnalysisManager(graph)
     PassManager("select{ratio=0.9,by=params}").run(graph, am)
-    outcome = am.state["select"]
+    outcome = am.fact(Outcome)
     assert outcome.removed < outcome.target and outcome.share < 0.9
 
 
@@ -99,7 +100,7 @@ def test_select_by_groups_counts_groups():
     graph = onnxprune.load(ZOO / "resnet.onnx")
     am = AnalysisManager(graph)
     PassManager("select{ratio=0.3}").run(graph, am)
-    outcome, selection = am.state["select"], am.state["selection"]
+    outcome, selection = am.fact(Outcome), am.fact(Selection)
     assert outcome.removed == selection.group_count
     assert abs(outcome.removed - 0.3 * outcome.total) <= 1
 

@@ -12,6 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import onnxprune
 from onnxprune.runtime import Latency, Timing, compare_latency, measure_latency
+from onnxprune.facts import VerifyReport
 
 from .conftest import ZOO
 from .test_cli import run_cli
@@ -222,7 +223,7 @@ def test_large_models_reach_onnxruntime_through_a_file(monkeypatch):
         graph = onnxprune.load(ZOO / "resnet.onnx")
         am = AnalysisManager(graph)
         PassManager("select{ratio=0.5},compact,verify").run(graph, am)
-        return am.state["verify"]
+        return am.fact(VerifyReport)
 
     in_memory = verified()
     monkeypatch.setattr(runtime, "IN_MEMORY_LIMIT", 0)

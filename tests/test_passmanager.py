@@ -302,3 +302,88 @@ _values = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_s
 @given(st.lists(st.builds(PipelineEntry, _names, st.dictionaries(_keys, _values, max_size=3)), min_size=1, max_size=5))
 def test_any_pipeline_formats_and_parses_back(entries):
     assert parse_pipeline(format_pipeline(entries)) == entries
+
+
+# ---------------------------------------------------------------------- typed facts and contracts
+def test_a_pipeline_missing_a_fact_is_refused_before_anything_runs(graph):
+    version = graph.version
+    with pytest.raises(PipelineError, match="compact needs a selection: add select or sparse-train before it"):
+        PassManager("cleanup,compact,verify").run(graph)
+    assert graph.version == version  # cleanup did not run either
+    with pytest.raises(PipelineError, match="verify needs a compacted model"):
+        PassManager("verify").run(graph)
+
+
+def test_a_transform_between_select_and_compact_loses_the_selection(graph):
+    # cleanup may edit the graph, so the selection's family ids may no longer name the same groups
+    with pytest.raises(PipelineError, match="compact needs a selection"):
+        PassManager("select{ratio=0.5},cleanup,compact").run(graph)
+    PassManager("select{ratio=0.5},compact,cleanup,verify").run(graph)  # cleanup keeps the masked reference
+
+
+def test_select_provides_a_selection_that_an_edit_invalidates(graph):
+    from onnxprune.facts import Outcome
+    from onnxprune.space import Selection
+
+    am = AnalysisManager(graph)
+    report = PassManager("select{ratio=0.5}").run(graph, am)
+    assert not report.modified and am.has(Selection) and am.fact(Outcome).share > 0
+    graph.rename_value(graph.outputs[0], "renamed")  # edited behind the manager's back
+    assert not am.has(Selection)
+    assert am.has(Outcome)  # a record of what select did stays true
+    with pytest.raises(PipelineError, match="a selection is not available for this graph: add select"):
+        am.fact(Selection)
+
+
+def test_compact_with_a_selection_file_needs_no_select(graph, tmp_path):
+    import json
+
+    from onnxprune.facts import Compaction, VerifyReport
+
+    am = AnalysisManager(graph.copy())
+    PassManager("select{ratio=0.5}").run(am.graph, am)
+    path = tmp_path / "sel.json"
+    path.write_text(json.dumps(am.fact(onnxprune.space.Selection).to_json(am.get("prune-space"))))
+    am = AnalysisManager(graph)
+    PassManager(f"compact{{selection={path}}},verify").run(graph, am)
+    assert am.fact(VerifyReport).ok and am.fact(Compaction).selection.group_count
+
+
+def test_checks_run_every_time_they_are_asked_for(graph, monkeypatch):
+    from onnxprune.passes import verify as verify_module
+
+    calls = []
+    real = verify_module.compare
+    monkeypatch.setattr(verify_module, "compare", lambda *a, **k: calls.append(1) or real(*a, **k))
+    am = AnalysisManager(graph)
+    PassManager("select{ratio=0.5},compact,verify,verify").run(graph, am)
+    PassManager("verify").run(graph, am)
+    assert len(calls) == 3 and "verify" not in am.computed
+
+
+def test_a_failing_transform_leaves_no_fact_behind(graph):
+    from onnxprune.space import Selection
+
+    class Half(TransformPass):
+        """Provides a selection, then fails."""
+
+        name = "half"
+        provides = (Selection,)
+
+        def run(self, graph, am):
+            am.provide(Selection({}))
+            raise RuntimeError("boom")
+
+    am = AnalysisManager(graph)
+    with pytest.raises(RuntimeError):
+        PassManager([Half()]).run(graph, am)
+    assert not am.has(Selection)
+
+
+def test_opt_names_the_missing_pass_in_one_line(capsys, tmp_path):
+    from .test_cli import run_cli
+
+    code, _, err = run_cli(capsys, "opt", ZOO / "mlp.onnx", "--passes", "compact,verify", "-o", tmp_path / "x.onnx")
+    assert code == 2 and err.strip().splitlines() == [
+        "onnxprune: error: compact needs a selection: add select or sparse-train before it"]
+    assert not (tmp_path / "x.onnx").exists()

@@ -15,6 +15,7 @@ from onnxprune.passes.verify import compare, random_inputs
 import onnxprune
 from onnxprune.passmanager import AnalysisManager, PassManager
 from onnxprune.space import AxisBudget, Selection
+from onnxprune.facts import Compaction, VerifyReport
 
 from .builders import Builder
 from .conftest import ZOO
@@ -101,9 +102,9 @@ def test_prune_removes_the_head_its_ranking_ranks_last(name):
         graph.set_initializer(member.value, array)
     am = AnalysisManager(graph)
     PassManager("select{ratio=0.5,scope=local},compact,cleanup,verify").run(graph, am)
-    selection = am.state["selection"]
+    selection = am.fact(Compaction).selection
     assert selection.pruned[heads.id].count(1) == 1  # the head scaled down is among those removed
-    assert am.state["verify"].ok
+    assert am.fact(VerifyReport).ok
     left = heads.size - len(selection.pruned[heads.id])
     if left > 1:  # the smaller model's heads are prunable again (one group left is a family of one: frozen)
         assert {f.size for f in AnalysisManager(graph).get("prune-space").prunable if f.kind == "head"} == {left}
@@ -167,5 +168,5 @@ def test_dimensions_bound_for_the_analysis_stay_dynamic_in_the_pruned_model(path
     am = AnalysisManager(graph, input_shapes=bindings)
     assert [f for f in am.get("prune-space").prunable if f.kind == "head"]
     PassManager("select{ratio=0.5},compact,cleanup,verify").run(graph, am)
-    result = compare(am.state["reference"], graph, [feeds(graph, 3)], 1e-4)
+    result = compare(am.fact(Compaction).reference, graph, [feeds(graph, 3)], 1e-4)
     assert result.ok, str(result)

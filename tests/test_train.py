@@ -15,6 +15,8 @@ from onnxprune.errors import UserError
 from onnxprune.passmanager import AnalysisManager, PassManager
 from onnxprune.train.data import check_batch, input_specs, open_data
 from onnxprune.train.run import TrainConfig, TrainingDiverged, sparse_train
+from onnxprune.facts import Compaction, VerifyReport
+from onnxprune.train.run import TrainResult
 
 from .conftest import ZOO
 from .test_cli import run_cli
@@ -139,8 +141,8 @@ def test_dhspg_trains_and_compacts_through_the_passes(tmp_path):
     pipeline = f"sparse-train{{data={path},optimizer=dhspg,steps=40,batch-size=32,lr=0.05,threads=1}},compact,verify"
     am = AnalysisManager(graph)
     PassManager(pipeline).run(graph, am)
-    assert am.state["verify"].ok
-    assert am.state["training"].steps == 40
+    assert am.fact(VerifyReport).ok
+    assert am.fact(TrainResult).steps == 40
 
 
 @pytest.mark.slow
@@ -203,8 +205,8 @@ def test_transformer_distillation_prunes_heads_and_ffn_channels(tmp_path):
     space = am.get("prune-space")
     pipeline = "sparse-train{synthetic=256,steps=40,batch-size=32,lr=0.01,threads=1,target-sparsity=0.5},compact,verify"
     PassManager(pipeline).run(graph, am)
-    assert am.state["verify"].ok
-    kinds = {space.family(f).kind for f, groups in am.state["selection"].pruned.items() if groups}
+    assert am.fact(VerifyReport).ok
+    kinds = {space.family(f).kind for f, groups in am.fact(Compaction).selection.pruned.items() if groups}
     assert kinds == {"head", "channel"}
 
 
@@ -253,9 +255,9 @@ def test_every_zoo_model_sparse_trains_and_compacts_exactly(name):
             PassManager(pipeline).run(graph, am)
         return
     PassManager(pipeline).run(graph, am)
-    assert am.state["verify"].ok
-    assert not am.state["training"].skipped_families
-    assert am.state["selection"].group_count == int(0.5 * sum(
+    assert am.fact(VerifyReport).ok
+    assert not am.fact(TrainResult).skipped_families
+    assert am.fact(Compaction).selection.group_count == int(0.5 * sum(
         f.size for f in AnalysisManager(onnxprune.load(ZOO / f"{name}.onnx")).get("prune-space").prunable))
 
 
@@ -290,9 +292,9 @@ def test_training_erases_whole_blocks_admissibly(target_erase, expected):
                 f"target-erase={target_erase}}},compact,cleanup,verify")
     nodes = len(graph)
     PassManager(pipeline).run(graph, am)
-    selection = am.state["selection"]
+    selection = am.fact(Compaction).selection
     assert len(selection.erased) == expected and erasing.admissible(selection.erased)
-    assert am.state["verify"].ok and len(graph) < nodes
+    assert am.fact(VerifyReport).ok and len(graph) < nodes
     if expected == 2:  # (erasing 3 of 5 blocks leaves no pruned family clear of them)
         assert selection.group_count > 0  # channels pruned in the same training
 
@@ -454,9 +456,9 @@ def test_python_flow_on_constant_op_weights_compacts_what_training_zeroed():
     data = synthetic_data(graph, 64, 0, input_shapes=am.input_shapes)
     config = TrainConfig(steps=10, batch_size=8, lr=0.01, threads=1, target_sparsity=0.5, loss="distill")
     result = sparse_train(graph, am.get("prune-space"), am.get("shapes"), data, config, input_shapes=am.input_shapes)
-    am.state["selection"] = result.selection
+    am.provide(result.selection)
     PassManager("compact,verify").run(graph, am)
-    assert am.state["verify"].ok and graph.initializer("w1").shape == (4, 3, 3, 3)
+    assert am.fact(VerifyReport).ok and graph.initializer("w1").shape == (4, 3, 3, 3)
 
 
 @pytest.mark.parametrize("bad", [2 ** 40, 10, -1])

@@ -23,6 +23,7 @@ from onnxprune.runtime import inference_session
 from onnxprune.train.artifacts import build_artifacts
 from onnxprune.train.data import open_data
 from onnxprune.train.run import TrainConfig, sparse_train
+from onnxprune.facts import VerifyReport
 
 from .conftest import ZOO
 from .test_cli import run_cli
@@ -106,9 +107,9 @@ def test_sparse_train_unties_a_fresh_export_and_each_batchnorm_keeps_its_own_sta
         if op.op_type == "BatchNormalization":
             scale, _, _, var = (graph.initializer(v.name) for v in graph.inputs_of(op)[1:])
             assert not np.array_equal(scale, var)  # trained scale and written-back variance both moved
-    am.state["selection"] = result.selection  # the README's Python flow compacts against the untied graph
+    am.provide(result.selection)  # the README's Python flow compacts against the untied graph
     PassManager("compact,cleanup,verify").run(graph, am)
-    assert am.state["verify"].ok
+    assert am.fact(VerifyReport).ok
 
 
 def _tied_embedding_model() -> onnx.ModelProto:

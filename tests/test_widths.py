@@ -13,6 +13,8 @@ from onnxprune import widths
 from onnxprune.cli import main
 from onnxprune.passmanager import AnalysisManager
 from onnxprune.widths import HeavyOp, Probe, WidthTable, choose_for_graph, keep_share, kept_width
+from onnxprune.facts import Outcome
+from onnxprune.space import Selection
 
 from .conftest import ZOO, fake_probe_ms
 
@@ -192,10 +194,10 @@ def test_rounded_select_by_flops_reaches_its_target(round_to):
     from onnxprune.passmanager import REGISTRY, PassManager
 
     PassManager([REGISTRY.get("select")(ratio=0.5, by="flops", round_to=round_to)]).run(graph, am)
-    outcome = am.state["select"]
+    outcome = am.fact(Outcome)
     assert abs(outcome.share - 0.5) <= 0.01
     space = am.get("prune-space")
-    for family_id, groups in am.state["selection"].pruned.items():
+    for family_id, groups in am.fact(Selection).pruned.items():
         size = space.family(family_id).size
         assert (size - len(groups)) % round_to == 0 or size <= round_to
 
@@ -209,7 +211,7 @@ def test_narrow_families_round_to_a_finer_power_of_two_only_when_asked():
 
     PassManager([REGISTRY.get("select")(ratio=0.5, by="flops", round_to=16, round_small=True)]).run(graph, am)
     space = am.get("prune-space")
-    for family_id, groups in am.state["selection"].pruned.items():
+    for family_id, groups in am.fact(Selection).pruned.items():
         size = space.family(family_id).size
         step = widths.family_multiple(size, 16, True)
         assert (size - len(groups)) % step == 0

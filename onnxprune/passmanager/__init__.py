@@ -1,7 +1,7 @@
 """The pass framework: passes, pipeline strings, the registry and the managers (DESIGN §4)."""
 
-from .base import ALL, AnalysisPass, NoOptions, Pass, PassResult, TransformPass
-from .manager import AnalysisManager, PassManager, PassRecord, PipelineReport
+from .base import ALL, AnalysisPass, CheckPass, NoOptions, Pass, PassResult, TransformPass, fact_name
+from .manager import AnalysisManager, PassManager, PassRecord, PipelineReport, check_pipeline
 from .pipeline import PipelineEntry, format_pipeline, parse_pipeline
 from .registry import ENTRY_POINT_GROUP, REGISTRY, PluginWarning, Registry
 
@@ -11,6 +11,7 @@ __all__ = [
            "REGISTRY",
            "AnalysisManager",
            "AnalysisPass",
+           "CheckPass",
            "NoOptions",
            "Pass",
            "PassManager",
@@ -21,6 +22,8 @@ __all__ = [
            "PluginWarning",
            "Registry",
            "TransformPass",
+           "check_pipeline",
+           "fact_name",
            "format_pipeline",
            "parse_pipeline",
 ]

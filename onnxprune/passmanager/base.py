@@ -1,8 +1,14 @@
-"""What a pass is: `Pass`, `AnalysisPass`, `TransformPass`, `PassResult`, and typed pass options.
+"""What a pass is: `Pass`, `AnalysisPass`, `TransformPass`, `CheckPass`, `PassResult`, and typed pass options.
 
 A pass declares its options as a dataclass (`Options`) whose field types say how a pipeline string's
 text is converted (bool, int, float, str, Literal choices, `X | None`); its docstring's first line is
-what `onnxprune passes` shows. (DESIGN §4; the framework lives in `onnxprune.passmanager` because the
+what `onnxprune passes` shows.
+
+Passes hand each other typed results ("facts": a `Selection`, the masked reference `compact` keeps,
+a training result), never an untyped dictionary. A pass declares the fact types it `requires` and
+`provides`, and a transform the facts it `keeps` (survive it); the PassManager checks a pipeline
+against these before it runs anything (LLVM's preserved sets, onnx-ir's requires/ensures), and the
+AnalysisManager invalidates facts as it does analyses. (DESIGN §4; the framework lives in `onnxprune.passmanager` because the
 built-in passes themselves are installed as `onnxprune.passes`.)
 """
 
@@ -38,11 +44,12 @@ ALL = _AllAnalyses()
 
 @dataclass(frozen=True)
 class PassResult:
-    """What a transform did: whether it changed the graph, and which analyses (by name) stay valid.
-    `preserved` is a set of analysis names or `ALL`."""
+    """What a transform did: whether it changed the graph, and which analyses (by name) and facts (by
+    type) stay valid. `preserved` is a set of names and types, or `ALL`. Facts the transform provided
+    itself stay valid whatever it says."""
 
     modified: bool
-    preserved: frozenset[str] | _AllAnalyses = frozenset()
+    preserved: frozenset[str | type] | _AllAnalyses = frozenset()
 
     @classmethod
     def unchanged(cls) -> PassResult:
@@ -50,7 +57,7 @@ class PassResult:
         return cls(False, ALL)
 
     @classmethod
-    def changed(cls, preserved: typing.Iterable[str] = ()) -> PassResult:
+    def changed(cls, preserved: typing.Iterable[str | type] = ()) -> PassResult:
         """The graph changed; only the named analyses stay valid."""
         return cls(True, frozenset(preserved))
 
@@ -61,6 +68,8 @@ class Pass:
 
     name: ClassVar[str] = ""
     Options: ClassVar[type] = NoOptions
+    #: Fact types this pass hands to later passes of the pipeline (`am.provide`).
+    provides: ClassVar[tuple[type, ...]] = ()
 
     def __init__(self, options: Any = None, **kwargs: Any) -> None:
         if options is not None and kwargs:
@@ -107,6 +116,11 @@ class Pass:
             specs.append((f.name.replace("_", "-"), describe_type(hints[f.name]), default))
         return specs
 
+    def requires(self) -> tuple[type, ...]:
+        """Fact types an earlier pass of the pipeline (or the caller, through `am.provide`) must have
+        provided; a method because options can lift a need (`compact{selection=FILE}`)."""
+        return ()
+
     def spec(self) -> str:
         """This pass with its non-default options, in pipeline-string form."""
         changed = []
@@ -126,11 +140,36 @@ class AnalysisPass(Pass):
 
 
 class TransformPass(Pass):
-    """A pass that may change the graph and reports what it preserved."""
+    """A pass that may change the graph and reports what it preserved.
+
+    `keeps` names the facts that stay valid across it whatever it does (`ALL` for a transform that never
+    edits the graph, such as `select`); the pipeline check assumes every other fact is lost."""
+
+    keeps: ClassVar[tuple[type, ...] | _AllAnalyses] = ()
 
     def run(self, graph, am) -> PassResult:
         """Transform `graph` in place and say what changed."""
         raise NotImplementedError
+
+
+class CheckPass(Pass):
+    """A pass that inspects the graph and raises when the check fails. Its report is returned (and
+    provided as a fact, for callers) but never cached: a check runs every time it is asked for."""
+
+    def run(self, graph, am) -> Any:
+        """Check `graph`; raise on failure, else return what was checked."""
+        raise NotImplementedError
+
+
+def fact_name(kind: type) -> str:
+    """How messages name a fact type: its `fact_name` ("a selection"), or its class name."""
+    return getattr(kind, "fact_name", kind.__name__)
+
+
+def is_record(kind: type) -> bool:
+    """True for a fact type that records what a pass did (`record = True`): it stays true whatever
+    happens to the graph later, so no transform drops it (a newer one replaces it)."""
+    return bool(getattr(kind, "record", False))
 
 
 # ---------------------------------------------------------------------- option conversion

@@ -1,7 +1,8 @@
-"""`AnalysisManager` (cached analyses, invalidation) and `PassManager` (runs a pipeline)."""
+"""`AnalysisManager` (cached analyses and facts, invalidation) and `PassManager` (checks, then runs, a pipeline)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
@@ -11,13 +12,14 @@ from typing import Any
 
 import onnx
 
-from ..errors import IRError
+from ..errors import IRError, PipelineError
 from ..files import paused_gc
 from ..ir import Graph, save
-from .base import AnalysisPass, Pass, PassResult, TransformPass
+from .base import ALL, AnalysisPass, CheckPass, Pass, PassResult, TransformPass, fact_name, is_record
 from .registry import REGISTRY, Registry
 
 AnalysisKey = tuple[str, tuple]
+_MISSING = object()
 
 
 def _key(analysis: AnalysisPass) -> AnalysisKey:
@@ -36,6 +38,10 @@ class AnalysisManager:
     them gets these, and passes that run the graph on sample inputs (verify) make them this size.
     `sample_inputs` (name -> array, say from `--sample-inputs FILE.npz`) are the inputs verify feeds
     when given; inputs they lack are drawn.
+
+    Facts are the typed results passes hand to later ones (`provide`, `fact`), keyed by type: valid for
+    the graph version they were provided at, dropped by a transform that does not preserve them. A
+    fact provided while a transform runs is valid for the graph that transform leaves.
     """
 
     def __init__(self, graph: Graph, registry: Registry = REGISTRY, input_shapes: tuple[str, ...] = (),
@@ -48,9 +54,47 @@ class AnalysisManager:
         self._deps: dict[AnalysisKey, set[AnalysisKey]] = {}
         self._stack: list[AnalysisKey] = []
         self.computed: list[str] = []  # names of analyses actually run, in order (for tests and timing)
-        #: What passes of one pipeline run hand to later ones: "selection" (from select, for compact),
-        #: "reference" (the masked original, from compact, for verify). Not an analysis: never cached.
-        self.state: dict[str, Any] = {}
+        # type -> (value, graph version it is valid for; None while the transform providing it runs)
+        self._facts: dict[type, tuple[Any, int | None]] = {}
+        self._in_transform = False
+
+    def provide(self, value: Any, kind: type | None = None) -> None:
+        """Hand `value` to later passes as the fact of type `kind` (default: its own type)."""
+        self._facts[kind or type(value)] = (value, None if self._in_transform else self.graph.version)
+
+    def fact(self, kind: type, default: Any = _MISSING) -> Any:
+        """The valid fact of type `kind`; `default` (or a PipelineError naming what provides it) if none."""
+        entry = self._facts.get(kind)
+        if entry is not None and (entry[1] in (None, self.graph.version) or is_record(kind)):
+            return entry[0]
+        if default is not _MISSING:
+            return default
+        raise PipelineError(f"{fact_name(kind)} is not available for this graph: {_providers_hint(self.registry, kind)}")
+
+    def has(self, kind: type) -> bool:
+        """True if a valid fact of type `kind` exists."""
+        return self.fact(kind, None) is not None
+
+    def discard(self, kind: type) -> None:
+        """Forget the fact of type `kind` (to free what it holds)."""
+        self._facts.pop(kind, None)
+
+    @contextlib.contextmanager
+    def transforming(self):
+        """While a transform runs: what it provides is valid for the graph it leaves (stamped by
+        `invalidate`); if it fails, what it provided is dropped."""
+        self._in_transform = True
+        try:
+            yield
+        except BaseException:
+            self._facts = {k: v for k, v in self._facts.items() if v[1] is not None}
+            raise
+        finally:
+            self._in_transform = False
+
+    def facts(self) -> set[type]:
+        """The types of every valid fact."""
+        return {kind for kind in self._facts if self.has(kind)}
 
     def get(self, analysis: str | type[AnalysisPass] | AnalysisPass, **options: Any) -> Any:
         """The result of `analysis` on this graph, computing it if needed."""
@@ -89,9 +133,15 @@ class AnalysisManager:
         return any(k[0] == name and v[1] == self.graph.version for k, v in self._cache.items())
 
     def invalidate(self, preserved, since: int | None = None) -> None:
-        """After a transform: drop every result not in `preserved` (a set of names or ALL), and every
-        result computed from a dropped one; the survivors are valid for the graph as it is now.
-        `since` is the graph version before the transform: results already stale then stay stale."""
+        """After a transform: drop every result not in `preserved` (a set of names and fact types, or
+        ALL), and every result computed from a dropped one; the survivors, and the facts the transform
+        provided, are valid for the graph as it is now. `since` is the graph version before the
+        transform: results already stale then stay stale."""
+        for kind, (value, version) in list(self._facts.items()):
+            if version is None or is_record(kind) or (kind in preserved and version in (since, self.graph.version)):
+                self._facts[kind] = (value, self.graph.version)
+            else:
+                del self._facts[kind]
         dropped = {k for k, (_, version) in self._cache.items()
                    if k[0] not in preserved or (since is not None and version != since)}
         changed = True
@@ -111,6 +161,26 @@ class AnalysisManager:
         """Forget everything."""
         self._cache.clear()
         self._deps.clear()
+        self._facts.clear()
+
+
+def _providers_hint(registry: Registry, kind: type) -> str:
+    names = [name for name in registry.names() if kind in registry.get(name).provides]
+    return f"add {' or '.join(names)} before it" if names else "the caller must provide it (am.provide)"
+
+
+def check_pipeline(passes: Sequence[Pass], available: set[type], registry: Registry = REGISTRY) -> None:
+    """Refuse, before anything runs, a pipeline whose passes need facts no earlier pass provides
+    ("compact needs a selection: add select or sparse-train before it"). `available`: the facts
+    valid when it starts. A transform is assumed to lose every fact it does not keep or provide."""
+    available = set(available)
+    for p in passes:
+        for kind in p.requires():
+            if kind not in available:
+                raise PipelineError(f"{p.name} needs {fact_name(kind)}: {_providers_hint(registry, kind)}")
+        if isinstance(p, TransformPass) and p.keeps is not ALL:
+            available = {kind for kind in available if kind in p.keeps or is_record(kind)}
+        available |= set(p.provides)
 
 
 @dataclass
@@ -167,7 +237,6 @@ class PassManager:
         self.dump_after = set(dump_after)
         unknown = self.dump_after - {p.name for p in self.passes}
         if unknown:
-            from ..errors import PipelineError
             raise PipelineError(f"--dump-after names {', '.join(sorted(unknown))}, which the pipeline does not run")
         self.dump_dir = Path(dump_dir) if dump_dir is not None else Path(".")
         self.on_pass = on_pass
@@ -200,8 +269,10 @@ class PassManager:
         return graph
 
     def run(self, graph: Graph, am: AnalysisManager | None = None) -> PipelineReport:
-        """Run every pass on `graph` (in place) and report what happened."""
+        """Check the pipeline's contracts, then run every pass on `graph` (in place) and report what
+        happened."""
         am = am or AnalysisManager(graph, self.registry)
+        check_pipeline(self.passes, am.facts(), self.registry)
         report = PipelineReport()
         for index, p in enumerate(self.passes):
             ops_before = len(graph)
@@ -210,15 +281,23 @@ class PassManager:
                 report.results[p.name] = am.get(p)
                 record = PassRecord(p.name, p.spec(), "analysis", time.perf_counter() - start, False, ops_before,
                                     ops_before)
+            elif isinstance(p, CheckPass):
+                result = p.run(graph, am)  # never cached: a check runs every time
+                am.provide(result)
+                report.results[p.name] = result
+                record = PassRecord(p.name, p.spec(), "check", time.perf_counter() - start, False, ops_before,
+                                    ops_before)
             elif isinstance(p, TransformPass):
                 version = graph.version
-                with paused_gc():
+                with am.transforming(), paused_gc():
                     result = p.run(graph, am)
                 if not isinstance(result, PassResult):
                     raise TypeError(f"pass '{p.name}' returned {type(result).__name__}, not PassResult")
                 if not result.modified and graph.version != version:
                     raise IRError(f"pass '{p.name}' changed the graph but reported that it did not")
-                am.invalidate(result.preserved, since=version)
+                preserved = result.preserved if result.preserved is ALL or p.keeps is ALL else \
+                    result.preserved | set(p.keeps)  # what it declares it keeps, whatever it changed
+                am.invalidate(preserved, since=version)
                 record = PassRecord(p.name, p.spec(), "transform", time.perf_counter() - start, result.modified,
                                     ops_before, len(graph))
             else:

@@ -5,7 +5,7 @@ Third parties add passes by declaring, in their package metadata,
     [project.entry-points."onnxprune.passes"]
     my-pass = "my_package.passes:MyPass"
 
-where `MyPass` subclasses AnalysisPass or TransformPass and sets `name = "my-pass"`. A plugin that
+where `MyPass` subclasses AnalysisPass, TransformPass or CheckPass and sets `name = "my-pass"`. A plugin that
 fails to import is reported as a warning and skipped; it never takes the tool down.
 """
 
@@ -17,7 +17,7 @@ import warnings
 from importlib.metadata import entry_points
 
 from ..errors import PipelineError
-from .base import AnalysisPass, Pass, TransformPass
+from .base import AnalysisPass, CheckPass, Pass, TransformPass
 from .pipeline import PipelineEntry, parse_pipeline
 
 ENTRY_POINT_GROUP = "onnxprune.passes"
@@ -39,8 +39,8 @@ class Registry:
 
     def register(self, cls: type[Pass], origin: str = "builtin") -> type[Pass]:
         """Add a pass class under its `name`; a second pass with the same name is refused."""
-        if not (isinstance(cls, type) and issubclass(cls, (AnalysisPass, TransformPass))):
-            raise TypeError(f"{cls!r} is not an AnalysisPass or TransformPass subclass")
+        if not (isinstance(cls, type) and issubclass(cls, (AnalysisPass, TransformPass, CheckPass))):
+            raise TypeError(f"{cls!r} is not an AnalysisPass, TransformPass or CheckPass subclass")
         if not cls.name:
             raise TypeError(f"{cls.__name__} has no pass name")
         existing = self._passes.get(cls.name)

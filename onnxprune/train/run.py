@@ -17,11 +17,12 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 
 from ..errors import Interrupted, UserError
+from ..facts import VerifyReport
 from ..ir import Graph
 from ..space import ErasingSpace, PruningSpace, Selection
 from .artifacts import LOSSES, build_artifacts, fix_sample_sizes, running_statistics
@@ -72,6 +73,8 @@ class TrainConfig:
 @dataclass
 class TrainResult:
     """What training produced."""
+
+    record: ClassVar[bool] = True  # a fact that no later transform invalidates
 
     selection: Selection
     steps: int
@@ -680,9 +683,9 @@ def run_model(model: str, output: str, data_spec: str | None, config: TrainConfi
     stage("train")
     trained = graph.copy()
     am = AnalysisManager(graph, input_shapes=input_shapes, sample_inputs=samples)
-    am.state["selection"] = result.selection
+    am.provide(result.selection)
     PassManager(f"compact,cleanup,verify{{tolerance={tolerance:g}}}").run(graph, am)
-    report_verify = am.state["verify"]
+    report_verify = am.fact(VerifyReport)
     compact_cost = AnalysisManager(graph, input_shapes=input_shapes).get("cost")
     stage("compact+verify")
     output_name = graph.outputs[0].name
