@@ -12,11 +12,11 @@ import pytest
 import torch
 
 import onnxprune
+from onnxprune.facts import Compaction, VerifyReport
 from onnxprune.optim import BaseSettings
 from onnxprune.optim.hesso_cric import HessoCric, HessoCricSettings, loss_increase
 from onnxprune.passmanager import AnalysisManager, PassManager
-from onnxprune.train.data import open_data
-from onnxprune.train.run import TrainConfig, sparse_train
+from onnxprune.train.run import TrainConfig, TrainResult
 
 from .conftest import ZOO
 from .test_optim import layout_of, random_grads, reference_scores, set_group, small_space
@@ -414,6 +414,6 @@ def test_hesso_cric_erases_regions_through_the_pass():
     pipeline = ("sparse-train{synthetic=64,steps=30,batch-size=8,lr=0.01,threads=1,target-sparsity=0.3,"
                 "target-erase=0.4,optimizer=hesso-cric,cric-cycle-steps=2},compact,cleanup,verify")
     PassManager(pipeline).run(graph, am)
-    selection, cric = am.state["selection"], am.state["training"].cric
-    assert len(selection.erased) == 2 and erasing.admissible(selection.erased) and am.state["verify"].ok
+    selection, cric = am.fact(Compaction).selection, am.fact(TrainResult).cric
+    assert len(selection.erased) == 2 and erasing.admissible(selection.erased) and am.fact(VerifyReport).ok
     assert any(t["unit"].startswith("region") and t["level"] == 1.0 for t in cric["trials"])

@@ -330,7 +330,7 @@ def sparse_train(graph: Graph, space: PruningSpace, types: dict, data: ArrayData
         classes = _classes(types, artifacts.loss_output)
         probe = None
         if config.optimizer == "hesso-cric":
-            probe = _held_in_probe(engine, data, config, specs, artifacts, teacher, classes, device)
+            probe = _held_in_probe(engine, data, config, specs, artifacts, teacher, classes)
         optimizer, opt_params, opt_grads = _make_optimizer(engine, space, layout, config, total, device, erasing,
                                                            probe)
         if probe is not None and device == "cuda":
@@ -421,7 +421,7 @@ class _Probe:
         return self.evaluate()
 
 
-def _held_in_probe(engine, data, config: TrainConfig, specs, artifacts, teacher, classes, device: str) -> _Probe:
+def _held_in_probe(engine, data, config: TrainConfig, specs, artifacts, teacher, classes) -> _Probe:
     """HESSO-CRIC's probe: the training loss on `cric_batches` batches of the training data, drawn once
     with a seed of their own (held in: the model trains on them too, as the reference's loss does)."""
     from .probe import loss_probe
