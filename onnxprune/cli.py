@@ -447,7 +447,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                          checkpoint_every=args.checkpoint_every, cric_cycles=args.cric_cycles,
                          cric_levels=args.cric_levels, cric_tolerance=args.cric_tolerance,
                          cric_loss_weight=args.cric_loss_weight, cric_budget=args.cric_budget,
-                         cric_batches=args.cric_batches, cric_cycle_steps=args.cric_cycle_steps)
+                         cric_batches=args.cric_batches, cric_cycle_steps=args.cric_cycle_steps,
+                         cric_choice=args.cric_choice)
     report = run_model(args.model, args.output, args.data, config, eval_data=args.eval_data,
                        eval_fraction=args.eval_fraction, synthetic=args.synthetic, resume=args.resume,
                        tolerance=args.tolerance, progress=not args.no_progress,
@@ -612,6 +613,9 @@ def _run_parser(commands) -> None:
                       help="held-in batches per loss evaluation (default 2)")
     cric.add_argument("--cric-cycle-steps", type=int, default=0, metavar="N",
                       help="training steps per cycle (default 0: 1/50 of the steps)")
+    cric.add_argument("--cric-choice", choices=["fixed", "progressive"], default="fixed",
+                      help="fixed: HESSO's periods zero CRIC's final set; progressive: each period chooses afresh by "
+                           "saliency + loss penalty")
     run.add_argument("--variant", choices=["sgd", "adam", "adamw"], default="sgd", help="base optimizer")
     run.add_argument("--loss", choices=["cross-entropy", "mse", "distill"], default="cross-entropy")
     run.add_argument("--epochs", type=int, default=3)

@@ -186,7 +186,8 @@ def test_cycle_bookkeeping_matches_the_slow_reference(seed):
     assert optimizer.evaluations == 1 + 2 * 3 + len(cycles)  # reference, 2 families x 3 levels, one per cycle
 
 
-def test_the_loss_penalty_moves_the_choice_off_an_expensive_family():
+@pytest.mark.parametrize("choice", ["fixed", "progressive"])
+def test_the_loss_penalty_moves_the_choice_off_an_expensive_family(choice):
     """Make the family saliency prunes most cost 1000x in the loss: CRIC takes fewer of its groups and
     names exactly those it kept as rescued."""
     _, _, params, _ = small_space()
@@ -194,20 +195,21 @@ def test_the_loss_penalty_moves_the_choice_off_an_expensive_family():
     grads_seq = [random_grads(params, rng) for _ in range(24)]
 
     def run(precious):
-        optimizer, ours, grads, layout = make_cric(params)
+        optimizer, ours, grads, layout = make_cric(params, replace(CRIC, choice=choice))
         origin = {k: v.clone() for k, v in params.items()}
         optimizer.probe = lambda: fake_loss(ours, origin, {k: 1000.0 if k in precious else 1.0 for k in ours})
         drive_recording(optimizer, grads, grads_seq)
         return optimizer, layout
 
     plain, layout = run(set())
-    chosen = plain.chosen.numpy()
+    chosen = plain.zero_groups()
     family = max(set(layout.family_of_group), key=lambda f: chosen[layout.family_of_group == f].sum())
     in_family = layout.family_of_group == family
     precious = {e.tensor for e in layout.axes if in_family[e.group_of_index[e.group_of_index >= 0]].all()}
     weighted, _ = run(precious)
-    rescued = weighted.rescued.numpy()
-    assert weighted.chosen.numpy()[in_family].sum() < chosen[in_family].sum()
+    rescued = weighted.rescued.numpy() & ~weighted.zero_groups()
+    chosen = plain.zero_groups()
+    assert weighted.zero_groups()[in_family].sum() < chosen[in_family].sum()
     assert rescued[in_family].any() and not rescued[~in_family].any()
     assert weighted.zero_groups().sum() == plain.zero_groups().sum() == 7  # still exactly K
 
@@ -237,6 +239,36 @@ def test_a_cycle_leaves_weights_and_optimizer_state_as_they_were(variant):
 
 def _clone_state(state):
     return {k: ({n: t.clone() for n, t in v.items()} if isinstance(v, dict) else v) for k, v in state.items()}
+
+
+def test_progressive_choice_with_a_flat_loss_is_hesso():
+    """Nothing measured, no cycle: progressive HESSO-CRIC makes HESSO's choices step for step (the trials'
+    zeroing is restored exactly), so CRIC only ever adds to HESSO."""
+    from onnxprune.optim import Hesso, HessoSettings
+
+    _, space, params, stats = small_space()
+    rng = np.random.default_rng(9)
+    grads_seq = [random_grads(params, rng) for _ in range(16)]
+    settings = replace(CRIC, choice="progressive", max_cycles=0, per_family=True)
+    optimizer, ours, grads, layout = make_cric(params, settings)
+    optimizer.probe = lambda: 1.0
+    drive_recording(optimizer, grads, grads_seq)
+    hesso_params = {k: v.clone() for k, v in params.items()}
+    hesso_grads = {k: torch.zeros_like(v) for k, v in params.items()}
+    hesso = Hesso(hesso_params, hesso_grads, layout, space, BaseSettings("sgd", momentum=0.0),
+                  HessoSettings(0.5, settings.cric_start_step, settings.pruning_steps, settings.pruning_periods,
+                                criteria=settings.criteria))
+    drive_recording_plain(hesso, hesso_grads, grads_seq)
+    for k in params:
+        assert torch.equal(ours[k], hesso_params[k]), k
+    assert optimizer.zero_groups().sum() == 7 and not optimizer.rescued.any()
+
+
+def drive_recording_plain(optimizer, grads, grads_seq):
+    for step_grads in grads_seq:
+        for k, g in step_grads.items():
+            grads[k].copy_(g)
+        optimizer.step(0.3)
 
 
 def test_resume_mid_cycle_equals_uninterrupted():

@@ -38,7 +38,10 @@ The run, in steps of the training budget:
    progressive zeroing then runs on it, from the step after the last cycle: `pruning_periods` periods of
    pruning_steps // periods steps, each taking its quota of the set in ascending score order and
    telescoping it to exact zero. Groups the saliency-only choice (same rule, penalty 0) would have
-   zeroed but the loss kept are the *rescued* ones (`rescued`, named in the report).
+   zeroed but the loss kept are the *rescued* ones (`rescued`, named in the report). With
+   choice="progressive" each period instead chooses its quota afresh, as HESSO does, by the current
+   saliency + loss_weight·penalty (HESSO's adaptivity, CRIC's measurements); a group the saliency-only
+   choice of some period would have taken and that is still alive at the end is rescued.
 
 Saliency is HESSO's (the criteria mix, each group relative to its family's mean, so it averages 1 per
 family). The penalty is in its own units, the relative loss increase one removed group adds (0.1: the
@@ -83,12 +86,17 @@ class HessoCricSettings(HessoSettings):
     tolerance: float = 0.05  # stop when a new violating set holds at most this share of K groups
     loss_weight: float = 1.0
     budget: int = 0  # loss evaluations at most (0: no bound)
+    # "fixed": HESSO's periods zero CRIC's final set; "progressive": each period chooses its quota afresh
+    # by the current saliency + loss_weight·penalty, as HESSO chooses by saliency
+    choice: str = "fixed"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.cycle_steps < 1 or self.max_cycles < 0 or self.budget < 0:
             raise ValueError(f"CRIC needs cycle_steps >= 1, max_cycles >= 0 and budget >= 0 (got {self.cycle_steps}, "
                              f"{self.max_cycles}, {self.budget})")
+        if self.choice not in ("fixed", "progressive"):
+            raise ValueError(f"CRIC's choice is fixed or progressive, not {self.choice!r}")
         if not all(0 < level <= 1 for level in self.levels) or self.loss_weight < 0 or self.tolerance < 0:
             raise ValueError("CRIC's trial levels must lie in (0, 1] and its loss weight and tolerance be >= 0")
 
@@ -180,7 +188,10 @@ class HessoCric(Hesso):
         s, T = self.settings, self.period_length
         period, t = divmod(self.steps - self.pruning_start, T)
         pruning = 0 <= period < s.pruning_periods
-        if pruning and t == 0:
+        if pruning and t == 0 and s.choice == "progressive":
+            self.zero |= self.active
+            self.active = self._progressive_quota(period)
+        elif pruning and t == 0:
             self.zero |= self.active
             total = len(self.order)
             due = total if period == s.pruning_periods - 1 else (total // s.pruning_periods) * (period + 1)
@@ -194,6 +205,21 @@ class HessoCric(Hesso):
             factor[self.active] = (T - t - 1) / (T - t)
         factor[self.zero] = 0.0
         return factor
+
+    def _progressive_quota(self, period: int) -> torch.Tensor:
+        """HESSO's choice for `period` with the penalty added to the current saliency; the groups the
+        saliency-only choice would have taken instead join `rescued`."""
+        saliency = self._saliency()
+        regions = self.region_mask
+        channel_quota = self._quota(period, self.target, int((self.zero & ~regions).sum()))
+        region_quota = self._quota(period, self.region_target, int((self.zero & regions).sum()))
+
+        def pick(scores: torch.Tensor) -> torch.Tensor:
+            return self.choose(scores, channel_quota, self.zero | regions, self.settings.group_divisible) | \
+                self.choose_regions(scores, region_quota, self.zero)
+        chosen = pick(self.combined(saliency))
+        self.rescued |= pick(saliency) & ~chosen
+        return chosen
 
     def _close_period(self) -> None:
         period, t = divmod(self.steps - self.pruning_start, self.period_length)
@@ -348,7 +374,7 @@ class HessoCric(Hesso):
         final = self.combined(mean)
         self.chosen = self.lowest(final) if (self.target or self.region_target) else torch.zeros_like(self.zero)
         by_saliency = self.lowest(mean) if (self.target or self.region_target) else torch.zeros_like(self.zero)
-        self.rescued = by_saliency & ~self.chosen
+        self.rescued = by_saliency & ~self.chosen if self.settings.choice == "fixed" else torch.zeros_like(self.zero)
         index = torch.nonzero(self.chosen).flatten()
         self.order = index[torch.argsort(final[index], stable=True)]
         self.violating = torch.zeros_like(self.zero)
@@ -360,7 +386,7 @@ class HessoCric(Hesso):
     def summary(self) -> dict:
         """What CRIC did, as plain data: evaluations, trials, cycles, steps spent in cycles (their training
         is discarded), the groups it rescued (family -> local group indices; regions by id)."""
-        rescued = self.layout.selection(self.rescued.cpu().numpy())
+        rescued = self.layout.selection((self.rescued & ~self.zero).cpu().numpy())  # kept to the end
         return {"evaluations": self.evaluations, "reference_loss": self.reference_loss,
                 "trials": list(self.trials), "cycles": list(self.cycles), "unprobed": list(self.unprobed),
                 "cycle_steps": self.settings.cycle_steps * len(self.cycles), "pruning_start": self.pruning_start,

@@ -68,6 +68,7 @@ class TrainConfig:
     cric_budget: int = 0
     cric_batches: int = 2
     cric_cycle_steps: int = 0
+    cric_choice: Literal["fixed", "progressive"] = "fixed"  # zero CRIC's final set, or choose per period
 
 
 @dataclass
@@ -124,7 +125,8 @@ def cric_settings(config: TrainConfig, total: int, units: int) -> dict:
                                        1 + config.cric_cycles + len(levels) * min(units, 16))
     return {"cric_start_step": start, "cycle_steps": cycle_steps, "max_cycles": config.cric_cycles, "levels": levels,
             "tolerance": config.cric_tolerance, "loss_weight": config.cric_loss_weight, "budget": budget,
-            "pruning_steps": pruning_steps, "pruning_periods": max(1, min(config.pruning_periods, pruning_steps))}
+            "pruning_steps": pruning_steps, "pruning_periods": max(1, min(config.pruning_periods, pruning_steps)),
+            "choice": config.cric_choice}
 
 
 def _units(layout) -> int:
