@@ -10,7 +10,8 @@ Two parts:
   4-wide bottleneck has tiny weights; at 80 % plain HESSO narrows the bottleneck, CRIC keeps it.
 
     python benchmarks/hesso_cric.py [--epochs 3] [--sparsities 0.7,0.9] [--models fashion_cnn,fashion_resnet]
-                                    [--train-size N] [--seed 0] [--no-bottleneck] [--json OUT.json]
+                                    [--train-size N] [--seed 0] [--optimizers hesso,hesso-cric[,hesso-cric-progressive]]
+                                    [--no-bottleneck] [--json OUT.json]
 
 `--train-size` trains on the first N training images (the whole test set is still the measure), for
 machines too loaded for full epochs; the table says what ran.
@@ -40,8 +41,10 @@ MODELS = HERE.parent / "models"
 def one_run(model: Path, train: Path, test: Path, optimizer: str, sparsity: float, epochs: int, seed: int,
             work: Path, lr: float, batch_size: int, steps: int = 0) -> dict:
     """Train, compact and evaluate one setting; return accuracy, widths, CRIC's summary and wall time."""
-    config = TrainConfig(optimizer=optimizer, target_sparsity=sparsity, epochs=epochs, steps=steps, lr=lr,
-                         batch_size=batch_size, seed=seed, threads=1)
+    name = optimizer.removesuffix("-progressive")  # hesso-cric-progressive: --cric-choice progressive
+    config = TrainConfig(optimizer=name, target_sparsity=sparsity, epochs=epochs, steps=steps, lr=lr,
+                         batch_size=batch_size, seed=seed, threads=1,
+                         cric_choice="progressive" if optimizer.endswith("-progressive") else "fixed")
     out = work / f"{model.stem}-{optimizer}-{sparsity}.onnx"
     started = time.perf_counter()
     report = run_model(str(model), str(out), str(train), config, eval_data=str(test), progress=False,
@@ -71,21 +74,22 @@ def cost(row: dict) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    lines = [f"{'model':16} {'sparsity':>8} {'optimizer':11} {'steps':>6} {'test acc':>9} {'params':>9} "
+    lines = [f"{'model':16} {'sparsity':>8} {'optimizer':22} {'steps':>6} {'test acc':>9} {'params':>9} "
              f"{'time s':>7}  CRIC cost",
              "-" * 110]
     for row in rows:
-        lines.append(f"{row['model']:16} {row['sparsity']:8.2f} {row['optimizer']:11} {row['steps']:6d} "
+        lines.append(f"{row['model']:16} {row['sparsity']:8.2f} {row['optimizer']:22} {row['steps']:6d} "
                      f"{100 * row['accuracy']:8.2f}% {row['params']:9,d} {row['seconds']:7.1f}  {cost(row)}")
     by_setting: dict[tuple, dict] = {}
     for row in rows:
         by_setting.setdefault((row["model"], row["sparsity"]), {})[row["optimizer"]] = row
     lines.append("")
     for (model, sparsity), pair in by_setting.items():
-        if {"hesso", "hesso-cric"} <= pair.keys():
-            a, b = pair["hesso"], pair["hesso-cric"]
-            lines.append(f"{model} at {sparsity:.2f}: CRIC - HESSO = {100 * (b['accuracy'] - a['accuracy']):+.2f} "
-                         f"points, time {b['seconds'] / a['seconds']:.2f}x")
+        for other in ("hesso-cric", "hesso-cric-progressive"):
+            if {"hesso", other} <= pair.keys():
+                a, b = pair["hesso"], pair[other]
+                gain, ratio = 100 * (b["accuracy"] - a["accuracy"]), b["seconds"] / a["seconds"]
+                lines.append(f"{model} at {sparsity:.2f}: {other} - hesso = {gain:+.2f} points, time {ratio:.2f}x")
     return "\n".join(lines)
 
 
@@ -98,6 +102,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--optimizers", default="hesso,hesso-cric",
+                        help="comma list of hesso, hesso-cric, hesso-cric-progressive (--cric-choice progressive)")
     parser.add_argument("--no-bottleneck", action="store_true")
     parser.add_argument("--json", help="also write the rows here")
     args = parser.parse_args()
@@ -111,7 +117,7 @@ def main() -> None:
             np.savez(work / "digits-train.npz", **train)
             np.savez(work / "digits-test.npz", **test)
             model = bottleneck_mlp(work / "bottleneck_mlp.onnx")
-            for optimizer in ("hesso", "hesso-cric"):
+            for optimizer in args.optimizers.split(","):
                 rows.append(one_run(model, work / "digits-train.npz", work / "digits-test.npz", optimizer, 0.8, 0,
                                     args.seed, work, lr=0.005, batch_size=32, steps=200))
                 print(table(rows[-1:]).splitlines()[2], flush=True)
@@ -120,7 +126,7 @@ def main() -> None:
             train_file = subset(train_file, args.train_size, work)
             for name in args.models.split(","):
                 for sparsity in (float(s) for s in args.sparsities.split(",")):
-                    for optimizer in ("hesso", "hesso-cric"):
+                    for optimizer in args.optimizers.split(","):
                         rows.append(one_run(MODELS / f"{name}.onnx", train_file, test_file, optimizer, sparsity,
                                             args.epochs, args.seed, work, args.lr, args.batch_size))
                         print(table(rows[-1:]).splitlines()[2], flush=True)
