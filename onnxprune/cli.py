@@ -423,7 +423,10 @@ RUN_BOUNDS = (("target_sparsity", 0, 1, "[0, 1)"), ("latency_threads", 1, None, 
               ("warmup", 0, None, ">= 0"), ("momentum", 0, 1, "[0, 1]"), ("weight_decay", 0, 1, "[0, 1]"),
               ("pruning_periods", 1, None, ">= 1"), ("round_to", 1, None, ">= 1"), ("threads", 0, None, ">= 0"),
               ("checkpoint_every", 0, None, ">= 0"), ("synthetic", 0, None, ">= 0"), ("eval_fraction", 0, 1, "[0, 1)"),
-              ("tolerance", 0, 1, "(0, 1)"), ("seed", 0, None, ">= 0"))
+              ("tolerance", 0, 1, "(0, 1)"), ("seed", 0, None, ">= 0"), ("cric_cycles", 0, None, ">= 0"),
+              ("cric_levels", 1, None, ">= 1"), ("cric_tolerance", 0, None, ">= 0"),
+              ("cric_loss_weight", 0, None, ">= 0"), ("cric_budget", 0, None, ">= 0"),
+              ("cric_batches", 1, None, ">= 1"), ("cric_cycle_steps", 0, None, ">= 0"))
 
 
 def check_bounds(args: argparse.Namespace, bounds=RUN_BOUNDS) -> None:
@@ -473,7 +476,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                          batch_size=args.batch_size, device=args.device, engine=args.engine, bf16=args.bf16,
                          compile=args.compile, seed=args.seed,
                          pruning_periods=args.pruning_periods, group_divisible=args.round_to, threads=args.threads,
-                         checkpoint_every=args.checkpoint_every)
+                         checkpoint_every=args.checkpoint_every, cric_cycles=args.cric_cycles,
+                         cric_levels=args.cric_levels, cric_tolerance=args.cric_tolerance,
+                         cric_loss_weight=args.cric_loss_weight, cric_budget=args.cric_budget,
+                         cric_batches=args.cric_batches, cric_cycle_steps=args.cric_cycle_steps,
+                         cric_choice=args.cric_choice)
     report = run_model(args.model, args.output, args.data, config, eval_data=args.eval_data,
                        eval_fraction=args.eval_fraction, synthetic=args.synthetic, resume=args.resume,
                        tolerance=args.tolerance, progress=not args.no_progress,
@@ -491,6 +498,10 @@ def cmd_run(args: argparse.Namespace) -> int:
           f"removed {report['groups_removed']} groups in {len(report['families'])} families"
           + (f"; erased {len(report['regions_erased'])} blocks ({report['nodes']['dense']} -> "
              f"{report['nodes']['compact']} nodes)" if report["regions_erased"] else ""))
+    cric = report.get("cric")
+    if cric is not None:
+        print(f"hesso-cric {cric['evaluations']} loss evaluations ({cric['forward_batches']} batches), "
+              f"{len(cric['cycles'])} cycles ({cric['cycle_steps']} steps); rescued {cric['rescued_count']} groups")
     print(f"parameters {change('params')}")
     print(f"FLOPs      {change('flops')} per run")
     lat = report.get("latency_ms")
@@ -633,7 +644,25 @@ def _run_parser(commands) -> None:
     run.add_argument("--erase", action="store_true", help="also erase whole blocks (share: --target-erase)")
     run.add_argument("--target-erase", type=float, metavar="F",
                      help="share of the erasable regions to erase (default 0.5 with --erase; implies --erase)")
-    run.add_argument("--optimizer", choices=["hesso", "dhspg"], default="hesso")
+    run.add_argument("--optimizer", choices=["hesso", "hesso-cric", "dhspg"], default="hesso",
+                     help="hesso-cric: HESSO that checks its choice by measured loss first (README, HESSO-CRIC)")
+    cric = run.add_argument_group("hesso-cric")
+    cric.add_argument("--cric-cycles", type=int, default=3, metavar="N", help="correction cycles at most (default 3)")
+    cric.add_argument("--cric-levels", type=int, default=3, metavar="N",
+                      help="trial levels per family: 1/(N+1) .. N/(N+1) of its groups zeroed (default 3: 25/50/75 %%)")
+    cric.add_argument("--cric-tolerance", type=float, default=0.05, metavar="F",
+                      help="stop when a cycle would examine at most this share of K new groups (default 0.05)")
+    cric.add_argument("--cric-loss-weight", type=float, default=1.0, metavar="W",
+                      help="weight of the measured loss penalty against saliency (default 1)")
+    cric.add_argument("--cric-budget", type=int, default=0, metavar="N",
+                      help="loss evaluations at most (default 0: 5%% of the training steps' batches)")
+    cric.add_argument("--cric-batches", type=int, default=2, metavar="N",
+                      help="held-in batches per loss evaluation (default 2)")
+    cric.add_argument("--cric-cycle-steps", type=int, default=0, metavar="N",
+                      help="training steps per cycle (default 0: 1/50 of the steps)")
+    cric.add_argument("--cric-choice", choices=["fixed", "progressive"], default="fixed",
+                      help="fixed: HESSO's periods zero CRIC's final set; progressive: each period chooses afresh by "
+                           "saliency + loss penalty")
     run.add_argument("--variant", choices=["sgd", "adam", "adamw"], default="sgd", help="base optimizer")
     run.add_argument("--loss", choices=["cross-entropy", "mse", "distill"], default="cross-entropy")
     run.add_argument("--epochs", type=int, default=3)

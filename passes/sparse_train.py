@@ -1,4 +1,4 @@
-"""`sparse-train`: train the model with HESSO or DHSPG so chosen groups become exactly zero (DESIGN §8).
+"""`sparse-train`: train the model with HESSO, HESSO-CRIC or DHSPG so chosen groups become exactly zero (DESIGN §8).
 
 The trained weights replace the model's initializers (names are kept); the groups that reached zero
 become the Selection a following `compact` applies, so `sparse-train{data=d.npz},compact,verify` is

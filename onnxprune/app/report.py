@@ -148,6 +148,7 @@ def render(report: dict, metrics: Sequence[dict] = ()) -> str:
         parts.append(_training_section(metrics))
     parts.append(_erased_section(report))
     parts.append(_calibration_section(report))
+    parts.append(_cric_section(report))
     parts.append(_frozen_section(report))
     if report.get("time_s"):
         parts.append(_table("Time per stage", ["stage", "seconds"],
@@ -350,6 +351,28 @@ def _calibration_section(report: dict) -> str:
         lines.append(_table("Language-model loss on the held-out rows", ["", "original", "pruned"], rows,
                             numeric=(1, 2)))
     return "\n".join(lines)
+
+
+def _cric_section(report: dict) -> str:
+    """HESSO-CRIC (run --optimizer hesso-cric): what its measurements cost and which groups they rescued
+    (groups saliency alone would have zeroed that the measured loss kept)."""
+    cric = report.get("cric")
+    if not cric:
+        return ""
+    cycles = cric.get("cycles", [])
+    head = (f"<h2>CRIC: groups rescued by measured loss</h2>\n<p>{cric.get('evaluations', 0)} loss evaluations "
+            f"({cric.get('forward_batches', 0)} held-in batches, budget {cric.get('budget', 0)}), {len(cycles)} cycles "
+            f"({cric.get('cycle_steps', 0)} training steps, their training discarded); reference loss "
+            f"{cric.get('reference_loss', float('nan')):.4g}.</p>")
+    if cric.get("unprobed"):
+        head += f"<p class=\"note\">Left unprobed by the budget: {_e(', '.join(cric['unprobed']))}.</p>"
+    rescued = cric.get("rescued", {})
+    rows = [[family, f"{len(groups):,}", ", ".join(map(str, groups))] for family, groups in rescued.items()]
+    rows += [[f"region {r}", "1", "whole block"] for r in cric.get("rescued_regions", [])]
+    if not rows:
+        return head + "<p>No group was rescued: the measured loss agreed with saliency.</p>"
+    return head + _table(f"Rescued ({sum(int(r[1].replace(',', '')) for r in rows)})", ["family", "groups", "indices"],
+                         rows, numeric=(1,), names=(0,))
 
 
 def _frozen_section(report: dict) -> str:

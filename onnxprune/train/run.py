@@ -38,7 +38,7 @@ class TrainingDiverged(UserError):
 class TrainConfig:
     """Everything that decides a sparse-training run (also the `sparse-train` pass's options)."""
 
-    optimizer: Literal["hesso", "dhspg"] = "hesso"
+    optimizer: Literal["hesso", "hesso-cric", "dhspg"] = "hesso"
     variant: Literal["sgd", "adam", "adamw"] = "sgd"
     target_sparsity: float = 0.5
     target_erase: float = 0.0  # share of the erasable regions (whole blocks) to erase (HESSO, or DHSPG = H2SPG)
@@ -61,6 +61,17 @@ class TrainConfig:
     threads: int = 0  # intra-op threads of the engine (0: all cores)
     checkpoint_every: int = 0  # steps between checkpoints (0: only at the end and on Ctrl-C)
     log_every: int = 10
+    # HESSO-CRIC (optim/hesso_cric.py): cycles at most, trial levels per family (1/(n+1) .. n/(n+1)),
+    # stop when a cycle adds at most this share of K new groups, the loss penalty's weight against
+    # saliency, loss evaluations at most (0: auto), held-in batches per evaluation, steps per cycle (0: auto)
+    cric_cycles: int = 3
+    cric_levels: int = 3
+    cric_tolerance: float = 0.05
+    cric_loss_weight: float = 1.0
+    cric_budget: int = 0
+    cric_batches: int = 2
+    cric_cycle_steps: int = 0
+    cric_choice: Literal["fixed", "progressive"] = "fixed"  # zero CRIC's final set, or choose per period
 
 
 @dataclass
@@ -76,6 +87,7 @@ class TrainResult:
     group_sparsity: float = 0.0
     skipped_families: tuple[str, ...] = ()
     engine: str = "ort"  # the engine that trained: "ort" or "torch"
+    cric: dict | None = None  # what HESSO-CRIC measured and rescued (optimizer hesso-cric)
 
 
 def resolve_device(device: str) -> str:
@@ -118,8 +130,36 @@ def _sample_sizes(data: ArrayData | FactoryData, input_shapes: tuple[str, ...]) 
     return {name: dims[1:] for name, dims in bound_shapes(input_shapes).items()}
 
 
+def cric_settings(config: TrainConfig, total: int, units: int) -> dict:
+    """HESSO-CRIC's schedule for a run of `total` steps over `units` trial units (families of two or more
+    groups, and regions): CRIC starts where HESSO would start pruning (1/10 of the steps), cycles of
+    total/50 steps, then a pruning span as long as HESSO's. Trial levels are 1/(n+1) .. n/(n+1) of a
+    family, the target sparsity when it lies beyond them, and all groups but one. The evaluation budget
+    defaults to 5 % of the steps' batches, but never below the reference, the cycles and every level of
+    16 units."""
+    start = total // 10
+    cycle_steps = config.cric_cycle_steps or max(1, total // 50)
+    pruning_steps = max(total // 4 - start, 1)
+    levels = tuple(i / (config.cric_levels + 1) for i in range(1, config.cric_levels + 1))
+    if levels[-1] < config.target_sparsity < 1:  # measure how deep the target itself would cut
+        levels += (config.target_sparsity,)
+    levels += (1.0,)  # and all but one group: the steep end of every family's loss curve
+    budget = config.cric_budget or max(total // (20 * max(config.cric_batches, 1)),
+                                       1 + config.cric_cycles + len(levels) * min(units, 16))
+    return {"cric_start_step": start, "cycle_steps": cycle_steps, "max_cycles": config.cric_cycles, "levels": levels,
+            "tolerance": config.cric_tolerance, "loss_weight": config.cric_loss_weight, "budget": budget,
+            "pruning_steps": pruning_steps, "pruning_periods": max(1, min(config.pruning_periods, pruning_steps)),
+            "choice": config.cric_choice}
+
+
+def _units(layout) -> int:
+    """HESSO-CRIC's trial units in `layout`: families of two or more groups, and regions."""
+    families, sizes = np.unique(layout.family_of_group, return_counts=True)
+    return int(((families >= 0) & (sizes >= 2)).sum() + (families < 0).sum())
+
+
 def _make_optimizer(engine, space: PruningSpace, layout, config: TrainConfig, total: int, device: str,
-                    erasing: ErasingSpace | None = None):
+                    erasing: ErasingSpace | None = None, probe=None):
     from ..optim import BaseSettings, Dhspg, DhspgSettings, Hesso, HessoSettings
 
     params, grads = engine.params, engine.grads
@@ -135,6 +175,12 @@ def _make_optimizer(engine, space: PruningSpace, layout, config: TrainConfig, to
         settings = HessoSettings(config.target_sparsity, start, pruning_steps, periods, config.group_divisible,
                                  target_erase=config.target_erase)
         optimizer = Hesso(params, grads, layout, space, base, settings, erasing)
+    elif config.optimizer == "hesso-cric":
+        from ..optim.hesso_cric import HessoCric, HessoCricSettings
+
+        settings = HessoCricSettings(config.target_sparsity, group_divisible=config.group_divisible,
+                                     target_erase=config.target_erase, **cric_settings(config, total, _units(layout)))
+        optimizer = HessoCric(params, grads, layout, space, probe, base, settings, erasing)
     elif config.optimizer == "dhspg":
         lmbda = 1e-3 if config.variant == "sgd" else 1e-2
         settings = DhspgSettings(config.target_sparsity, lmbda=lmbda, partition_step=total // 10,
@@ -142,7 +188,7 @@ def _make_optimizer(engine, space: PruningSpace, layout, config: TrainConfig, to
                                  target_erase=config.target_erase, finish_step=total // 2)
         optimizer = Dhspg(params, grads, layout, space, base, settings, erasing)
     else:
-        raise UserError(f"unknown optimizer {config.optimizer!r} (hesso, dhspg)")
+        raise UserError(f"unknown optimizer {config.optimizer!r} (hesso, hesso-cric, dhspg)")
     return optimizer, params, grads
 
 
@@ -219,7 +265,8 @@ def run_settings(config: TrainConfig, graph: Graph, data) -> dict:
     import hashlib
 
     kept = {k: v for k, v in asdict(config).items()
-            if k not in ("checkpoint_every", "log_every", "threads", "device", "engine", "bf16", "compile")}
+            if k not in ("checkpoint_every", "log_every", "threads", "device", "engine", "bf16", "compile")
+            and (config.optimizer == "hesso-cric" or not k.startswith("cric_"))}  # older checkpoints still resume
     layout = ";".join(f"{v.name}:{'x'.join(map(str, v.tensor.shape))}" for v in graph.initializers)
     size = len(data) if isinstance(data, ArrayData) else None
     source = str(getattr(data, "source", "data"))
@@ -326,9 +373,16 @@ def sparse_train(graph: Graph, space: PruningSpace, types: dict, data: ArrayData
         total = config.steps or config.epochs * steps_per_epoch
         if total <= 0:
             raise UserError("give --steps for data from a module:function (its length is unknown)")
-        optimizer, opt_params, opt_grads = _make_optimizer(engine, space, layout, config, total, device, erasing)
-        schedule = LearningRate(config.lr, total, config.schedule, config.warmup)
         teacher = _teacher(graph, engine.loss_output) if config.loss == "distill" else None
+        classes = _classes(types, engine.loss_output)
+        probe = None
+        if config.optimizer == "hesso-cric":
+            probe = _held_in_probe(engine, data, config, specs, teacher, classes)
+        optimizer, opt_params, opt_grads = _make_optimizer(engine, space, layout, config, total, device, erasing,
+                                                           probe)
+        if probe is not None and device == "cuda":
+            probe.sync = (opt_params, engine.params)
+        schedule = LearningRate(config.lr, total, config.schedule, config.warmup)
         checkpoint = _Checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
         settings = run_settings(config, graph, data)
         step = 0
@@ -339,7 +393,6 @@ def sparse_train(graph: Graph, space: PruningSpace, types: dict, data: ArrayData
             if device != engine.device:
                 for k in opt_params:
                     opt_params[k].copy_(engine.params[k])
-        classes = _classes(types, engine.loss_output)
         labels = data.arrays.get("labels") if isinstance(data, ArrayData) else None
         if engine.target == "labels" and isinstance(labels, np.ndarray):
             check_labels(labels, classes, data.source)  # all of them before step 1 (shards: batch by batch)
@@ -402,10 +455,61 @@ def sparse_train(graph: Graph, space: PruningSpace, types: dict, data: ArrayData
         check_same_groups(optimizer.zero, ranks, step)
         zero = optimizer.zero_groups()
         selection = layout.selection(zero).without_clashes(space, erasing)
-        return TrainResult(selection, step, last_loss, history, _share(zero), layout.skipped, engine_name)
+        cric = _cric_summary(optimizer, space, config) if config.optimizer == "hesso-cric" else None
+        return TrainResult(selection, step, last_loss, history, _share(zero), layout.skipped, engine_name, cric)
     finally:
         if own_dir:
             shutil.rmtree(work_dir, ignore_errors=True)
+
+
+class _Probe:
+    """The loss probe HESSO-CRIC calls; on CUDA (`sync` set) the optimizer's parameters are copied into
+    the engine first, since the engine computes with its own CPU buffers."""
+
+    def __init__(self, evaluate):
+        self.evaluate, self.sync = evaluate, None
+
+    def __call__(self) -> float:
+        if self.sync is not None:
+            source, target = self.sync
+            for k in target:
+                target[k].copy_(source[k])
+        return self.evaluate()
+
+
+def _held_in_probe(engine, data, config: TrainConfig, specs, teacher, classes) -> _Probe:
+    """HESSO-CRIC's probe: the training loss on `cric_batches` batches of the training data, drawn once
+    with a seed of their own (held in: the model trains on them too, as the reference's loss does)."""
+    from .probe import loss_probe
+
+    batches = []
+    for batch in data.batches(config.batch_size, config.seed + 1_000_003):
+        source = getattr(data, "source", "data")
+        feeds = check_batch(batch, specs, None if teacher else engine.target, source, classes)
+        if teacher is not None:
+            feeds.append(teacher(feeds[:len(specs)]))
+        batches.append(feeds)
+        if len(batches) >= max(config.cric_batches, 1):
+            break
+    if not batches:
+        raise UserError("hesso-cric: the data gave no batch to measure the loss on")
+    return _Probe(loss_probe(engine, batches))
+
+
+def _cric_summary(optimizer, space: PruningSpace, config: TrainConfig) -> dict:
+    """HESSO-CRIC's summary for the report, with family names and the cost in forward passes."""
+    found = optimizer.summary()
+
+    def unit_name(unit: int) -> str:
+        return space.family(unit).name if unit >= 0 else f"region {-1 - unit}"
+    found["rescued"] = {space.family(f).name: groups for f, groups in found["rescued"].items()}
+    found["rescued_count"] = sum(len(g) for g in found["rescued"].values()) + len(found["rescued_regions"])
+    for trial in found["trials"]:
+        trial["unit"] = unit_name(trial["unit"])
+    found["unprobed"] = [unit_name(u) for u in found["unprobed"]]
+    found["forward_batches"] = found["evaluations"] * max(config.cric_batches, 1)
+    found["budget"] = optimizer.settings.budget
+    return found
 
 
 def _batches_from(data: ArrayData | FactoryData, batch_size: int, seed: int, start: int, steps_per_epoch: int):
@@ -667,6 +771,8 @@ def run_model(model: str, output: str, data_spec: str | None, config: TrainConfi
     from ..app.report import report_sections
 
     report.update(report_sections(space, result.selection, erasing))  # widths, frozen families, erased blocks
+    if result.cric is not None:
+        report["cric"] = result.cric
     if teacher_note is not None:
         report["teacher"] = {"varies": False, "note": teacher_note}
     if held_out is not None and isinstance(held_out, ArrayData) and len(held_out):

@@ -1,0 +1,430 @@
+"""HESSO-CRIC: HESSO whose redundant set is checked by measured loss before any group is zeroed
+(the Corrective Redundant Identification Cycle of the HESSO paper, arXiv 2409.09085; our own version).
+
+Saliency alone can choose a group the network cannot do without (a narrow bottleneck whose weights are
+small); once HESSO has telescoped it to zero the loss jumps and never comes back. CRIC measures before
+it commits. Its loss evaluations run the training engine's forward pass on a few fixed held-in batches
+(`probe`: a function of no arguments returning the loss of the current parameters on them); every
+evaluation is counted and `budget` bounds them.
+
+The run, in steps of the training budget:
+
+1. steps before `cric_start_step` train plainly (as HESSO before its first period).
+2. At `cric_start_step`: cache the parameters and the base optimizer's state, evaluate the reference
+   loss L0, and make *trial projections*: for each unit (a prunable family; an erasable region is one
+   unit with a single trial of its whole group) and each level l in `levels`, zero the unit's
+   m = max(1, floor(l·n)) lowest-saliency groups (at most n - 1: level 1 keeps one group alive, the
+   deepest cut HESSO could make, where losses explode), evaluate the loss L, restore. The
+   measured points (m, max(L/L0 - 1, 0)) with (0, 0) are the unit's loss curve; a group's penalty is
+   the curve's slope at its saliency rank (the loss one more removed group adds there), made
+   non-decreasing, and past the last trial the last slope. So a family is charged little for its first,
+   least salient groups and more as the choice would cut deeper, which spreads the pruning over the
+   families as their measured losses say (a flat per-family charge instead took every group of the
+   cheapest families first: fashion_cnn at 90 % fell from 51 to 24 %). Narrow families run first, so a
+   tight budget skips wide ones (listed).
+3. *Cycles* of `cycle_steps` ordinary training steps each. Cycle 1's violating set V is the K lowest
+   groups by the combined score (saliency + loss_weight·penalty, see below; K = HESSO's target, kept
+   counts and admissible erasures as HESSO chooses them). During a cycle V is telescoped to zero while
+   everything trains; each step's saliency is added to the running mean of every group outside V (a
+   group's own trial does not drag its score down), and every group that ranks among the K lowest
+   without being in V or an earlier V joins the candidates: the groups the network leans on less once
+   V is gone. At the cycle's end (V at zero) the loss is evaluated and recorded, and the cached
+   parameters and optimizer state are restored, so a cycle changes nothing but what CRIC knows. The
+   next V is the candidates not examined yet (kept admissible). Cycles stop after `max_cycles`, when
+   the next V holds at most `tolerance`·K groups, or when the budget has no evaluation left for one.
+   A cycle's loss is reported, not scored: charged to V's groups alone it would steer the choice
+   toward groups nobody measured (on the digits CNN at 50 % it moved 24 of 40 choices there).
+4. The final redundant set: the K lowest by mean saliency + loss_weight·penalty. HESSO's
+   progressive zeroing then runs on it, from the step after the last cycle: `pruning_periods` periods of
+   pruning_steps // periods steps, each taking its quota of the set in ascending score order and
+   telescoping it to exact zero. Groups the saliency-only choice (same rule, penalty 0) would have
+   zeroed but the loss kept are the *rescued* ones (`rescued`, named in the report). With
+   choice="progressive" each period instead chooses its quota afresh, as HESSO does, by the current
+   saliency + loss_weight·penalty (HESSO's adaptivity, CRIC's measurements); a group the saliency-only
+   choice of some period would have taken and that is still alive at the end is rescued.
+
+Saliency is HESSO's (the criteria mix, each group relative to its family's mean, so it averages 1 per
+family). The penalty is in its own units, the relative loss increase one removed group adds (0.1: the
+loss grows by a tenth), not rescaled: with loss_weight 1 a group whose removal costs 10 % of the loss
+ranks as if its saliency were 0.1 above its family's mean, so small, noisy increases (an early,
+untrained network, a robust wide layer) leave HESSO's choice as it was and only real damage (a
+bottleneck: hundreds of percent) overrides saliency. (Dividing it by its mean instead amplified noise
+to saliency's scale: fashion_cnn at 90 %, 100 steps, fell from 51 % to 35 %.) A unit the budget left
+unprobed gets the mean penalty of the probed units (neutral: it neither absorbs the pruning nor escapes
+it). Non-finite trial losses count as the largest increase (1000).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..space import ErasingSpace, PruningSpace
+from .base import BaseSettings
+from .groups import GroupLayout
+from .hesso import Hesso, HessoSettings
+from .scores import importance
+
+#: evaluates the loss of the current parameters on fixed held-in batches
+LossProbe = Callable[[], float]
+
+_LARGEST_INCREASE = 1000.0  # a trial whose loss is not finite, or grows more than this, counts as this
+
+
+@dataclass(frozen=True)
+class HessoCricSettings(HessoSettings):
+    """HESSO's settings (its start_pruning_step is unused: pruning starts when the cycles end) plus CRIC's."""
+
+    cric_start_step: int = 0
+    cycle_steps: int = 1
+    max_cycles: int = 3
+    levels: tuple[float, ...] = (0.25, 0.5, 0.75)
+    tolerance: float = 0.05  # stop when a new violating set holds at most this share of K groups
+    loss_weight: float = 1.0
+    budget: int = 0  # loss evaluations at most (0: no bound)
+    # "fixed": HESSO's periods zero CRIC's final set; "progressive": each period chooses its quota afresh
+    # by the current saliency + loss_weight·penalty, as HESSO chooses by saliency
+    choice: str = "fixed"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.cycle_steps < 1 or self.max_cycles < 0 or self.budget < 0:
+            raise ValueError(f"CRIC needs cycle_steps >= 1, max_cycles >= 0 and budget >= 0 (got {self.cycle_steps}, "
+                             f"{self.max_cycles}, {self.budget})")
+        if self.choice not in ("fixed", "progressive"):
+            raise ValueError(f"CRIC's choice is fixed or progressive, not {self.choice!r}")
+        if not all(0 < level <= 1 for level in self.levels) or self.loss_weight < 0 or self.tolerance < 0:
+            raise ValueError("CRIC's trial levels must lie in (0, 1] and its loss weight and tolerance be >= 0")
+
+
+def loss_increase(loss: float, reference: float) -> float:
+    """max(loss/reference - 1, 0), capped; a non-finite loss is the cap (fail closed: it broke the model)."""
+    if not math.isfinite(loss):
+        return _LARGEST_INCREASE
+    rise = loss / reference - 1 if reference > 0 else loss - reference
+    return float(min(max(rise, 0.0), _LARGEST_INCREASE))
+
+
+def trial_removals(size: int, levels: tuple[float, ...]) -> list[tuple[float, int]]:
+    """(level, groups zeroed) of a family of `size` groups: max(1, floor(level·size)), at most size - 1
+    (level 1: all but one), each level removing more than the one before (levels that would repeat a
+    count are skipped)."""
+    out: list[tuple[float, int]] = []
+    for level in sorted(levels):
+        removed = min(max(1, int(math.floor(level * size))), size - 1)
+        if removed > (out[-1][1] if out else 0):
+            out.append((level, removed))
+    return out
+
+
+def marginal_penalties(size: int, removed: list[int], rises: list[float]) -> np.ndarray:
+    """Per saliency rank 0..size-1 of a family: the loss increase one more removed group adds there, read
+    off the measured curve (0, 0), (removed[i], rises[i]) as its segment's slope, made non-decreasing
+    (removing more never costs less per group) and, past the last trial, the last slope."""
+    points_m, points_r = [0, *removed], [0.0, *rises]
+    slopes = np.maximum.accumulate([max(points_r[i + 1] - points_r[i], 0.0) / (points_m[i + 1] - points_m[i])
+                                    for i in range(len(removed))])
+    segment = np.searchsorted(np.asarray(removed), np.arange(size), side="right")
+    return slopes[np.minimum(segment, len(slopes) - 1)]
+
+
+class HessoCric(Hesso):
+    """HESSO-CRIC over the groups of `layout` (see module docstring)."""
+
+    masks = ("active", "violating", "candidates", "examined", "chosen", "rescued")
+
+    def __init__(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], layout: GroupLayout,
+                 space: PruningSpace, probe: LossProbe, base: BaseSettings | None = None,
+                 settings: HessoCricSettings | None = None, erasing: ErasingSpace | None = None):
+        settings = settings or HessoCricSettings()
+        super().__init__(params, grads, layout, space, base, settings, erasing)
+        self.probe = probe
+        empty = torch.zeros_like(self.zero)
+        self.violating, self.candidates, self.examined = empty.clone(), empty.clone(), empty.clone()
+        self.chosen, self.rescued = empty.clone(), empty.clone()
+        floats = torch.zeros(layout.n_groups, dtype=torch.float64, device=self.device)
+        self.penalty, self.saliency_sum, self.saliency_count = floats.clone(), floats.clone(), floats.clone()
+        self.phase = "train"  # train -> cycle -> prune
+        self.order = torch.zeros(0, dtype=torch.long, device=self.device)  # the chosen groups, lowest score first
+        self.taken = 0  # groups of `order` activated so far
+        self.cache: dict[str, torch.Tensor] | None = None
+        self.cache_base: dict | None = None
+        self.reference_loss = math.nan
+        self.cycle, self.cycle_start, self.pruning_start = 0, -1, -1
+        self.evaluations = 0
+        self.trials: list[dict] = []  # {"unit", "level", "removed", "loss", "increase"}
+        self.cycles: list[dict] = []  # {"violating", "loss", "increase", "candidates"}
+        self.unprobed: list[int] = []  # units the budget left out
+
+    # ------------------------------------------------------------------ the step
+    def step(self, lr: float) -> None:
+        """One HESSO-CRIC step."""
+        if self.phase == "train" and self.steps >= self.settings.cric_start_step:
+            self._start()
+        saliency = self._saliency() if self.phase == "cycle" else None
+        if saliency is not None:
+            self._observe(saliency)
+        prune_factor = self._prune_schedule() if self.phase == "prune" else None
+        directions = self.base.compute(self.params, self.grads, lr)
+        for name, x in self.params.items():
+            x.sub_(directions[name], alpha=lr)
+        if self.phase == "cycle":
+            S, t = self.settings.cycle_steps, self.steps - self.cycle_start
+            factor = torch.where(self.violating, (S - t - 1) / (S - t), 1.0).to(torch.float64)
+            self.segments.scale_(self.params, factor)
+            if t == S - 1:
+                self._end_cycle()
+        elif prune_factor is not None:
+            self.segments.scale_(self.params, prune_factor)
+            self._close_period()
+        self.steps += 1
+
+    def _prune_schedule(self) -> torch.Tensor | None:
+        """At a period's first step, activate its quota of `order`; the factor of this step's groups."""
+        s, T = self.settings, self.period_length
+        period, t = divmod(self.steps - self.pruning_start, T)
+        pruning = 0 <= period < s.pruning_periods
+        if pruning and t == 0 and s.choice == "progressive":
+            self.zero |= self.active
+            self.active = self._progressive_quota(period)
+        elif pruning and t == 0:
+            self.zero |= self.active
+            total = len(self.order)
+            due = total if period == s.pruning_periods - 1 else (total // s.pruning_periods) * (period + 1)
+            self.active = torch.zeros_like(self.zero)
+            self.active[self.order[self.taken:due]] = True
+            self.taken = due
+        if not bool(self.zero.any()) and not (pruning and bool(self.active.any())):
+            return None
+        factor = torch.ones(self.layout.n_groups, dtype=torch.float64, device=self.device)
+        if pruning:
+            factor[self.active] = (T - t - 1) / (T - t)
+        factor[self.zero] = 0.0
+        return factor
+
+    def _progressive_quota(self, period: int) -> torch.Tensor:
+        """HESSO's choice for `period` with the penalty added to the current saliency; the groups the
+        saliency-only choice would have taken instead join `rescued`."""
+        saliency = self._saliency()
+        regions = self.region_mask
+        channel_quota = self._quota(period, self.target, int((self.zero & ~regions).sum()))
+        region_quota = self._quota(period, self.region_target, int((self.zero & regions).sum()))
+
+        def pick(scores: torch.Tensor) -> torch.Tensor:
+            return self.choose(scores, channel_quota, self.zero | regions, self.settings.group_divisible) | \
+                self.choose_regions(scores, region_quota, self.zero)
+        chosen = pick(self.combined(saliency))
+        self.rescued |= pick(saliency) & ~chosen
+        return chosen
+
+    def _close_period(self) -> None:
+        period, t = divmod(self.steps - self.pruning_start, self.period_length)
+        if 0 <= period < self.settings.pruning_periods and t == self.period_length - 1:
+            self.zero |= self.active
+            self.active = torch.zeros_like(self.zero)
+
+    # ------------------------------------------------------------------ scores
+    def _saliency(self) -> torch.Tensor:
+        """HESSO's score of every group now (relative to its family's mean with per_family)."""
+        scores = importance(self.stats(), self.settings.criteria)
+        return self.relative_to_family(scores) if self.settings.per_family else scores
+
+    def combined(self, saliency: torch.Tensor) -> torch.Tensor:
+        """saliency + loss_weight·penalty (lower: more redundant)."""
+        return saliency + self.settings.loss_weight * self.penalty
+
+    def lowest(self, scores: torch.Tensor, among: torch.Tensor | None = None) -> torch.Tensor:
+        """The K lowest-scored groups (and the target's regions) as HESSO chooses them: no family or axis
+        emptied, kept counts multiples of group_divisible, only admissible erasures. With `among`, only
+        groups flagged there (the others rank last and are dropped)."""
+        if among is not None:
+            scores = torch.where(among, scores, torch.full_like(scores, math.inf))
+        regions = self.region_mask
+        divisible = self.settings.group_divisible if among is None else 1  # a trial set need not round
+        channels = self.choose(scores, self.target, regions.clone(), divisible)
+        chosen = channels | self.choose_regions(scores, self.region_target, torch.zeros_like(self.zero))
+        return chosen & among if among is not None else chosen
+
+    def _bottom(self, scores: torch.Tensor) -> torch.Tensor:
+        """The K lowest channel groups and the region target's lowest regions, by rank alone (vectorised)."""
+        out = torch.zeros_like(self.zero)
+        for mask, count in ((~self.region_mask, self.target), (self.region_mask, self.region_target)):
+            index = torch.nonzero(mask).flatten()
+            if count and len(index):
+                # stable order: by score, then by group id (as `choose` ranks)
+                ranked = index[torch.argsort(scores[index], stable=True)]
+                out[ranked[:count]] = True
+        return out
+
+    # ------------------------------------------------------------------ CRIC
+    def _can_evaluate(self, count: int = 1) -> bool:
+        return not self.settings.budget or self.evaluations + count <= self.settings.budget
+
+    def _evaluate(self) -> float:
+        self.evaluations += 1
+        return float(self.probe())
+
+    def _restore(self, tensors=None) -> None:
+        for name in tensors if tensors is not None else self.params:
+            self.params[name].copy_(self.cache[name])
+
+    def _start(self) -> None:
+        """Cache, reference loss, trial projections and the first violating set (at cric_start_step)."""
+        self.cache = {k: v.detach().clone() for k, v in self.params.items()}
+        self.cache_base = _clone(self.base.state_dict())
+        saliency = self._saliency()
+        self.saliency_sum += saliency
+        self.saliency_count += 1
+        if not (self.target or self.region_target) or not self._can_evaluate(1):
+            self._finish(self.steps)
+            return
+        self.reference_loss = self._evaluate()
+        self._trials(saliency)
+        if self.settings.max_cycles and self._can_evaluate(1):
+            self._begin_cycle(self.lowest(self.combined(saliency)), self.steps)
+        else:
+            self._finish(self.steps)
+
+    def trial_units(self) -> list[tuple[int, np.ndarray]]:
+        """(unit, its global groups): families with at least two groups, narrowest first, then regions
+        (unit -1 - region id)."""
+        family_of = self.layout.family_of_group
+        units = [(int(f), np.flatnonzero(family_of == f)) for f in np.unique(family_of[family_of >= 0])]
+        units = sorted((u for u in units if len(u[1]) >= 2), key=lambda u: (len(u[1]), u[0]))
+        return units + [(int(family_of[g]), np.array([g])) for g in np.flatnonzero(family_of < 0)]
+
+    def _trials(self, saliency: torch.Tensor) -> None:
+        """Zero each unit's lowest-saliency share at each level, evaluate, restore; each group's penalty is
+        the slope of its unit's loss curve at its saliency rank (see `marginal_penalties`)."""
+        reserve = self.settings.max_cycles  # the cycles' evaluations come first
+        values = saliency.detach().cpu().numpy()
+        tensors_of = self._tensors_of_groups()
+        probed, unprobed = [], []
+        for unit, groups in self.trial_units():
+            removals = trial_removals(len(groups), self.settings.levels) if unit >= 0 else [(1.0, 1)]
+            if self.settings.budget and self.evaluations + len(removals) + reserve > self.settings.budget:
+                self.unprobed.append(unit)
+                unprobed.append(groups)
+                continue
+            ranked = groups[np.lexsort((groups, values[groups]))]
+            rises = []
+            for level, removed in removals:
+                factor = torch.ones(self.layout.n_groups, dtype=torch.float64, device=self.device)
+                factor[torch.as_tensor(ranked[:removed], device=self.device)] = 0.0
+                self.segments.scale_(self.params, factor)
+                loss = self._evaluate()
+                self._restore(sorted({t for g in ranked[:removed] for t in tensors_of[int(g)]}))
+                rises.append(loss_increase(loss, self.reference_loss))
+                self.trials.append({"unit": unit, "level": level, "removed": removed, "loss": loss,
+                                    "increase": rises[-1]})
+            slopes = marginal_penalties(len(groups), [m for _, m in removals], rises)
+            self.penalty[torch.as_tensor(ranked, device=self.device)] += torch.as_tensor(slopes, device=self.device)
+            probed.append(float(np.mean(slopes)))
+        for groups in unprobed:  # neutral: the probed units' mean
+            self.penalty[torch.as_tensor(groups, device=self.device)] += float(np.mean(probed)) if probed else 0.0
+
+    def _tensors_of_groups(self) -> dict[int, set[str]]:
+        """Per global group: the tensors that hold its slices."""
+        out: dict[int, set[str]] = {}
+        for entry in self.layout.axes:
+            for g in np.unique(entry.group_of_index[entry.group_of_index >= 0]):
+                out.setdefault(int(g), set()).add(entry.tensor)
+        return out
+
+    def _begin_cycle(self, violating: torch.Tensor, start: int) -> None:
+        self.violating = violating
+        self.examined |= violating
+        self.candidates = torch.zeros_like(self.zero)
+        self.cycle += 1
+        self.cycle_start = start
+        self.phase = "cycle"
+
+    def _observe(self, saliency: torch.Tensor) -> None:
+        """A cycle step's saliency: into the running mean outside V; new low-ranked groups into the candidates."""
+        outside = ~self.violating
+        self.saliency_sum += torch.where(outside, saliency, torch.zeros_like(saliency))
+        self.saliency_count += outside.to(torch.float64)
+        self.candidates |= self._bottom(self.combined(saliency)) & ~self.examined
+
+    def _end_cycle(self) -> None:
+        """V is at zero: measure, charge V, restore the cache, and start the next cycle or finish."""
+        loss = self._evaluate()
+        size = int(self.violating.sum())
+        rise = loss_increase(loss, self.reference_loss)
+        self.cycles.append({"violating": size, "loss": loss, "increase": rise,
+                            "candidates": int((self.candidates & ~self.examined).sum())})
+        self._restore()
+        self.base.load_state_dict(_clone(self.cache_base))
+        after = self.steps + 1
+        fresh = self.candidates & ~self.examined
+        limit = self.settings.tolerance * (self.target + self.region_target)
+        if self.cycle >= self.settings.max_cycles or int(fresh.sum()) <= limit or not self._can_evaluate(1):
+            self._finish(after)
+            return
+        scores = self.combined(self.saliency_sum / self.saliency_count.clamp(min=1))
+        self._begin_cycle(self.lowest(scores, among=fresh), after)
+
+    def _finish(self, start: int) -> None:
+        """The final redundant set, its zeroing order, the rescued groups; HESSO's periods start at `start`."""
+        mean = self.saliency_sum / self.saliency_count.clamp(min=1)
+        final = self.combined(mean)
+        self.chosen = self.lowest(final) if (self.target or self.region_target) else torch.zeros_like(self.zero)
+        by_saliency = self.lowest(mean) if (self.target or self.region_target) else torch.zeros_like(self.zero)
+        self.rescued = by_saliency & ~self.chosen if self.settings.choice == "fixed" else torch.zeros_like(self.zero)
+        index = torch.nonzero(self.chosen).flatten()
+        self.order = index[torch.argsort(final[index], stable=True)]
+        self.violating = torch.zeros_like(self.zero)
+        self.candidates = torch.zeros_like(self.zero)
+        self.phase, self.pruning_start = "prune", start
+        self.cache, self.cache_base = None, None  # the trial is over: free the copy
+
+    # ------------------------------------------------------------------ report and state
+    def summary(self) -> dict:
+        """What CRIC did, as plain data: evaluations, trials, cycles, steps spent in cycles (their training
+        is discarded), the groups it rescued (family -> local group indices; regions by id)."""
+        rescued = self.layout.selection((self.rescued & ~self.zero).cpu().numpy())  # kept to the end
+        return {"evaluations": self.evaluations, "reference_loss": self.reference_loss,
+                "trials": list(self.trials), "cycles": list(self.cycles), "unprobed": list(self.unprobed),
+                "cycle_steps": self.settings.cycle_steps * len(self.cycles), "pruning_start": self.pruning_start,
+                "rescued": {int(f): list(g) for f, g in rescued.pruned.items()},
+                "rescued_regions": list(rescued.erased)}
+
+    _SCALARS = ("phase", "taken", "reference_loss", "cycle", "cycle_start", "pruning_start", "evaluations",
+                "trials", "cycles", "unprobed")
+
+    def state_dict(self) -> dict:
+        """HESSO's state plus the cycle state (cache included: a resumed run continues mid-cycle)."""
+        out = super().state_dict()
+        out["cric"] = {**{k: getattr(self, k) for k in self._SCALARS},
+                       "order": self.order.cpu(), "penalty": self.penalty.cpu(),
+                       "saliency_sum": self.saliency_sum.cpu(), "saliency_count": self.saliency_count.cpu(),
+                       "cache": None if self.cache is None else {k: v.cpu() for k, v in self.cache.items()},
+                       "cache_base": self.cache_base}
+        return out
+
+    def load_state_dict(self, data: dict) -> None:
+        """Restore what `state_dict` returned."""
+        super().load_state_dict(data)
+        cric = data["cric"]
+        for key in self._SCALARS:
+            setattr(self, key, cric[key])
+        self.order = cric["order"].to(self.device)
+        for key in ("penalty", "saliency_sum", "saliency_count"):
+            getattr(self, key).copy_(cric[key])
+        self.cache = None if cric["cache"] is None else {k: v.to(self.device) for k, v in cric["cache"].items()}
+        self.cache_base = cric["cache_base"]
+
+
+def _clone(state):
+    """A deep copy of a state dict's tensors (dicts and lists copied, other values shared)."""
+    if isinstance(state, torch.Tensor):
+        return state.detach().clone()
+    if isinstance(state, dict):
+        return {k: _clone(v) for k, v in state.items()}
+    if isinstance(state, list):
+        return [_clone(v) for v in state]
+    return state
