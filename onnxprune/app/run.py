@@ -48,8 +48,6 @@ class RunPaths:
         return cls(output, Path(f"{stem}.report.json"), Path(f"{stem}.metrics.jsonl"), Path(f"{stem}.ckpt"))
 
 
-
-
 def evaluate(graph: Graph, data: ArrayData, loss: str, output: str, batch_size: int = 256,
              teacher: Graph | None = None) -> dict:
     """Loss (and top-1 accuracy, for labelled data) of `graph` on `data`, in inference mode."""
@@ -220,7 +218,7 @@ def run_model(model: str, output: str, data_spec: str | None, config: TrainConfi
     from ..train.checkpoint import Checkpoint, refuse_existing_checkpoint, trim_metrics
     from ..train.data import open_data, synthetic_data
     from ..train.distributed import launched_ranks
-    from ..train.sparse import train_graph
+    from ..train.sparse import prepare_for_training, train_graph
     from .training import training_callbacks
 
     ranks = launched_ranks()
@@ -245,6 +243,7 @@ def run_model(model: str, output: str, data_spec: str | None, config: TrainConfi
     constant_weights(graph)
     for line in prepare(graph, untie_all=untie_all):
         log(f"onnxprune: {line}")
+    prepare_for_training(graph)  # what that exposed, settled now: training takes the graph as analysed here
     samples = read_samples(sample_inputs, graph) if sample_inputs else {}
     bindings = resolve_bindings(graph, input_shapes, samples)
     for note in bindings.notes:

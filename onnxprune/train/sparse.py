@@ -31,15 +31,20 @@ from .schedule import LearningRate
 
 def prepare_for_training(graph: Graph) -> bool:
     """Constant-op weights become initializers (trained values come back by name) and initializers an
-    exporter shared between roles are untied, in place; True if that changed the graph (its analyses
-    must then be made again)."""
+    exporter shared between roles are untied, in place, until that changes nothing more (folding can
+    hand one new initializer to two roles); True if the graph changed (its analyses must then be made
+    again)."""
     from ..ops.training_rules import constant_weights
     from ..prepare import prepare
 
-    version = graph.version
-    constant_weights(graph)
-    prepare(graph)
-    return graph.version != version
+    start = graph.version
+    for _ in range(4):
+        version = graph.version
+        constant_weights(graph)
+        prepare(graph)
+        if graph.version == version:
+            return graph.version != start
+    raise RuntimeError("preparing the graph for training does not settle: each round changes it again")
 
 
 def train_graph(graph: Graph, space: PruningSpace, types: dict, data: ArrayData | FactoryData, config: TrainConfig,
