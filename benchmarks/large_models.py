@@ -9,8 +9,7 @@ Two models, random weights, each built in its own process:
              weights), RMSNorm, SwiGLU MLP (gate, up, down); then a final norm and the LM head.
   tinyllama  a TinyLlama-1.1B-shaped `transformers` LlamaForCausalLM (hidden 2048, FFN 5632, 32 heads, 4
              key/value heads, 22 layers, fp32, about 4.4 GB), exported with torch's TorchScript exporter.
-             The exporter holds about 4.3x the weights (6.3 GB peak for 6 layers): the full model needs
-             about 19 GB to export.
+             The export peaks at about 1.4x the weights (5.9 GB for the full model).
   tinyllama-built  the same shape (grouped-query attention: 4 key/value heads) in fp32 from the
              `onnx.helper` builder, weights streamed: the full 4.4 GB in bounded memory.
 
