@@ -4,6 +4,11 @@
   Redundant Than You Expect"; "The Unreasonable Ineffectiveness of the Deeper Layers") of every
   erasable region: 1 - cos(residual stream before the region, after its merge), averaged over tokens
   (positions). A region that barely turns the stream matters little, whatever its weights' size.
+- `activation_importance`: a channel or head group's importance from what flows through it (the
+  structured form of Wanda's |W| x ||X||, "A Simple and Effective Pruning Approach for LLMs"; LLM-Pruner
+  and FLAP score by activations too): removing the group's inputs to a consumer weight W changes that
+  op's output by X_g W_g, whose energy over the calibration positions is sum_k ||X_k||^2 ||W_k||^2
+  (cross terms dropped). A channel with large weights that the data never excites scores 0.
 - `causal_lm_loss`: the next-token cross-entropy of a causal language model (token ids in, logits
   [batch, sequence, vocabulary] out) on held-out calibration tokens, so dense and compact models can be
   compared by what users of such models read (loss, perplexity).
@@ -22,7 +27,7 @@ import numpy as np
 
 from .errors import UserError
 from .ir import Graph
-from .space import ErasingSpace, PruningSpace
+from .space import ACTIVATION, CONSUMER, ErasingSpace, Family, PruningSpace
 
 #: Rows per onnxruntime run of the calibration inputs (bounds the memory of the captured activations).
 BATCH = 8
@@ -156,6 +161,68 @@ def block_influence(graph: Graph, space: PruningSpace, erasing: ErasingSpace, ar
     with np.errstate(invalid="ignore", divide="ignore"):
         influence = 1.0 - sums / counts
     return np.where(np.isfinite(influence), influence, np.inf)  # unmeasurable regions go last
+
+
+def _consumer_pairs(graph: Graph, family: Family) -> list[tuple]:
+    """(consumer weight member, activation member) pairs of `family`: a weight sliced along the group's
+    axis and the family's activation that the same op reads beside it (a down projection's input)."""
+    activations = {m.value: m for m in family.members if m.role == ACTIVATION}
+    pairs = []
+    for weight in (m for m in family.members if m.role == CONSUMER):
+        for op, _ in graph.uses(graph.value(weight.value)):
+            beside = [activations[v.name] for v in graph.inputs_of(op) if v is not None and v.name in activations]
+            if beside:
+                pairs.append((weight, beside[0]))
+    return pairs
+
+
+def _index_energy(array: np.ndarray, axis: int) -> np.ndarray:
+    """Mean over every other position of the square along `axis`, per index of `axis`."""
+    flat = np.moveaxis(np.asarray(array, dtype=np.float64), axis, -1).reshape(-1, array.shape[axis])
+    return np.einsum("ij,ij->j", flat, flat) / max(len(flat), 1)
+
+
+def activation_importance(graph: Graph, space: PruningSpace, arrays: dict[str, np.ndarray]
+                          ) -> dict[int, np.ndarray]:
+    """Per prunable family that reads into a consumer weight, every group's activation-weighted
+    importance on `arrays` (higher = keep): sqrt(sum over its consumer weights and indices k of
+    E[X_k^2] ||W_k||^2). Families without such a pair (whose groups only reach the graph through ops
+    with no weight) are left out: the caller ranks them by their weights."""
+    from .ops.rule import constant_value
+
+    pairs = {f.id: _consumer_pairs(graph, f) for f in space.prunable}
+    pairs = {f: p for f, p in pairs.items() if p}
+    names = sorted({act.value for p in pairs.values() for _, act in p})
+    if not names:
+        return {}
+    energy: dict[str, np.ndarray] = {}
+    batches = 0
+    for found in _run_with_outputs(graph, names, arrays, "calibration"):
+        batches += 1
+        for name, array in zip(names, found):
+            axis = next(act.axis for p in pairs.values() for _, act in p if act.value == name)
+            energy[name] = energy.get(name, 0.0) + _index_energy(array, axis)
+    scores = {}
+    for family_id, family_pairs in pairs.items():
+        family = space.family(family_id)
+        total = np.zeros(family.size)
+        for weight, act in family_pairs:
+            w = np.asarray(constant_value(graph, graph.value(weight.value)), dtype=np.float64)
+            w_energy = np.einsum("ij,ij->i", *(2 * [np.moveaxis(w, weight.axis, 0).reshape(w.shape[weight.axis], -1)]))
+            x_energy = energy[act.value] / batches
+            if weight.table.shape == act.table.shape:  # index k of the group on both axes is the same channel
+                valid = (weight.table >= 0) & (act.table >= 0)
+                total += np.where(valid, w_energy[np.where(valid, weight.table, 0)]
+                                  * x_energy[np.where(valid, act.table, 0)], 0.0).sum(axis=1)
+            else:  # no index correspondence: the product of the group's two energies
+                total += _sum_rows(weight.table, w_energy) * _sum_rows(act.table, x_energy)
+        scores[family_id] = np.sqrt(total)
+    return scores
+
+
+def _sum_rows(table: np.ndarray, per_index: np.ndarray) -> np.ndarray:
+    valid = table >= 0
+    return np.where(valid, per_index[np.where(valid, table, 0)], 0.0).sum(axis=1)
 
 
 def is_causal_lm(graph: Graph) -> bool:

@@ -143,3 +143,44 @@ def test_bad_calibration_data_is_one_line(tmp_path, capsys, make, problem):
     code, _, err = run_cli(capsys, "prune", path, "-o", tmp_path / "o.onnx", "--ratio", "0", "--erase", "1",
                            "--calibration", tmp_path / "c.npz", "--no-latency")
     assert code == 2 and len(err.strip().splitlines()) == 1 and problem.split("(")[0] in err
+
+
+def _mlp_with_silent_channels(tmp_path):
+    """y = W2 relu(W1 x + b1), hidden 16: channels 0-3 have the largest weights but a bias of -100, so
+    on any reasonable input they never fire; the others are small and always active."""
+    rng = np.random.default_rng(1)
+    w1 = rng.uniform(0.1, 0.2, (WIDTH, 16))
+    w2 = rng.uniform(0.1, 0.2, (16, 4))
+    b1 = np.full(16, 1.0)
+    w1[:, :4] *= 10
+    w2[:4] *= 10
+    b1[:4] = -100.0
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"]), helper.make_node("Add", ["h", "b1"], ["hb"]),
+             helper.make_node("Relu", ["hb"], ["r"]), helper.make_node("MatMul", ["r", "w2"], ["y"])]
+    graph = helper.make_graph(nodes, "silent", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", WIDTH])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
+                              [numpy_helper.from_array(a.astype(np.float32), n) for n, a in
+                               (("w1", w1), ("b1", b1), ("w2", w2))])
+    path = tmp_path / "silent.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
+    np.save(tmp_path / "calib.npy", rng.standard_normal((64, WIDTH)).astype(np.float32))
+    return path
+
+
+def test_activation_importance_is_the_consumer_output_energy(tmp_path):
+    """Each hidden channel's score is ||W2 row|| x RMS of its activation: silent channels score 0,
+    and the others match a direct computation."""
+    from onnxprune.calibration import activation_importance
+
+    path = _mlp_with_silent_channels(tmp_path)
+    graph = onnxprune.load(path)
+    space = AnalysisManager(graph).get("prune-space")
+    x = np.load(tmp_path / "calib.npy")
+    scores = activation_importance(graph, space, {"x": x})
+    (family,) = [f for f in space.prunable if f.size == 16]
+    assert set(scores) == {family.id}
+    inits = {t.name: numpy_helper.to_array(t).astype(np.float64) for t in onnx.load(path).graph.initializer}
+    r = np.maximum(x.astype(np.float64) @ inits["w1"] + inits["b1"], 0)
+    want = np.sqrt((r ** 2).mean(axis=0) * (inits["w2"] ** 2).sum(axis=1))
+    np.testing.assert_allclose(scores[family.id], want, rtol=1e-6)
+    assert (scores[family.id][:4] == 0).all() and (scores[family.id][4:] > 0).all()
