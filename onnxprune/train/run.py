@@ -174,19 +174,19 @@ def _make_optimizer(engine, space: PruningSpace, layout, config: TrainConfig, to
         periods = max(1, min(config.pruning_periods, pruning_steps))
         settings = HessoSettings(config.target_sparsity, start, pruning_steps, periods, config.group_divisible,
                                  target_erase=config.target_erase)
-        optimizer = Hesso(params, grads, layout, space, base, settings, erasing)
+        optimizer = Hesso(params, grads, layout, base, settings)
     elif config.optimizer == "hesso-cric":
         from ..optim.hesso_cric import HessoCric, HessoCricSettings
 
         settings = HessoCricSettings(config.target_sparsity, group_divisible=config.group_divisible,
                                      target_erase=config.target_erase, **cric_settings(config, total, _units(layout)))
-        optimizer = HessoCric(params, grads, layout, space, probe, base, settings, erasing)
+        optimizer = HessoCric(params, grads, layout, probe, base, settings)
     elif config.optimizer == "dhspg":
         lmbda = 1e-3 if config.variant == "sgd" else 1e-2
         settings = DhspgSettings(config.target_sparsity, lmbda=lmbda, partition_step=total // 10,
                                  half_space_project_steps=total // 10, group_divisible=config.group_divisible,
                                  target_erase=config.target_erase, finish_step=total // 2)
-        optimizer = Dhspg(params, grads, layout, space, base, settings, erasing)
+        optimizer = Dhspg(params, grads, layout, base, settings)
     else:
         raise UserError(f"unknown optimizer {config.optimizer!r} (hesso, hesso-cric, dhspg)")
     return optimizer, params, grads
