@@ -15,12 +15,22 @@ from typing import Literal
 
 import numpy as np
 
+from onnxprune.choose import (
+    Budget,
+    GroupTable,
+    give_back_order,
+    greedy_order,
+    group_table,
+    nearest_removal,
+    pick_admissible,
+    round_kept,
+)
 from onnxprune.facts import Outcome
 from onnxprune.ir import Graph
 from onnxprune.latency_model import LatencyModel, latency_model
 from onnxprune.ops.rule import constant_value
 from onnxprune.passmanager import ALL, PassResult, TransformPass
-from onnxprune.space import AxisBudget, ErasingSpace, Family, PruningSpace, Selection
+from onnxprune.space import ErasingSpace, Family, PruningSpace, Selection
 from onnxprune.widths import WidthTable, channels_per_group, group_step, keep_share
 
 from .cost import CostAnalysis, SelectionCost
@@ -99,86 +109,25 @@ def per_latency(normalized: dict[int, np.ndarray], saved: dict[int, float]) -> d
             for f, scores in normalized.items()}
 
 
-def _round_kept(size: int, removed: int, round_to: int, cap: int) -> int:
-    """Adjust a removal count so the kept count is a multiple of round_to (nearest, within the cap)."""
-    if round_to <= 1:
-        return removed
-    if size <= round_to:
-        return 0
-    kept = max(round_to, int(round((size - removed) / round_to)) * round_to)
-    while size - kept > cap:
-        kept += round_to
-    return max(0, size - kept)
-
-
-def _greedy_order(families: list[Family], ranked_scores: dict[int, np.ndarray], caps: dict[int, int],
-                  space: PruningSpace) -> list[tuple[int, int]]:
-    """Every group that a global greedy would take, least important first, until nothing more may go
-    (family caps, no emptied axis). A greedy stopped at any target takes a prefix of this list, since
-    what it skips never depends on where it stops."""
-    ranked = sorted(((ranked_scores[f.id][g], f.id, g) for f in families for g in range(f.size)),
-                    key=lambda item: (item[0], item[1], item[2]))
-    by_id = {f.id: f for f in families}
-    budget = AxisBudget(space)
-    taken = {f.id: 0 for f in families}
-    order = []
-    for _, family_id, group in ranked:
-        if taken[family_id] >= caps[family_id] or not budget.take(by_id[family_id], int(group)):
-            continue
-        taken[family_id] += 1
-        order.append((family_id, int(group)))
-    return order
-
-
-def _rounded(start: AxisBudget, families: list[Family], scores: dict[int, np.ndarray], caps: dict[int, int],
-             prefix: list[tuple[int, int]], steps: dict[int, int]) -> dict[int, list[int]]:
-    """The groups of `prefix` per family, with kept counts rounded to multiples of `steps[family]` (groups
-    added in score order where the axes allow, or the most important chosen ones given back); `start`
-    is the budget of the whole space, left as it is."""
-    chosen: dict[int, list[int]] = {f.id: [] for f in families}
-    for family_id, group in prefix:
-        chosen[family_id].append(group)
-    if all(step <= 1 for step in steps.values()):
-        return chosen
-    budget = start.copy()
-    by_id = {f.id: f for f in families}
-    for family_id, group in prefix:  # the greedy took these in this order, so they fit again
-        budget.take(by_id[family_id], group)
-    for f in families:  # round kept counts; only ever drop choices, so no axis can empty
-        count = _round_kept(f.size, len(chosen[f.id]), steps[f.id], caps[f.id])
-        if count == len(chosen[f.id]):
-            continue
-        order = np.lexsort((np.arange(f.size), scores[f.id]))
-        already = set(chosen[f.id])
-        extra = [int(g) for g in order if int(g) not in already]
-        while len(chosen[f.id]) < count and extra:
-            group = extra.pop(0)
-            if budget.take(f, group):
-                chosen[f.id].append(group)
-        if len(chosen[f.id]) > count:
-            kept_back = sorted(chosen[f.id], key=lambda g: -scores[f.id][g])[:len(chosen[f.id]) - count]
-            for group in kept_back:
-                chosen[f.id].remove(group)
-                budget.give_back(f, group)
-    return chosen
-
-
 def select_groups(graph: Graph, space: PruningSpace, cost, options: SelectOptions,
                   exact: SelectionCost | None = None,
                   finish: Callable[[Selection], Selection] | None = None,
                   timing: LatencyModel | None = None) -> tuple[Selection, Outcome]:
     """Choose the groups to prune (see module docstring) and say what the choice removes.
 
-    The global ranking fixes the order in which groups go; how far down it to go is searched (bisection
-    over the prefix length) so that what the compact model loses, measured exactly by `exact` (for
-    `by` params or FLOPs: the `SelectionCost` of `graph`), is the closest to the target. Summing each
-    group's own estimate instead counted weight slices shared by two families twice. `finish` turns a
-    choice into the final selection (adding erased regions, say) and is part of what is measured.
-    `timing` (a `latency_model.LatencyModel`) is what `by` latency measures and `rank` latency ranks by."""
+    The global ranking fixes the order in which groups go (`choose.greedy_order`, the choice the
+    optimizers make too); how far down it to go is searched (bisection over the prefix length) so that
+    what the compact model loses, measured exactly by `exact` (for `by` params or FLOPs: the
+    `SelectionCost` of `graph`), is the closest to the target. Summing each group's own estimate
+    instead counted weight slices shared by two families twice. `finish` turns a choice into the final
+    selection (adding erased regions, say) and is part of what is measured. `timing` (a
+    `latency_model.LatencyModel`) is what `by` latency measures and `rank` latency ranks by."""
     rng = np.random.default_rng(options.seed)
     finish = finish or (lambda selection: selection)
     families = [f for f in space.prunable if f.size > 1]
+    table = group_table(space, families)
     scores = {f.id: group_scores(graph, f, options.criterion, rng) for f in families}
+    raw = _flat(families, scores)
     caps = {f.id: min(f.size - 1, int(np.floor(options.max_family_ratio * f.size))) for f in families}
     steps = {f.id: group_step(f.size, channels_per_group(f), options.round_to, options.round_small) for f in families}
     if options.by == "groups":
@@ -202,19 +151,34 @@ def select_groups(graph: Graph, space: PruningSpace, cost, options: SelectOption
         return total - (found.parameters if options.by == "params" else found.flops)
 
     def make(chosen: dict[int, list[int]]) -> Selection:
-        return finish(Selection({fid: tuple(sorted(groups)) for fid, groups in chosen.items() if groups}))
+        """The selection of per-family picks (global group numbers)."""
+        return finish(Selection({fid: tuple(sorted(int(table.local[g]) for g in groups))
+                                 for fid, groups in chosen.items() if groups}))
+
+    def rounded(prefix: list[int], family_steps: dict[int, int]) -> dict[int, list[int]]:
+        """The groups of `prefix` per family, kept counts rounded to the nearest multiple of the step."""
+        chosen: dict[int, list[int]] = {f.id: [] for f in families}
+        for g in prefix:
+            chosen[int(table.family_of[g])].append(g)
+        if all(step <= 1 for step in family_steps.values()):
+            return chosen
+        budget = Budget(table)
+        for g in prefix:  # the greedy took these in this order, so they fit again
+            budget.take(g)
+        return round_kept(table, chosen, raw, family_steps, caps, budget, "nearest")
 
     if options.scope == "local":
         def local(share: float) -> Selection:
             """The same share of every family's groups, each family's least important first."""
-            budget = AxisBudget(space)
+            budget = Budget(table)
             chosen: dict[int, list[int]] = {f.id: [] for f in families}
             for f in families:
-                want = _round_kept(f.size, min(caps[f.id], int(np.floor(share * f.size))), steps[f.id],
-                                   caps[f.id])
-                for group in np.lexsort((np.arange(f.size), scores[f.id]))[:want]:
-                    if budget.take(f, int(group)):
-                        chosen[f.id].append(int(group))
+                want = nearest_removal(f.size, min(caps[f.id], int(np.floor(share * f.size))), steps[f.id],
+                                       caps[f.id])
+                mine = table.groups_of(f.id)
+                for g in mine[np.lexsort((mine, raw[mine]))][:want]:
+                    if budget.take(int(g)):
+                        chosen[f.id].append(int(g))
             return make(chosen)
 
         if options.by == "groups":
@@ -240,13 +204,12 @@ def select_groups(graph: Graph, space: PruningSpace, cost, options: SelectOption
     normalized = {f.id: _normalize(scores[f.id], options.normalize) for f in families}
     if options.by == "latency" or options.rank == "latency":
         normalized = per_latency(normalized, {f.id: timing.per_group(f.id) for f in families})
-    order = _greedy_order(families, normalized, caps, space)
-    start = AxisBudget(space)
+    order = greedy_order(table, _flat(families, normalized), caps, Budget(table))
     measured: dict[int, tuple[Selection, float]] = {}
 
     def at(k: int) -> tuple[Selection, float]:
         if k not in measured:
-            selection = make(_rounded(start, families, scores, caps, order[:k], steps))
+            selection = make(rounded(order[:k], steps))
             measured[k] = (selection, removed_by(selection))
         return measured[k]
 
@@ -261,46 +224,50 @@ def select_groups(graph: Graph, space: PruningSpace, cost, options: SelectOption
     selection, removed = at(best)
     if options.round_to <= 1 and abs(removed - target) > 0.001 * total and low > 0:
         selection, removed = _fill(order, low - 1, target, total, selection, removed,
-                                   lambda chosen: make(_rounded(start, families, scores, caps, chosen,
-                                                                {f.id: 1 for f in families})), removed_by)
+                                   lambda chosen: make(rounded(chosen, dict.fromkeys(steps, 1))), removed_by)
     elif options.round_to > 1 and abs(removed - target) > 0.001 * total:
-        chosen = _rounded(start, families, scores, caps, order[:best], steps)
-        selection, removed = _step(families, scores, caps, start, chosen, steps, target, total,
+        selection, removed = _step(table, raw, caps, rounded(order[:best], steps), steps, target, total,
                                    selection, removed, make, removed_by)
     return selection, Outcome(options.by, target, removed, total)
 
 
-def _step(families: list[Family], scores: dict[int, np.ndarray], caps: dict[int, int], start: AxisBudget,
-          chosen: dict[int, list[int]], steps: dict[int, int], target: float, total: float, best: Selection,
-          best_removed: float, make, removed_by, rounds: int = 12) -> tuple[Selection, float]:
+def _flat(families: list[Family], per_family: dict[int, np.ndarray]) -> np.ndarray:
+    """Per-family arrays laid end to end, in the group numbering of `choose.group_table(space, families)`."""
+    return np.concatenate([np.asarray(per_family[f.id], dtype=np.float64) for f in families]) if families \
+        else np.zeros(0)
+
+
+def _step(table: GroupTable, scores: np.ndarray, caps: dict[int, int], chosen: dict[int, list[int]],
+          steps: dict[int, int], target: float, total: float, best: Selection, best_removed: float, make,
+          removed_by, rounds: int = 12) -> tuple[Selection, float]:
     """Rounded kept counts move in steps of `steps[family]` groups, so the prefix closest to the target can miss
-    it by several steps' worth (most families round the same way at the same prefix). From `chosen`,
-    move one family at a time by one step (its step's worth of least important kept groups more, or of
-    most important chosen ones fewer; a multiple stays a multiple) and keep the move that comes closest
-    to the target, until no move helps or `rounds` moves were made. Measures at most
-    2 x families x `rounds` candidates."""
-    by_id = {f.id: f for f in families}
+    it by several steps' worth (most families round the same way at the same prefix). From `chosen`
+    (per family, global groups), move one family at a time by one step (its step's worth of least
+    important kept groups more, or of most important chosen ones fewer; a multiple stays a multiple)
+    and keep the move that comes closest to the target, until no move helps or `rounds` moves were
+    made. Measures at most 2 x families x `rounds` candidates."""
     for _ in range(rounds):
-        budget = start.copy()
-        for family_id, groups in chosen.items():
-            for group in groups:
-                budget.take(by_id[family_id], group)  # a feasible set: every group fits again
+        budget = Budget(table)
+        for groups in chosen.values():
+            for g in groups:
+                budget.take(g)  # a feasible set: every group fits again
         moves = []
-        for f in families:
-            mine, step = chosen[f.id], steps[f.id]
-            if len(mine) + step <= caps[f.id] and f.size - len(mine) - step >= 1:  # remove a step more
+        for family_id, mine in chosen.items():
+            step, size = steps[family_id], table.family_size[family_id]
+            if len(mine) + step <= caps[family_id] and size - len(mine) - step >= 1:  # remove a step more
                 taken = set(mine)
                 extra, trial = [], budget.copy()
-                for group in np.lexsort((np.arange(f.size), scores[f.id])):
+                groups = table.groups_of(family_id)
+                for g in groups[np.lexsort((groups, scores[groups]))]:
                     if len(extra) == step:
                         break
-                    if int(group) not in taken and trial.take(f, int(group)):
-                        extra.append(int(group))
+                    if int(g) not in taken and trial.take(int(g)):
+                        extra.append(int(g))
                 if len(extra) == step:
-                    moves.append({**chosen, f.id: mine + extra})
+                    moves.append({**chosen, family_id: mine + extra})
             if len(mine) >= step:  # keep a step more: the most important of the chosen go back
-                back = set(sorted(mine, key=lambda g: -scores[f.id][g])[:step])
-                moves.append({**chosen, f.id: [g for g in mine if g not in back]})
+                back = set(give_back_order(mine, scores)[:step])
+                moves.append({**chosen, family_id: [g for g in mine if g not in back]})
         improved = False
         for move in moves:
             candidate = make(move)
@@ -312,7 +279,7 @@ def _step(families: list[Family], scores: dict[int, np.ndarray], caps: dict[int,
     return best, best_removed
 
 
-def _fill(order: list[tuple[int, int]], length: int, target: float, total: float,
+def _fill(order: list[int], length: int, target: float, total: float,
           best: Selection, best_removed: float, make, removed_by, tries: int = 64) -> tuple[Selection, float]:
     """Where one group is a coarse step (an attention head, a channel of a small model), the longest
     prefix below the target and the shortest above it can both miss by more than a group's worth:
@@ -389,14 +356,9 @@ def region_scores(graph: Graph, erasing: ErasingSpace) -> np.ndarray:
 def erasable(graph: Graph, erasing: ErasingSpace, count: int, scores: np.ndarray | None = None) -> tuple[int, ...]:
     """The `count` least important regions (by `scores`, default `region_scores`) that may be erased
     together (ids, sorted)."""
-    erased: list[int] = []
     scores = region_scores(graph, erasing) if scores is None else scores
-    for region in np.argsort(scores, kind="stable"):
-        if len(erased) >= count:
-            break
-        if erasing.admissible(erased + [int(region)]):
-            erased.append(int(region))
-    return tuple(sorted(erased))
+    order = [int(r) for r in np.argsort(scores, kind="stable")]
+    return tuple(sorted(pick_admissible(order, count, erasing.exclusive)))
 
 
 def with_regions(graph: Graph, space: PruningSpace, erasing: ErasingSpace, selection: Selection, count: int
