@@ -235,6 +235,10 @@ def _prune_pipeline(args: argparse.Namespace, graph: Graph, select=None, selecti
 
     print(f"pruned {selection.group_count} groups in {families} of {len(space.prunable)} prunable families"
           + (f"; erased {len(selection.erased)} regions" if selection.erased else ""))
+    from .app.report import report_sections
+    from .app.summary import removed_lines
+    for line in removed_lines(report_sections(space, selection, erasing)):
+        print(f"  {line}")
     print(f"parameters {change(before.parameters, after.parameters)}")
     print(f"FLOPs      {change(before.flops, after.flops)} per run")
     if outcome is not None:
@@ -382,15 +386,15 @@ def cmd_prune(args: argparse.Namespace) -> int:
         raise UserError(f"--ratio must be between 0 and 1, got {args.ratio}")
     # with auto rounding the width table is there: both rankings are tried and the faster kept
     args.rank_choice = "latency" if args.by == "latency" else args.rank or ("auto" if round_to is None else "importance")
-    if args.rank_choice == "auto" and round_to is not None:
-        args.rank_choice = "importance"  # with --round-to N nothing is timed: the plain ranking
+    if args.rank_choice == "auto" and (round_to is not None or args.erase_mode == "ranked"):
+        args.rank_choice = "importance"  # with --round-to N nothing is timed: the plain ranking; blocks have no timing
 
     def select(round_to: int, round_small: bool = False, rank: str | None = None):
         return REGISTRY.get("select")(ratio=args.ratio, criterion=args.criterion, by=args.by, scope=args.scope,
                                       round_to=round_to, round_small=round_small, threads=args.latency_threads,
                                       rank=rank or ("importance" if args.rank_choice == "auto" else args.rank_choice),
                                       max_family_ratio=args.max_family_ratio, seed=args.seed, erase=args.erase,
-                                      calibration=args.calibration or "")
+                                      erase_mode=args.erase_mode, calibration=args.calibration or "")
 
     return _prune_pipeline(args, graph, select=select, round_to=round_to)
 
@@ -498,6 +502,9 @@ def cmd_run(args: argparse.Namespace) -> int:
           f"removed {report['groups_removed']} groups in {len(report['families'])} families"
           + (f"; erased {len(report['regions_erased'])} blocks ({report['nodes']['dense']} -> "
              f"{report['nodes']['compact']} nodes)" if report["regions_erased"] else ""))
+    from .app.summary import removed_lines
+    for line in removed_lines(report):
+        print(f"  {line}")
     cric = report.get("cric")
     if cric is not None:
         print(f"hesso-cric {cric['evaluations']} loss evaluations ({cric['forward_batches']} batches), "
@@ -601,6 +608,9 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--selection-out", metavar="FILE", help="write the selection as JSON")
     prune.add_argument("--erase", type=int, default=0, metavar="N",
                        help="also erase the N least important whole blocks (see analyze's regions)")
+    prune.add_argument("--erase-mode", choices=["count", "ranked"], default="count",
+                       help="count: erase exactly N blocks; ranked: at most N, ranked with the channels and heads "
+                            "on one scale so --ratio decides (needs --by params or flops)")
     prune.add_argument("--calibration", metavar="DATA",
                        help=".npz (arrays per input) or .npy (token ids) to run the model on: --erase ranks blocks by "
                             "block influence there; a causal LM's loss on its held-out quarter is reported")

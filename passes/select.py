@@ -1,10 +1,17 @@
 """`select`: choose groups to prune in one shot, by importance (DESIGN §7).
 
 Scores come from the groups' producer parameters (L1 or L2 over every slice, computed for all groups
-of a family at once), optionally normalised per family so families of different scales compare; the
-least important groups go first until the target share of groups, parameters or FLOPs is reached.
+of a family at once), normalised per family so families of different scales compare (channels and
+heads on one scale, `importance`); the least important groups go first (`choose.greedy_order`, the
+choice the optimizers make too) until the target share of groups, parameters or FLOPs is reached.
 That share is measured exactly: the parameters and FLOPs the compact model would have (`SelectionCost`),
 not a sum of per-group estimates, which counts twice what two families remove together.
+
+Blocks (erasable regions, `erase=N`) go in one of two ways: `erase_mode=count` erases exactly N, the
+least important by their own measure, and the groups fill the rest of the target; `erase_mode=ranked`
+puts them in the same ranking as the groups, on the same scale (importance share per cost share,
+`importance.on_one_scale`), so at most N go and only where a block costs less importance per FLOP
+(or parameter) saved than the channels and heads that would otherwise go.
 """
 
 from __future__ import annotations
@@ -23,20 +30,32 @@ from onnxprune.choose import (
     group_table,
     nearest_removal,
     pick_admissible,
+    ranked,
     round_kept,
 )
+from onnxprune.errors import UserError
 from onnxprune.facts import Outcome
 from onnxprune.ir import Graph
 from onnxprune.latency_model import LatencyModel, latency_model
-from onnxprune.ops.rule import constant_value
 from onnxprune.passmanager import ALL, PassResult, TransformPass
 from onnxprune.space import ErasingSpace, Family, PruningSpace, Selection
 from onnxprune.widths import WidthTable, channels_per_group, group_step, keep_share
 
 from .cost import CostAnalysis, SelectionCost
 from .erase_space import EraseSpaceAnalysis
+from .importance import group_scores, normalize, on_one_scale, per_latency, region_importance, region_scores
 from .prune_space import PruneSpaceAnalysis
 from .shapes import ShapesAnalysis
+
+
+@dataclass(frozen=True)
+class RankedBlocks:
+    """Erasable regions that join the ranking (erase_mode=ranked): each region's score on the groups'
+    scale, which sets of them may not all go (`ErasingSpace.exclusive`) and how many may go at most."""
+
+    scores: np.ndarray
+    exclusive: tuple[tuple[int, ...], ...]
+    limit: int
 
 
 @dataclass(frozen=True)
@@ -56,63 +75,20 @@ class SelectOptions:
     max_family_ratio: float = 0.9  # never remove more than this share of one family
     seed: int = 0  # for criterion=random
     erase: int = 0  # also erase this many whole regions (blocks), the least important first
+    erase_mode: Literal["count", "ranked"] = "count"  # count: exactly `erase` blocks, chosen by block importance
+    # alone; ranked: at most `erase` blocks, ranked with the channel and head groups on one scale
+    # (`importance.on_one_scale`), so the target decides whether a block or channels go
     calibration: str = ""  # .npz/.npy inputs: rank regions by block influence on them, not by weight size
     threads: int = 1  # by latency: the onnxruntime thread count the width table is timed at
     rank: Literal["importance", "latency"] = "importance"  # latency: importance per millisecond a group saves
     # (HALP; the width table's estimate), whatever `by` measures; by latency always ranks so
 
 
-def _per_index(array: np.ndarray, axis: int, criterion: str) -> np.ndarray:
-    # accumulate in float64 without a float64 copy of the tensor: for a VGG classifier (100M weights)
-    # the copy took seconds and gigabytes; einsum and sum(dtype=) cast as they stream
-    array = np.asarray(array)
-    flat = np.moveaxis(array, axis, 0).reshape(array.shape[axis], -1)
-    if criterion == "l1":
-        return np.abs(flat).sum(axis=1, dtype=np.float64)
-    return np.einsum("ij,ij->i", flat, flat, dtype=np.float64)
-
-
-def _row_sums(table: np.ndarray, per_index: np.ndarray) -> np.ndarray:
-    valid = table >= 0
-    return np.where(valid, per_index[np.where(valid, table, 0)], 0.0).sum(axis=1)
-
-
-def group_scores(graph: Graph, family: Family, criterion: str, rng: np.random.Generator) -> np.ndarray:
-    """Importance of every group of `family` (higher = keep)."""
-    if criterion == "random":
-        return rng.random(family.size)
-    total = np.zeros(family.size)
-    for member in family.producers:
-        total += _row_sums(member.table, _per_index(_parameter(graph, member.value), member.axis, criterion))
-    return total if criterion == "l1" else np.sqrt(total)
-
-
-def _parameter(graph: Graph, name: str) -> np.ndarray:
-    return np.asarray(constant_value(graph, graph.value(name)))
-
-
-def _normalize(scores: np.ndarray, how: str) -> np.ndarray:
-    if how == "none" or not len(scores):
-        return scores
-    scale = {"mean": np.mean, "max": np.max, "l2": np.linalg.norm}[how](scores)
-    return scores / scale if scale > 0 else scores
-
-
-def per_latency(normalized: dict[int, np.ndarray], saved: dict[int, float]) -> dict[int, np.ndarray]:
-    """HALP's trade: each group's (normalised) importance per unit of the latency its removal saves
-    (`saved[family]`, ms per group, from the width table, relative to the mean over families), so a
-    latency target is met by the groups that cost the least importance per millisecond. A family
-    whose groups save nothing measurable goes last."""
-    positive = [v for v in saved.values() if v > 0]
-    scale = float(np.mean(positive)) if positive else 1.0
-    return {f: scores / (saved[f] / scale) if saved.get(f, 0.0) > 0 else scores + 1e9
-            for f, scores in normalized.items()}
-
-
 def select_groups(graph: Graph, space: PruningSpace, cost, options: SelectOptions,
                   exact: SelectionCost | None = None,
                   finish: Callable[[Selection], Selection] | None = None,
-                  timing: LatencyModel | None = None) -> tuple[Selection, Outcome]:
+                  timing: LatencyModel | None = None, blocks: RankedBlocks | None = None
+                  ) -> tuple[Selection, Outcome]:
     """Choose the groups to prune (see module docstring) and say what the choice removes.
 
     The global ranking fixes the order in which groups go (`choose.greedy_order`, the choice the
@@ -121,11 +97,14 @@ def select_groups(graph: Graph, space: PruningSpace, cost, options: SelectOption
     `SelectionCost` of `graph`), is the closest to the target. Summing each group's own estimate
     instead counted weight slices shared by two families twice. `finish` turns a choice into the final
     selection (adding erased regions, say) and is part of what is measured. `timing` (a
-    `latency_model.LatencyModel`) is what `by` latency measures and `rank` latency ranks by."""
+    `latency_model.LatencyModel`) is what `by` latency measures and `rank` latency ranks by. With
+    `blocks`, up to `blocks.limit` admissible regions join the order at their score (`finish` then
+    drops pruned groups that reach into an erased region)."""
     rng = np.random.default_rng(options.seed)
     finish = finish or (lambda selection: selection)
     families = [f for f in space.prunable if f.size > 1]
-    table = group_table(space, families)
+    regions = range(len(blocks.scores)) if blocks is not None else ()
+    table = group_table(space, families, regions, blocks.exclusive if blocks is not None else ())
     scores = {f.id: group_scores(graph, f, options.criterion, rng) for f in families}
     raw = _flat(families, scores)
     caps = {f.id: min(f.size - 1, int(np.floor(options.max_family_ratio * f.size))) for f in families}
@@ -150,14 +129,18 @@ def select_groups(graph: Graph, space: PruningSpace, cost, options: SelectOption
         found = exact.measure(selection)
         return total - (found.parameters if options.by == "params" else found.flops)
 
-    def make(chosen: dict[int, list[int]]) -> Selection:
-        """The selection of per-family picks (global group numbers)."""
+    def make(chosen: dict[int, list[int]], erased: tuple[int, ...] = ()) -> Selection:
+        """The selection of per-family picks (global group numbers) and erased region ids."""
         return finish(Selection({fid: tuple(sorted(int(table.local[g]) for g in groups))
-                                 for fid, groups in chosen.items() if groups}))
+                                 for fid, groups in chosen.items() if groups}, erased))
+
+    def erased_in(prefix: list[int]) -> tuple[int, ...]:
+        return tuple(sorted(-1 - int(table.family_of[g]) for g in prefix if table.family_of[g] < 0))
 
     def rounded(prefix: list[int], family_steps: dict[int, int]) -> dict[int, list[int]]:
-        """The groups of `prefix` per family, kept counts rounded to the nearest multiple of the step."""
+        """The channel groups of `prefix` per family, kept counts rounded to the nearest multiple of the step."""
         chosen: dict[int, list[int]] = {f.id: [] for f in families}
+        prefix = [g for g in prefix if table.family_of[g] >= 0]
         for g in prefix:
             chosen[int(table.family_of[g])].append(g)
         if all(step <= 1 for step in family_steps.values()):
@@ -167,6 +150,10 @@ def select_groups(graph: Graph, space: PruningSpace, cost, options: SelectOption
             budget.take(g)
         return round_kept(table, chosen, raw, family_steps, caps, budget, "nearest")
 
+    if blocks is not None and (options.scope == "local" or options.by not in ("params", "flops")
+                               or options.rank == "latency"):
+        raise UserError("select: erase_mode=ranked needs by=params or by=flops, scope=global and rank=importance "
+                        "(blocks are ranked by the parameters or FLOPs they save)")
     if options.scope == "local":
         def local(share: float) -> Selection:
             """The same share of every family's groups, each family's least important first."""
@@ -201,33 +188,54 @@ def select_groups(graph: Graph, space: PruningSpace, cost, options: SelectOption
                 candidates[share] = (selection, removed_by(selection))
         selection, removed = min(candidates.values(), key=lambda c: abs(c[1] - target))
         return selection, Outcome(options.by, target, removed, total)
-    normalized = {f.id: _normalize(scores[f.id], options.normalize) for f in families}
+    normalized = {f.id: normalize(scores[f.id], options.normalize) for f in families}
     if options.by == "latency" or options.rank == "latency":
         normalized = per_latency(normalized, {f.id: timing.per_group(f.id) for f in families})
-    order = greedy_order(table, _flat(families, normalized), caps, Budget(table))
-    measured: dict[int, tuple[Selection, float]] = {}
+    ranking = _flat(families, normalized)
+    if blocks is not None:
+        ranking = np.concatenate([ranking, blocks.scores])
+    order = greedy_order(table, ranking, caps, Budget(table))
+    if blocks is not None:  # which blocks may go never depends on the groups: merge them in at their score
+        order += pick_admissible(ranked(ranking, table.family_of < 0), blocks.limit, table.exclusive)
+        order.sort(key=lambda g: (ranking[g], g))
 
-    def at(k: int) -> tuple[Selection, float]:
-        if k not in measured:
-            selection = make(rounded(order[:k], steps))
-            measured[k] = (selection, removed_by(selection))
-        return measured[k]
+    def search(order: list[int]) -> tuple[Selection, float, int | None]:
+        """The prefix of `order` closest to the target, refined; and the item whose inclusion crossed it."""
+        measured: dict[int, tuple[Selection, float]] = {}
 
-    low, high = 0, len(order)  # the smallest prefix that reaches the target (removal grows with the prefix)
-    while low < high:
-        middle = (low + high) // 2
-        if at(middle)[1] >= target:
-            high = middle
-        else:
-            low = middle + 1
-    best = min({max(low - 1, 0), low}, key=lambda k: (abs(at(k)[1] - target), k))
-    selection, removed = at(best)
-    if options.round_to <= 1 and abs(removed - target) > 0.001 * total and low > 0:
-        selection, removed = _fill(order, low - 1, target, total, selection, removed,
-                                   lambda chosen: make(rounded(chosen, dict.fromkeys(steps, 1))), removed_by)
-    elif options.round_to > 1 and abs(removed - target) > 0.001 * total:
-        selection, removed = _step(table, raw, caps, rounded(order[:best], steps), steps, target, total,
-                                   selection, removed, make, removed_by)
+        def at(k: int) -> tuple[Selection, float]:
+            if k not in measured:
+                selection = make(rounded(order[:k], steps), erased_in(order[:k]))
+                measured[k] = (selection, removed_by(selection))
+            return measured[k]
+
+        low, high = 0, len(order)  # the smallest prefix that reaches the target (removal grows with the prefix)
+        while low < high:
+            middle = (low + high) // 2
+            if at(middle)[1] >= target:
+                high = middle
+            else:
+                low = middle + 1
+        best = min({max(low - 1, 0), low}, key=lambda k: (abs(at(k)[1] - target), k))
+        selection, removed = at(best)
+        if options.round_to <= 1 and abs(removed - target) > 0.001 * total and low > 0:
+            selection, removed = _fill(order, low - 1, target, total, selection, removed,
+                                       lambda chosen: make(rounded(chosen, dict.fromkeys(steps, 1)),
+                                                           erased_in(chosen)), removed_by)
+        elif options.round_to > 1 and abs(removed - target) > 0.001 * total:
+            erased = erased_in(order[:best])
+            selection, removed = _step(table, raw, caps, rounded(order[:best], steps), steps, target, total,
+                                       selection, removed, lambda chosen: make(chosen, erased), removed_by)
+        return selection, removed, order[low - 1] if 0 < low <= len(order) else None
+
+    selection, removed, crossing = search(order)
+    # a block is a coarse step: where the one that crosses the target leaves it missed, search again
+    # without that block (the groups after it fill in) and keep whichever lands closer
+    while crossing is not None and table.family_of[crossing] < 0 and abs(removed - target) > 0.001 * total:
+        order = [g for g in order if g != crossing]
+        found, found_removed, crossing = search(order)
+        if abs(found_removed - target) < abs(removed - target):
+            selection, removed = found, found_removed
     return selection, Outcome(options.by, target, removed, total)
 
 
@@ -301,7 +309,8 @@ def _fill(order: list[int], length: int, target: float, total: float,
 
 
 class Select(TransformPass):
-    """Pick the least important channel/head groups to prune (L1/L2/random, by groups/params/FLOPs).
+    """Pick the least important channel/head groups (and blocks, with erase) to prune (L1/L2/random, by
+    groups/params/FLOPs/latency).
 
     The selection goes to a later `compact` in the same pipeline; the graph itself is not changed."""
 
@@ -312,13 +321,15 @@ class Select(TransformPass):
 
     def run(self, graph: Graph, am) -> PassResult:
         if not 0.0 <= self.options.ratio <= 1.0:
-            from onnxprune.errors import UserError
             raise UserError(f"select: ratio must be between 0 and 1, got {self.options.ratio}")
         space = am.get(PruneSpaceAnalysis)
         cost = am.get(CostAnalysis)
         erasing = am.get(EraseSpaceAnalysis) if self.options.erase else None
-        finish = None
-        if erasing is not None:
+        finish, blocks = None, None
+        if erasing is not None and self.options.erase_mode == "ranked":
+            blocks = RankedBlocks(self._block_scale(graph, space, erasing), erasing.exclusive, self.options.erase)
+            finish = lambda s: s.without_clashes(space, erasing)
+        elif erasing is not None:
             # which regions go never depends on the groups, so it is worked out once
             regions = erasable(graph, erasing, self.options.erase, self._region_scores(graph, space, erasing))
             finish = lambda s: Selection(s.pruned, regions).without_clashes(space, erasing)
@@ -328,11 +339,18 @@ class Select(TransformPass):
                                    max(self.options.round_to, 1), WidthTable(self.options.threads))
         exact = SelectionCost(graph, am.get(ShapesAnalysis), cost, space, erasing) \
             if self.options.by in ("params", "flops") else None
-        selection, outcome = select_groups(graph, space, cost, self.options, exact, finish, timing)
+        selection, outcome = select_groups(graph, space, cost, self.options, exact, finish, timing, blocks)
         am.provide(selection)
         am.provide(outcome)
         return PassResult.unchanged()
 
+    def _block_scale(self, graph: Graph, space: PruningSpace, erasing: ErasingSpace) -> np.ndarray:
+        """Each region's score on the groups' scale (`importance.on_one_scale`): its importance (weight
+        norm, or block influence with calibration inputs) share per share of what `by` measures."""
+        importance = self._region_scores(graph, space, erasing) if self.options.calibration else \
+            region_importance(graph, erasing, self.options.criterion, np.random.default_rng(self.options.seed + 1))
+        cost = [r.params if self.options.by == "params" else r.flops for r in erasing.regions]
+        return on_one_scale(importance, np.asarray(cost, dtype=np.float64), self.options.normalize)
 
     def _region_scores(self, graph: Graph, space: PruningSpace, erasing: ErasingSpace) -> np.ndarray:
         """Block influence on the calibration inputs when given, else the weights' root mean square."""
@@ -343,26 +361,9 @@ class Select(TransformPass):
         return block_influence(graph, space, erasing, read_calibration(self.options.calibration, graph).scoring)
 
 
-def region_scores(graph: Graph, erasing: ErasingSpace) -> np.ndarray:
-    """Importance of each region: the root mean square of its group's parameters (what erasing it zeroes)."""
-    scores = []
-    for region in erasing.regions:
-        arrays = [np.asarray(_parameter(graph, name), dtype=np.float64).ravel() for name in region.group]
-        values = np.concatenate(arrays) if arrays else np.zeros(1)
-        scores.append(float(np.sqrt(np.mean(values * values))))
-    return np.asarray(scores)
-
-
 def erasable(graph: Graph, erasing: ErasingSpace, count: int, scores: np.ndarray | None = None) -> tuple[int, ...]:
     """The `count` least important regions (by `scores`, default `region_scores`) that may be erased
     together (ids, sorted)."""
     scores = region_scores(graph, erasing) if scores is None else scores
     order = [int(r) for r in np.argsort(scores, kind="stable")]
     return tuple(sorted(pick_admissible(order, count, erasing.exclusive)))
-
-
-def with_regions(graph: Graph, space: PruningSpace, erasing: ErasingSpace, selection: Selection, count: int
-                 ) -> Selection:
-    """`selection` plus the `count` least important regions that may be erased together; pruned groups of
-    families reaching into an erased region are dropped (a region goes whole or not at all)."""
-    return Selection(selection.pruned, erasable(graph, erasing, count)).without_clashes(space, erasing)
