@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from onnxprune.passes.importance import normalize, on_one_scale
 
 import onnxprune
 from onnxprune.app.summary import removed_lines
 from onnxprune.errors import UserError
 from onnxprune.facts import Outcome, VerifyReport
-from onnxprune.passes.importance import normalize, on_one_scale
 from onnxprune.passmanager import AnalysisManager, PassManager
 from onnxprune.space import Selection
 

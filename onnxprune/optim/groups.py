@@ -5,7 +5,9 @@ with it (DESIGN §5): output channels of the conv, its bias, the BatchNorm scale
 optimizers never loop over groups: for each (tensor, axis) that carries groups they reduce the
 tensor along every other axis once, then scatter the per-index sums into per-group sums, and scale
 or zero groups by multiplying the tensor with a per-index factor. `GroupLayout` is the table that
-makes that possible: for every such (tensor, axis), the group of each index.
+makes that possible: for every such (tensor, axis), the group of each index. It also carries the
+compiled `choose.GroupTable` (family sizes, axis budgets, which regions may not all be erased), so the
+optimizers choose groups from the layout alone, with the function `select` uses.
 """
 
 from __future__ import annotations
