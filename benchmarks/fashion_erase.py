@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 
 from onnxprune.ir import load
-from onnxprune.train.run import TrainConfig, run_model
+from onnxprune.app.run import run_model
+from onnxprune.train.config import TrainConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fashion_mnist import WORK, prepare, round_robin_latency

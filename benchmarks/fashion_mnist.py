@@ -31,7 +31,8 @@ import numpy as np
 
 from onnxprune import runtime
 from onnxprune.ir import load
-from onnxprune.train.run import TrainConfig, run_model
+from onnxprune.app.run import run_model
+from onnxprune.train.config import TrainConfig
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "_work" / "fashion_mnist"

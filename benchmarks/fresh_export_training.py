@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from onnxprune.train.run import TrainConfig, run_model
+from onnxprune.app.run import run_model
+from onnxprune.train.config import TrainConfig
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

@@ -33,7 +33,8 @@ sys.path.insert(0, str(HERE.parent))  # tests.cric_models builds the collapse ca
 
 from fashion_mnist import prepare  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
-from onnxprune.train.run import TrainConfig, run_model  # noqa: E402
+from onnxprune.app.run import run_model  # noqa: E402
+from onnxprune.train.config import TrainConfig  # noqa: E402
 
 MODELS = HERE.parent / "models"
 

@@ -42,6 +42,7 @@ def profile(path: Path, batch: int, runs: int, threads: int) -> tuple[dict[str, 
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(folder) / "profile")
+        # not runtime.inference_session: profiling options (enable_profiling, its file prefix) are this script's alone
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         for _ in range(3):
             session.run(None, feeds)

@@ -26,7 +26,8 @@ from onnxprune.passes.verify import compare, random_inputs
 import onnxprune
 from onnxprune.passmanager import AnalysisManager
 from onnxprune.space import Selection
-from onnxprune.train.run import TrainConfig, run_model
+from onnxprune.app.run import run_model
+from onnxprune.train.config import TrainConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
 from roundtrip_corpus import rapidocr_models  # noqa: E402

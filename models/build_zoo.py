@@ -444,6 +444,8 @@ def verify_graph(mp, model, required_ops, names=("input",), opset=OPSET):
     return ops
 
 
+# The zoo builder imports nothing of onnxprune (it makes the models onnxprune is tested on), so its
+# onnxruntime sessions are its own, not runtime.inference_session.
 def run_ort(path, x):
     sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     return sess.run(["output"], {"input": x})[0]

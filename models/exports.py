@@ -8,6 +8,7 @@ them on demand into a folder of their choice:
     python models/exports.py OUT_DIR [--only resnet18 ...] [--exporter torchscript|dynamo] [--opset 17]
         [--training] [--no-constant-folding]
     python models/exports.py OUT_DIR --attention [NAME ...] | --decoders [NAME ...]  [--exporter ...] [--opset ...]
+    python models/exports.py OUT_DIR --decoder-steps [NAME ...] [--opset ...]
 
 Recipes: `export(module, example, path, exporter=..., opset=..., training=...)`. `training=True`
 exports in training mode (BatchNormalization with training_mode=1 and its statistics outputs);
@@ -216,7 +217,6 @@ def _gpt2_cache():
     """GPT-2 exported with its KV cache as outputs (the last hidden state, then the first layer's keys
     and values [batch, heads, sequence, head_dim]), as a first decoding step is exported: the cache is
     the model's interface, so its head count must stay."""
-    import torch
     from torch import nn
 
     model, example, names, axes = _gpt2()
@@ -284,6 +284,65 @@ def _causal_lm(family: str):
     return Logits(), (ids,), ("input_ids",), {0: "batch", 1: "sequence"}
 
 
+def _causal_lm_step(family: str):
+    """One decoding step of a `_causal_lm` model with its KV cache as the interface, as a generation
+    loop calls it: input_ids [batch, sequence], attention_mask [batch, past + sequence] and per layer
+    past_key_i / past_value_i [batch, kv_heads, past, head_dim] in; logits and per layer
+    present_key_i / present_value_i [batch, kv_heads, past + sequence, head_dim] out. Returns the
+    module, example inputs, input names, output names and per-name dynamic axes."""
+    import torch
+    from torch import nn
+    from transformers import DynamicCache
+
+    lm = _causal_lm(family)[0].model
+    layers = lm.config.num_hidden_layers
+    kv_heads = lm.config.num_key_value_heads
+    head_dim = lm.config.hidden_size // lm.config.num_attention_heads
+
+    class Step(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lm = lm
+
+        def forward(self, input_ids, attention_mask, *past):
+            cache = DynamicCache()
+            for i in range(layers):
+                cache.update(past[2 * i], past[2 * i + 1], i)
+            out = self.lm(input_ids=input_ids, attention_mask=attention_mask, cache=cache, use_cache=True)
+            present = [t for layer in out.past_key_values.layers[:layers] for t in (layer.keys, layer.values)]
+            return (out.logits, *present)
+
+    past_names = [f"past_{kv}_{i}" for i in range(layers) for kv in ("key", "value")]
+    out_names = ["logits", *(f"present_{kv}_{i}" for i in range(layers) for kv in ("key", "value"))]
+    axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "total"},
+            "logits": {0: "batch", 1: "sequence"}}
+    axes.update({n: {0: "batch", 2: "past"} for n in past_names})
+    axes.update({n: {0: "batch", 2: "total"} for n in out_names[1:]})
+    batch, sequence, past_length = 2, 3, 4
+    example = (torch.randint(0, VOCAB, (batch, sequence)), torch.ones(batch, past_length + sequence, dtype=torch.int64),
+               *(torch.randn(batch, kv_heads, past_length, head_dim) for _ in past_names))
+    return Step(), example, ["input_ids", "attention_mask", *past_names], out_names, axes
+
+
+def export_decoder_step(name: str, out_dir: Path, opset: int = 17) -> Path:
+    """Export the decoding step `name` (a key of DECODER_STEPS) with torch's TorchScript exporter as
+    `NAME_torchscript{opset}.onnx`. (The dynamo exporter is not offered: torch.export does not trace
+    transformers' DynamicCache built from tensor inputs.)"""
+    import torch
+
+    torch.manual_seed(0)
+    model, example, input_names, output_names, axes = DECODER_STEPS[name]()
+    _perturb_constant_parameters(model)
+    path = Path(out_dir) / f"{name}_torchscript{opset}.onnx"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.eval()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, example, str(path), dynamo=False, opset_version=opset, input_names=input_names,
+                          output_names=output_names, dynamic_axes=axes)
+    return path
+
+
 def _bert():
     """`transformers` BERT encoder with an attention mask input (separate q, k, v Linears; sdpa)."""
     import torch
@@ -305,6 +364,9 @@ ATTENTION = {"mha": _self_attention, "encoder_layer": _encoder_layer, "vit": _vi
 #: Decoder-only causal LMs with their heads (built with `--decoders` into models/exports/decoders/).
 DECODERS = {"llama_lm": lambda: _causal_lm("llama"), "qwen2_lm": lambda: _causal_lm("qwen2"),
             "phi3_lm": lambda: _causal_lm("phi3")}
+#: Their decoding steps with the KV cache as inputs and outputs (`--decoder-steps`, into
+#: models/exports/decoder_steps/).
+DECODER_STEPS = {"llama_step": lambda: _causal_lm_step("llama"), "qwen2_step": lambda: _causal_lm_step("qwen2")}
 
 
 #: Models whose TorchScript export keeps the traced sequence length: torch's functional multi-head
@@ -323,11 +385,18 @@ def attention_model(name: str):
 
     torch.manual_seed(0)
     model, *rest = {**ATTENTION, **DECODERS}[name]()
+    _perturb_constant_parameters(model)
+    return (model, *rest)
+
+
+def _perturb_constant_parameters(model) -> None:
+    """Give parameters that start constant seeded noise (see `attention_model`)."""
+    import torch
+
     with torch.no_grad():
         for parameter in model.parameters():
             if parameter.numel() and bool((parameter == parameter.reshape(-1)[0]).all()):
                 parameter.add_(0.1 * torch.randn_like(parameter))
-    return (model, *rest)
 
 
 def build_attention(names, out_dir: Path, exporter: str, opset: int) -> list[Path]:
@@ -380,7 +449,14 @@ def main(argv=None) -> None:
     ap.add_argument("--no-constant-folding", action="store_true", help="keep BatchNorm nodes (TorchScript, eval)")
     ap.add_argument("--decoders", nargs="*", default=None, metavar="NAME",
                     help=f"export causal LMs instead (none named: all of {', '.join(DECODERS)})")
+    ap.add_argument("--decoder-steps", nargs="*", default=None, metavar="NAME",
+                    help=f"export decoding steps with their KV cache (TorchScript; none named: all of "
+                         f"{', '.join(DECODER_STEPS)})")
     args = ap.parse_args(argv)
+    if args.decoder_steps is not None:
+        for name in args.decoder_steps or list(DECODER_STEPS):
+            print(f"wrote {export_decoder_step(name, args.out, args.opset)}")
+        return
     if args.decoders is not None:
         build_attention(args.decoders or list(DECODERS), args.out, args.exporter, args.opset)
         return

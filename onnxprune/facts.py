@@ -3,7 +3,7 @@
 A pass declares the fact types it `provides` and `requires`; the AnalysisManager keeps them with the
 same invalidation as analyses and the PassManager checks a pipeline against them before it runs. The
 types live here, not beside their passes, because the commands read them and `onnxprune/` imports no
-concrete pass. `Selection` (space.py) and `TrainResult` (train/run.py) are facts too.
+concrete pass. `Selection` (space.py) and `TrainResult` (train/config.py) are facts too.
 """
 
 from __future__ import annotations

@@ -122,6 +122,20 @@ def inference_session(model: Graph | str | os.PathLike, *, optimize: bool = Fals
     return session
 
 
+def load_failure(model: Graph | str | os.PathLike, *, lean: bool = False, log_level: int = 4) -> str | None:
+    """Why onnxruntime cannot build a CPU session for `model` (a Graph or a path) at all graph
+    optimisations, as the first line of its error; None when it can. The one such check (the `check`
+    pass, the load check after `prune` writes). ImportError (no onnxruntime) is the caller's to judge."""
+    try:
+        inference_session(model, level="all", lean=lean, log_level=log_level)
+    except ImportError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types from C++
+        text = str(exc).strip()
+        return text.splitlines()[0] if text else type(exc).__name__
+    return None
+
+
 def bound_shapes(input_shapes: tuple[str, ...] | list[str]) -> dict[str, tuple[int, ...]]:
     """"name=1x3x224x224" bindings as {name: dims}."""
     return dict(parse_input_shape(text) for text in input_shapes)

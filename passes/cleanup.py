@@ -78,10 +78,11 @@ def live_nodes(graph: Graph) -> set:
     return live
 
 
-def remove_dead_ops(graph: Graph) -> None:
-    """Delete ops whose results reach no graph output."""
+def remove_dead_ops(graph: Graph, among: set | None = None) -> None:
+    """Delete ops whose results reach no graph output; with `among`, only those of its ops (a rewrite
+    that made some ops dead deletes those and leaves dead code it did not create to the caller)."""
     live = live_nodes(graph)
-    for op in [op for op in graph.ops() if op not in live]:
+    for op in [op for op in graph.ops() if op not in live and (among is None or op in among)]:
         for value in graph.outputs_of(op):
             if value is not None:
                 for consumer, slot in graph.uses(value):  # readers are dead too; detach them first

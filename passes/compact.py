@@ -20,7 +20,7 @@ from onnxprune.ops.rule import constant_value
 from onnxprune.passmanager import PassResult, TransformPass
 from onnxprune.space import ErasingSpace, PruningSpace, Selection
 
-from .cleanup import remove_dead_ops, remove_unused_values
+from .cleanup import live_nodes, remove_dead_ops, remove_unused_values
 from .erase_space import EraseSpaceAnalysis
 from .prune_space import PruneSpaceAnalysis
 from .shapes import ShapesAnalysis
@@ -125,12 +125,16 @@ def erase_regions(graph: Graph, space: PruningSpace, selection: Selection, erasi
     for region in (erasing.regions[r] for r in selection.erased):
         ((merge, _),) = graph.uses(graph.value(region.exit))  # a region's exit feeds only its merge
         merges.setdefault(merge, set()).add(region.exit)
+    # Only what erasing made dead goes: dead code that was there before may hold a pruned family's
+    # producers, which compaction slices next.
+    live = live_nodes(graph)
+    dead_before = {op for op in graph.ops() if op not in live}
     for op, gone in merges.items():
         keep = [v for v in graph.inputs_of(op) if v is not None and v.name not in gone]
         (output,) = graph.outputs_of(op)
         graph.remove_op(op, remove_outputs=False)
         graph.add_op("Identity" if len(keep) == 1 else op.op_type, keep, [output], name=op.name)
-    remove_dead_ops(graph)
+    remove_dead_ops(graph, among={op for op in graph.ops() if op not in dead_before})
     remove_unused_values(graph, graph.names_used_outside())
 
 

@@ -12,9 +12,11 @@ from dataclasses import asdict, dataclass, fields
 from onnxprune.errors import UserError
 from onnxprune.ir import Graph
 from onnxprune.passmanager import PassResult, TransformPass
-from onnxprune.train.data import open_data, synthetic_data
 from onnxprune.space import Selection
-from onnxprune.train.run import TrainConfig, TrainResult, sparse_train
+from onnxprune.train.callbacks import ResumeOnInterrupt
+from onnxprune.train.config import TrainConfig, TrainResult
+from onnxprune.train.data import open_data, synthetic_data
+from onnxprune.train.sparse import prepare_for_training, train_graph
 
 from .erase_space import EraseSpaceAnalysis
 from .prune_space import PruneSpaceAnalysis
@@ -47,9 +49,10 @@ class SparseTrain(TransformPass):
         else:
             raise UserError("sparse-train needs data: sparse-train{data=FILE.npz} (or synthetic=N to distil on "
                             "random inputs)")
+        prepare_for_training(graph)  # before the analyses: the manager makes them again for the edited graph
         erasing = am.get(EraseSpaceAnalysis) if config.target_erase else None
-        result = sparse_train(graph, am.get(PruneSpaceAnalysis), am.get(ShapesAnalysis), data, config, erasing=erasing,
-                              input_shapes=am.input_shapes)
+        result = train_graph(graph, am.get(PruneSpaceAnalysis), am.get(ShapesAnalysis), data, config,
+                             callbacks=[ResumeOnInterrupt()], erasing=erasing, input_shapes=am.input_shapes)
         am.provide(result.selection)
         am.provide(result)
         return PassResult.changed()

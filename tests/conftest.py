@@ -29,6 +29,7 @@ def random_feeds(model: onnx.ModelProto, seed: int = 0, batch: int = 2) -> dict[
 
 def run_ort(model: onnx.ModelProto | str | Path, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
     """Run a model on the CPU with onnxruntime."""
+    # a session of its own, not runtime.inference_session: the tests' reference must not share the code it checks
     import onnxruntime as ort
 
     options = ort.SessionOptions()

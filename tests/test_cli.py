@@ -172,12 +172,12 @@ def test_custom_domain_can_be_allowed(capsys, tmp_path):
 
 
 def test_internal_errors_exit_1_without_traceback(capsys, monkeypatch):
-    import onnxprune.cli as cli
+    import onnxprune.app.analyze as command
 
     def explode(*args, **kwargs):
         raise RuntimeError("kaboom")
 
-    monkeypatch.setattr(cli, "analyze", explode)
+    monkeypatch.setattr(command, "analyze", explode)
     status, _, err = run_cli(capsys, "analyze", ZOO / "mlp.onnx")
     assert status == 1
     assert err.strip() == ("onnxprune: internal error: RuntimeError: kaboom (rerun with --debug for the traceback "
@@ -261,12 +261,12 @@ def test_a_newline_in_a_path_keeps_the_error_on_one_line(capsys, tmp_path):
 def test_a_full_disk_is_one_line(tmp_path, capsys, monkeypatch):
     import errno
 
-    import onnxprune.cli as cli
+    import onnxprune.app.prune as command
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "o.onnx"))
 
-    monkeypatch.setattr(cli, "save", full)
+    monkeypatch.setattr(command, "save", full)
     code, _, err = run_cli(capsys, "prune", ZOO / "mlp.onnx", "--ratio", "0.5", "-o", tmp_path / "o.onnx",
                            "--no-latency")
     assert code == 2 and err.strip() == f"onnxprune: error: cannot write {tmp_path / 'o.onnx'}: No space left on device"

@@ -66,3 +66,58 @@ def test_heads_and_mlp_channels_prune_and_compact_equals_masked(name):
         assert result.ok, (trial, str(result))
         loss = causal_lm_loss(compacted, samples[0])
         assert loss is not None and np.isfinite(loss) and loss != pytest.approx(dense_loss, abs=1e-6)
+
+
+STEPS = ZOO / "exports" / "decoder_steps"
+#: decoding steps with their KV cache (`python models/exports.py models/exports/decoder_steps --decoder-steps`)
+STEP_EXPORTS = ["llama_step_torchscript17", "qwen2_step_torchscript17"]
+
+
+def test_every_committed_decoding_step_is_listed():
+    assert sorted(p.stem for p in STEPS.glob("*.onnx")) == STEP_EXPORTS
+
+
+def _generate(session, prompt: np.ndarray, past: list[np.ndarray], steps: int) -> tuple[list, list]:
+    """Greedy decoding through a step model's KV-cache interface: each step's presents are the next
+    step's pasts and its argmax token the next input. Returns the logits and tokens of every step."""
+    names = [i.name for i in session.get_inputs()][2:]
+    ids, logits_seen, tokens = prompt, [], []
+    for _ in range(steps):
+        mask = np.ones((ids.shape[0], past[0].shape[2] + ids.shape[1]), dtype=np.int64)
+        logits, *past = session.run(None, {"input_ids": ids, "attention_mask": mask, **dict(zip(names, past))})
+        logits_seen.append(logits)
+        ids = logits[:, -1:].argmax(-1).astype(np.int64)
+        tokens.append(ids)
+    return logits_seen, tokens
+
+
+@pytest.mark.parametrize("name", STEP_EXPORTS)
+def test_a_decoding_step_prunes_its_mlp_and_keeps_its_kv_cache_interface(name):
+    """With the KV cache as inputs and outputs (`models/exports.py --decoder-steps`), the key/value head
+    count is the interface: head families freeze naming the past input, the MLP channels stay
+    prunable, and the compact model decodes through the same cache tensors as the masked one."""
+    from onnxprune.runtime import inference_session
+
+    graph = onnxprune.load(STEPS / f"{name}.onnx")
+    am = AnalysisManager(graph)
+    space = am.get("prune-space")
+    heads = [f for f in space.families if f.kind == "head"]
+    assert len(heads) == 2 and not any(f.prunable for f in heads)
+    assert all("model input 'past_" in f.reasons[0] for f in heads), [f.reasons[:1] for f in heads]
+    mlp = [f for f in space.prunable if f.kind == "channel" and f.size == 64]
+    assert len(mlp) == 2, [(f.name, f.size, f.reasons[:1]) for f in space.families]
+    rng = np.random.default_rng(0)
+    selection = Selection({f.id: tuple(sorted(int(g) for g in rng.permutation(64)[:40])) for f in mlp})
+    compacted = graph.copy()
+    compact_graph(compacted, space, selection, am.get("shapes"))
+    masked = inference_session(masked_graph(graph, space, selection))
+    compact = inference_session(compacted)
+    assert [(i.name, i.shape) for i in compact.get_inputs()] == [(i.name, i.shape) for i in masked.get_inputs()]
+    prompt = rng.integers(0, 64, (2, 3)).astype(np.int64)
+    past = [rng.standard_normal((2, 2, 4, 8)).astype(np.float32) for _ in range(4)]
+    (want, want_tokens), (got, got_tokens) = (_generate(s, prompt, past, 4) for s in (masked, compact))
+    for step, (a, b) in enumerate(zip(want, got)):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4, err_msg=f"step {step}")
+    assert [t.tolist() for t in got_tokens] == [t.tolist() for t in want_tokens]
+    unpruned = inference_session(graph)
+    assert not np.allclose(_generate(unpruned, prompt, past, 1)[0][0], got[0], atol=1e-4)  # the MLP did shrink

@@ -226,8 +226,6 @@ def test_a_sum_of_thousands_of_branches_is_bounded(tmp_path):
     assert regions_of(graph).regions == ()  # (with 64 branches or fewer, each would be a region)
 
 
-@pytest.mark.xfail(strict=True, raises=KeyError, reason="compact's erase step drops dead code outside the region "
-                   "too, then slices a pruned family's weights that are gone (found by test_random_graphs)")
 def test_erasing_with_a_dead_branch_and_pruning_there():
     """A branch that reaches no output, pruned, while a residual block elsewhere is erased."""
     from .builders import Builder

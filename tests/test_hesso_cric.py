@@ -16,7 +16,7 @@ from onnxprune.facts import Compaction, VerifyReport
 from onnxprune.optim import BaseSettings
 from onnxprune.optim.hesso_cric import HessoCric, HessoCricSettings, loss_increase
 from onnxprune.passmanager import AnalysisManager, PassManager
-from onnxprune.train.run import TrainConfig, TrainResult
+from onnxprune.train.config import TrainConfig, TrainResult
 
 from .conftest import ZOO
 from .test_optim import layout_of, random_grads, reference_scores, set_group, small_space
@@ -392,7 +392,7 @@ def test_the_probe_leaves_gradients_and_statistics_as_they_were(tmp_path):
 def test_cric_keeps_an_indispensable_bottleneck_that_hesso_collapses(tmp_path):
     """The 4-wide bottleneck of tests/cric_models.py, weights scaled small: at 80 % HESSO narrows it and the
     model falls toward chance; HESSO-CRIC's trials find it indispensable and keep its live channels."""
-    from onnxprune.train.run import run_model
+    from onnxprune.app.run import run_model
 
     from .cric_models import bottleneck_mlp, digits_split
 

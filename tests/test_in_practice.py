@@ -100,7 +100,8 @@ def test_prune_prints_latency_and_no_latency_skips_it(capsys, tmp_path):
 
 
 def test_run_report_has_the_latency_of_both_models(tmp_path):
-    from onnxprune.train.run import TrainConfig, run_model
+    from onnxprune.app.run import run_model
+    from onnxprune.train.config import TrainConfig
 
     config = TrainConfig(steps=4, batch_size=8, lr=0.01, threads=1, target_sparsity=0.5, loss="distill")
     report = run_model(str(ZOO / "mlp.onnx"), str(tmp_path / "o.onnx"), None, config, synthetic=32, progress=False,
@@ -152,7 +153,8 @@ def test_frozen_kinds_group_and_count_the_reasons():
 
 # ---------------------------------------------------------------- run's report compares what matters
 def test_run_report_scores_the_original_beside_dense_and_compact(tmp_path):
-    from onnxprune.train.run import TrainConfig, run_model
+    from onnxprune.app.run import run_model
+    from onnxprune.train.config import TrainConfig
 
     data = tmp_path / "d.npz"
     rng = np.random.default_rng(0)
@@ -167,14 +169,15 @@ def test_run_report_scores_the_original_beside_dense_and_compact(tmp_path):
 
 
 def test_small_losses_keep_their_digits():
-    from onnxprune.cli import _figure
+    from onnxprune.app.run import figure as _figure
 
     assert _figure(5.6e-19) == "5.6e-19" and _figure(0.0) == "0.0000" and _figure(0.93125) == "0.9313"
     assert _figure(2.5e-4) == "0.00025" and _figure(123456.0) == "1.23e+05"
 
 
 def test_a_teacher_that_ignores_its_input_is_flagged(tmp_path):
-    from onnxprune.train.run import TrainConfig, run_model
+    from onnxprune.app.run import run_model
+    from onnxprune.train.config import TrainConfig
 
     graph = onnxprune.load(ZOO / "mlp.onnx")
     first = next(v for v in graph.initializers if len(v.tensor.shape) == 2)

@@ -146,7 +146,7 @@ def test_report_command_rewrites_the_page_and_refuses_what_is_not_a_report(capsy
 
 
 def test_a_page_renders_from_a_report_without_optional_parts():
-    from onnxprune.app.report import render
+    from onnxprune.app.page import render
 
     page = render({"params": {"dense": 10, "compact": 5}, "families": {"f": {"removed": 1, "size": 4}}})
     assert "Family widths before and after" in page and "No block was erased whole" in page
@@ -180,7 +180,7 @@ def test_a_browser_draws_the_page(capsys, tmp_path):
 
 
 def test_a_model_with_many_families_charts_the_most_narrowed_and_says_so():
-    from onnxprune.app.report import render
+    from onnxprune.app.page import render
 
     widths = [{"family": f"f{i}", "kind": "channel", "before": 64, "after": 64 - i % 40} for i in range(150)]
     page = _Page()
@@ -191,7 +191,7 @@ def test_a_model_with_many_families_charts_the_most_narrowed_and_says_so():
 
 
 def test_families_inside_erased_blocks_are_reported_gone():
-    from onnxprune.cli import load_model
+    from onnxprune.app.command_io import load_model
     from onnxprune.passmanager import AnalysisManager
     from onnxprune.space import Selection
     from onnxprune.app.report import report_sections

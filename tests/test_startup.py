@@ -31,7 +31,7 @@ def test_training_imports_onnxruntime_training_after_an_inference_session(tmp_pa
     model, out = str(ZOO / "mlp.onnx"), str(tmp_path / "m.onnx")
     _fresh("import sys\nfrom onnxprune.runtime import onnxruntime\n"
            "ort = onnxruntime()\nassert 'onnxruntime.training' not in sys.modules and ort.__version__\n"
-           "from onnxprune.train.run import TrainConfig, run_model\n"
+           "from onnxprune.app.run import run_model\nfrom onnxprune.train.config import TrainConfig\n"
            "config = TrainConfig(steps=4, batch_size=8, lr=0.01, threads=1, loss='distill')\n"
            f"report = run_model({model!r}, {out!r}, None, config, synthetic=32, progress=False, log=lambda _: None, "
            "latency=False)\n"

@@ -23,7 +23,9 @@ from onnxprune.runtime import inference_session, random_inputs
 from onnxprune.train.artifacts import build_artifacts
 from onnxprune.train.data import open_data
 from onnxprune.train.engine import TrainingEngine
-from onnxprune.train.run import TrainConfig, resolve_engine, run_model, sparse_train
+from onnxprune.app.run import run_model
+from onnxprune.app.training import sparse_train
+from onnxprune.train.config import TrainConfig, resolve_engine
 from onnxprune.train.torch_engine import TorchEngine
 from onnxprune.train.torch_program import TorchProgram
 

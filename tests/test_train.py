@@ -14,9 +14,11 @@ import onnxprune
 from onnxprune.errors import UserError
 from onnxprune.passmanager import AnalysisManager, PassManager
 from onnxprune.train.data import check_batch, input_specs, open_data
-from onnxprune.train.run import TrainConfig, TrainingDiverged, sparse_train
+from onnxprune.app.training import sparse_train
+from onnxprune.train.config import TrainConfig
+from onnxprune.train.loop import TrainingDiverged
 from onnxprune.facts import Compaction, VerifyReport
-from onnxprune.train.run import TrainResult
+from onnxprune.train.config import TrainResult
 
 from .conftest import ZOO
 from .test_cli import run_cli
@@ -417,7 +419,7 @@ def dynamic_cnn() -> onnx.ModelProto:
 
 
 def test_dynamic_sizes_train_with_input_shape_and_keep_the_interface(tmp_path):
-    from onnxprune.train.run import run_model
+    from onnxprune.app.run import run_model
 
     model = tmp_path / "dynamic.onnx"
     onnx.save(dynamic_cnn(), model)
@@ -520,7 +522,7 @@ def test_resume_with_other_data_or_a_damaged_checkpoint_is_refused(tmp_path):
 
 
 def test_resume_after_a_kill_lists_each_step_once(tmp_path):
-    from onnxprune.train.run import run_model
+    from onnxprune.app.run import run_model
 
     _interrupted_digits_run(tmp_path)  # checkpoint at step 15
     rows = [json.dumps({"step": s, "loss": 1.0}) for s in range(5, 21, 5)]  # a killed run got to step 20

@@ -22,7 +22,8 @@ from onnxprune.passmanager import AnalysisManager, PassManager
 from onnxprune.runtime import inference_session
 from onnxprune.train.artifacts import build_artifacts
 from onnxprune.train.data import open_data
-from onnxprune.train.run import TrainConfig, sparse_train
+from onnxprune.app.training import sparse_train
+from onnxprune.train.config import TrainConfig
 from onnxprune.facts import VerifyReport
 
 from .conftest import ZOO

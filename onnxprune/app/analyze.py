@@ -1,18 +1,20 @@
 """What `analyze` reports, as plain data and as text, and the family graph as Graphviz DOT.
 
-The command (cli.py) only parses its options, calls these and prints; tests and scripts get the same
-data from `analyze` without the command line.
+`analyze_command` is the command's body; the CLI only parses its options and hands it where lines go.
+Tests and scripts get the same data from `analyze` without the command line.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import argparse
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import onnx
 
 from ..ir import Graph
 from ..passmanager import AnalysisManager
+from .command_io import check_output_path, input_bindings, load_model, warn, write_json
 
 
 def dtype_name(elem_type: int | None) -> str:
@@ -170,3 +172,26 @@ def family_dot(graph: Graph, space) -> str:
             lines.append(f'  "v:{value.name}" -> {ids[consumer]};')
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def analyze_command(args: argparse.Namespace, say: Callable[[str], None] = print,
+                    warn: Callable[[str], None] = warn) -> dict[str, Any]:
+    """`analyze`: load the model, say the summary, write it as JSON (`--json`) and the family graph as
+    DOT (`--dot`); return the summary's data. Notes about input sizes go to `warn` (stderr)."""
+    from ..files import atomic_write
+
+    for path in (args.json, args.dot):
+        if path:
+            check_output_path(path, (args.model,))
+    graph = load_model(args.model, allow_custom_ops=args.allow_custom_ops, prepared=True, untie_all=args.untie_all,
+                       say=say)
+    bindings, _ = input_bindings(args, graph, warn)
+    data = analyze(graph, args.model, bindings.shapes, bindings.notes)
+    say(format_analysis(data))
+    if args.json:
+        write_json(args.json, data)
+    if args.dot:
+        with atomic_write(args.dot, "w") as handle:
+            space = AnalysisManager(graph).get("prune-space", input_shapes=bindings.shapes)
+            handle.write(family_dot(graph, space))
+    return data

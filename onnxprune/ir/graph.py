@@ -9,6 +9,9 @@ model's declared orders (graph inputs, outputs, initializers, value_info) so a r
 Every edit goes through a method of `Graph`, which keeps the invariants (unique value names, at most one
 producer per value, edges and declarations in sync) and bumps `version`, which the pass manager uses to
 tell whether a pass really changed nothing.
+
+Over 500 lines on purpose: the graph API is one concept, every method keeping the same invariants;
+split across modules, they would each reach into the others' internals.
 """
 
 from __future__ import annotations

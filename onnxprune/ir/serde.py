@@ -3,6 +3,9 @@
 Loading from a file memory-maps it and hands initializers out as views of the file (see `wire`), so
 loading costs almost no memory and saving streams tensor bytes from wherever they live. External data
 is memory-mapped the same way; a location that leaves the model's folder is refused.
+
+Over 500 lines on purpose: load and save are the two directions of one format and share its
+external-data and mapped-page handling; apart, each half would import the other's internals.
 """
 
 from __future__ import annotations
