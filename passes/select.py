@@ -196,7 +196,8 @@ def select_groups(graph: Graph, space: PruningSpace, cost, options: SelectOption
         ranking = np.concatenate([ranking, blocks.scores])
     order = greedy_order(table, ranking, caps, Budget(table))
     if blocks is not None:  # which blocks may go never depends on the groups: merge them in at their score
-        order += pick_admissible(ranked(ranking, table.family_of < 0), blocks.limit, table.exclusive)
+        worth = (table.family_of < 0) & np.isfinite(ranking)  # a block that saves nothing never goes
+        order += pick_admissible(ranked(ranking, worth), blocks.limit, table.exclusive)
         order.sort(key=lambda g: (ranking[g], g))
 
     def search(order: list[int]) -> tuple[Selection, float, int | None]:
