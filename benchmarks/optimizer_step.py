@@ -58,11 +58,11 @@ def make_optimizers(names: list[str], params: dict, grads: dict, space: PruningS
             sgd = torch.optim.SGD(list(params.values()), lr=lr, momentum=0.9)
             steps[name] = sgd.step
         elif name == "hesso":
-            hesso = Hesso(params, grads, layout, space, base, HessoSettings(
+            hesso = Hesso(params, grads, layout, base, HessoSettings(
                 target_group_sparsity=0.5, start_pruning_step=1, pruning_steps=10**6, pruning_periods=1))
             steps[name] = lambda hesso=hesso: hesso.step(lr)
         elif name == "dhspg":
-            dhspg = Dhspg(params, grads, layout, space, base, DhspgSettings(
+            dhspg = Dhspg(params, grads, layout, base, DhspgSettings(
                 target_group_sparsity=0.5, partition_step=1, half_space_project_steps=0))
             steps[name] = lambda dhspg=dhspg: dhspg.step(lr)
         else:

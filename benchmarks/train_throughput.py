@@ -119,7 +119,7 @@ class TorchEngineTrainer:
         else:
             layout = group_layout(space, {k: tuple(v.shape) for k, v in self.engine.params.items()},
                                   frozenset(running_statistics(graph)))
-            self.optimizer = Hesso(self.engine.params, self.engine.grads, layout, space,
+            self.optimizer = Hesso(self.engine.params, self.engine.grads, layout,
                                    BaseSettings("sgd", momentum=0.9),
                                    HessoSettings(0.5, start_pruning_step=0, pruning_steps=total_steps + 1,
                                                  pruning_periods=1))
@@ -159,7 +159,7 @@ class OnnxpruneTrainer:
         self.engine = TrainingEngine(artifacts, threads=threads)
         layout = group_layout(space, {k: tuple(v.shape) for k, v in self.engine.params.items()},
                               frozenset(running_statistics(legal)))
-        self.optimizer = Hesso(self.engine.params, self.engine.grads, layout, space,
+        self.optimizer = Hesso(self.engine.params, self.engine.grads, layout,
                                BaseSettings("sgd", momentum=0.9),
                                HessoSettings(0.5, start_pruning_step=0, pruning_steps=total_steps + 1,
                                              pruning_periods=1))

@@ -161,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--selection-out", metavar="FILE", help="write the selection as JSON")
     prune.add_argument("--erase", type=int, default=0, metavar="N",
                        help="also erase the N least important whole blocks (see analyze's regions)")
+    prune.add_argument("--erase-mode", choices=["count", "ranked"], default="count",
+                       help="count: erase exactly N blocks; ranked: at most N, ranked with the channels and heads "
+                            "on one scale so --ratio decides (needs --by params or flops)")
     prune.add_argument("--calibration", metavar="DATA",
                        help=".npz (arrays per input) or .npy (token ids) to run the model on: --erase ranks blocks by "
                             "block influence there; a causal LM's loss on its held-out quarter is reported")

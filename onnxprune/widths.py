@@ -154,7 +154,7 @@ def narrowest(space, max_family_ratio: float, round_to: int = 1):
 
 def kept_width(size: int, keep: float, multiple: int, round_small: bool = False) -> int:
     """The kept count of a family of `size` groups keeping about `keep` of them, rounded as
-    `select` rounds (`passes.select._round_kept`, at `family_multiple`): to the nearest multiple, at
+    `select` rounds (`choose.nearest_removal`, at `family_multiple`): to the nearest multiple, at
     least one multiple, and a family no larger than the multiple is left whole."""
     multiple = family_multiple(size, multiple, round_small)
     if multiple <= 1:

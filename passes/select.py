@@ -1,10 +1,17 @@
 """`select`: choose groups to prune in one shot, by importance (DESIGN §7).
 
 Scores come from the groups' producer parameters (L1 or L2 over every slice, computed for all groups
-of a family at once), optionally normalised per family so families of different scales compare; the
-least important groups go first until the target share of groups, parameters or FLOPs is reached.
+of a family at once), normalised per family so families of different scales compare (channels and
+heads on one scale, `importance`); the least important groups go first (`choose.greedy_order`, the
+choice the optimizers make too) until the target share of groups, parameters or FLOPs is reached.
 That share is measured exactly: the parameters and FLOPs the compact model would have (`SelectionCost`),
 not a sum of per-group estimates, which counts twice what two families remove together.
+
+Blocks (erasable regions, `erase=N`) go in one of two ways: `erase_mode=count` erases exactly N, the
+least important by their own measure, and the groups fill the rest of the target; `erase_mode=ranked`
+puts them in the same ranking as the groups, on the same scale (importance share per cost share,
+`importance.on_one_scale`), so at most N go and only where a block costs less importance per FLOP
+(or parameter) saved than the channels and heads that would otherwise go.
 """
 
 from __future__ import annotations
@@ -15,18 +22,40 @@ from typing import Literal
 
 import numpy as np
 
+from onnxprune.choose import (
+    Budget,
+    GroupTable,
+    give_back_order,
+    greedy_order,
+    group_table,
+    nearest_removal,
+    pick_admissible,
+    ranked,
+    round_kept,
+)
+from onnxprune.errors import UserError
 from onnxprune.facts import Outcome
 from onnxprune.ir import Graph
 from onnxprune.latency_model import LatencyModel, latency_model
-from onnxprune.ops.rule import constant_value
 from onnxprune.passmanager import ALL, PassResult, TransformPass
-from onnxprune.space import AxisBudget, ErasingSpace, Family, PruningSpace, Selection
+from onnxprune.space import ErasingSpace, Family, PruningSpace, Selection
 from onnxprune.widths import WidthTable, channels_per_group, group_step, keep_share
 
 from .cost import CostAnalysis, SelectionCost
 from .erase_space import EraseSpaceAnalysis
+from .importance import group_scores, normalize, on_one_scale, per_latency, region_importance, region_scores
 from .prune_space import PruneSpaceAnalysis
 from .shapes import ShapesAnalysis
+
+
+@dataclass(frozen=True)
+class RankedBlocks:
+    """Erasable regions that join the ranking (erase_mode=ranked): each region's score on the groups'
+    scale, which sets of them may not all go (`ErasingSpace.exclusive`) and how many may go at most."""
+
+    scores: np.ndarray
+    exclusive: tuple[tuple[int, ...], ...]
+    limit: int
 
 
 @dataclass(frozen=True)
@@ -46,139 +75,38 @@ class SelectOptions:
     max_family_ratio: float = 0.9  # never remove more than this share of one family
     seed: int = 0  # for criterion=random
     erase: int = 0  # also erase this many whole regions (blocks), the least important first
+    erase_mode: Literal["count", "ranked"] = "count"  # count: exactly `erase` blocks, chosen by block importance
+    # alone; ranked: at most `erase` blocks, ranked with the channel and head groups on one scale
+    # (`importance.on_one_scale`), so the target decides whether a block or channels go
     calibration: str = ""  # .npz/.npy inputs: rank regions by block influence on them, not by weight size
     threads: int = 1  # by latency: the onnxruntime thread count the width table is timed at
     rank: Literal["importance", "latency"] = "importance"  # latency: importance per millisecond a group saves
     # (HALP; the width table's estimate), whatever `by` measures; by latency always ranks so
 
 
-def _per_index(array: np.ndarray, axis: int, criterion: str) -> np.ndarray:
-    # accumulate in float64 without a float64 copy of the tensor: for a VGG classifier (100M weights)
-    # the copy took seconds and gigabytes; einsum and sum(dtype=) cast as they stream
-    array = np.asarray(array)
-    flat = np.moveaxis(array, axis, 0).reshape(array.shape[axis], -1)
-    if criterion == "l1":
-        return np.abs(flat).sum(axis=1, dtype=np.float64)
-    return np.einsum("ij,ij->i", flat, flat, dtype=np.float64)
-
-
-def _row_sums(table: np.ndarray, per_index: np.ndarray) -> np.ndarray:
-    valid = table >= 0
-    return np.where(valid, per_index[np.where(valid, table, 0)], 0.0).sum(axis=1)
-
-
-def group_scores(graph: Graph, family: Family, criterion: str, rng: np.random.Generator) -> np.ndarray:
-    """Importance of every group of `family` (higher = keep)."""
-    if criterion == "random":
-        return rng.random(family.size)
-    total = np.zeros(family.size)
-    for member in family.producers:
-        total += _row_sums(member.table, _per_index(_parameter(graph, member.value), member.axis, criterion))
-    return total if criterion == "l1" else np.sqrt(total)
-
-
-def _parameter(graph: Graph, name: str) -> np.ndarray:
-    return np.asarray(constant_value(graph, graph.value(name)))
-
-
-def _normalize(scores: np.ndarray, how: str) -> np.ndarray:
-    if how == "none" or not len(scores):
-        return scores
-    scale = {"mean": np.mean, "max": np.max, "l2": np.linalg.norm}[how](scores)
-    return scores / scale if scale > 0 else scores
-
-
-def per_latency(normalized: dict[int, np.ndarray], saved: dict[int, float]) -> dict[int, np.ndarray]:
-    """HALP's trade: each group's (normalised) importance per unit of the latency its removal saves
-    (`saved[family]`, ms per group, from the width table, relative to the mean over families), so a
-    latency target is met by the groups that cost the least importance per millisecond. A family
-    whose groups save nothing measurable goes last."""
-    positive = [v for v in saved.values() if v > 0]
-    scale = float(np.mean(positive)) if positive else 1.0
-    return {f: scores / (saved[f] / scale) if saved.get(f, 0.0) > 0 else scores + 1e9
-            for f, scores in normalized.items()}
-
-
-def _round_kept(size: int, removed: int, round_to: int, cap: int) -> int:
-    """Adjust a removal count so the kept count is a multiple of round_to (nearest, within the cap)."""
-    if round_to <= 1:
-        return removed
-    if size <= round_to:
-        return 0
-    kept = max(round_to, int(round((size - removed) / round_to)) * round_to)
-    while size - kept > cap:
-        kept += round_to
-    return max(0, size - kept)
-
-
-def _greedy_order(families: list[Family], ranked_scores: dict[int, np.ndarray], caps: dict[int, int],
-                  space: PruningSpace) -> list[tuple[int, int]]:
-    """Every group that a global greedy would take, least important first, until nothing more may go
-    (family caps, no emptied axis). A greedy stopped at any target takes a prefix of this list, since
-    what it skips never depends on where it stops."""
-    ranked = sorted(((ranked_scores[f.id][g], f.id, g) for f in families for g in range(f.size)),
-                    key=lambda item: (item[0], item[1], item[2]))
-    by_id = {f.id: f for f in families}
-    budget = AxisBudget(space)
-    taken = {f.id: 0 for f in families}
-    order = []
-    for _, family_id, group in ranked:
-        if taken[family_id] >= caps[family_id] or not budget.take(by_id[family_id], int(group)):
-            continue
-        taken[family_id] += 1
-        order.append((family_id, int(group)))
-    return order
-
-
-def _rounded(start: AxisBudget, families: list[Family], scores: dict[int, np.ndarray], caps: dict[int, int],
-             prefix: list[tuple[int, int]], steps: dict[int, int]) -> dict[int, list[int]]:
-    """The groups of `prefix` per family, with kept counts rounded to multiples of `steps[family]` (groups
-    added in score order where the axes allow, or the most important chosen ones given back); `start`
-    is the budget of the whole space, left as it is."""
-    chosen: dict[int, list[int]] = {f.id: [] for f in families}
-    for family_id, group in prefix:
-        chosen[family_id].append(group)
-    if all(step <= 1 for step in steps.values()):
-        return chosen
-    budget = start.copy()
-    by_id = {f.id: f for f in families}
-    for family_id, group in prefix:  # the greedy took these in this order, so they fit again
-        budget.take(by_id[family_id], group)
-    for f in families:  # round kept counts; only ever drop choices, so no axis can empty
-        count = _round_kept(f.size, len(chosen[f.id]), steps[f.id], caps[f.id])
-        if count == len(chosen[f.id]):
-            continue
-        order = np.lexsort((np.arange(f.size), scores[f.id]))
-        already = set(chosen[f.id])
-        extra = [int(g) for g in order if int(g) not in already]
-        while len(chosen[f.id]) < count and extra:
-            group = extra.pop(0)
-            if budget.take(f, group):
-                chosen[f.id].append(group)
-        if len(chosen[f.id]) > count:
-            kept_back = sorted(chosen[f.id], key=lambda g: -scores[f.id][g])[:len(chosen[f.id]) - count]
-            for group in kept_back:
-                chosen[f.id].remove(group)
-                budget.give_back(f, group)
-    return chosen
-
-
 def select_groups(graph: Graph, space: PruningSpace, cost, options: SelectOptions,
                   exact: SelectionCost | None = None,
                   finish: Callable[[Selection], Selection] | None = None,
-                  timing: LatencyModel | None = None) -> tuple[Selection, Outcome]:
+                  timing: LatencyModel | None = None, blocks: RankedBlocks | None = None
+                  ) -> tuple[Selection, Outcome]:
     """Choose the groups to prune (see module docstring) and say what the choice removes.
 
-    The global ranking fixes the order in which groups go; how far down it to go is searched (bisection
-    over the prefix length) so that what the compact model loses, measured exactly by `exact` (for
-    `by` params or FLOPs: the `SelectionCost` of `graph`), is the closest to the target. Summing each
-    group's own estimate instead counted weight slices shared by two families twice. `finish` turns a
-    choice into the final selection (adding erased regions, say) and is part of what is measured.
-    `timing` (a `latency_model.LatencyModel`) is what `by` latency measures and `rank` latency ranks by."""
+    The global ranking fixes the order in which groups go (`choose.greedy_order`, the choice the
+    optimizers make too); how far down it to go is searched (bisection over the prefix length) so that
+    what the compact model loses, measured exactly by `exact` (for `by` params or FLOPs: the
+    `SelectionCost` of `graph`), is the closest to the target. Summing each group's own estimate
+    instead counted weight slices shared by two families twice. `finish` turns a choice into the final
+    selection (adding erased regions, say) and is part of what is measured. `timing` (a
+    `latency_model.LatencyModel`) is what `by` latency measures and `rank` latency ranks by. With
+    `blocks`, up to `blocks.limit` admissible regions join the order at their score (`finish` then
+    drops pruned groups that reach into an erased region)."""
     rng = np.random.default_rng(options.seed)
     finish = finish or (lambda selection: selection)
     families = [f for f in space.prunable if f.size > 1]
+    regions = range(len(blocks.scores)) if blocks is not None else ()
+    table = group_table(space, families, regions, blocks.exclusive if blocks is not None else ())
     scores = {f.id: group_scores(graph, f, options.criterion, rng) for f in families}
+    raw = _flat(families, scores)
     caps = {f.id: min(f.size - 1, int(np.floor(options.max_family_ratio * f.size))) for f in families}
     steps = {f.id: group_step(f.size, channels_per_group(f), options.round_to, options.round_small) for f in families}
     if options.by == "groups":
@@ -201,20 +129,43 @@ def select_groups(graph: Graph, space: PruningSpace, cost, options: SelectOption
         found = exact.measure(selection)
         return total - (found.parameters if options.by == "params" else found.flops)
 
-    def make(chosen: dict[int, list[int]]) -> Selection:
-        return finish(Selection({fid: tuple(sorted(groups)) for fid, groups in chosen.items() if groups}))
+    def make(chosen: dict[int, list[int]], erased: tuple[int, ...] = ()) -> Selection:
+        """The selection of per-family picks (global group numbers) and erased region ids."""
+        return finish(Selection({fid: tuple(sorted(int(table.local[g]) for g in groups))
+                                 for fid, groups in chosen.items() if groups}, erased))
 
+    def erased_in(prefix: list[int]) -> tuple[int, ...]:
+        return tuple(sorted(-1 - int(table.family_of[g]) for g in prefix if table.family_of[g] < 0))
+
+    def rounded(prefix: list[int], family_steps: dict[int, int]) -> dict[int, list[int]]:
+        """The channel groups of `prefix` per family, kept counts rounded to the nearest multiple of the step."""
+        chosen: dict[int, list[int]] = {f.id: [] for f in families}
+        prefix = [g for g in prefix if table.family_of[g] >= 0]
+        for g in prefix:
+            chosen[int(table.family_of[g])].append(g)
+        if all(step <= 1 for step in family_steps.values()):
+            return chosen
+        budget = Budget(table)
+        for g in prefix:  # the greedy took these in this order, so they fit again
+            budget.take(g)
+        return round_kept(table, chosen, raw, family_steps, caps, budget, "nearest")
+
+    if blocks is not None and (options.scope == "local" or options.by not in ("params", "flops")
+                               or options.rank == "latency"):
+        raise UserError("select: erase_mode=ranked needs by=params or by=flops, scope=global and rank=importance "
+                        "(blocks are ranked by the parameters or FLOPs they save)")
     if options.scope == "local":
         def local(share: float) -> Selection:
             """The same share of every family's groups, each family's least important first."""
-            budget = AxisBudget(space)
+            budget = Budget(table)
             chosen: dict[int, list[int]] = {f.id: [] for f in families}
             for f in families:
-                want = _round_kept(f.size, min(caps[f.id], int(np.floor(share * f.size))), steps[f.id],
-                                   caps[f.id])
-                for group in np.lexsort((np.arange(f.size), scores[f.id]))[:want]:
-                    if budget.take(f, int(group)):
-                        chosen[f.id].append(int(group))
+                want = nearest_removal(f.size, min(caps[f.id], int(np.floor(share * f.size))), steps[f.id],
+                                       caps[f.id])
+                mine = table.groups_of(f.id)
+                for g in mine[np.lexsort((mine, raw[mine]))][:want]:
+                    if budget.take(int(g)):
+                        chosen[f.id].append(int(g))
             return make(chosen)
 
         if options.by == "groups":
@@ -237,70 +188,95 @@ def select_groups(graph: Graph, space: PruningSpace, cost, options: SelectOption
                 candidates[share] = (selection, removed_by(selection))
         selection, removed = min(candidates.values(), key=lambda c: abs(c[1] - target))
         return selection, Outcome(options.by, target, removed, total)
-    normalized = {f.id: _normalize(scores[f.id], options.normalize) for f in families}
+    normalized = {f.id: normalize(scores[f.id], options.normalize) for f in families}
     if options.by == "latency" or options.rank == "latency":
         normalized = per_latency(normalized, {f.id: timing.per_group(f.id) for f in families})
-    order = _greedy_order(families, normalized, caps, space)
-    start = AxisBudget(space)
-    measured: dict[int, tuple[Selection, float]] = {}
+    ranking = _flat(families, normalized)
+    if blocks is not None:
+        ranking = np.concatenate([ranking, blocks.scores])
+    order = greedy_order(table, ranking, caps, Budget(table))
+    if blocks is not None:  # which blocks may go never depends on the groups: merge them in at their score
+        worth = (table.family_of < 0) & np.isfinite(ranking)  # a block that saves nothing never goes
+        order += pick_admissible(ranked(ranking, worth), blocks.limit, table.exclusive)
+        order.sort(key=lambda g: (ranking[g], g))
 
-    def at(k: int) -> tuple[Selection, float]:
-        if k not in measured:
-            selection = make(_rounded(start, families, scores, caps, order[:k], steps))
-            measured[k] = (selection, removed_by(selection))
-        return measured[k]
+    def search(order: list[int]) -> tuple[Selection, float, int | None]:
+        """The prefix of `order` closest to the target, refined; and the item whose inclusion crossed it."""
+        measured: dict[int, tuple[Selection, float]] = {}
 
-    low, high = 0, len(order)  # the smallest prefix that reaches the target (removal grows with the prefix)
-    while low < high:
-        middle = (low + high) // 2
-        if at(middle)[1] >= target:
-            high = middle
-        else:
-            low = middle + 1
-    best = min({max(low - 1, 0), low}, key=lambda k: (abs(at(k)[1] - target), k))
-    selection, removed = at(best)
-    if options.round_to <= 1 and abs(removed - target) > 0.001 * total and low > 0:
-        selection, removed = _fill(order, low - 1, target, total, selection, removed,
-                                   lambda chosen: make(_rounded(start, families, scores, caps, chosen,
-                                                                {f.id: 1 for f in families})), removed_by)
-    elif options.round_to > 1 and abs(removed - target) > 0.001 * total:
-        chosen = _rounded(start, families, scores, caps, order[:best], steps)
-        selection, removed = _step(families, scores, caps, start, chosen, steps, target, total,
-                                   selection, removed, make, removed_by)
+        def at(k: int) -> tuple[Selection, float]:
+            if k not in measured:
+                selection = make(rounded(order[:k], steps), erased_in(order[:k]))
+                measured[k] = (selection, removed_by(selection))
+            return measured[k]
+
+        low, high = 0, len(order)  # the smallest prefix that reaches the target (removal grows with the prefix)
+        while low < high:
+            middle = (low + high) // 2
+            if at(middle)[1] >= target:
+                high = middle
+            else:
+                low = middle + 1
+        best = min({max(low - 1, 0), low}, key=lambda k: (abs(at(k)[1] - target), k))
+        selection, removed = at(best)
+        if options.round_to <= 1 and abs(removed - target) > 0.001 * total and low > 0:
+            selection, removed = _fill(order, low - 1, target, total, selection, removed,
+                                       lambda chosen: make(rounded(chosen, dict.fromkeys(steps, 1)),
+                                                           erased_in(chosen)), removed_by)
+        elif options.round_to > 1 and abs(removed - target) > 0.001 * total:
+            erased = erased_in(order[:best])
+            selection, removed = _step(table, raw, caps, rounded(order[:best], steps), steps, target, total,
+                                       selection, removed, lambda chosen: make(chosen, erased), removed_by)
+        return selection, removed, order[low - 1] if 0 < low <= len(order) else None
+
+    selection, removed, crossing = search(order)
+    # a block is a coarse step: where the one that crosses the target leaves it missed, search again
+    # without that block (the groups after it fill in) and keep whichever lands closer
+    while crossing is not None and table.family_of[crossing] < 0 and abs(removed - target) > 0.001 * total:
+        order = [g for g in order if g != crossing]
+        found, found_removed, crossing = search(order)
+        if abs(found_removed - target) < abs(removed - target):
+            selection, removed = found, found_removed
     return selection, Outcome(options.by, target, removed, total)
 
 
-def _step(families: list[Family], scores: dict[int, np.ndarray], caps: dict[int, int], start: AxisBudget,
-          chosen: dict[int, list[int]], steps: dict[int, int], target: float, total: float, best: Selection,
-          best_removed: float, make, removed_by, rounds: int = 12) -> tuple[Selection, float]:
+def _flat(families: list[Family], per_family: dict[int, np.ndarray]) -> np.ndarray:
+    """Per-family arrays laid end to end, in the group numbering of `choose.group_table(space, families)`."""
+    return np.concatenate([np.asarray(per_family[f.id], dtype=np.float64) for f in families]) if families \
+        else np.zeros(0)
+
+
+def _step(table: GroupTable, scores: np.ndarray, caps: dict[int, int], chosen: dict[int, list[int]],
+          steps: dict[int, int], target: float, total: float, best: Selection, best_removed: float, make,
+          removed_by, rounds: int = 12) -> tuple[Selection, float]:
     """Rounded kept counts move in steps of `steps[family]` groups, so the prefix closest to the target can miss
-    it by several steps' worth (most families round the same way at the same prefix). From `chosen`,
-    move one family at a time by one step (its step's worth of least important kept groups more, or of
-    most important chosen ones fewer; a multiple stays a multiple) and keep the move that comes closest
-    to the target, until no move helps or `rounds` moves were made. Measures at most
-    2 x families x `rounds` candidates."""
-    by_id = {f.id: f for f in families}
+    it by several steps' worth (most families round the same way at the same prefix). From `chosen`
+    (per family, global groups), move one family at a time by one step (its step's worth of least
+    important kept groups more, or of most important chosen ones fewer; a multiple stays a multiple)
+    and keep the move that comes closest to the target, until no move helps or `rounds` moves were
+    made. Measures at most 2 x families x `rounds` candidates."""
     for _ in range(rounds):
-        budget = start.copy()
-        for family_id, groups in chosen.items():
-            for group in groups:
-                budget.take(by_id[family_id], group)  # a feasible set: every group fits again
+        budget = Budget(table)
+        for groups in chosen.values():
+            for g in groups:
+                budget.take(g)  # a feasible set: every group fits again
         moves = []
-        for f in families:
-            mine, step = chosen[f.id], steps[f.id]
-            if len(mine) + step <= caps[f.id] and f.size - len(mine) - step >= 1:  # remove a step more
+        for family_id, mine in chosen.items():
+            step, size = steps[family_id], table.family_size[family_id]
+            if len(mine) + step <= caps[family_id] and size - len(mine) - step >= 1:  # remove a step more
                 taken = set(mine)
                 extra, trial = [], budget.copy()
-                for group in np.lexsort((np.arange(f.size), scores[f.id])):
+                groups = table.groups_of(family_id)
+                for g in groups[np.lexsort((groups, scores[groups]))]:
                     if len(extra) == step:
                         break
-                    if int(group) not in taken and trial.take(f, int(group)):
-                        extra.append(int(group))
+                    if int(g) not in taken and trial.take(int(g)):
+                        extra.append(int(g))
                 if len(extra) == step:
-                    moves.append({**chosen, f.id: mine + extra})
+                    moves.append({**chosen, family_id: mine + extra})
             if len(mine) >= step:  # keep a step more: the most important of the chosen go back
-                back = set(sorted(mine, key=lambda g: -scores[f.id][g])[:step])
-                moves.append({**chosen, f.id: [g for g in mine if g not in back]})
+                back = set(give_back_order(mine, scores)[:step])
+                moves.append({**chosen, family_id: [g for g in mine if g not in back]})
         improved = False
         for move in moves:
             candidate = make(move)
@@ -312,7 +288,7 @@ def _step(families: list[Family], scores: dict[int, np.ndarray], caps: dict[int,
     return best, best_removed
 
 
-def _fill(order: list[tuple[int, int]], length: int, target: float, total: float,
+def _fill(order: list[int], length: int, target: float, total: float,
           best: Selection, best_removed: float, make, removed_by, tries: int = 64) -> tuple[Selection, float]:
     """Where one group is a coarse step (an attention head, a channel of a small model), the longest
     prefix below the target and the shortest above it can both miss by more than a group's worth:
@@ -334,7 +310,8 @@ def _fill(order: list[tuple[int, int]], length: int, target: float, total: float
 
 
 class Select(TransformPass):
-    """Pick the least important channel/head groups to prune (L1/L2/random, by groups/params/FLOPs).
+    """Pick the least important channel/head groups (and blocks, with erase) to prune (L1/L2/random, by
+    groups/params/FLOPs/latency).
 
     The selection goes to a later `compact` in the same pipeline; the graph itself is not changed."""
 
@@ -345,13 +322,15 @@ class Select(TransformPass):
 
     def run(self, graph: Graph, am) -> PassResult:
         if not 0.0 <= self.options.ratio <= 1.0:
-            from onnxprune.errors import UserError
             raise UserError(f"select: ratio must be between 0 and 1, got {self.options.ratio}")
         space = am.get(PruneSpaceAnalysis)
         cost = am.get(CostAnalysis)
         erasing = am.get(EraseSpaceAnalysis) if self.options.erase else None
-        finish = None
-        if erasing is not None:
+        finish, blocks = None, None
+        if erasing is not None and self.options.erase_mode == "ranked":
+            blocks = RankedBlocks(self._block_scale(graph, space, erasing), erasing.exclusive, self.options.erase)
+            finish = lambda s: s.without_clashes(space, erasing)
+        elif erasing is not None:
             # which regions go never depends on the groups, so it is worked out once
             regions = erasable(graph, erasing, self.options.erase, self._region_scores(graph, space, erasing))
             finish = lambda s: Selection(s.pruned, regions).without_clashes(space, erasing)
@@ -361,11 +340,18 @@ class Select(TransformPass):
                                    max(self.options.round_to, 1), WidthTable(self.options.threads))
         exact = SelectionCost(graph, am.get(ShapesAnalysis), cost, space, erasing) \
             if self.options.by in ("params", "flops") else None
-        selection, outcome = select_groups(graph, space, cost, self.options, exact, finish, timing)
+        selection, outcome = select_groups(graph, space, cost, self.options, exact, finish, timing, blocks)
         am.provide(selection)
         am.provide(outcome)
         return PassResult.unchanged()
 
+    def _block_scale(self, graph: Graph, space: PruningSpace, erasing: ErasingSpace) -> np.ndarray:
+        """Each region's score on the groups' scale (`importance.on_one_scale`): its importance (weight
+        norm, or block influence with calibration inputs) share per share of what `by` measures."""
+        importance = self._region_scores(graph, space, erasing) if self.options.calibration else \
+            region_importance(graph, erasing, self.options.criterion, np.random.default_rng(self.options.seed + 1))
+        cost = [r.params if self.options.by == "params" else r.flops for r in erasing.regions]
+        return on_one_scale(importance, np.asarray(cost, dtype=np.float64), self.options.normalize)
 
     def _region_scores(self, graph: Graph, space: PruningSpace, erasing: ErasingSpace) -> np.ndarray:
         """Block influence on the calibration inputs when given, else the weights' root mean square."""
@@ -376,31 +362,9 @@ class Select(TransformPass):
         return block_influence(graph, space, erasing, read_calibration(self.options.calibration, graph).scoring)
 
 
-def region_scores(graph: Graph, erasing: ErasingSpace) -> np.ndarray:
-    """Importance of each region: the root mean square of its group's parameters (what erasing it zeroes)."""
-    scores = []
-    for region in erasing.regions:
-        arrays = [np.asarray(_parameter(graph, name), dtype=np.float64).ravel() for name in region.group]
-        values = np.concatenate(arrays) if arrays else np.zeros(1)
-        scores.append(float(np.sqrt(np.mean(values * values))))
-    return np.asarray(scores)
-
-
 def erasable(graph: Graph, erasing: ErasingSpace, count: int, scores: np.ndarray | None = None) -> tuple[int, ...]:
     """The `count` least important regions (by `scores`, default `region_scores`) that may be erased
     together (ids, sorted)."""
-    erased: list[int] = []
     scores = region_scores(graph, erasing) if scores is None else scores
-    for region in np.argsort(scores, kind="stable"):
-        if len(erased) >= count:
-            break
-        if erasing.admissible(erased + [int(region)]):
-            erased.append(int(region))
-    return tuple(sorted(erased))
-
-
-def with_regions(graph: Graph, space: PruningSpace, erasing: ErasingSpace, selection: Selection, count: int
-                 ) -> Selection:
-    """`selection` plus the `count` least important regions that may be erased together; pruned groups of
-    families reaching into an erased region are dropped (a region goes whole or not at all)."""
-    return Selection(selection.pruned, erasable(graph, erasing, count)).without_clashes(space, erasing)
+    order = [int(r) for r in np.argsort(scores, kind="stable")]
+    return tuple(sorted(pick_admissible(order, count, erasing.exclusive)))

@@ -162,7 +162,7 @@ def make_cric(params, settings=CRIC, origin=None):
     ours = {k: v.clone() for k, v in params.items()}
     grads = {k: torch.zeros_like(v) for k, v in params.items()}
     origin, weights = {k: v.clone() for k, v in (origin or params).items()}, loss_weights(params)
-    optimizer = HessoCric(ours, grads, layout, space, lambda: fake_loss(ours, origin, weights),
+    optimizer = HessoCric(ours, grads, layout, lambda: fake_loss(ours, origin, weights),
                           BaseSettings("sgd", momentum=0.0), settings)
     return optimizer, ours, grads, layout
 
@@ -255,7 +255,7 @@ def test_progressive_choice_with_a_flat_loss_is_hesso():
     drive_recording(optimizer, grads, grads_seq)
     hesso_params = {k: v.clone() for k, v in params.items()}
     hesso_grads = {k: torch.zeros_like(v) for k, v in params.items()}
-    hesso = Hesso(hesso_params, hesso_grads, layout, space, BaseSettings("sgd", momentum=0.0),
+    hesso = Hesso(hesso_params, hesso_grads, layout, BaseSettings("sgd", momentum=0.0),
                   HessoSettings(0.5, settings.cric_start_step, settings.pruning_steps, settings.pruning_periods,
                                 criteria=settings.criteria))
     drive_recording_plain(hesso, hesso_grads, grads_seq)

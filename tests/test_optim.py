@@ -135,7 +135,7 @@ def test_without_pruning_the_step_is_torch_optim(settings, make):
     grads = {k: torch.zeros_like(v) for k, v in params.items()}
     theirs = {k: v.clone().requires_grad_() for k, v in params.items()}
     reference = make(list(theirs.values()))
-    optimizer = Hesso(ours, grads, layout_of(space, params, stats), space, settings,
+    optimizer = Hesso(ours, grads, layout_of(space, params, stats), settings,
                       HessoSettings(target_group_sparsity=0.0, start_pruning_step=10**6))
     rng = np.random.default_rng(1)
     for _ in range(5):
@@ -186,7 +186,7 @@ def test_hesso_matches_slow_reference_and_hits_exactly_k_zero_groups():
     expected = reference_hesso(params, grads_seq, layout, space, settings, lr=0.05)
     ours = {k: v.clone() for k, v in params.items()}
     grads = {k: torch.zeros_like(v) for k, v in params.items()}
-    optimizer = Hesso(ours, grads, layout, space, BaseSettings("sgd", momentum=0.0), settings)
+    optimizer = Hesso(ours, grads, layout, BaseSettings("sgd", momentum=0.0), settings)
     drive(optimizer, grads, grads_seq, 0.05)
     for k in params:
         np.testing.assert_allclose(ours[k].numpy(), expected[k].numpy(), rtol=1e-12, atol=0)
@@ -201,7 +201,7 @@ def test_hesso_group_divisible_keeps_multiples():
     _, space, params, stats = small_space()
     layout = layout_of(space, params, stats)
     grads = {k: torch.zeros_like(v) for k, v in params.items()}
-    optimizer = Hesso(params, grads, layout, space, BaseSettings("sgd", momentum=0.0),
+    optimizer = Hesso(params, grads, layout, BaseSettings("sgd", momentum=0.0),
                       HessoSettings(target_group_sparsity=0.6, pruning_steps=2, pruning_periods=1, group_divisible=4))
     rng = np.random.default_rng(3)
     drive(optimizer, grads, [random_grads(params, rng) for _ in range(3)], 0.01)
@@ -264,7 +264,7 @@ def test_dhspg_matches_slow_reference(finish_step):
     expected, zero = reference_dhspg(params, grads_seq, layout, settings, lr=0.2)
     ours = {k: v.clone() for k, v in params.items()}
     grads = {k: torch.zeros_like(v) for k, v in params.items()}
-    optimizer = Dhspg(ours, grads, layout, space, BaseSettings("sgd", momentum=0.0), settings)
+    optimizer = Dhspg(ours, grads, layout, BaseSettings("sgd", momentum=0.0), settings)
     drive(optimizer, grads, grads_seq, 0.2)
     for k in params:
         np.testing.assert_allclose(ours[k].numpy(), expected[k].numpy(), rtol=1e-10, atol=1e-12)
@@ -284,7 +284,7 @@ def test_dhspg_finish_step_reaches_the_target_where_the_penalty_alone_does_not()
         x = {k: v.clone() for k, v in params.items()}
         grads = {k: torch.zeros_like(v) for k, v in params.items()}
         settings = DhspgSettings(target_group_sparsity=0.5, lmbda=1e-3, partition_step=1, finish_step=finish_step)
-        optimizer = Dhspg(x, grads, layout, space, BaseSettings("sgd", momentum=0.0), settings)
+        optimizer = Dhspg(x, grads, layout, BaseSettings("sgd", momentum=0.0), settings)
         drive(optimizer, grads, grads_seq, 0.01)
         zeros[finish_step] = int(optimizer.zero_groups().sum())
         for g in np.flatnonzero(optimizer.zero_groups()):
@@ -294,10 +294,10 @@ def test_dhspg_finish_step_reaches_the_target_where_the_penalty_alone_does_not()
 
 
 @pytest.mark.parametrize("make", [
-    lambda p, g, layout, space: Hesso(p, g, layout, space, BaseSettings("adamw", weight_decay=1e-2),
+    lambda p, g, layout: Hesso(p, g, layout, BaseSettings("adamw", weight_decay=1e-2),
                                       HessoSettings(target_group_sparsity=0.4, start_pruning_step=2, pruning_steps=6,
                                                     pruning_periods=2)),
-    lambda p, g, layout, space: Dhspg(p, g, layout, space, BaseSettings("sgd", momentum=0.9),
+    lambda p, g, layout: Dhspg(p, g, layout, BaseSettings("sgd", momentum=0.9),
                                       DhspgSettings(target_group_sparsity=0.4, lmbda=0.5, partition_step=2)),
 ])
 def test_resume_from_state_dict_equals_uninterrupted(make):
@@ -309,7 +309,7 @@ def test_resume_from_state_dict_equals_uninterrupted(make):
     def run(steps, start=None):
         x = {k: v.clone() for k, v in (start[0] if start else params).items()}
         grads = {k: torch.zeros_like(v) for k, v in params.items()}
-        optimizer = make(x, grads, layout, space)
+        optimizer = make(x, grads, layout)
         if start:
             optimizer.load_state_dict(start[1])
         drive(optimizer, grads, grads_seq[optimizer.steps:steps], 0.05)
@@ -332,7 +332,7 @@ def test_hesso_per_family_scores_spread_pruning_over_families():
     grads = {k: torch.zeros_like(v) for k, v in params.items()}
     for per_family, expected in ((False, 1), (True, 2)):
         x = {k: v.clone() for k, v in params.items()}
-        optimizer = Hesso(x, grads, layout, space, BaseSettings("sgd", momentum=0.0),
+        optimizer = Hesso(x, grads, layout, BaseSettings("sgd", momentum=0.0),
                           HessoSettings(target_group_sparsity=0.4, pruning_steps=1, per_family=per_family))
         optimizer.step(0.0)
         assert len(layout.selection(optimizer.zero_groups()).pruned) == expected
@@ -340,10 +340,10 @@ def test_hesso_per_family_scores_spread_pruning_over_families():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 @pytest.mark.parametrize("make", [
-    lambda p, g, layout, space: Hesso(p, g, layout, space, BaseSettings("adam"),
+    lambda p, g, layout: Hesso(p, g, layout, BaseSettings("adam"),
                                       HessoSettings(target_group_sparsity=0.5, start_pruning_step=1, pruning_steps=4,
                                                     pruning_periods=2)),
-    lambda p, g, layout, space: Dhspg(p, g, layout, space, BaseSettings("sgd", momentum=0.9),
+    lambda p, g, layout: Dhspg(p, g, layout, BaseSettings("sgd", momentum=0.9),
                                       DhspgSettings(target_group_sparsity=0.5, lmbda=0.5, partition_step=1)),
 ])
 def test_cuda_step_matches_cpu(make):
@@ -356,7 +356,7 @@ def test_cuda_step_matches_cpu(make):
     for device in ("cpu", "cuda"):
         x = {k: v.clone().to(device) for k, v in params.items()}
         grads = {k: torch.zeros_like(v) for k, v in x.items()}
-        optimizer = make(x, grads, layout, space)
+        optimizer = make(x, grads, layout)
         drive(optimizer, grads, grads_seq, 0.05)
         results[device] = ({k: v.cpu() for k, v in x.items()}, optimizer.zero_groups())
     for k in params:
@@ -368,7 +368,7 @@ def test_choose_gives_back_broken_blocks_and_fills_with_whole_ones():
     _, space, params, stats = small_space()
     layout = layout_of(space, params, stats)
     grads = {k: torch.zeros_like(v) for k, v in params.items()}
-    optimizer = Hesso(params, grads, layout, space)
+    optimizer = Hesso(params, grads, layout)
     small = layout.family_of_group == layout.family_of_group[0]
     scores = torch.tensor(np.where(small, 1.0, 2.0) + np.arange(layout.n_groups) * 1e-3)
     scores[np.flatnonzero(small)[3:]] = 10.0  # the small family offers three cheap groups, then expensive ones
@@ -449,7 +449,7 @@ def test_fused_step_matches_the_step_as_it_was(case, chunk, monkeypatch):
     for make in (fused_class, reference_class):
         x = {k: v.clone() for k, v in params.items()}
         grads = {k: torch.zeros_like(v) for k, v in params.items()}
-        optimizer = make(x, grads, layout, space, base, settings, erasing)
+        optimizer = make(x, grads, layout, base, settings)
         masks = []
         for step_grads in grads_seq:
             drive(optimizer, grads, [step_grads], 0.05)
@@ -493,7 +493,7 @@ def test_zero_groups_counts_values_whose_squares_underflow():
     weights that still compute something."""
     space, _, layout, params = random_layout(seed=0)
     grads = {k: torch.zeros_like(v) for k, v in params.items()}
-    optimizer = Hesso(params, grads, layout, space)
+    optimizer = Hesso(params, grads, layout)
     group = 3
     for entry in layout.axes:
         for i in np.flatnonzero(entry.group_of_index == group):
@@ -514,7 +514,7 @@ def test_cuda_steps_do_not_wait_for_the_device(case):
     base, settings = FUSED_CASES[case]()
     x = {k: v.cuda() for k, v in params.items()}
     grads = {k: torch.randn_like(v) for k, v in x.items()}
-    optimizer = (Hesso if case.startswith("hesso") else Dhspg)(x, grads, layout, space, base, settings, erasing)
+    optimizer = (Hesso if case.startswith("hesso") else Dhspg)(x, grads, layout, base, settings)
     decisions = {settings.start_pruning_step + i * (settings.pruning_steps // settings.pruning_periods)
                  for i in range(settings.pruning_periods)} if case.startswith("hesso") else {settings.partition_step}
     for n in range(12):

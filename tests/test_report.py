@@ -81,6 +81,8 @@ def test_run_writes_the_report_json_and_a_page_with_every_chart(capsys, tmp_path
     assert report["command"] == "run"
     assert {w["family"] for w in report["widths"]} >= set(report["families"])
     assert all(w["after"] <= w["before"] for w in report["widths"])
+    narrowed = [w for w in report["widths"] if w["after"] < w["before"]]
+    assert narrowed and all(f"  {w['family']}: {w['before']} -> {w['after']} channels" in text for w in narrowed), text
     assert report["frozen"] and all(f["reasons"] for f in report["frozen"])
     page = read_page(tmp_path / "d.report.html")
     assert page.svg_titles == ["Cost before and after", "Family widths before and after", "Training curves"]
@@ -103,6 +105,10 @@ def test_prune_writes_what_it_measured_and_the_page(capsys, tmp_path):
     assert len(report["erased"]) == 1 and report["erased"][0]["params"] > 0
     assert report["regions_erased"] == [report["erased"][0]["merge"]]
     assert any(w["after"] < w["before"] for w in report["widths"])
+    block = report["erased"][0]
+    assert f"  erased: block {block['id']}, {block['merge']} ({block['ops']} ops, {block['params']:,} params)" in text
+    assert all(f"  {w['family']}: {w['before']} -> {w['after']} channels" in text
+               for w in report["widths"] if w["after"] < w["before"]), text
     assert all(f["reasons"] for f in report["frozen"])
     page = read_page(tmp_path / "r.report.html")
     assert page.svg_titles == ["Cost before and after", "Family widths before and after"]

@@ -316,8 +316,8 @@ def test_h2spg_admits_only_admissible_regions_and_zeroes_them():
               if v.tensor.data_type == 1 and v.name not in stats and len(v.tensor.shape) >= 1}
     layout = group_layout(space, {k: tuple(v.shape) for k, v in params.items()}, frozenset(stats), erasing)
     grads = {k: torch.zeros_like(v) for k, v in params.items()}
-    optimizer = Dhspg(params, grads, layout, space, BaseSettings("sgd", momentum=0.0),
-                      DhspgSettings(target_group_sparsity=0.0, target_erase=1.0, lmbda=1.0, partition_step=0), erasing)
+    optimizer = Dhspg(params, grads, layout, BaseSettings("sgd", momentum=0.0),
+                      DhspgSettings(target_group_sparsity=0.0, target_erase=1.0, lmbda=1.0, partition_step=0))
     rng = np.random.default_rng(0)
     for _ in range(80):  # the penalty takes 0.2 off each admitted group's norm per step (norms are 4-8)
         for g in grads.values():

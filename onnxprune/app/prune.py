@@ -20,6 +20,8 @@ from ..passmanager import REGISTRY, AnalysisManager, PassManager
 from ..space import Selection
 from .command_io import check_output_path, input_bindings, load_model, warn, write_json, write_page
 from .options import check_bounds, parse_round_to
+from .report import report_sections
+from .summary import removed_lines
 
 Say = Callable[[str], None]
 
@@ -37,15 +39,15 @@ def prune_command(args: argparse.Namespace, say: Say = print, warn: Say = warn) 
         raise UserError(f"--ratio must be between 0 and 1, got {args.ratio}")
     # with auto rounding the width table is there: both rankings are tried and the faster kept
     args.rank_choice = "latency" if args.by == "latency" else args.rank or ("auto" if round_to is None else "importance")
-    if args.rank_choice == "auto" and round_to is not None:
-        args.rank_choice = "importance"  # with --round-to N nothing is timed: the plain ranking
+    if args.rank_choice == "auto" and (round_to is not None or args.erase_mode == "ranked"):
+        args.rank_choice = "importance"  # with --round-to N nothing is timed: the plain ranking; blocks have no timing
 
     def select(round_to: int, round_small: bool = False, rank: str | None = None):
         return REGISTRY.get("select")(ratio=args.ratio, criterion=args.criterion, by=args.by, scope=args.scope,
                                       round_to=round_to, round_small=round_small, threads=args.latency_threads,
                                       rank=rank or ("importance" if args.rank_choice == "auto" else args.rank_choice),
                                       max_family_ratio=args.max_family_ratio, seed=args.seed, erase=args.erase,
-                                      calibration=args.calibration or "")
+                                      erase_mode=args.erase_mode, calibration=args.calibration or "")
 
     return prune_pipeline(args, graph, select=select, round_to=round_to, say=say, warn=warn)
 
@@ -106,7 +108,7 @@ def prune_pipeline(args: argparse.Namespace, graph: Graph, select=None, selectio
     save(graph, args.output)
     if args.selection_out:
         write_json(args.selection_out, selection.to_json(space, erasing))
-    _say_outcome(selection, space, before, after, outcome, rounded, say)
+    _say_outcome(selection, space, erasing, before, after, outcome, rounded, say)
     verify = am.fact(VerifyReport, None)
     if verify is not None:
         say(f"verify     {verify}")
@@ -162,8 +164,9 @@ def _choose(args: argparse.Namespace, graph: Graph, am, space, select, selection
         PassManager(passes).run(graph, am)
 
 
-def _say_outcome(selection: Selection, space, before, after, outcome: Outcome | None, rounded: int, say: Say) -> None:
-    """What was removed, parameters and FLOPs before and after, and the target against what was reached."""
+def _say_outcome(selection: Selection, space, erasing, before, after, outcome: Outcome | None, rounded: int,
+                 say: Say) -> None:
+    """What was removed (in all, then per family and block: `summary.removed_lines`), parameters and FLOPs before and after, and the target against what was reached."""
     families = sum(1 for groups in selection.pruned.values() if groups)
 
     def change(a: int, b: int) -> str:
@@ -171,6 +174,8 @@ def _say_outcome(selection: Selection, space, before, after, outcome: Outcome | 
 
     say(f"pruned {selection.group_count} groups in {families} of {len(space.prunable)} prunable families"
         + (f"; erased {len(selection.erased)} regions" if selection.erased else ""))
+    for line in removed_lines(report_sections(space, selection, erasing)):
+        say(f"  {line}")
     say(f"parameters {change(before.parameters, after.parameters)}")
     say(f"FLOPs      {change(before.flops, after.flops)} per run")
     if outcome is None:

@@ -34,7 +34,7 @@ def report_sections(space, selection, erasing=None) -> dict[str, Any]:
     erased = []
     for region_id in selection.erased:
         region = erasing.regions[region_id]
-        erased.append({"merge": region.merge, "entry": region.entry, "ops": len(region.ops),
+        erased.append({"id": region_id, "merge": region.merge, "entry": region.entry, "ops": len(region.ops),
                        "params": int(region.params), "flops": int(region.flops)})
     return {"widths": widths, "frozen": frozen, "erased": erased}
 

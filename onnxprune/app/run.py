@@ -27,6 +27,7 @@ from ..train.config import TrainConfig
 from ..train.data import ArrayData, check_batch, check_labels, input_specs
 from .command_io import check_output_path, input_bindings, warn, write_page
 from .options import check_bounds, parse_round_to
+from .summary import removed_lines
 
 Say = Callable[[str], None]
 
@@ -167,6 +168,7 @@ def run_summary(report: dict) -> list[str]:
              f"removed {report['groups_removed']} groups in {len(report['families'])} families"
              + (f"; erased {len(report['regions_erased'])} blocks ({report['nodes']['dense']} -> "
                 f"{report['nodes']['compact']} nodes)" if report["regions_erased"] else "")]
+    lines += [f"  {line}" for line in removed_lines(report)]
     cric = report.get("cric")
     if cric is not None:
         lines.append(f"hesso-cric {cric['evaluations']} loss evaluations ({cric['forward_batches']} batches), "

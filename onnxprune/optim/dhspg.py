@@ -28,7 +28,6 @@ from dataclasses import dataclass
 
 import torch
 
-from ..space import ErasingSpace, PruningSpace
 from .base import BaseSettings
 from .groups import GroupLayout
 from .scores import criterion, normalized
@@ -58,11 +57,10 @@ class Dhspg(GroupSparseOptimizer):
     masks = ("penalized",)  # G_p
 
     def __init__(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], layout: GroupLayout,
-                 space: PruningSpace, base: BaseSettings | None = None, settings: DhspgSettings | None = None,
-                 erasing: ErasingSpace | None = None):
+                 base: BaseSettings | None = None, settings: DhspgSettings | None = None):
         settings = settings or DhspgSettings()
-        super().__init__(params, grads, layout, space, base or BaseSettings(), settings.target_group_sparsity,
-                         erasing, settings.target_erase)
+        super().__init__(params, grads, layout, base or BaseSettings(), settings.target_group_sparsity,
+                         settings.target_erase)
         self.settings = settings
         self.penalized = torch.zeros_like(self.zero)  # G_p
         self._any_penalized = False  # on the host: zero groups and the penalty exist only once G_p does

@@ -5,7 +5,9 @@ with it (DESIGN §5): output channels of the conv, its bias, the BatchNorm scale
 optimizers never loop over groups: for each (tensor, axis) that carries groups they reduce the
 tensor along every other axis once, then scatter the per-index sums into per-group sums, and scale
 or zero groups by multiplying the tensor with a per-index factor. `GroupLayout` is the table that
-makes that possible: for every such (tensor, axis), the group of each index.
+makes that possible: for every such (tensor, axis), the group of each index. It also carries the
+compiled `choose.GroupTable` (family sizes, axis budgets, which regions may not all be erased), so the
+optimizers choose groups from the layout alone, with the function `select` uses.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..choose import GroupTable, group_table
 from ..space import ErasingSpace, PruningSpace, Selection
 
 
@@ -30,17 +33,28 @@ class AxisGroups:
 
 @dataclass(frozen=True)
 class GroupLayout:
-    """The groups of every prunable family, numbered globally, and where their elements lie."""
+    """The groups of every prunable family, numbered globally, and where their elements lie; `table`
+    holds what choosing them needs (family sizes, axis budgets, which regions may not all be erased),
+    so an optimizer needs the layout alone, not the PruningSpace."""
 
-    family_of_group: np.ndarray  # global group -> family id
-    local_group: np.ndarray  # global group -> its index inside the family
+    table: GroupTable
     axes: tuple[AxisGroups, ...]
     skipped: tuple[str, ...] = ()  # families left out, with the reason
 
     @property
+    def family_of_group(self) -> np.ndarray:
+        """Global group -> family id (-1 - region id for an erasable region's group)."""
+        return self.table.family_of
+
+    @property
+    def local_group(self) -> np.ndarray:
+        """Global group -> its index inside the family."""
+        return self.table.local
+
+    @property
     def n_groups(self) -> int:
         """Number of groups the optimizer may drive to zero."""
-        return len(self.family_of_group)
+        return self.table.n_groups
 
     @property
     def families(self) -> np.ndarray:
@@ -82,8 +96,8 @@ def group_layout(space: PruningSpace, shapes: dict[str, tuple[int, ...]], buffer
     statistics: with scale and shift at zero the channel is zero whatever they hold); they are left
     alone. A family with any other producer that is not trainable is left out with the reason: its
     groups could never reach zero."""
-    family_of_group: list[int] = []
-    local_group: list[int] = []
+    laid_out, regions = [], []  # families and regions with groups here, in the order they are numbered
+    n_groups = 0
     by_axis: dict[tuple[str, int], np.ndarray] = {}
     skipped = []
     for family in space.prunable:
@@ -92,9 +106,9 @@ def group_layout(space: PruningSpace, shapes: dict[str, tuple[int, ...]], buffer
         if missing or not producers:
             skipped.append(f"{family.name}: producer {missing[0] if missing else '(none)'} is not a trainable tensor")
             continue
-        first = len(family_of_group)
-        family_of_group.extend([family.id] * family.size)
-        local_group.extend(range(family.size))
+        first = n_groups
+        laid_out.append(family)
+        n_groups += family.size
         for member in producers:
             key = (member.value, member.axis)
             size = shapes[member.value][member.axis]
@@ -110,9 +124,8 @@ def group_layout(space: PruningSpace, shapes: dict[str, tuple[int, ...]], buffer
         if missing:
             skipped.append(f"region {region.id} ({region.merge}): {missing[0]} is not a trainable tensor")
             continue
-        family_of_group.append(-1 - region.id)
-        local_group.append(0)
-        axes += [AxisGroups(name, None, np.array([len(family_of_group) - 1])) for name in region.group]
-    axes = tuple(axes)
-    return GroupLayout(np.asarray(family_of_group, dtype=np.int64), np.asarray(local_group, dtype=np.int64),
-                       axes, tuple(skipped))
+        regions.append(region.id)
+        n_groups += 1
+        axes += [AxisGroups(name, None, np.array([n_groups - 1])) for name in region.group]
+    table = group_table(space, laid_out, regions, erasing.exclusive if erasing is not None else ())
+    return GroupLayout(table, tuple(axes), tuple(skipped))

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..space import ErasingSpace, PruningSpace
 from .base import BaseSettings
 from .groups import GroupLayout
 from .scores import DEFAULT_MIX, importance
@@ -48,11 +47,10 @@ class Hesso(GroupSparseOptimizer):
     masks = ("active",)  # the groups shrinking in the current period
 
     def __init__(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], layout: GroupLayout,
-                 space: PruningSpace, base: BaseSettings | None = None, settings: HessoSettings | None = None,
-                 erasing: ErasingSpace | None = None):
+                 base: BaseSettings | None = None, settings: HessoSettings | None = None):
         settings = settings or HessoSettings()
-        super().__init__(params, grads, layout, space, base or BaseSettings(), settings.target_group_sparsity,
-                         erasing, settings.target_erase)
+        super().__init__(params, grads, layout, base or BaseSettings(), settings.target_group_sparsity,
+                         settings.target_erase)
         self.settings = settings
         self.period_length = settings.pruning_steps // settings.pruning_periods  # T
         self.active = torch.zeros_like(self.zero)

@@ -63,7 +63,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..space import ErasingSpace, PruningSpace
 from .base import BaseSettings
 from .groups import GroupLayout
 from .hesso import Hesso, HessoSettings
@@ -138,10 +137,9 @@ class HessoCric(Hesso):
     masks = ("active", "violating", "candidates", "examined", "chosen", "rescued")
 
     def __init__(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], layout: GroupLayout,
-                 space: PruningSpace, probe: LossProbe, base: BaseSettings | None = None,
-                 settings: HessoCricSettings | None = None, erasing: ErasingSpace | None = None):
+                 probe: LossProbe, base: BaseSettings | None = None, settings: HessoCricSettings | None = None):
         settings = settings or HessoCricSettings()
-        super().__init__(params, grads, layout, space, base, settings, erasing)
+        super().__init__(params, grads, layout, base, settings)
         self.probe = probe
         empty = torch.zeros_like(self.zero)
         self.violating, self.candidates, self.examined = empty.clone(), empty.clone(), empty.clone()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UserError
-from ..space import ErasingSpace, PruningSpace
+from ..space import PruningSpace
 from .config import TrainConfig
 from .data import check_batch
 
@@ -40,9 +40,8 @@ def trial_units(layout) -> int:
     return int(((families >= 0) & (sizes >= 2)).sum() + (families < 0).sum())
 
 
-def make_optimizer(engine, space: PruningSpace, layout, config: TrainConfig, total: int, device: str,
-                    erasing: ErasingSpace | None = None, probe: Probe | None = None):
-    """The optimizer `config` names over `layout`, set for a run of `total` steps. Where `device` is not
+def make_optimizer(engine, layout, config: TrainConfig, total: int, device: str, probe: Probe | None = None):
+    """The optimizer `config` names over `layout` (which carries all it needs to choose groups), set for a run of `total` steps. Where `device` is not
     the engine's (onnxruntime's CPU buffers, the step on CUDA) it steps copies (`OffloadedStep`), and
     HESSO-CRIC's `probe` copies them into the engine before it measures."""
     from ..optim import BaseSettings, Dhspg, DhspgSettings, Hesso, HessoSettings
@@ -59,20 +58,20 @@ def make_optimizer(engine, space: PruningSpace, layout, config: TrainConfig, tot
         periods = max(1, min(config.pruning_periods, pruning_steps))
         settings = HessoSettings(config.target_sparsity, start, pruning_steps, periods, config.group_divisible,
                                  target_erase=config.target_erase)
-        optimizer = Hesso(params, grads, layout, space, base, settings, erasing)
+        optimizer = Hesso(params, grads, layout, base, settings)
     elif config.optimizer == "hesso-cric":
         from ..optim.hesso_cric import HessoCric, HessoCricSettings
 
         settings = HessoCricSettings(config.target_sparsity, group_divisible=config.group_divisible,
                                      target_erase=config.target_erase,
                                      **cric_settings(config, total, trial_units(layout)))
-        optimizer = HessoCric(params, grads, layout, space, probe, base, settings, erasing)
+        optimizer = HessoCric(params, grads, layout, probe, base, settings)
     elif config.optimizer == "dhspg":
         lmbda = 1e-3 if config.variant == "sgd" else 1e-2
         settings = DhspgSettings(config.target_sparsity, lmbda=lmbda, partition_step=total // 10,
                                  half_space_project_steps=total // 10, group_divisible=config.group_divisible,
                                  target_erase=config.target_erase, finish_step=total // 2)
-        optimizer = Dhspg(params, grads, layout, space, base, settings, erasing)
+        optimizer = Dhspg(params, grads, layout, base, settings)
     else:
         raise UserError(f"unknown optimizer {config.optimizer!r} (hesso, hesso-cric, dhspg)")
     if device == engine.device:

@@ -112,7 +112,7 @@ def train_graph(graph: Graph, space: PruningSpace, types: dict, data: ArrayData 
         classes = _classes(types, engine.loss_output)
         probe = held_in_probe(engine, data, config, specs, teacher, classes) \
             if config.optimizer == "hesso-cric" else None
-        optimizer = make_optimizer(engine, space, layout, config, total, device, erasing, probe)
+        optimizer = make_optimizer(engine, layout, config, total, device, probe)
         labels = data.arrays.get("labels") if isinstance(data, ArrayData) else None
         if engine.target == "labels" and isinstance(labels, np.ndarray):
             check_labels(labels, classes, data.source)  # all of them before step 1 (shards: batch by batch)
