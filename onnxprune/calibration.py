@@ -80,7 +80,7 @@ def read_calibration(path: str | Path, graph: Graph, held_out: float = 0.25) -> 
         array = arrays[v.name]
         if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
             raise UserError(f"{path}: input {v.name} holds NaN or infinite values")
-    keep = count if count == 1 else max(1, int(round(count * (1 - held_out))))
+    keep = count if count == 1 else max(1, round(count * (1 - held_out)))
     return Calibration(str(path), {k: a[:keep] for k, a in arrays.items()}, {k: a[keep:] for k, a in arrays.items()})
 
 

@@ -141,7 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     ratio.add_argument("--target-latency", type=float, metavar="MS",
                        help="remove what brings the model's batch-1 latency (onnxruntime CPU, --latency-threads) "
                             "to about MS milliseconds, by the width table's estimate (implies --by latency)")
-    prune.add_argument("--criterion", choices=["l1", "l2", "random"], default="l2", help="importance (default l2)")
+    prune.add_argument("--criterion", choices=["l1", "l2", "random", "activation"], default="l2",
+                       help="importance (default l2); activation: the energy each group sends through the weights "
+                            "that read it on --calibration inputs (structured Wanda)")
     prune.add_argument("--by", choices=["groups", "params", "flops", "latency"], default="groups",
                        help="what --ratio measures (default groups); latency: the time of the model's "
                             "Conv/Gemm/MatMul ops as the measured width table estimates it, and the ranking "
@@ -166,7 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "on one scale so --ratio decides (needs --by params or flops)")
     prune.add_argument("--calibration", metavar="DATA",
                        help=".npz (arrays per input) or .npy (token ids) to run the model on: --erase ranks blocks by "
-                            "block influence there; a causal LM's loss on its held-out quarter is reported")
+                            "block influence there, --criterion activation ranks channels and heads there; a causal "
+                            "LM's loss on its held-out quarter is reported")
     _verify_options(prune)
     _latency_options(prune)
     _report_option(prune)

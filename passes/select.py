@@ -63,7 +63,8 @@ class SelectOptions:
     """Options of `select`."""
 
     ratio: float = 0.5  # share of the target quantity to remove
-    criterion: Literal["l1", "l2", "random"] = "l2"
+    criterion: Literal["l1", "l2", "random", "activation"] = "l2"  # activation: the energy a group sends
+    # through its consumer weights on the calibration inputs (needs `calibration`; calibration.activation_importance)
     by: Literal["groups", "params", "flops", "latency"] = "groups"  # groups of prunable families, model
     # params/FLOPs, or the heavy ops' time as the measured width table estimates it (`latency_model.LatencyModel`)
     scope: Literal["global", "local"] = "global"  # rank all groups together, or each family on its own (the
@@ -87,8 +88,8 @@ class SelectOptions:
 def select_groups(graph: Graph, space: PruningSpace, cost, options: SelectOptions,
                   exact: SelectionCost | None = None,
                   finish: Callable[[Selection], Selection] | None = None,
-                  timing: LatencyModel | None = None, blocks: RankedBlocks | None = None
-                  ) -> tuple[Selection, Outcome]:
+                  timing: LatencyModel | None = None, blocks: RankedBlocks | None = None,
+                  measured: dict[int, np.ndarray] | None = None) -> tuple[Selection, Outcome]:
     """Choose the groups to prune (see module docstring) and say what the choice removes.
 
     The global ranking fixes the order in which groups go (`choose.greedy_order`, the choice the
@@ -99,13 +100,18 @@ def select_groups(graph: Graph, space: PruningSpace, cost, options: SelectOption
     selection (adding erased regions, say) and is part of what is measured. `timing` (a
     `latency_model.LatencyModel`) is what `by` latency measures and `rank` latency ranks by. With
     `blocks`, up to `blocks.limit` admissible regions join the order at their score (`finish` then
-    drops pruned groups that reach into an erased region)."""
+    drops pruned groups that reach into an erased region). `measured` holds importances computed on
+    data (criterion activation) per family; a family without one is ranked by its weights' l2 norm
+    (normalised per family, as every score is, so the two stay comparable)."""
     rng = np.random.default_rng(options.seed)
     finish = finish or (lambda selection: selection)
     families = [f for f in space.prunable if f.size > 1]
     regions = range(len(blocks.scores)) if blocks is not None else ()
     table = group_table(space, families, regions, blocks.exclusive if blocks is not None else ())
-    scores = {f.id: group_scores(graph, f, options.criterion, rng) for f in families}
+    if measured is not None:
+        scores = {f.id: measured[f.id] if f.id in measured else group_scores(graph, f, "l2", rng) for f in families}
+    else:
+        scores = {f.id: group_scores(graph, f, options.criterion, rng) for f in families}
     raw = _flat(families, scores)
     caps = {f.id: min(f.size - 1, int(np.floor(options.max_family_ratio * f.size))) for f in families}
     steps = {f.id: group_step(f.size, channels_per_group(f), options.round_to, options.round_small) for f in families}
@@ -340,10 +346,22 @@ class Select(TransformPass):
                                    max(self.options.round_to, 1), WidthTable(self.options.threads))
         exact = SelectionCost(graph, am.get(ShapesAnalysis), cost, space, erasing) \
             if self.options.by in ("params", "flops") else None
-        selection, outcome = select_groups(graph, space, cost, self.options, exact, finish, timing, blocks)
+        selection, outcome = select_groups(graph, space, cost, self.options, exact, finish, timing, blocks,
+                                           self._measured(graph, space))
         am.provide(selection)
         am.provide(outcome)
         return PassResult.unchanged()
+
+    def _measured(self, graph: Graph, space: PruningSpace) -> dict[int, np.ndarray] | None:
+        """With criterion activation: every family's activation importance on the calibration inputs."""
+        if self.options.criterion != "activation":
+            return None
+        if not self.options.calibration:
+            raise UserError("select: criterion activation ranks groups on calibration inputs: give calibration=FILE "
+                            "(prune --calibration DATA)")
+        from onnxprune.calibration import activation_importance, read_calibration
+
+        return activation_importance(graph, space, read_calibration(self.options.calibration, graph).scoring)
 
     def _block_scale(self, graph: Graph, space: PruningSpace, erasing: ErasingSpace) -> np.ndarray:
         """Each region's score on the groups' scale (`importance.on_one_scale`): its importance (weight

@@ -184,3 +184,25 @@ def test_activation_importance_is_the_consumer_output_energy(tmp_path):
     want = np.sqrt((r ** 2).mean(axis=0) * (inits["w2"] ** 2).sum(axis=1))
     np.testing.assert_allclose(scores[family.id], want, rtol=1e-6)
     assert (scores[family.id][:4] == 0).all() and (scores[family.id][4:] > 0).all()
+
+
+def test_prune_by_activation_removes_the_channels_the_data_never_excites(tmp_path, capsys):
+    """--criterion activation prunes the 4 silent channels (largest weights); l2 keeps them. Without
+    calibration inputs the criterion is one line and exit 2."""
+    path = _mlp_with_silent_channels(tmp_path)
+    pruned = {}
+    for criterion in ("l2", "activation"):
+        code, stdout, err = run_cli(capsys, "prune", path, "-o", tmp_path / f"{criterion}.onnx", "--ratio", "0.25",
+                                    "--round-to", "1", "--no-latency", "--criterion", criterion, "--calibration",
+                                    tmp_path / "calib.npy", "--selection-out", tmp_path / f"{criterion}.json")
+        assert code == 0, err
+        (family,) = json.loads((tmp_path / f"{criterion}.json").read_text())["families"]
+        pruned[criterion] = sorted(family["groups"])
+        assert ("rank by    activation energy" in stdout) == (criterion == "activation")
+    assert pruned["activation"] == [0, 1, 2, 3]
+    assert not set(pruned["l2"]) & {0, 1, 2, 3}
+    report = json.loads((tmp_path / "activation.report.json").read_text())
+    assert "Wanda" in report["calibration"]["group_criterion"]
+    code, _, err = run_cli(capsys, "prune", path, "-o", tmp_path / "x.onnx", "--ratio", "0.25", "--criterion", "activation",
+                           "--no-latency")
+    assert code == 2 and "calibration" in err and len(err.strip().splitlines()) == 1

@@ -240,6 +240,8 @@ def _calibration_section(report: dict) -> str:
               f"{_e(calibration['held_out_rows'])} were held out.</p>")]
     if calibration.get("erase_criterion"):
         lines.append(f"<p>Blocks were erased by {_e(calibration['erase_criterion'])}.</p>")
+    if calibration.get("group_criterion"):
+        lines.append(f"<p>Channels and heads were ranked by {_e(calibration['group_criterion'])}.</p>")
     loss = calibration.get("lm_loss")
     if loss:
         rows = [["next-token loss (nats)", f"{loss['dense']:.4f}", f"{loss['compact']:.4f}"],

@@ -206,10 +206,15 @@ def calibration_effect(args: argparse.Namespace, compact: Graph, say: Say = prin
     held = len(next(iter(data.held_out.values())))
     entry = {"source": data.source, "rows": data.rows, "held_out_rows": held,
              "erase_criterion": "block influence (1 - cos of the stream before and after, ShortGPT)"
-             if getattr(args, "erase", 0) else None}
+             if getattr(args, "erase", 0) else None,
+             "group_criterion": "activation energy through the consumer weights (structured Wanda)"
+             if getattr(args, "criterion", "") == "activation" else None}
     if entry["erase_criterion"]:
         say(f"erase by   block influence on {data.rows} calibration rows (the regions that least change "
             f"their input go first), not weight size")
+    if entry["group_criterion"]:
+        say(f"rank by    activation energy on {data.rows} calibration rows (sum over a group's channels of the mean "
+            f"square of what it feeds a weight times that weight's squared norm), not weight size")
     dense = causal_lm_loss(original, data.held_out) if held else None
     if dense is not None:
         pruned = causal_lm_loss(compact, data.held_out)
