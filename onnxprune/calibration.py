@@ -27,8 +27,12 @@ import numpy as np
 
 from .errors import UserError
 from .ir import Graph
+from .norms import per_index, row_sums
 from .space import ACTIVATION, CONSUMER, ErasingSpace, Family, PruningSpace
 
+#: the one line for criterion activation without data (`select` says it; `prune` before loading the model)
+NEEDS_CALIBRATION = ("criterion activation ranks groups on calibration inputs: give --calibration DATA "
+                     "(select{calibration=FILE})")
 #: Rows per onnxruntime run of the calibration inputs (bounds the memory of the captured activations).
 BATCH = 8
 
@@ -176,53 +180,41 @@ def _consumer_pairs(graph: Graph, family: Family) -> list[tuple]:
     return pairs
 
 
-def _index_energy(array: np.ndarray, axis: int) -> np.ndarray:
-    """Mean over every other position of the square along `axis`, per index of `axis`."""
-    flat = np.moveaxis(np.asarray(array, dtype=np.float64), axis, -1).reshape(-1, array.shape[axis])
-    return np.einsum("ij,ij->j", flat, flat) / max(len(flat), 1)
-
-
 def activation_importance(graph: Graph, space: PruningSpace, arrays: dict[str, np.ndarray]
                           ) -> dict[int, np.ndarray]:
     """Per prunable family that reads into a consumer weight, every group's activation-weighted
     importance on `arrays` (higher = keep): sqrt(sum over its consumer weights and indices k of
-    E[X_k^2] ||W_k||^2). Families without such a pair (whose groups only reach the graph through ops
-    with no weight) are left out: the caller ranks them by their weights."""
+    E[X_k^2] ||W_k||^2), E over every position of every row. Families without such a pair (whose
+    groups only reach the graph through ops with no weight) are left out: the caller ranks them by
+    their weights."""
     from .ops.rule import constant_value
 
     pairs = {f.id: _consumer_pairs(graph, f) for f in space.prunable}
     pairs = {f: p for f, p in pairs.items() if p}
-    names = sorted({act.value for p in pairs.values() for _, act in p})
+    axis_of = {act.value: act.axis for p in pairs.values() for _, act in p}
+    names = sorted(axis_of)
     if not names:
         return {}
-    energy: dict[str, np.ndarray] = {}
-    batches = 0
+    squares = {name: 0.0 for name in names}
+    positions = dict.fromkeys(names, 0)
     for found in _run_with_outputs(graph, names, arrays, "calibration"):
-        batches += 1
         for name, array in zip(names, found):
-            axis = next(act.axis for p in pairs.values() for _, act in p if act.value == name)
-            energy[name] = energy.get(name, 0.0) + _index_energy(array, axis)
+            squares[name] = squares[name] + per_index(array, axis_of[name])
+            positions[name] += array.size // array.shape[axis_of[name]]
     scores = {}
     for family_id, family_pairs in pairs.items():
-        family = space.family(family_id)
-        total = np.zeros(family.size)
+        total = np.zeros(space.family(family_id).size)
         for weight, act in family_pairs:
-            w = np.asarray(constant_value(graph, graph.value(weight.value)), dtype=np.float64)
-            w_energy = np.einsum("ij,ij->i", *(2 * [np.moveaxis(w, weight.axis, 0).reshape(w.shape[weight.axis], -1)]))
-            x_energy = energy[act.value] / batches
+            w_energy = per_index(constant_value(graph, graph.value(weight.value)), weight.axis)
+            x_energy = squares[act.value] / max(positions[act.value], 1)
             if weight.table.shape == act.table.shape:  # index k of the group on both axes is the same channel
                 valid = (weight.table >= 0) & (act.table >= 0)
                 total += np.where(valid, w_energy[np.where(valid, weight.table, 0)]
                                   * x_energy[np.where(valid, act.table, 0)], 0.0).sum(axis=1)
             else:  # no index correspondence: the product of the group's two energies
-                total += _sum_rows(weight.table, w_energy) * _sum_rows(act.table, x_energy)
+                total += row_sums(weight.table, w_energy) * row_sums(act.table, x_energy)
         scores[family_id] = np.sqrt(total)
     return scores
-
-
-def _sum_rows(table: np.ndarray, per_index: np.ndarray) -> np.ndarray:
-    valid = table >= 0
-    return np.where(valid, per_index[np.where(valid, table, 0)], 0.0).sum(axis=1)
 
 
 def is_causal_lm(graph: Graph) -> bool:

@@ -3,6 +3,7 @@
 The registry loads `BUILTIN_PASSES`; nothing in the framework imports these modules directly.
 """
 
+from .calibrated import ActivationImportanceAnalysis, BlockInfluenceAnalysis
 from .check import Check
 from .cleanup import Cleanup
 from .compact import Compact
@@ -18,6 +19,7 @@ from .untie import Untie
 from .verify import Verify
 
 BUILTIN_PASSES = (ShapesAnalysis, InferShapes, Cleanup, Check, CostAnalysis, PruneSpaceAnalysis, Select, Compact, Verify,
-                  LegalizeTraining, SparseTrain, EraseSpaceAnalysis, Untie, FoldConstants)
+                  LegalizeTraining, SparseTrain, EraseSpaceAnalysis, Untie, FoldConstants, ActivationImportanceAnalysis,
+                  BlockInfluenceAnalysis)
 
-__all__ = ["BUILTIN_PASSES", "Check", "Cleanup", "Compact", "CostAnalysis", "EraseSpaceAnalysis", "FoldConstants", "InferShapes", "LegalizeTraining", "PruneSpaceAnalysis", "Select", "ShapesAnalysis", "SparseTrain", "Untie", "Verify"]
+__all__ = ["BUILTIN_PASSES", "ActivationImportanceAnalysis", "BlockInfluenceAnalysis", "Check", "Cleanup", "Compact", "CostAnalysis", "EraseSpaceAnalysis", "FoldConstants", "InferShapes", "LegalizeTraining", "PruneSpaceAnalysis", "Select", "ShapesAnalysis", "SparseTrain", "Untie", "Verify"]

@@ -25,23 +25,9 @@ from __future__ import annotations
 import numpy as np
 
 from onnxprune.ir import Graph
+from onnxprune.norms import per_index, row_sums
 from onnxprune.ops.rule import constant_value
 from onnxprune.space import ErasingSpace, Family
-
-
-def _per_index(array: np.ndarray, axis: int, criterion: str) -> np.ndarray:
-    # accumulate in float64 without a float64 copy of the tensor: for a VGG classifier (100M weights)
-    # the copy took seconds and gigabytes; einsum and sum(dtype=) cast as they stream
-    array = np.asarray(array)
-    flat = np.moveaxis(array, axis, 0).reshape(array.shape[axis], -1)
-    if criterion == "l1":
-        return np.abs(flat).sum(axis=1, dtype=np.float64)
-    return np.einsum("ij,ij->i", flat, flat, dtype=np.float64)
-
-
-def _row_sums(table: np.ndarray, per_index: np.ndarray) -> np.ndarray:
-    valid = table >= 0
-    return np.where(valid, per_index[np.where(valid, table, 0)], 0.0).sum(axis=1)
 
 
 def group_scores(graph: Graph, family: Family, criterion: str, rng: np.random.Generator) -> np.ndarray:
@@ -50,7 +36,7 @@ def group_scores(graph: Graph, family: Family, criterion: str, rng: np.random.Ge
         return rng.random(family.size)
     total = np.zeros(family.size)
     for member in family.producers:
-        total += _row_sums(member.table, _per_index(_parameter(graph, member.value), member.axis, criterion))
+        total += row_sums(member.table, per_index(_parameter(graph, member.value), member.axis, criterion))
     return total if criterion == "l1" else np.sqrt(total)
 
 

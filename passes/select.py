@@ -22,6 +22,7 @@ from typing import Literal
 
 import numpy as np
 
+from onnxprune.calibration import NEEDS_CALIBRATION
 from onnxprune.choose import (
     Budget,
     GroupTable,
@@ -41,6 +42,7 @@ from onnxprune.passmanager import ALL, PassResult, TransformPass
 from onnxprune.space import ErasingSpace, Family, PruningSpace, Selection
 from onnxprune.widths import WidthTable, channels_per_group, group_step, keep_share
 
+from .calibrated import ActivationImportanceAnalysis, BlockInfluenceAnalysis
 from .cost import CostAnalysis, SelectionCost
 from .erase_space import EraseSpaceAnalysis
 from .importance import group_scores, normalize, on_one_scale, per_latency, region_importance, region_scores
@@ -329,16 +331,18 @@ class Select(TransformPass):
     def run(self, graph: Graph, am) -> PassResult:
         if not 0.0 <= self.options.ratio <= 1.0:
             raise UserError(f"select: ratio must be between 0 and 1, got {self.options.ratio}")
+        if self.options.criterion == "activation" and not self.options.calibration:
+            raise UserError(NEEDS_CALIBRATION)
         space = am.get(PruneSpaceAnalysis)
         cost = am.get(CostAnalysis)
         erasing = am.get(EraseSpaceAnalysis) if self.options.erase else None
         finish, blocks = None, None
         if erasing is not None and self.options.erase_mode == "ranked":
-            blocks = RankedBlocks(self._block_scale(graph, space, erasing), erasing.exclusive, self.options.erase)
+            blocks = RankedBlocks(self._block_scale(graph, am, erasing), erasing.exclusive, self.options.erase)
             finish = lambda s: s.without_clashes(space, erasing)
         elif erasing is not None:
             # which regions go never depends on the groups, so it is worked out once
-            regions = erasable(graph, erasing, self.options.erase, self._region_scores(graph, space, erasing))
+            regions = erasable(graph, erasing, self.options.erase, self._region_scores(graph, am, erasing))
             finish = lambda s: Selection(s.pruned, regions).without_clashes(space, erasing)
         timing = None
         if self.options.by == "latency" or self.options.rank == "latency":
@@ -347,37 +351,30 @@ class Select(TransformPass):
         exact = SelectionCost(graph, am.get(ShapesAnalysis), cost, space, erasing) \
             if self.options.by in ("params", "flops") else None
         selection, outcome = select_groups(graph, space, cost, self.options, exact, finish, timing, blocks,
-                                           self._measured(graph, space))
+                                           self._measured(am))
         am.provide(selection)
         am.provide(outcome)
         return PassResult.unchanged()
 
-    def _measured(self, graph: Graph, space: PruningSpace) -> dict[int, np.ndarray] | None:
+    def _measured(self, am) -> dict[int, np.ndarray] | None:
         """With criterion activation: every family's activation importance on the calibration inputs."""
         if self.options.criterion != "activation":
             return None
-        if not self.options.calibration:
-            raise UserError("select: criterion activation ranks groups on calibration inputs: give calibration=FILE "
-                            "(prune --calibration DATA)")
-        from onnxprune.calibration import activation_importance, read_calibration
+        return am.get(ActivationImportanceAnalysis, calibration=self.options.calibration)
 
-        return activation_importance(graph, space, read_calibration(self.options.calibration, graph).scoring)
-
-    def _block_scale(self, graph: Graph, space: PruningSpace, erasing: ErasingSpace) -> np.ndarray:
+    def _block_scale(self, graph: Graph, am, erasing: ErasingSpace) -> np.ndarray:
         """Each region's score on the groups' scale (`importance.on_one_scale`): its importance (weight
         norm, or block influence with calibration inputs) share per share of what `by` measures."""
-        importance = self._region_scores(graph, space, erasing) if self.options.calibration else \
+        importance = self._region_scores(graph, am, erasing) if self.options.calibration else \
             region_importance(graph, erasing, self.options.criterion, np.random.default_rng(self.options.seed + 1))
         cost = [r.params if self.options.by == "params" else r.flops for r in erasing.regions]
         return on_one_scale(importance, np.asarray(cost, dtype=np.float64), self.options.normalize)
 
-    def _region_scores(self, graph: Graph, space: PruningSpace, erasing: ErasingSpace) -> np.ndarray:
+    def _region_scores(self, graph: Graph, am, erasing: ErasingSpace) -> np.ndarray:
         """Block influence on the calibration inputs when given, else the weights' root mean square."""
         if not self.options.calibration:
             return region_scores(graph, erasing)
-        from onnxprune.calibration import block_influence, read_calibration
-
-        return block_influence(graph, space, erasing, read_calibration(self.options.calibration, graph).scoring)
+        return am.get(BlockInfluenceAnalysis, calibration=self.options.calibration)
 
 
 def erasable(graph: Graph, erasing: ErasingSpace, count: int, scores: np.ndarray | None = None) -> tuple[int, ...]:

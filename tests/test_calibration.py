@@ -206,3 +206,17 @@ def test_prune_by_activation_removes_the_channels_the_data_never_excites(tmp_pat
     code, _, err = run_cli(capsys, "prune", path, "-o", tmp_path / "x.onnx", "--ratio", "0.25", "--criterion", "activation",
                            "--no-latency")
     assert code == 2 and "calibration" in err and len(err.strip().splitlines()) == 1
+
+
+def test_calibrated_scores_are_analyses_computed_once_per_graph(tmp_path):
+    """Select tried several times on one graph (round-to auto, both rankings) runs the data once."""
+    from onnxprune.passmanager import REGISTRY, PassManager
+
+    path = _mlp_with_silent_channels(tmp_path)
+    graph = onnxprune.load(path)
+    am = AnalysisManager(graph)
+    select = REGISTRY.get("select")
+    for round_to in (1, 2, 4):
+        PassManager([select(ratio=0.25, criterion="activation", calibration=str(tmp_path / "calib.npy"),
+                            round_to=round_to)]).run(graph, am)
+    assert am.computed.count("activation-importance") == 1

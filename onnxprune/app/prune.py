@@ -28,6 +28,10 @@ Say = Callable[[str], None]
 
 def prune_command(args: argparse.Namespace, say: Say = print, warn: Say = warn) -> int:
     """`prune`: select groups by importance and remove them in one shot."""
+    if args.criterion == "activation" and not args.calibration:
+        from ..calibration import NEEDS_CALIBRATION  # said before the model is loaded and analysed
+
+        raise UserError(NEEDS_CALIBRATION)
     graph = load_model(args.model, allow_custom_ops=args.allow_custom_ops, prepared=True, untie_all=args.untie_all,
                        say=say)
     round_to = parse_round_to(args.round_to)
