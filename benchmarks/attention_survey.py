@@ -21,9 +21,10 @@ from onnxprune.passes.compact import compact_graph, masked_graph
 from onnxprune.passes.verify import compare, random_inputs
 
 import onnxprune
+from onnxprune.choose import AxisBudget
 from onnxprune.passmanager import AnalysisManager
 from onnxprune.runtime import inference_session
-from onnxprune.space import AxisBudget, Selection
+from onnxprune.space import Selection
 
 
 def random_selection(space, rng: np.random.Generator, leave_one: bool) -> Selection:

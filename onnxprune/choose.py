@@ -120,6 +120,30 @@ class Budget:
             self.left[axis] += count
 
 
+class AxisBudget:
+    """A `Budget` over every family of a space, addressed by (family, group inside it): for callers that
+    walk families themselves (the narrowest model, tests drawing random selections)."""
+
+    def __init__(self, space: PruningSpace) -> None:
+        table = group_table(space, space.families)
+        self._budget = Budget(table)
+        self._first = {int(f): int(table.groups_of(int(f))[0]) for f in np.unique(table.family_of)}
+
+    def copy(self) -> AxisBudget:
+        """An independent budget in the same state."""
+        other = object.__new__(AxisBudget)
+        other._budget, other._first = self._budget.copy(), self._first
+        return other
+
+    def take(self, family: Family, group: int) -> bool:
+        """Reserve the group's indices if every axis keeps at least one; say whether it did."""
+        return self._budget.take(self._first[family.id] + group)
+
+    def give_back(self, family: Family, group: int) -> None:
+        """Undo `take`."""
+        self._budget.give_back(self._first[family.id] + group)
+
+
 def ranked(scores: np.ndarray, candidates: np.ndarray | None = None) -> list[int]:
     """Candidate groups by ascending score, ties by global index."""
     order = np.lexsort((np.arange(len(scores)), scores))

@@ -262,50 +262,6 @@ def _check_schema(data: dict) -> None:
         raise UserError(f"not a valid selection at {where}: {error.message[:200]}")
 
 
-class AxisBudget:
-    """How many indices each member axis has left, so a selection never empties a tensor (one output
-    of a Split, say, that only some groups feed)."""
-
-    def __init__(self, space: PruningSpace) -> None:
-        self.left: dict[tuple[str, int], int] = {}
-        # per family: each member axis and the indices each group holds there, counted once (a greedy asks
-        # about every group, so counting per call dominated select)
-        self._counts: dict[int, list[tuple[tuple[str, int], list[int]]]] = {}
-        for family in space.families:
-            rows = []
-            for member in family.members:
-                key = (member.value, member.axis)
-                counts = (member.table >= 0).sum(axis=1)
-                self.left[key] = self.left.get(key, 0) + int(counts.sum())
-                rows.append((key, counts.tolist()))
-            self._counts[family.id] = rows
-
-    def copy(self) -> AxisBudget:
-        """An independent budget in the same state."""
-        other = object.__new__(AxisBudget)
-        other.left, other._counts = dict(self.left), self._counts
-        return other
-
-    def _rows(self, family: Family, group: int):
-        for key, counts in self._counts[family.id]:
-            if counts[group]:
-                yield key, counts[group]
-
-    def take(self, family: Family, group: int) -> bool:
-        """Reserve the group's indices if every axis keeps at least one; say whether it did."""
-        rows = list(self._rows(family, group))
-        if any(self.left[key] - count < 1 for key, count in rows):
-            return False
-        for key, count in rows:
-            self.left[key] -= count
-        return True
-
-    def give_back(self, family: Family, group: int) -> None:
-        """Undo `take`."""
-        for key, count in self._rows(family, group):
-            self.left[key] += count
-
-
 # ====================================================================== erasing space (DESIGN §6)
 @dataclass(frozen=True)
 class Region:

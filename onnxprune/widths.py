@@ -34,8 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .choose import AxisBudget
 from .ir import Graph
-from .space import AxisBudget, Selection
+from .space import Selection
 
 #: The multiples a selection may round kept counts to, smallest first (1 = no rounding).
 CANDIDATES = (1, 4, 8, 16)

@@ -12,10 +12,11 @@ from onnxprune.passes.compact import compact_graph, masked_graph
 from onnxprune.passes.verify import compare, random_inputs
 
 import onnxprune
+from onnxprune.choose import AxisBudget
 from onnxprune.errors import UserError
-from onnxprune.passmanager import AnalysisManager, PassManager
 from onnxprune.facts import VerifyReport
-from onnxprune.space import AxisBudget, Selection
+from onnxprune.passmanager import AnalysisManager, PassManager
+from onnxprune.space import Selection
 
 from .builders import Builder
 from .conftest import ZOO, ZOO_MODELS

@@ -14,8 +14,9 @@ from onnxprune.passes.verify import compare
 
 import onnxprune
 from onnxprune.calibration import causal_lm_loss, is_causal_lm
+from onnxprune.choose import AxisBudget
 from onnxprune.passmanager import AnalysisManager
-from onnxprune.space import AxisBudget, Selection
+from onnxprune.space import Selection
 
 from .conftest import ZOO
 

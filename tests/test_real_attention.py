@@ -13,9 +13,10 @@ from onnxprune.passes.compact import compact_graph, masked_graph
 from onnxprune.passes.verify import compare, random_inputs
 
 import onnxprune
-from onnxprune.passmanager import AnalysisManager, PassManager
-from onnxprune.space import AxisBudget, Selection
+from onnxprune.choose import AxisBudget
 from onnxprune.facts import Compaction, VerifyReport
+from onnxprune.passmanager import AnalysisManager, PassManager
+from onnxprune.space import Selection
 
 from .builders import Builder
 from .conftest import ZOO

@@ -4,6 +4,7 @@ that training leaves torch's thread count as it found it."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -81,9 +82,12 @@ def test_ctrl_c_ends_every_callback_then_says_how_to_resume():
         if record["step"] == 2:
             raise KeyboardInterrupt
 
-    with pytest.raises(Interrupted, match="interrupted at step 2; resume with --resume"):
+    with pytest.raises(Interrupted, match=r"^interrupted at step 2 \(no checkpoint\)$"):  # nothing to resume from
         train_loop(_Engine(), _Optimizer(), _batches([1.0] * 5, []), lambda step: 0.1,
                    [OnMetrics(stop), _Recorder(log, "a"), ResumeOnInterrupt()], total=5, batch_size=1, log_every=1)
+    with pytest.raises(Interrupted, match="interrupted at step 2; resume with --resume"):
+        train_loop(_Engine(), _Optimizer(), _batches([1.0] * 5, []), lambda step: 0.1,
+                   [OnMetrics(stop), ResumeOnInterrupt(Path("ckpt"))], total=5, batch_size=1, log_every=1)
     assert log[-1] == ("a", "end", "interrupted")
     with pytest.raises(KeyboardInterrupt):  # nobody turns it into Interrupted: it is not swallowed
         train_loop(_Engine(), _Optimizer(), _batches([1.0] * 5, []), lambda step: 0.1, [OnMetrics(stop)],

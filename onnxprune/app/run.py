@@ -115,13 +115,10 @@ def run_command(args: argparse.Namespace, say: Say = print, warn: Say = warn) ->
         raise UserError(f"--target-erase must be between 0 and 1, got {args.target_erase}")
     round_to = parse_round_to(args.round_to)
     if round_to is None:
-        from ..ir import load
-        from ..prepare import prepare
         from .widths_choice import run_round_to
 
-        graph = load(args.model)  # as run_model reads it, which says what preparing changed
-        prepare(graph, untie_all=args.untie_all)
-        round_to = run_round_to(args, graph, input_bindings(args, graph, warn)[0].shapes, say=say)
+        graph = load_for_training(args.model, args.untie_all, lambda line: None)  # run_model says what changed
+        round_to = run_round_to(args, graph, input_bindings(args, graph, lambda note: None)[0].shapes, say=say)
     args.round_to = round_to
     report = run_model(args.model, args.output, args.data, config_from(args), eval_data=args.eval_data,
                        eval_fraction=args.eval_fraction, synthetic=args.synthetic, resume=args.resume,
@@ -199,6 +196,25 @@ def figure(value: float) -> str:
     return f"{value:.3g}"
 
 
+def load_for_training(model: str, untie_all: bool, log: Callable[[str], None]) -> Graph:
+    """Load and validate `model` and prepare it for training before any analysis (training would, and the
+    report reads this space): Constant-op weights become initializers, shared initializers are untied
+    (each change said to `log`), and what that exposed is settled, so training takes the graph as
+    analysed."""
+    from ..ir import load, validate
+    from ..ops.training_rules import constant_weights
+    from ..prepare import prepare
+    from ..train.sparse import prepare_for_training
+
+    graph = load(model)
+    validate(graph, model, full=True)
+    constant_weights(graph)
+    for line in prepare(graph, untie_all=untie_all):
+        log(f"onnxprune: {line}")
+    prepare_for_training(graph)
+    return graph
+
+
 def run_model(model: str, output: str, data_spec: str | None, config: TrainConfig, *, eval_data: str | None = None,
               eval_fraction: float = 0.1, synthetic: int = 0, resume: bool = False, tolerance: float = 1e-4,
               progress: bool = True, log: Callable[[str], None] = print, input_shapes: tuple[str, ...] = (),
@@ -212,15 +228,13 @@ def run_model(model: str, output: str, data_spec: str | None, config: TrainConfi
     (onnxruntime on the CPU, `latency_threads` threads, interleaved runs at batch 1 and a larger batch)."""
     from ..files import atomic_write
     from ..inputs import read_samples, resolve_bindings
-    from ..ir import load, save, validate
-    from ..ops.training_rules import constant_weights
+    from ..ir import save
     from ..passmanager import AnalysisManager, PassManager
-    from ..prepare import prepare
     from ..train.callbacks import MetricsLog
     from ..train.checkpoint import Checkpoint, refuse_existing_checkpoint, trim_metrics
     from ..train.data import open_data, synthetic_data
     from ..train.distributed import launched_ranks
-    from ..train.sparse import prepare_for_training, train_graph
+    from ..train.sparse import train_graph
     from .training import training_callbacks
 
     ranks = launched_ranks()
@@ -238,14 +252,7 @@ def run_model(model: str, output: str, data_spec: str | None, config: TrainConfi
     paths = RunPaths.beside(output)
     if not resume:
         refuse_existing_checkpoint(paths.checkpoint)
-    graph = load(model)
-    validate(graph, model, full=True)
-    # Constant-op weights become initializers and shared initializers are untied before the analysis
-    # (training would, and the report reads this space)
-    constant_weights(graph)
-    for line in prepare(graph, untie_all=untie_all):
-        log(f"onnxprune: {line}")
-    prepare_for_training(graph)  # what that exposed, settled now: training takes the graph as analysed here
+    graph = load_for_training(model, untie_all, log)
     samples = read_samples(sample_inputs, graph) if sample_inputs else {}
     bindings = resolve_bindings(graph, input_shapes, samples)
     for note in bindings.notes:

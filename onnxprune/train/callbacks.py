@@ -106,8 +106,9 @@ class ResumeOnInterrupt(Callback):
 
     def on_end(self, state: LoopState) -> None:
         if state.outcome == "interrupted":
-            raise Interrupted(f"interrupted at step {state.step}; resume with --resume" +
-                              (f" (checkpoint: {self.checkpoint})" if self.checkpoint is not None else ""))
+            if self.checkpoint is None:  # nothing was saved: there is nothing to resume from
+                raise Interrupted(f"interrupted at step {state.step} (no checkpoint)")
+            raise Interrupted(f"interrupted at step {state.step}; resume with --resume (checkpoint: {self.checkpoint})")
 
 
 __all__ = ["Checkpointing", "MetricsLog", "OnMetrics", "ProgressBar", "ResumeOnInterrupt"]

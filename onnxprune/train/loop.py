@@ -91,18 +91,18 @@ def train_loop(engine, optimizer, batches: Callable[[int], Iterable[list[np.ndar
     from .distributed import Ranks
 
     state = LoopState(engine, optimizer, total, ranks or Ranks())
-    for callback in callbacks:
+    for callback in callbacks:  # outside the try: an interrupted restore must not be saved as the run's state
         callback.restore(state)
-    for callback in callbacks:
-        callback.on_start(state)
-    started = time.perf_counter()
+    started, first = time.perf_counter(), state.step
     try:
+        for callback in callbacks:  # inside: one that fails still gets every bar opened so far closed
+            callback.on_start(state)
         feeds_from = iter(batches(state.step))
         while state.step < total:  # checked before a batch is drawn: no batch past the last step is read
             feeds = next(feeds_from, None)
             if feeds is None:
                 break
-            _step(state, feeds, schedule, log_every, batch_size, started)
+            _step(state, feeds, schedule, log_every, batch_size, started, first)
             for callback in callbacks:
                 callback.on_step(state)
         state.outcome = "finished"
@@ -121,8 +121,9 @@ def train_loop(engine, optimizer, batches: Callable[[int], Iterable[list[np.ndar
 
 
 def _step(state: LoopState, feeds: list[np.ndarray], schedule, log_every: int, batch_size: int,
-          started: float) -> None:
-    """One engine step and one optimizer step; a metrics row every `log_every` steps and at the last."""
+          started: float, first: int) -> None:
+    """One engine step and one optimizer step; a metrics row every `log_every` steps and at the last
+    (its throughput over the steps this call took: a resumed run's restored steps took no time here)."""
     import torch
 
     from .distributed import average, check_same_groups
@@ -144,7 +145,7 @@ def _step(state: LoopState, feeds: list[np.ndarray], schedule, log_every: int, b
         check_same_groups(optimizer.zero, ranks, state.step)
         state.record = {"step": state.step, "loss": loss, "lr": state.lr,
                         "group_sparsity": share(optimizer.zero.cpu().numpy()),
-                        "samples_per_s": state.step * batch_size / max(time.perf_counter() - started, 1e-9)}
+                        "samples_per_s": (state.step - first) * batch_size / max(time.perf_counter() - started, 1e-9)}
         state.history.append(state.record)
     if ranks.world > 1 and engine.running:
         average(engine.running.values(), ranks)  # each share's statistics: keep one mean
