@@ -33,9 +33,9 @@ import onnxprune
 from onnxprune.ops.training_rules import legalize
 from onnxprune.optim import BaseSettings, Hesso, HessoSettings, group_layout
 from onnxprune.passmanager import AnalysisManager
-from onnxprune.prepare import prepare
 from onnxprune.train.artifacts import build_artifacts, running_statistics
 from onnxprune.train.engine import TrainingEngine
+from onnxprune.train.sparse import prepare_for_training
 from onnxprune.train.torch_engine import TorchEngine
 
 
@@ -109,7 +109,7 @@ class TorchEngineTrainer:
     def __init__(self, path: Path, x: np.ndarray, y: np.ndarray, threads: int, total_steps: int,
                  optimizer: str = "sgd", device: str = "cpu"):
         graph = onnxprune.load(path)
-        prepare(graph)  # as run does: untie the tensors the exporter shared (BN scales, zero biases)
+        prepare_for_training(graph)  # as run does: untie the tensors the exporter shared (BN scales, zero biases)
         am = AnalysisManager(graph)
         space = am.get("prune-space")
         self.engine = TorchEngine(graph, "cross-entropy", device)
@@ -150,6 +150,7 @@ class OnnxpruneTrainer:
     def __init__(self, path: Path, x: np.ndarray, y: np.ndarray, threads: int, work: Path, total_steps: int,
                  gradient_rules: bool = True):
         graph = onnxprune.load(path)
+        prepare_for_training(graph)  # as run does: untie what the exporter shared (BN scales, zero biases)
         am = AnalysisManager(graph)
         space, types = am.get("prune-space"), am.get("shapes")
         legal = graph.copy()
