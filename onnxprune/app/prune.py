@@ -21,7 +21,7 @@ from ..space import Selection
 from .command_io import check_output_path, input_bindings, load_model, warn, write_json, write_page
 from .options import check_bounds, parse_round_to
 from .report import report_sections
-from .summary import removed_lines
+from .summary import cost_lines, removed_lines
 
 Say = Callable[[str], None]
 
@@ -170,18 +170,16 @@ def _choose(args: argparse.Namespace, graph: Graph, am, space, select, selection
 
 def _say_outcome(selection: Selection, space, erasing, before, after, outcome: Outcome | None, rounded: int,
                  say: Say) -> None:
-    """What was removed (in all, then per family and block: `summary.removed_lines`), parameters and FLOPs before and after, and the target against what was reached."""
+    """What was removed (in all, then per family and block: `summary.removed_lines`), parameters and
+    FLOPs before and after, and the target against what was reached."""
     families = sum(1 for groups in selection.pruned.values() if groups)
-
-    def change(a: int, b: int) -> str:
-        return f"{a:,} -> {b:,} ({100 * (b - a) / a:+.1f}%)" if a else f"{a:,} -> {b:,}"
 
     say(f"pruned {selection.group_count} groups in {families} of {len(space.prunable)} prunable families"
         + (f"; erased {len(selection.erased)} regions" if selection.erased else ""))
     for line in removed_lines(report_sections(space, selection, erasing)):
         say(f"  {line}")
-    say(f"parameters {change(before.parameters, after.parameters)}")
-    say(f"FLOPs      {change(before.flops, after.flops)} per run")
+    for line in cost_lines((before.parameters, after.parameters), (before.flops, after.flops)):
+        say(line)
     if outcome is None:
         return
     short = outcome.target - outcome.removed

@@ -27,7 +27,7 @@ from ..train.config import TrainConfig
 from ..train.data import ArrayData, check_batch, check_labels, input_specs
 from .command_io import check_output_path, input_bindings, warn, write_page
 from .options import check_bounds, parse_round_to
-from .summary import removed_lines
+from .summary import cost_lines, removed_lines
 
 Say = Callable[[str], None]
 
@@ -157,10 +157,6 @@ def config_from(args: argparse.Namespace) -> TrainConfig:
 def run_summary(report: dict) -> list[str]:
     """The lines `run` says about its report: steps, sparsity, what was removed, params and FLOPs,
     latency, held-out evaluation, the teacher's warning, verify."""
-    def change(key: str) -> str:
-        a, b = report[key]["dense"], report[key]["compact"]
-        return f"{a:,} -> {b:,} ({100 * (b - a) / a:+.1f}%)" if a else f"{a:,} -> {b:,}"
-
     lines = [f"trained {report['steps']} steps; group sparsity {report['group_sparsity']:.3f}; "
              f"removed {report['groups_removed']} groups in {len(report['families'])} families"
              + (f"; erased {len(report['regions_erased'])} blocks ({report['nodes']['dense']} -> "
@@ -171,7 +167,7 @@ def run_summary(report: dict) -> list[str]:
         lines.append(f"hesso-cric {cric['evaluations']} loss evaluations ({cric['forward_batches']} batches), "
                      f"{len(cric['cycles'])} cycles ({cric['cycle_steps']} steps); rescued {cric['rescued_count']} "
                      "groups")
-    lines += [f"parameters {change('params')}", f"FLOPs      {change('flops')} per run"]
+    lines += cost_lines(*((report[key]["dense"], report[key]["compact"]) for key in ("params", "flops")))
     lat = report.get("latency_ms")
     if lat is not None:
         lines.append(f"latency    {lat['summary']}")

@@ -1,5 +1,6 @@
-"""What `prune` and `run` print per family: which widths changed and which blocks were erased, one line
-each, from the report's plain-data sections (`report.report_sections`), so both commands say it alike."""
+"""What `prune` and `run` print alike: per family which widths changed and which blocks were erased, one
+line each, from the report's plain-data sections (`report.report_sections`), and the parameters and
+FLOPs before and after."""
 
 from __future__ import annotations
 
@@ -7,6 +8,14 @@ from collections.abc import Mapping
 
 #: family lines printed at most; the report page lists every family
 MAX_FAMILY_LINES = 24
+
+
+def cost_lines(params: tuple[int, int], flops: tuple[int, int]) -> list[str]:
+    """"parameters A -> B (+x.x%)" and "FLOPs A -> B (+x.x%) per run" from (before, after) pairs."""
+    def change(a: int, b: int) -> str:
+        return f"{a:,} -> {b:,} ({100 * (b - a) / a:+.1f}%)" if a else f"{a:,} -> {b:,}"
+
+    return [f"parameters {change(*params)}", f"FLOPs      {change(*flops)} per run"]
 
 
 def removed_lines(sections: Mapping, limit: int = MAX_FAMILY_LINES) -> list[str]:

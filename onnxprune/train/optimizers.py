@@ -12,6 +12,14 @@ from .config import TrainConfig
 from .data import check_batch
 
 
+def hesso_schedule(config: TrainConfig, total: int) -> tuple[int, int, int]:
+    """HESSO's schedule for a run of `total` steps: (first pruning step, pruning steps, periods). Pruning
+    starts at 1/10 of the steps and ends at 1/4, so most of the run recovers from the cut."""
+    start = total // 10
+    pruning_steps = max(total // 4 - start, 1)
+    return start, pruning_steps, max(1, min(config.pruning_periods, pruning_steps))
+
+
 def cric_settings(config: TrainConfig, total: int, units: int) -> dict:
     """HESSO-CRIC's schedule for a run of `total` steps over `units` trial units (families of two or more
     groups, and regions): CRIC starts where HESSO would start pruning (1/10 of the steps), cycles of
@@ -19,9 +27,8 @@ def cric_settings(config: TrainConfig, total: int, units: int) -> dict:
     family, the target sparsity when it lies beyond them, and all groups but one. The evaluation budget
     defaults to 5 % of the steps' batches, but never below the reference, the cycles and every level of
     16 units."""
-    start = total // 10
+    start, pruning_steps, periods = hesso_schedule(config, total)
     cycle_steps = config.cric_cycle_steps or max(1, total // 50)
-    pruning_steps = max(total // 4 - start, 1)
     levels = tuple(i / (config.cric_levels + 1) for i in range(1, config.cric_levels + 1))
     if levels[-1] < config.target_sparsity < 1:  # measure how deep the target itself would cut
         levels += (config.target_sparsity,)
@@ -30,7 +37,7 @@ def cric_settings(config: TrainConfig, total: int, units: int) -> dict:
                                        1 + config.cric_cycles + len(levels) * min(units, 16))
     return {"cric_start_step": start, "cycle_steps": cycle_steps, "max_cycles": config.cric_cycles, "levels": levels,
             "tolerance": config.cric_tolerance, "loss_weight": config.cric_loss_weight, "budget": budget,
-            "pruning_steps": pruning_steps, "pruning_periods": max(1, min(config.pruning_periods, pruning_steps)),
+            "pruning_steps": pruning_steps, "pruning_periods": periods,
             "choice": config.cric_choice}
 
 
@@ -41,8 +48,8 @@ def trial_units(layout) -> int:
 
 
 def make_optimizer(engine, layout, config: TrainConfig, total: int, device: str, probe: Probe | None = None):
-    """The optimizer `config` names over `layout` (which carries all it needs to choose groups), set for a run of `total` steps. Where `device` is not
-    the engine's (onnxruntime's CPU buffers, the step on CUDA) it steps copies (`OffloadedStep`), and
+    """The optimizer `config` names over `layout` (which carries all it needs to choose groups), set for a
+    run of `total` steps. Where `device` is not the engine's (onnxruntime's CPU buffers, the step on CUDA) it steps copies (`OffloadedStep`), and
     HESSO-CRIC's `probe` copies them into the engine before it measures."""
     from ..optim import BaseSettings, Dhspg, DhspgSettings, Hesso, HessoSettings
 
@@ -53,9 +60,7 @@ def make_optimizer(engine, layout, config: TrainConfig, total: int, device: str,
     base = BaseSettings(config.variant, momentum=config.momentum if config.variant == "sgd" else 0.0,
                         weight_decay=config.weight_decay)
     if config.optimizer == "hesso":
-        start = total // 10
-        pruning_steps = max(total // 4 - start, 1)
-        periods = max(1, min(config.pruning_periods, pruning_steps))
+        start, pruning_steps, periods = hesso_schedule(config, total)
         settings = HessoSettings(config.target_sparsity, start, pruning_steps, periods, config.group_divisible,
                                  target_erase=config.target_erase)
         optimizer = Hesso(params, grads, layout, base, settings)
@@ -79,7 +84,6 @@ def make_optimizer(engine, layout, config: TrainConfig, total: int, device: str,
     if probe is not None:
         probe.sync = (params, engine.params)
     return OffloadedStep(optimizer, engine, params, grads)
-
 
 
 class OffloadedStep:
