@@ -21,9 +21,10 @@ from typing import Any
 
 from . import __version__
 from .app.analyze import analyze, family_dot, format_analysis
+from .bounds import check_bounds
 from .errors import Interrupted, UserError, VerifyFailed
 from .facts import Compaction, Outcome, Rounding, VerifyReport
-from .files import atomic_write, same_file
+from .files import atomic_write, check_output_name, input_file, same_file
 from .inputs import Bindings, read_samples, resolve_bindings
 from .ir import Graph, load, save, validate
 from .passmanager import REGISTRY, AnalysisManager, AnalysisPass, CheckPass, PassManager
@@ -60,6 +61,7 @@ def check_output_path(output: str | Path, sources: Sequence[str | Path] = (), *,
     """Refuse, before any work is done, an output that is a folder, sits in a missing folder (unless
     the command makes it), or would overwrite one of `sources` (the input model and its data files)."""
     path = Path(output)
+    check_output_name(path)
     if path.is_dir():
         raise UserError(f"{output}: is a folder; give a file name for the output")
     if not folder_made_later and not path.parent.is_dir():
@@ -410,38 +412,10 @@ def parse_round_to(text: str) -> int | None:
 
 def cmd_compact(args: argparse.Namespace) -> int:
     """Apply a selection file."""
-    if not Path(args.selection).is_file():
-        raise UserError(f"{args.selection}: no such selection file")
+    input_file(args.selection, "selection file")
     graph = load_model(args.model, allow_custom_ops=args.allow_custom_ops, prepared=True, untie_all=args.untie_all)
     args.selection_out = None
     return _prune_pipeline(args, graph, selection_file=args.selection)
-
-
-#: Numeric options and their ranges: (option, lowest, highest, range text); None is unbounded.
-RUN_BOUNDS = (("target_sparsity", 0, 1, "[0, 1)"), ("latency_threads", 1, None, ">= 1"), ("batch_size", 1, None, ">= 1"),
-              ("lr", 0, 10, "(0, 10]"), ("epochs", 1, None, ">= 1"), ("steps", 1, None, ">= 1"),
-              ("warmup", 0, None, ">= 0"), ("momentum", 0, 1, "[0, 1]"), ("weight_decay", 0, 1, "[0, 1]"),
-              ("pruning_periods", 1, None, ">= 1"), ("round_to", 1, None, ">= 1"), ("threads", 0, None, ">= 0"),
-              ("checkpoint_every", 0, None, ">= 0"), ("synthetic", 0, None, ">= 0"), ("eval_fraction", 0, 1, "[0, 1)"),
-              ("tolerance", 0, 1, "(0, 1)"), ("seed", 0, None, ">= 0"), ("cric_cycles", 0, None, ">= 0"),
-              ("cric_levels", 1, None, ">= 1"), ("cric_tolerance", 0, None, ">= 0"),
-              ("cric_loss_weight", 0, None, ">= 0"), ("cric_budget", 0, None, ">= 0"),
-              ("cric_batches", 1, None, ">= 1"), ("cric_cycle_steps", 0, None, ">= 0"))
-
-
-def check_bounds(args: argparse.Namespace, bounds=RUN_BOUNDS) -> None:
-    """Refuse, in one line, a numeric option that is not finite or outside its range (an lr of 1e6,
-    zero steps, a negative thread count and a NaN tolerance were accepted without a word)."""
-    for name, low, high, text in bounds:
-        value = getattr(args, name, None)
-        if value is None or isinstance(value, str):
-            continue
-        low_ok = text.startswith("[") or text.startswith(">=")
-        high_ok = text.endswith("]")
-        inside = math.isfinite(value) and (value >= low if low_ok else value > low) and \
-            (high is None or (value <= high if high_ok else value < high))
-        if not inside:
-            raise UserError(f"--{name.replace('_', '-')} must be {'in ' if text[0] in '[(' else ''}{text}, got {value}")
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -122,6 +122,20 @@ def inference_session(model: Graph | str | os.PathLike, *, optimize: bool = Fals
     return session
 
 
+def user_session(model: Graph | str | os.PathLike, what: str, **options):
+    """`inference_session` for a model the user gave, or one that computes what it computes (the masked
+    reference, the distillation teacher): onnxruntime refusing to load it is bad input, said in one line.
+    (onnxruntime refusing a model onnxprune wrote is onnxprune's bug: use `inference_session` for those.)"""
+    try:
+        return inference_session(model, **options)
+    except (ImportError, MemoryError, UserError):
+        raise
+    except Exception as error:  # onnxruntime raises its own exception types from C++
+        first = str(error).strip().splitlines()[0][:240] if str(error).strip() else type(error).__name__
+        raise UserError(f"{what}: onnxruntime cannot load the model ({first}); onnxprune works on models "
+                        "that onnxruntime runs") from error
+
+
 def bound_shapes(input_shapes: tuple[str, ...] | list[str]) -> dict[str, tuple[int, ...]]:
     """"name=1x3x224x224" bindings as {name: dims}."""
     return dict(parse_input_shape(text) for text in input_shapes)
