@@ -104,7 +104,7 @@ def _as_input_type(graph: Graph, name: str, array: np.ndarray) -> np.ndarray:
 
 def _run_with_outputs(graph: Graph, names: list[str], arrays: dict[str, np.ndarray], what: str):
     """Run `graph` with `names` exposed as extra outputs, batch by batch; yield the arrays of `names`."""
-    from .runtime import inference_session, run_reference
+    from .runtime import run_reference, user_session
 
     probe = graph.copy()
     declared = {v.name for v in probe.outputs}
@@ -112,7 +112,7 @@ def _run_with_outputs(graph: Graph, names: list[str], arrays: dict[str, np.ndarr
         if name not in declared:
             probe.outputs.append(probe.value(name))
             declared.add(name)
-    session = inference_session(probe)
+    session = user_session(probe, what)
     order = [o.name for o in session.get_outputs()]
     for feeds in _batches(arrays, graph):
         found = dict(zip(order, run_reference(session, feeds, what)))

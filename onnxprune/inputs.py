@@ -19,6 +19,7 @@ import numpy as np
 import onnx
 
 from .errors import UserError
+from .files import input_file
 from .ir import Graph, Value
 from .ir.shapes import parse_input_shape
 
@@ -153,12 +154,10 @@ def index_bound(graph: Graph, value: Value, default: int = 2) -> int:
 def read_samples(path: str | Path, graph: Graph) -> dict[str, np.ndarray]:
     """Sample inputs from an .npz file with arrays named after the model's inputs (inputs it lacks are
     drawn as usual). Wrong names, ranks or types are one clear error."""
-    path = Path(path)
+    path = input_file(path, "sample-inputs file")
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such sample-inputs file") from None
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
         raise UserError(f"{path}: not a readable .npz file of sample inputs ({error})") from None
     inputs = {v.name: v for v in data_inputs(graph)}

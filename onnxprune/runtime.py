@@ -122,6 +122,12 @@ def inference_session(model: Graph | str | os.PathLike, *, optimize: bool = Fals
     return session
 
 
+def _first_line(error: BaseException) -> str:
+    """The first line of onnxruntime's error text (its C++ messages run over many lines), or its type."""
+    text = str(error).strip()
+    return text.splitlines()[0][:240] if text else type(error).__name__
+
+
 def load_failure(model: Graph | str | os.PathLike, *, lean: bool = False, log_level: int = 4) -> str | None:
     """Why onnxruntime cannot build a CPU session for `model` (a Graph or a path) at all graph
     optimisations, as the first line of its error; None when it can. The one such check (the `check`
@@ -131,9 +137,21 @@ def load_failure(model: Graph | str | os.PathLike, *, lean: bool = False, log_le
     except ImportError:
         raise
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types from C++
-        text = str(exc).strip()
-        return text.splitlines()[0] if text else type(exc).__name__
+        return _first_line(exc)
     return None
+
+
+def user_session(model: Graph | str | os.PathLike, what: str, **options):
+    """`inference_session` for a model the user gave, or one that computes what it computes (the masked
+    reference, the distillation teacher): onnxruntime refusing to load it is bad input, said in one line.
+    (onnxruntime refusing a model onnxprune wrote is onnxprune's bug: use `inference_session` for those.)"""
+    try:
+        return inference_session(model, **options)
+    except (ImportError, MemoryError, UserError):
+        raise
+    except Exception as error:  # onnxruntime raises its own exception types from C++
+        raise UserError(f"{what}: onnxruntime cannot load the model ({_first_line(error)}); onnxprune works on "
+                        "models that onnxruntime runs") from error
 
 
 def bound_shapes(input_shapes: tuple[str, ...] | list[str]) -> dict[str, tuple[int, ...]]:

@@ -12,6 +12,7 @@ import onnx
 
 from onnxprune.errors import UserError
 from onnxprune.facts import Compaction
+from onnxprune.files import input_file
 from onnxprune.ir import Graph, TensorType
 from onnxprune.ir.tensor import STORAGE_DTYPES, Tensor
 from onnxprune.ops import OpView, rule_for
@@ -189,9 +190,7 @@ def compact_graph(graph: Graph, space: PruningSpace, selection: Selection, types
 def read_selection(path: str | Path, space: PruningSpace, erasing: ErasingSpace | None = None) -> Selection:
     """Load a selection JSON file for this model."""
     try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such selection file") from None
+        data = json.loads(input_file(path, "selection file").read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: not a JSON selection ({exc})") from None
     except RecursionError:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+from onnxprune.bounds import PASS_BOUNDS, check_bounds, pass_option
 from onnxprune.errors import UserError
 from onnxprune.ir import Graph
 from onnxprune.passmanager import PassResult, TransformPass
@@ -37,6 +38,10 @@ class SparseTrain(TransformPass):
     name = "sparse-train"
     Options = SparseTrainOptions
     provides = (Selection, TrainResult)
+
+    def __init__(self, options=None, **kwargs) -> None:
+        super().__init__(options, **kwargs)
+        check_bounds(self.options, PASS_BOUNDS, pass_option(self.name))  # before any pass of the pipeline runs
 
     def run(self, graph: Graph, am) -> PassResult:
         options = self.options

@@ -8,11 +8,12 @@ import numpy as np
 
 from onnx import TensorProto
 
+from onnxprune.bounds import check_bounds, pass_option
 from onnxprune.errors import VerifyFailed
 from onnxprune.facts import Compaction, VerifyReport
 from onnxprune.ir import Graph
 from onnxprune.passmanager import CheckPass
-from onnxprune.runtime import inference_session, random_inputs, run_reference
+from onnxprune.runtime import inference_session, random_inputs, run_reference, user_session
 
 
 
@@ -52,7 +53,7 @@ def compare(reference: Graph, candidate: Graph, feeds_list: list[dict[str, np.nd
     """Run both graphs on each feed and measure the largest differences."""
     # one session at a time: each holds its own copy of the weights, and the outputs are small
     # lean sessions: verify wants numbers, not speed (see inference_session)
-    ref = inference_session(reference, lean=True)
+    ref = user_session(reference, "verify", lean=True)  # the user's model, zeroed where pruned
     expected = [run_reference(ref, feeds, "verify") for feeds in feeds_list]
     del ref
     cand = inference_session(candidate, lean=True)
@@ -97,6 +98,13 @@ class Verify(CheckPass):
     name = "verify"
     Options = VerifyOptions
     provides = (VerifyReport,)
+    #: A NaN tolerance failed every model (a comparison with NaN is false); no samples checked nothing.
+    BOUNDS = (("tolerance", 0, 1, "(0, 1)"), ("atol", 0, None, ">= 0"), ("seed", 0, None, ">= 0"),
+              ("batch", 1, None, ">= 1"), ("samples", 1, None, ">= 1"))
+
+    def __init__(self, options=None, **kwargs) -> None:
+        super().__init__(options, **kwargs)
+        check_bounds(self.options, self.BOUNDS, pass_option(self.name))
 
     def requires(self) -> tuple[type, ...]:
         return (Compaction,)

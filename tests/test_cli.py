@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -270,3 +271,119 @@ def test_a_full_disk_is_one_line(tmp_path, capsys, monkeypatch):
     code, _, err = run_cli(capsys, "prune", ZOO / "mlp.onnx", "--ratio", "0.5", "-o", tmp_path / "o.onnx",
                            "--no-latency")
     assert code == 2 and err.strip() == f"onnxprune: error: cannot write {tmp_path / 'o.onnx'}: No space left on device"
+
+
+@pytest.mark.parametrize("command", [["prune", ZOO / "mlp.onnx", "--ratio", "0.5"],
+                                     ["opt", ZOO / "mlp.onnx", "--passes", "cleanup"],
+                                     ["run", ZOO / "digits_cnn.onnx", "--data", ZOO / "digits.npz"]])
+def test_an_output_in_a_missing_folder_is_one_line(capsys, tmp_path, command):
+    """`prune -o missing/dir/x.onnx`: the folder is not created (a typo would scatter outputs); one line
+    names it, before any work."""
+    out = tmp_path / "missing" / "dir" / "x.onnx"
+    code, stdout, err = run_cli(capsys, *command, "-o", out)
+    assert code == 2 and err.strip() == f"onnxprune: error: {out}: folder {out.parent} does not exist" and not stdout
+    assert not (tmp_path / "missing").exists()
+
+
+@pytest.fixture
+def read_only(monkeypatch):
+    """Make a folder refuse every write the way a read-only one does (EACCES), whoever asks: file
+    opens for writing, new folders, renames into it. (Tests run as root here, where chmod cannot.)"""
+    import builtins
+    import errno
+    import io
+    import os
+
+    def guard(folder: Path):
+        folder = folder.resolve()
+
+        def inside(path) -> bool:
+            try:
+                return Path(os.fsdecode(path)).resolve().is_relative_to(folder)
+            except (TypeError, ValueError):
+                return False
+
+        def refuse(path):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fsdecode(path))
+
+        real_open, real_mkdir, real_replace, real_rename = builtins.open, os.mkdir, os.replace, os.rename
+
+        def open_(file, mode="r", *args, **kwargs):
+            if isinstance(file, (str, bytes, os.PathLike)) and set(mode) & set("wax+") and inside(file):
+                refuse(file)
+            return real_open(file, mode, *args, **kwargs)
+
+        def mkdir(path, *args, **kwargs):
+            if inside(path):
+                refuse(path)
+            return real_mkdir(path, *args, **kwargs)
+
+        def move(real):
+            def moved(src, dst, *args, **kwargs):
+                if inside(dst):
+                    refuse(dst)
+                return real(src, dst, *args, **kwargs)
+            return moved
+
+        for module, name, value in ((builtins, "open", open_), (io, "open", open_), (os, "mkdir", mkdir),
+                                    (os, "replace", move(real_replace)), (os, "rename", move(real_rename))):
+            monkeypatch.setattr(module, name, value)
+    return guard
+
+
+@pytest.mark.parametrize("command", [["prune", ZOO / "mlp.onnx", "--ratio", "0.5", "--round-to", "1"],
+                                     ["run", ZOO / "digits_cnn.onnx", "--data", ZOO / "digits.npz", "--steps", "2",
+                                      "--batch-size", "32", "--round-to", "4", "--no-progress", "--no-latency"]])
+def test_a_read_only_output_folder_is_one_line(capsys, tmp_path, read_only, command):
+    """Read as an internal error (or torch's "enforce fail" text) before."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    read_only(folder)
+    code, _, err = run_cli(capsys, *command, "-o", folder / "o.onnx")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Permission denied" in err, err
+    assert str(folder) in err and "internal error" not in err
+    assert list(folder.iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_really_read_only_output_folder_is_one_line(capsys, tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        code, _, err = run_cli(capsys, "prune", ZOO / "mlp.onnx", "--ratio", "0.5", "--round-to", "1", "-o",
+                               folder / "o.onnx")
+    finally:
+        folder.chmod(0o755)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Permission denied" in err
+    assert list(folder.iterdir()) == []
+
+
+def test_ctrl_c_exits_130_in_start_up_and_in_training_alike(capsys, tmp_path, monkeypatch):
+    """Ctrl-C exited 130 during start-up but 2 during training; now 130 and one line both times."""
+    from onnxprune.app import run
+    from onnxprune.train import sparse
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    args = ["run", ZOO / "digits_cnn.onnx", "--data", ZOO / "digits.npz", "--steps", "6", "--batch-size", "32",
+            "--round-to", "4", "--no-progress", "--no-latency", "-o", tmp_path / "o.onnx"]
+    with monkeypatch.context() as patch:
+        patch.setattr(run, "check_bounds", stop)  # the first thing `run` does
+        code, _, err = run_cli(capsys, *args)
+    assert code == 130 and err.strip() == "onnxprune: interrupted"
+    calls = []
+    real = sparse.check_batch
+
+    def stop_at_third_batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sparse, "check_batch", stop_at_third_batch)
+    code, _, err = run_cli(capsys, *args)
+    assert code == 130 and len(err.strip().splitlines()) == 1, err
+    assert "interrupted at step 2; resume with --resume" in err
+    assert not (tmp_path / "o.onnx").exists() and (tmp_path / "o.ckpt" / "progress.json").exists()

@@ -3,6 +3,8 @@ symbolic; values drawn by what an input is."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import onnx
 import pytest
@@ -148,3 +150,12 @@ def test_a_size_given_for_one_input_binds_the_inputs_that_share_its_name(tmp_pat
     assert dict(b.split("=") for b in alone.shapes)["past_value"] == "3x2x5x4"
     unbound = resolve_bindings(graph, ("x=3x2x1x4",))  # 'past' is known nowhere: nothing guessed
     assert "past_value" not in dict(b.split("=") for b in unbound.shapes)
+
+
+def test_verify_on_integer_inputs_states_its_tolerance(tmp_path, capsys):
+    """verify on a model fed token ids draws them below the vocabulary (above: `draw`), and the line it
+    prints says the tolerance it held the compact model to."""
+    code, out, err = run_cli(capsys, "prune", ZOO / "bert.onnx", "--ratio", "0.3", "--round-to", "1", "--no-latency",
+                             "--no-report", "-o", tmp_path / "o.onnx")
+    assert code == 0, err
+    assert re.search(r"verify +compact vs masked: max abs diff \S+, max rel diff \S+ \(tolerance 0\.0001\)", out), out

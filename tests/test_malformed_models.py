@@ -78,10 +78,30 @@ def _nested_ifs(depth: int = 30) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
+def _typed_long() -> onnx.ModelProto:
+    tensor = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[4, 3, 3, 3])
+    tensor.float_data.extend([1.0] * 200)
+    return _conv_model(tensor)
+
+
+def _garbled(*replacements: tuple[bytes, bytes]):
+    """A model whose string fields are replaced by bytes that are not UTF-8 (protobuf hands such
+    fields back as bytes: the JSON report crashed on a node name)."""
+    def build() -> onnx.ModelProto:
+        data = _conv_model().SerializeToString()
+        for text, replacement in replacements:
+            data = data.replace(text, replacement)
+        return onnx.ModelProto.FromString(data)
+    return build
+
+
 CASES = {
     "raw data too short": (lambda: _conv_model(_raw([4, 3, 3, 3], 100)), "holds 100 bytes"),
     "raw data too long": (lambda: _conv_model(_raw([4, 3, 3, 3], 440)), "holds 440 bytes"),
     "typed data too short": (_typed_short, "does not match its dims"),
+    "typed data too long": (_typed_long, "does not match its dims"),
+    "non-UTF-8 node name": (_garbled((b"conv", b"c\xffnv")), "holds a node name b'c\\xffnv' that is not valid UTF-8"),
+    "non-UTF-8 value name": (_garbled((b"\x12\x01c", b"\x12\x01\xfe"), (b"\x0a\x01c", b"\x0a\x01\xfe")), "holds a value name b'\\xfe' that is not valid UTF-8"),
     "negative dims": (lambda: _conv_model(_raw([-4, 3, 3, 3], 0)), "negative dimension"),
     "10^12 elements": (lambda: _conv_model(_raw([1000000, 1000000, 1, 1], 16)), "need 4000000000000"),
     "element type 99": (lambda: _conv_model(_raw([4, 3, 3, 3], 432, 99)), "element type 99"),
@@ -96,22 +116,75 @@ CASES = {
 
 
 @pytest.mark.parametrize("name", CASES)
-@pytest.mark.parametrize("command", ["analyze", "prune", "opt"])
+@pytest.mark.parametrize("command", ["analyze", "prune", "opt", "run"])
 def test_malformed_model_is_one_line_exit_2(tmp_path, capsys, name, command):
     build, message = CASES[name]
     path = tmp_path / "m.onnx"
     path.write_bytes(build().SerializeToString())
     out = tmp_path / "out.onnx"
-    args = {"analyze": ["analyze", path], "prune": ["prune", path, "--ratio", "0.5", "-o", out],
-            "opt": ["opt", path, "--passes", "cleanup,check", "-o", out]}[command]
+    args = {"analyze": ["analyze", path, "--json", tmp_path / "a.json"], "prune": ["prune", path, "--ratio", "0.5", "-o", out],
+            "opt": ["opt", path, "--passes", "cleanup,check", "-o", out],
+            "run": ["run", path, "--synthetic", "8", "--round-to", "4", "-o", out]}[command]
     code, _, err = run_cli(capsys, *args)
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and message in lines[0], err
     assert not out.exists()
 
 
-def test_zero_sized_weights_are_analysed_not_crashed_on(tmp_path, capsys):
+@pytest.mark.parametrize("weight, cin, cout", [([0, 3, 3, 3], 3, 0), ([4, 0, 3, 3], 0, 4)], ids=["no outputs", "no inputs"])
+def test_zero_sized_weights_are_analysed_not_crashed_on(tmp_path, capsys, weight, cin, cout):
+    """Convolutions with zero output (or input) channels: analysed, nothing to prune, nothing written
+    (they raised IndexError); onnxruntime's refusal to load one is one line from `check`."""
     path = tmp_path / "m.onnx"
-    path.write_bytes(_conv_model(_raw([0, 3, 3, 3], 0), output_channels=0).SerializeToString())
+    path.write_bytes(_conv_model(_raw(weight, 0), input_channels=cin, output_channels=cout).SerializeToString())
+    code, out, err = run_cli(capsys, "analyze", path, "--json", tmp_path / "a.json")
+    assert code == 0 and "internal error" not in err and (tmp_path / "a.json").exists(), err
     code, out, err = run_cli(capsys, "prune", path, "--ratio", "0.5", "-o", tmp_path / "o.onnx")
     assert code == 0 and "internal error" not in err and "nothing written" in out + err
+    code, out, err = run_cli(capsys, "opt", path, "--passes", "cleanup,check", "-o", tmp_path / "o.onnx")
+    assert code in (0, 2) and len(err.strip().splitlines()) <= 1 and "internal error" not in err, err
+
+
+def _double_convs() -> onnx.ModelProto:
+    """Two float64 convolutions: valid ONNX that onnxprune prunes, but onnxruntime's CPU build has no
+    float64 Conv kernel, so it refuses to load the model (and the masked reference made from it)."""
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array(rng.standard_normal(s), n) for n, s in (("w1", (8, 3, 3, 3)), ("w2", (4, 8, 1, 1)))]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c"], kernel_shape=[3, 3], name="conv1"),
+             helper.make_node("Relu", ["c"], ["r"]), helper.make_node("Conv", ["r", "w2"], ["y"], kernel_shape=[1, 1])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.DOUBLE, ["N", 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["N", 4, 6, 6])], weights)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+@pytest.mark.parametrize("command", [["prune", "--ratio", "0.5", "--round-to", "1"],
+                                     ["opt", "--passes", "select{ratio=0.5},compact,verify"],
+                                     ["run", "--synthetic", "32", "--steps", "2", "--batch-size", "8", "--round-to", "4"]])
+def test_a_model_onnxruntime_refuses_is_one_line_exit_2(tmp_path, capsys, command):
+    """onnxprune accepts the model (it is valid ONNX); onnxruntime refusing to load it surfaced from
+    verify and from distillation's teacher as internal errors (exit 1): it is the input's problem."""
+    path = tmp_path / "m.onnx"
+    path.write_bytes(_double_convs().SerializeToString())
+    out = tmp_path / "o.onnx"
+    code, _, err = run_cli(capsys, command[0], path, *command[1:], "-o", out, "--no-progress" if command[0] == "run" else
+                           "--no-latency" if command[0] == "prune" else "--time-passes")
+    lines = err.strip().splitlines()
+    assert code == 2 and "onnxruntime cannot load the model" in lines[-1] and "Conv" in lines[-1], err
+    assert all(not line.startswith("onnxprune: error") for line in lines[:-1])  # only notes before it
+    assert not out.exists()
+
+
+def test_onnxruntime_log_lines_never_reach_stderr(tmp_path):
+    """onnxruntime writes its own log to the process's stderr, past Python: the only line a refused
+    model leaves there is ours."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "m.onnx"
+    path.write_bytes(_double_convs().SerializeToString())
+    for args in (["prune", path, "--ratio", "0.5", "--round-to", "1", "--no-latency"],
+                 ["opt", path, "--passes", "cleanup,check"]):
+        done = subprocess.run([sys.executable, "-m", "onnxprune", *map(str, args), "-o", str(tmp_path / "o.onnx")],
+                              capture_output=True, text=True, check=False)
+        assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert "onnxruntime cannot load the model" in done.stderr

@@ -387,3 +387,32 @@ def test_opt_names_the_missing_pass_in_one_line(capsys, tmp_path):
     assert code == 2 and err.strip().splitlines() == [
         "onnxprune: error: compact needs a selection: add select or sparse-train before it"]
     assert not (tmp_path / "x.onnx").exists()
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_passes_leave_the_garbage_collector_as_they_found_it(graph, enabled):
+    """Passes run with the cyclic collector paused (`files.paused_gc`); a library must hand the
+    process back as it was, after a failing pass too, and never enable what its caller disabled."""
+    import gc
+
+    class Fails(TransformPass):
+        """Always raises."""
+
+        name = "fails"
+
+        def run(self, graph, am):
+            assert not gc.isenabled()
+            raise RuntimeError("boom")
+
+    was = gc.isenabled()
+    try:
+        gc.enable() if enabled else gc.disable()
+        PassManager("cleanup,cost").run(graph, AnalysisManager(graph))
+        assert gc.isenabled() == enabled
+        with pytest.raises(RuntimeError):
+            PassManager([Fails()]).run(graph, AnalysisManager(graph))
+        assert gc.isenabled() == enabled
+        onnxprune.load(ZOO / "mlp.onnx")
+        assert gc.isenabled() == enabled
+    finally:
+        gc.enable() if was else gc.disable()

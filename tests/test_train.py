@@ -586,3 +586,50 @@ def test_an_exception_in_the_users_data_function_names_it(tmp_path, capsys, monk
                                "--batch-size", "32", "--no-progress")
         assert code == 2 and len(err.strip().splitlines()) == 1 and "internal error" not in err, err
         assert found in err
+
+
+def test_resume_from_another_models_checkpoint_is_refused(tmp_path):
+    """The checkpoint of one model, resumed with another: refused naming the model (it ended in an
+    internal error loading weights of other names)."""
+    from onnx import version_converter
+
+    _interrupted_digits_run(tmp_path)
+    other = onnxprune.load(version_converter.convert_version(opset11_cnn(), 13))
+    am = AnalysisManager(other)
+    with pytest.raises(UserError, match=r"written with model='[0-9a-f]+', this run has model="):
+        sparse_train(other, am.get("prune-space"), am.get("shapes"), open_data(str(tmp_path / "d.npz")), FAST,
+                     checkpoint_dir=tmp_path / "o.ckpt", resume=True)
+
+
+@pytest.mark.parametrize("failure", ["ENOSPC", "torch enforce fail"])
+def test_a_full_disk_while_checkpointing_leaves_no_partial_folder(tmp_path, monkeypatch, failure):
+    """A full disk mid-checkpoint: one line, and no `.ckpt-XXXX/` left beside the output."""
+    import errno
+
+    import torch
+
+    def full(*args, **kwargs):
+        if failure == "ENOSPC":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        raise RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(UserError, match=f"cannot write the checkpoint in {tmp_path}"):
+        train_digits(tmp_path, checkpoint_dir=tmp_path / "o.ckpt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.npz"]
+
+
+def test_a_crash_in_training_leaves_no_temporary_folder(tmp_path, monkeypatch):
+    """The training artifacts' folder is removed whatever ends the run (temporary training folders
+    were left after a crash)."""
+    import tempfile
+
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+
+    def crash(record):
+        raise RuntimeError("a bug")
+
+    with pytest.raises(RuntimeError, match="a bug"):
+        train_digits(tmp_path, on_metrics=crash)
+    assert list((tmp_path / "tmp").iterdir()) == []

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..files import atomic_write, same_file
+from ..files import atomic_write, check_output_name, same_file
 from ..inputs import Bindings, read_samples, resolve_bindings
 from ..ir import Graph, load, validate
 from ..prepare import prepare
@@ -55,6 +55,7 @@ def check_output_path(output: str | Path, sources: Sequence[str | Path] = (), *,
     """Refuse, before any work is done, an output that is a folder, sits in a missing folder (unless
     the command makes it), or would overwrite one of `sources` (the input model and its data files)."""
     path = Path(output)
+    check_output_name(path)
     if path.is_dir():
         raise UserError(f"{output}: is a folder; give a file name for the output")
     if not folder_made_later and not path.parent.is_dir():

@@ -11,15 +11,16 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
+from ..bounds import check_bounds
 from ..errors import UserError
 from ..facts import Compaction, Outcome, Rounding, VerifyReport
+from ..files import input_file
 from ..ir import Graph, save
 from ..passmanager import REGISTRY, AnalysisManager, PassManager
 from ..space import Selection
 from .command_io import check_output_path, input_bindings, load_model, warn, write_json, write_page
-from .options import check_bounds, parse_round_to
+from .options import parse_round_to
 from .report import report_sections
 from .summary import cost_lines, removed_lines
 
@@ -58,8 +59,7 @@ def prune_command(args: argparse.Namespace, say: Say = print, warn: Say = warn) 
 
 def compact_command(args: argparse.Namespace, say: Say = print, warn: Say = warn) -> int:
     """`compact`: apply a selection file."""
-    if not Path(args.selection).is_file():
-        raise UserError(f"{args.selection}: no such selection file")
+    input_file(args.selection, "selection file")
     graph = load_model(args.model, allow_custom_ops=args.allow_custom_ops, prepared=True, untie_all=args.untie_all,
                        say=say)
     args.selection_out = None

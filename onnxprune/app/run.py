@@ -20,13 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..bounds import check_bounds
 from ..errors import UserError
 from ..facts import VerifyReport
 from ..ir import Graph
 from ..train.config import TrainConfig
 from ..train.data import ArrayData, check_batch, check_labels, input_specs
 from .command_io import check_output_path, input_bindings, warn, write_page
-from .options import check_bounds, parse_round_to
+from .options import parse_round_to
 from .summary import cost_lines, removed_lines
 
 Say = Callable[[str], None]
@@ -52,19 +53,19 @@ class RunPaths:
 def evaluate(graph: Graph, data: ArrayData, loss: str, output: str, batch_size: int = 256,
              teacher: Graph | None = None) -> dict:
     """Loss (and top-1 accuracy, for labelled data) of `graph` on `data`, in inference mode."""
-    from ..runtime import inference_session
+    from ..runtime import inference_session, user_session
 
     session = inference_session(graph)
     specs = input_specs(graph)
-    reference = inference_session(teacher) if teacher is not None else None
+    reference = user_session(teacher, "the distillation teacher") if teacher is not None else None
     total, correct, squared, count = 0.0, 0, 0.0, 0
     for batch in data.batches(batch_size, None, drop_last=False):
         feeds = check_batch(batch, specs, None, data.source)
         named = dict(zip([s.name for s in specs], feeds))
         out = session.run([output], named)[0]
         if "labels" in batch and loss == "cross-entropy":
+            check_labels(batch["labels"], out.shape[1] if out.ndim >= 2 else None, data.source)
             labels = batch["labels"].astype(np.int64)
-            check_labels(labels, out.shape[1] if out.ndim >= 2 else None, data.source)
             shifted = out - out.max(axis=1, keepdims=True)
             log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
             total += float(-log_probs[np.arange(len(labels)), labels].sum())
@@ -84,14 +85,14 @@ def teacher_spread(teacher: Graph, data: ArrayData, output: str, samples: int = 
     the largest standard deviation over samples of any output element, relative to the output's largest
     magnitude. 0 means every input gets the same answer, so distillation has nothing to teach (an
     untrained model, or one whose output ignores its input). None if fewer than two samples."""
-    from ..runtime import inference_session
+    from ..runtime import user_session
 
     specs = input_specs(teacher)
     batch = next(data.batches(min(samples, len(data)), None, drop_last=False), None)
     if batch is None or len(next(iter(batch.values()))) < 2:
         return None
     feeds = dict(zip([s.name for s in specs], check_batch(batch, specs, None, data.source)))
-    out = np.asarray(inference_session(teacher).run([output], feeds)[0], dtype=np.float64)
+    out = np.asarray(user_session(teacher, "the distillation teacher").run([output], feeds)[0], dtype=np.float64)
     scale = float(np.max(np.abs(out))) if out.size else 0.0
     spread = float(np.max(np.std(out, axis=0))) if out.size else 0.0
     return spread / scale if scale > 0 else spread

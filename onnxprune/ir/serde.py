@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from google.protobuf.message import DecodeError
 from onnx import GraphProto, ModelProto, NodeProto, TensorProto
 
 from ..errors import IRError, ModelError
-from ..files import atomic_write, paused_gc, same_file
+from ..files import atomic_write, path_problem, paused_gc, same_file
 from . import wire
 from .graph import CAPTURE, Graph, Op
 from .tensor import RAW_NUMPY_DTYPES, Tensor
@@ -64,11 +65,17 @@ def load(source) -> Graph:
         tensors = [(t.name, Tensor.from_proto(t)) for t in model.graph.initializer]
         return _build(model, model.graph, tensors, "<ModelProto>", ())
     path = Path(source)
-    if not path.exists():
-        raise ModelError(path, "no such file")
-    if path.is_dir():
+    try:
+        found = path.stat()
+    except FileNotFoundError:
+        raise ModelError(path, "no such file") from None
+    except (OSError, ValueError) as exc:  # a name too long, a symlink loop, a NUL byte
+        raise ModelError(path, f"cannot be read: {path_problem(exc)}") from None
+    if stat.S_ISDIR(found.st_mode):
         raise ModelError(path, "is a directory, not an ONNX model file")
-    if path.stat().st_size == 0:
+    if not stat.S_ISREG(found.st_mode):  # reading a FIFO would wait for a writer
+        raise ModelError(path, "is not a regular file (a FIFO, socket or device), not an ONNX model file")
+    if found.st_size == 0:
         raise ModelError(path, "is empty, not an ONNX model")
     try:
         with open(path, "rb") as handle:
@@ -170,24 +177,33 @@ def _external_bytes(proto: TensorProto, path: Path, maps: dict[Path, mmap.mmap])
     onnxprune read another file into its output."""
     info = {e.key: e.value for e in proto.external_data}
     location = info.get("location", "")
+    shown = location if len(location) <= 120 else location[:100] + f"... ({len(location)} characters)"
+    if "\0" in location:  # no file name holds one; the OS would cut the name there
+        raise ModelError(path, f"tensor {proto.name!r} names external data {shown!r}, which holds a NUL byte")
     base = path.parent.resolve()
     try:
         target = (base / location).resolve()
-    except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL byte
-        target = None
-    if not location or os.path.isabs(location) or target is None or base not in target.parents:
-        raise ModelError(path, f"tensor {proto.name!r} points at external data {location!r} outside the model's folder",
+    except (OSError, RuntimeError) as exc:  # a symlink loop
+        raise ModelError(path, f"external data {shown!r} of tensor {proto.name!r} cannot be resolved: "
+                         f"{path_problem(exc)}") from None
+    if not location or os.path.isabs(location) or base not in target.parents:
+        raise ModelError(path, f"tensor {proto.name!r} points at external data {shown!r} outside the model's folder",
                          "onnxprune only follows external data locations inside the model's own folder")
-    if not target.is_file():
-        raise ModelError(path, f"external data file {location!r} of tensor {proto.name!r} is missing")
     try:
         offset = int(info.get("offset", 0))
         length = int(info["length"]) if "length" in info else None
     except ValueError:
         raise ModelError(path, f"tensor {proto.name!r} has a non-numeric external data offset or length") from None
     if target not in maps:
-        with open(target, "rb") as handle:
-            maps[target] = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) if target.stat().st_size else b""
+        try:
+            if not target.is_file():
+                raise ModelError(path, f"external data file {shown!r} of tensor {proto.name!r} is missing")
+            with open(target, "rb") as handle:
+                size = os.fstat(handle.fileno()).st_size
+                maps[target] = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+        except OSError as exc:  # a name too long for the file system, an unreadable file
+            raise ModelError(path, f"external data file {shown!r} of tensor {proto.name!r} cannot be read: "
+                             f"{path_problem(exc)}") from None
     mapped = maps[target]
     length = len(mapped) - offset if length is None else length
     if offset < 0 or length < 0 or offset + length > len(mapped):

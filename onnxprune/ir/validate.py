@@ -127,6 +127,9 @@ def validate(graph: Graph, origin: str, *, allow_custom_domains: bool = False, f
         graph.topological_order()
     except IRError as exc:
         raise ModelError(origin, f"is not a valid ONNX graph: {exc}") from None
+    garbled = undecodable_name(graph)
+    if garbled:
+        raise ModelError(origin, f"holds {garbled} that is not valid UTF-8; ONNX names are UTF-8 text")
     try:
         onnx.checker.check_model(graph.to_onnx(weights=False), full_check=full)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError, ValueError) as exc:
@@ -137,6 +140,38 @@ def validate(graph: Graph, origin: str, *, allow_custom_domains: bool = False, f
         mismatch = contraction_mismatch(graph)
         if mismatch:
             raise ModelError(origin, mismatch)
+
+
+def undecodable_name(graph: Graph) -> str | None:
+    """What names a string field that is not valid UTF-8 (protobuf hands those back as bytes, which
+    reports, JSON, onnxruntime and writing the model back cannot take), or None. The checker looks at
+    op types only, and only after the model is written back."""
+    def in_protos(body: onnx.GraphProto) -> str | None:
+        for node in body.node:
+            found = first_bytes((("a node name", node.name), ("an op type", node.op_type), ("a domain", node.domain),
+                                 *(("a value name", name) for name in (*node.input, *node.output))))
+            for attr in node.attribute:
+                for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                    found = found or in_protos(sub)
+            if found:
+                return found
+        return first_bytes(("a value name", v.name) for v in (*body.input, *body.output, *body.initializer))
+
+    for op in graph.ops():
+        found = first_bytes((("a node name", op.name), ("an op type", op.op_type), ("a domain", op.domain)))
+        for sub in op.subgraphs:
+            found = found or in_protos(sub)
+        if found:
+            return found
+    found = first_bytes(("a value name", v.name) for v in graph.values())
+    for function in graph.model.functions:
+        found = found or in_protos(onnx.GraphProto(node=function.node))
+    return found
+
+
+def first_bytes(labelled) -> str | None:
+    """"LABEL b'...'" for the first (label, text) whose text is bytes, not str."""
+    return next((f"{label} {text[:60]!r}" for label, text in labelled if isinstance(text, bytes)), None)
 
 
 def contraction_mismatch(graph: Graph) -> str | None:

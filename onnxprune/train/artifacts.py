@@ -133,7 +133,7 @@ def with_opset(graph: Graph, minimum: int, why: str, input_shapes: tuple[str, ..
     from onnx import version_converter
 
     from ..ir import load
-    from ..runtime import inference_session, random_inputs, run_reference
+    from ..runtime import inference_session, random_inputs, run_reference, user_session
 
     advice = f"re-export the model with opset >= {minimum}"
     try:
@@ -147,7 +147,8 @@ def with_opset(graph: Graph, minimum: int, why: str, input_shapes: tuple[str, ..
         raise UserError(f"{why} needs opset >= {minimum}; converting from opset {graph.opset} changed the "
                         f"model's weights: {advice}")
     feeds = random_inputs(graph, np.random.default_rng(0), 2, input_shapes)
-    expected = run_reference(inference_session(graph), feeds, f"checking the opset {minimum} copy for training")
+    checking = f"checking the opset {minimum} copy for training"
+    expected = run_reference(user_session(graph, checking), feeds, checking)
     for old, new in zip(expected, inference_session(converted).run(None, feeds)):
         if old.shape != new.shape or not np.allclose(old, new, rtol=1e-5, atol=1e-6):
             raise UserError(f"{why} needs opset >= {minimum}; the model converted from opset {graph.opset} "

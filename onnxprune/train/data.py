@@ -10,6 +10,7 @@ declared inputs before training starts: a wrong name, dtype, shape or an empty s
 from __future__ import annotations
 
 import importlib
+import stat
 import sys
 import zipfile
 from collections.abc import Iterable, Iterator
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..files import path_problem
 
 LABELS = "labels"
 TARGET = "target"
@@ -69,6 +71,9 @@ class ArrayData:
 
     def __init__(self, arrays: dict[str, object], source: str):
         self.arrays, self.source = arrays, source
+        for name, array in arrays.items():
+            if not getattr(array, "shape", ()):  # len() of a 0-d array is a TypeError
+                raise UserError(f"{source}: array {name!r} is a single value; each array needs one row per sample")
         lengths = {name: len(a) for name, a in arrays.items()}
         if len(set(lengths.values())) > 1:
             raise UserError(f"{source}: arrays have different lengths ({', '.join(f'{k}={v}' for k, v in lengths.items())})")
@@ -140,7 +145,17 @@ def _load_npy(path: Path) -> np.ndarray:
 def open_data(spec: str) -> ArrayData | FactoryData:
     """Open `--data`: a `.npz` file, a folder of `.npy` files/shards, or `module:function`."""
     path = Path(spec)
-    if path.is_file():
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        mode = None
+    except (OSError, ValueError) as error:  # a name too long, a loop of symbolic links, a NUL byte
+        if ":" not in spec:
+            raise UserError(f"--data {spec}: cannot be read: {path_problem(error)}") from None
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        raise UserError(f"--data {spec}: is not a regular file or folder (a FIFO, socket or device)")
+    if mode is not None and stat.S_ISREG(mode):
         if path.suffix != ".npz":
             raise UserError(f"{spec}: expected a .npz file, a folder of .npy files, or module:function")
         try:
@@ -151,17 +166,17 @@ def open_data(spec: str) -> ArrayData | FactoryData:
         if not arrays:
             raise UserError(f"{spec}: the .npz file holds no arrays")
         return ArrayData(arrays, spec)
-    if path.is_dir():
+    if mode is not None:  # a folder
         arrays: dict[str, object] = {}
         for item in sorted(path.iterdir()):
-            if item.suffix == ".npy":
+            if item.suffix == ".npy" and item.is_file():
                 arrays[item.stem] = _load_npy(item)
             elif item.is_dir() and sorted(item.glob("*.npy")):
                 arrays[item.name] = _Shards(sorted(item.glob("*.npy")))
         if not arrays:
             raise UserError(f"{spec}: the folder holds no .npy files (expected <input>.npy or <input>/*.npy shards)")
         return ArrayData(arrays, spec)
-    if ":" in spec and not path.exists():
+    if ":" in spec:
         module_name, _, function = spec.partition(":")
         sys.path.insert(0, str(Path.cwd()))
         try:
@@ -207,9 +222,6 @@ def check_batch(batch: dict[str, np.ndarray], inputs: list[InputSpec], target: s
             raise UserError(f"{source}: no array named 'labels' (int class indices), which --loss cross-entropy needs; "
                             "use --loss distill for data without labels")
         labels = batch[LABELS]
-        if labels.dtype.kind not in "ui" or labels.ndim != 1:
-            raise UserError(f"{source}: 'labels' must be a 1-D integer array, got {labels.dtype} with shape "
-                            f"{'x'.join(map(str, labels.shape))}")
         check_labels(labels, classes, source)
         feeds.append(labels.astype(np.int64))
     elif target == TARGET:
@@ -224,7 +236,11 @@ def check_batch(batch: dict[str, np.ndarray], inputs: list[InputSpec], target: s
 
 
 def check_labels(labels: np.ndarray, classes: int | None, source: str) -> None:
-    """Class indices must lie in [0, classes) when the number of classes is known."""
+    """Labels must be a 1-D integer array, of class indices in [0, classes) when the number of classes
+    is known."""
+    if labels.dtype.kind not in "ui" or labels.ndim != 1:
+        raise UserError(f"{source}: 'labels' must be a 1-D integer array, got {labels.dtype} with shape "
+                        f"{'x'.join(map(str, labels.shape))}")
     if classes is None or not labels.size:
         return
     low, high = int(labels.min()), int(labels.max())

@@ -199,9 +199,9 @@ def _batches_from(data: ArrayData | FactoryData, batch_size: int, seed: int, sta
 
 def _teacher(graph: Graph, output: str):
     """A function returning the original model's `output` for a list of input feeds (for distillation)."""
-    from ..runtime import inference_session
+    from ..runtime import user_session
 
-    session = inference_session(graph)
+    session = user_session(graph, "the distillation teacher")
     names = [i.name for i in session.get_inputs()]
 
     def teach(feeds: list[np.ndarray]) -> np.ndarray:
