@@ -22,6 +22,7 @@ from typing import Literal
 
 import numpy as np
 
+from onnxprune.bounds import check_bounds, pass_option
 from onnxprune.calibration import NEEDS_CALIBRATION
 from onnxprune.choose import (
     Budget,
@@ -328,9 +329,12 @@ class Select(TransformPass):
     provides = (Selection, Outcome)
     keeps = ALL  # never edits the graph
 
+    #: its numeric options' ranges (`onnxprune.bounds`): round-to=0 divided by zero, a negative erase was taken
+    BOUNDS = (("ratio", 0, 1, "[0, 1]"), ("round_to", 1, None, ">= 1"), ("max_family_ratio", 0, 1, "[0, 1]"),
+              ("erase", 0, None, ">= 0"), ("seed", 0, None, ">= 0"), ("threads", 1, None, ">= 1"))
+
     def run(self, graph: Graph, am) -> PassResult:
-        if not 0.0 <= self.options.ratio <= 1.0:
-            raise UserError(f"select: ratio must be between 0 and 1, got {self.options.ratio}")
+        check_bounds(self.options, self.BOUNDS, pass_option(self.name))
         if self.options.criterion == "activation" and not self.options.calibration:
             raise UserError(NEEDS_CALIBRATION)
         space = am.get(PruneSpaceAnalysis)

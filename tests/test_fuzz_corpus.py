@@ -157,7 +157,10 @@ PASS_OPTION_CASES = [("sparse-train{synthetic=8,%s}", option, value)
                                     "pruning-periods", "seed", "log-every", "checkpoint-every")
                      for value in ("-1", "nan", "inf")] + \
                     [("select{ratio=0.5},compact,verify{%s}", option, value)
-                     for option in ("tolerance", "atol", "seed", "batch", "samples") for value in ("-1", "nan", "inf")]
+                     for option in ("tolerance", "atol", "seed", "batch", "samples") for value in ("-1", "nan", "inf")] + \
+                    [("select{%s},compact", option, value)
+                     for option in ("ratio", "round-to", "max-family-ratio", "erase", "seed", "threads")
+                     for value in ("-1", "nan", "inf")]
 
 
 @pytest.mark.parametrize("template, option, value", PASS_OPTION_CASES)
