@@ -601,6 +601,19 @@ def test_resume_from_another_models_checkpoint_is_refused(tmp_path):
                      checkpoint_dir=tmp_path / "o.ckpt", resume=True)
 
 
+def test_resume_with_the_same_architecture_and_other_weights_is_refused(tmp_path):
+    """The same layers with other weights are another model: resumed, it would have trained on from the
+    checkpoint's weights without a word."""
+    _interrupted_digits_run(tmp_path)
+    graph = onnxprune.load(DIGITS)
+    name = graph.initializers[0].name
+    graph.set_initializer(name, graph.initializer(name) + 1)
+    am = AnalysisManager(graph)
+    with pytest.raises(UserError, match=r"written with model='[0-9a-f]+', this run has model="):
+        sparse_train(graph, am.get("prune-space"), am.get("shapes"), open_data(str(digits_subset(tmp_path))), FAST,
+                     checkpoint_dir=tmp_path / "o.ckpt", resume=True)
+
+
 @pytest.mark.parametrize("failure", ["ENOSPC", "torch enforce fail"])
 def test_a_full_disk_while_checkpointing_leaves_no_partial_folder(tmp_path, monkeypatch, failure):
     """A full disk mid-checkpoint: one line, and no `.ckpt-XXXX/` left beside the output."""

@@ -93,17 +93,26 @@ class Checkpoint:
         return progress
 
 
+def model_fingerprint(graph: Graph) -> str:
+    """A hash of the model's parameters: names, shapes and values (a model of the same architecture with
+    other weights is another model: resumed, it would train on from this run's weights silently)."""
+    digest = hashlib.sha256()
+    for value in graph.initializers:
+        digest.update(f"{value.name}:{'x'.join(map(str, value.tensor.shape))};".encode())
+        digest.update(memoryview(np.ascontiguousarray(graph.initializer(value.name))).cast("B"))
+    return digest.hexdigest()[:16]
+
+
 def run_settings(config: TrainConfig, graph: Graph, data) -> dict:
     """What a resumed run must share with the run that wrote the checkpoint: every setting that shapes
-    the trajectory, the model (its parameters' names and shapes) and the data (source and size)."""
+    the trajectory, the model (its parameters: `model_fingerprint`) and the data (source and size)."""
     kept = {k: v for k, v in asdict(config).items()
             if k not in ("checkpoint_every", "log_every", "threads", "device", "engine", "bf16", "compile")
             and (config.optimizer == "hesso-cric" or not k.startswith("cric_"))}  # older checkpoints still resume
-    layout = ";".join(f"{v.name}:{'x'.join(map(str, v.tensor.shape))}" for v in graph.initializers)
     size = len(data) if isinstance(data, ArrayData) else None
     source = str(getattr(data, "source", "data"))
     source = os.path.realpath(source) if os.path.exists(source) else source  # the same file by another path
-    return {**kept, "model": hashlib.sha256(layout.encode()).hexdigest()[:16],
+    return {**kept, "model": model_fingerprint(graph),
             "data": source + (f" ({size} samples)" if size is not None else "")}
 
 
