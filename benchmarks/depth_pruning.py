@@ -51,7 +51,6 @@ def windows(tokens: np.ndarray, length: int, count: int, rng) -> np.ndarray:
 
 def train(args, train_tokens: np.ndarray):
     import torch
-
     from exports import import_torchvision
 
     import_torchvision()  # transformers imports torchvision when it is installed
@@ -80,9 +79,8 @@ def train(args, train_tokens: np.ndarray):
 
 def export_lm(model, path: Path, sequence: int) -> None:
     import torch
-    from torch import nn
-
     from exports import export
+    from torch import nn
 
     class Logits(nn.Module):
         def __init__(self):

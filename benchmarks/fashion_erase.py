@@ -16,8 +16,8 @@ import json
 import sys
 from pathlib import Path
 
-from onnxprune.ir import load
 from onnxprune.app.run import run_model
+from onnxprune.ir import load
 from onnxprune.train.config import TrainConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from onnxprune import runtime
-from onnxprune.ir import load
 from onnxprune.app.run import run_model
+from onnxprune.ir import load
 from onnxprune.train.config import TrainConfig
 
 HERE = Path(__file__).resolve().parent

@@ -24,9 +24,9 @@ from onnxprune.passes.compact import compact_graph, masked_graph
 from onnxprune.passes.verify import compare, random_inputs
 
 import onnxprune
+from onnxprune.app.run import run_model
 from onnxprune.passmanager import AnalysisManager
 from onnxprune.space import Selection
-from onnxprune.app.run import run_model
 from onnxprune.train.config import TrainConfig
 
 sys.path.insert(0, str(Path(__file__).parent))

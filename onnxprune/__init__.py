@@ -8,7 +8,16 @@
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 
-from .errors import CheckFailed, Interrupted, IRError, ModelError, OnnxpruneError, PipelineError, UserError, VerifyFailed
+from .errors import (
+    CheckFailed,
+    Interrupted,
+    IRError,
+    ModelError,
+    OnnxpruneError,
+    PipelineError,
+    UserError,
+    VerifyFailed,
+)
 from .ir import Graph, Op, Value, load, save
 
 try:

@@ -17,7 +17,6 @@ from onnxprune.passmanager import AnalysisPass
 from .shapes import ShapesAnalysis
 
 
-
 @dataclass(frozen=True)
 class OpCost:
     """The cost of one op; `cost` is None when its shapes or its op type are unknown."""

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from onnxprune.ir import Graph
 from onnxprune.facts import FUNCTION_FACTS, Untying
+from onnxprune.ir import Graph
 from onnxprune.ops.sharing import untie
 from onnxprune.passmanager import PassResult, TransformPass
 

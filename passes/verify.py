@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
 from onnx import TensorProto
 
 from onnxprune.bounds import check_bounds, pass_option
@@ -14,7 +13,6 @@ from onnxprune.facts import Compaction, VerifyReport
 from onnxprune.ir import Graph
 from onnxprune.passmanager import CheckPass
 from onnxprune.runtime import inference_session, random_inputs, run_reference, user_session
-
 
 
 @dataclass(frozen=True)

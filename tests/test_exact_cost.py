@@ -8,9 +8,9 @@ import pytest
 from onnxprune.passes.cost import SelectionCost
 
 import onnxprune
+from onnxprune.facts import Outcome, VerifyReport
 from onnxprune.passmanager import AnalysisManager, PassManager
 from onnxprune.space import Selection
-from onnxprune.facts import Outcome, VerifyReport
 
 from .conftest import ZOO
 from .test_compact import random_selection

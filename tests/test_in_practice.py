@@ -11,8 +11,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 import onnxprune
-from onnxprune.runtime import Latency, Timing, compare_latency, measure_latency
 from onnxprune.facts import VerifyReport
+from onnxprune.runtime import Latency, Timing, compare_latency, measure_latency
 
 from .conftest import ZOO
 from .test_cli import run_cli

@@ -9,6 +9,7 @@ import re
 
 import numpy as np
 import pytest
+from onnxprune.passes.select import per_latency
 
 import onnxprune
 from onnxprune import runtime
@@ -16,7 +17,6 @@ from onnxprune.latency_model import LatencyModel, OpLatency, latency_model
 from onnxprune.passmanager import AnalysisManager
 from onnxprune.space import Selection
 from onnxprune.widths import WidthTable
-from onnxprune.passes.select import per_latency
 
 from .conftest import ZOO
 from .test_cli import run_cli

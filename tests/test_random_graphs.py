@@ -13,12 +13,12 @@ import numpy as np
 import onnx
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
-
-import onnxprune
-from onnxprune.errors import UserError
 from onnxprune.passes.cleanup import remove_dead_ops, remove_unused_values
 from onnxprune.passes.compact import compact_graph, masked_graph
 from onnxprune.passes.verify import compare, random_inputs
+
+import onnxprune
+from onnxprune.errors import UserError
 from onnxprune.passmanager import AnalysisManager
 from onnxprune.space import Selection
 

@@ -192,9 +192,9 @@ def test_a_model_with_many_families_charts_the_most_narrowed_and_says_so():
 
 def test_families_inside_erased_blocks_are_reported_gone():
     from onnxprune.app.command_io import load_model
+    from onnxprune.app.report import report_sections
     from onnxprune.passmanager import AnalysisManager
     from onnxprune.space import Selection
-    from onnxprune.app.report import report_sections
 
     graph = load_model(str(ZOO / "resnet.onnx"), prepared=True)
     am = AnalysisManager(graph)

@@ -15,17 +15,17 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 import onnxprune
+from onnxprune.app.run import run_model
+from onnxprune.app.training import sparse_train
 from onnxprune.errors import UserError
 from onnxprune.ops.training_rules import constant_weights, legalize
 from onnxprune.passmanager import AnalysisManager
 from onnxprune.prepare import prepare
 from onnxprune.runtime import inference_session, random_inputs
 from onnxprune.train.artifacts import build_artifacts
+from onnxprune.train.config import TrainConfig, resolve_engine
 from onnxprune.train.data import open_data
 from onnxprune.train.engine import TrainingEngine
-from onnxprune.app.run import run_model
-from onnxprune.app.training import sparse_train
-from onnxprune.train.config import TrainConfig, resolve_engine
 from onnxprune.train.torch_engine import TorchEngine
 from onnxprune.train.torch_program import TorchProgram
 

@@ -11,14 +11,13 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import onnxprune
-from onnxprune.errors import UserError
-from onnxprune.passmanager import AnalysisManager, PassManager
-from onnxprune.train.data import check_batch, input_specs, open_data
 from onnxprune.app.training import sparse_train
-from onnxprune.train.config import TrainConfig
-from onnxprune.train.loop import TrainingDiverged
+from onnxprune.errors import UserError
 from onnxprune.facts import Compaction, VerifyReport
-from onnxprune.train.config import TrainResult
+from onnxprune.passmanager import AnalysisManager, PassManager
+from onnxprune.train.config import TrainConfig, TrainResult
+from onnxprune.train.data import check_batch, input_specs, open_data
+from onnxprune.train.loop import TrainingDiverged
 
 from .conftest import ZOO
 from .test_cli import run_cli

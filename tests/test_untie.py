@@ -16,15 +16,15 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 import onnxprune
+from onnxprune.app.training import sparse_train
 from onnxprune.errors import UserError
+from onnxprune.facts import VerifyReport
 from onnxprune.ops.sharing import shared_roles, untie
 from onnxprune.passmanager import AnalysisManager, PassManager
 from onnxprune.runtime import inference_session
 from onnxprune.train.artifacts import build_artifacts
-from onnxprune.train.data import open_data
-from onnxprune.app.training import sparse_train
 from onnxprune.train.config import TrainConfig
-from onnxprune.facts import VerifyReport
+from onnxprune.train.data import open_data
 
 from .conftest import ZOO
 from .test_cli import run_cli

@@ -11,10 +11,10 @@ import pytest
 import onnxprune
 from onnxprune import widths
 from onnxprune.cli import main
-from onnxprune.passmanager import AnalysisManager
-from onnxprune.widths import HeavyOp, Probe, WidthTable, choose_for_graph, keep_share, kept_width
 from onnxprune.facts import Outcome
+from onnxprune.passmanager import AnalysisManager
 from onnxprune.space import Selection
+from onnxprune.widths import HeavyOp, Probe, WidthTable, choose_for_graph, keep_share, kept_width
 
 from .conftest import ZOO, fake_probe_ms
 

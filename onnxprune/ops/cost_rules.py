@@ -5,7 +5,6 @@ from __future__ import annotations
 from ..ir import FLOAT_TYPES
 from .rule import Cost, OpView, numel
 
-
 # Only floating-point arithmetic counts as FLOPs (`FLOAT_TYPES`). Integer and boolean elementwise ops are
 # shape arithmetic and masks (Shape -> Gather -> Mul), which compact may add or drop: they cost none.
 
