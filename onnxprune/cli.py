@@ -96,9 +96,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------- entry point
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse with errors in one line (its default prints the whole usage block first), exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every sub-command."""
-    parser = argparse.ArgumentParser(prog="onnxprune", description="Structured pruning for ONNX models.")
+    parser = _OneLineParser(prog="onnxprune", description="Structured pruning for ONNX models.")
     parser.add_argument("--version", action="version", version=f"onnxprune {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -95,6 +95,17 @@ def test_bad_pipeline_is_a_usage_error(capsys, tmp_path):
     assert not (tmp_path / "o.onnx").exists()
 
 
+@pytest.mark.parametrize("args, says", [(["run", "m.onnx", "--lr", "abc", "-o", "o.onnx"], "argument --lr: invalid float"),
+                                        (["frob"], "invalid choice: 'frob'"),
+                                        (["prune", "m.onnx", "-o", "o.onnx"], "--ratio --target-latency is required")])
+def test_a_malformed_command_line_is_one_line(capsys, args, says):
+    """argparse's own errors, one line (its default printed the usage block first), exit 2."""
+    with pytest.raises(SystemExit) as exited:  # argparse exits from inside main
+        main(args)
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and says in err and len(err.strip().splitlines()) == 1, err
+
+
 # ---------------------------------------------------------------------- bad input files
 def _model_file(tmp_path: Path, name: str, model: onnx.ModelProto) -> Path:
     path = tmp_path / name
