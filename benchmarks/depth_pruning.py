@@ -79,21 +79,10 @@ def train(args, train_tokens: np.ndarray):
 
 def export_lm(model, path: Path, sequence: int) -> None:
     import torch
-    from exports import export
-    from torch import nn
-
-    class Logits(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.model = model
-
-        def forward(self, input_ids):
-            # the default cache (unused: only logits are exported) keeps transformers off its packed-sequence
-            # check, whose aten::diff the TorchScript exporter cannot convert
-            return self.model(input_ids=input_ids).logits
+    from exports import export, logits_only
 
     ids = torch.randint(0, 256, (2, sequence))
-    export(Logits(), (ids,), path, input_names=("input_ids",), dynamic_axes={0: "batch", 1: "sequence"})
+    export(logits_only(model), (ids,), path, input_names=("input_ids",), dynamic_axes={0: "batch", 1: "sequence"})
 
 
 def erased_loss(model_path: Path, erased: tuple[int, ...], test: dict) -> float:

@@ -257,7 +257,6 @@ def _causal_lm(family: str):
     grouped-query attention (4 query heads, 2 key/value heads), eager attention: `llama` (SwiGLU),
     `qwen2` (q/k/v biases), `phi3` (fused qkv and gate_up projections, split at run time)."""
     import torch
-    from torch import nn
 
     import_torchvision()
     import transformers
@@ -268,7 +267,13 @@ def _causal_lm(family: str):
     config = config_class(vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=FFN, num_hidden_layers=2,
                           num_attention_heads=HEADS, num_key_value_heads=2, max_position_embeddings=64,
                           attn_implementation="eager", pad_token_id=0)
-    model = model_class(config)
+    ids = torch.randint(0, VOCAB, (2, SEQUENCE))
+    return logits_only(model_class(config)), (ids,), ("input_ids",), {0: "batch", 1: "sequence"}
+
+
+def logits_only(model):
+    """A transformers causal LM as a module from token ids to logits (what its export computes)."""
+    from torch import nn
 
     class Logits(nn.Module):
         def __init__(self):
@@ -280,8 +285,7 @@ def _causal_lm(family: str):
             # aten::diff the TorchScript exporter cannot convert
             return self.model(input_ids=input_ids).logits
 
-    ids = torch.randint(0, VOCAB, (2, SEQUENCE))
-    return Logits(), (ids,), ("input_ids",), {0: "batch", 1: "sequence"}
+    return Logits()
 
 
 def _causal_lm_step(family: str):
