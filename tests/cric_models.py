@@ -37,11 +37,16 @@ def bottleneck_mlp(path: Path, width: int = 4, shrink: float = 4.0, steps: int =
     x, y = torch.from_numpy(train["input"]), torch.from_numpy(train["labels"])
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     generator = torch.Generator().manual_seed(seed)
-    for _ in range(steps):
-        rows = torch.randint(0, len(x), (64,), generator=generator)
-        optimizer.zero_grad()
-        torch.nn.functional.cross_entropy(model(x[rows]), y[rows]).backward()
-        optimizer.step()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one thread: the same weights on any machine (2 threads sum in another order,
+    try:                      # and 400 Adam steps later the model differs enough to change what CRIC finds)
+        for _ in range(steps):
+            rows = torch.randint(0, len(x), (64,), generator=generator)
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(x[rows]), y[rows]).backward()
+            optimizer.step()
+    finally:
+        torch.set_num_threads(threads)
     with torch.no_grad():
         model[3].weight /= shrink
         model[3].bias /= shrink
