@@ -21,10 +21,9 @@ The run, in steps of the training budget:
    all-but-one trial) is charged its whole rise per group, since the curve is known there only at its ends
    (a slope let a rescue push the quota into one family's tail, down to its last channel). So a family
    is charged little for its first, least salient groups and more as the choice would cut deeper, which
-   spreads the pruning over the
-   families as their measured losses say (a flat per-family charge instead took every group of the
-   cheapest families first: fashion_cnn at 90 % fell from 51 to 24 %). Narrow families run first, so a
-   tight budget skips wide ones (listed).
+   spreads the pruning over the families as their measured losses say (a flat per-family charge instead
+   took every group of the cheapest families first: fashion_cnn at 90 % fell from 51 to 24 %). Narrow
+   families run first, so a tight budget skips wide ones (listed).
 3. *Cycles* of `cycle_steps` ordinary training steps each. Cycle 1's violating set V is the K lowest
    groups by the combined score (saliency + loss_weight·penalty, see below; K = HESSO's target, kept
    counts and admissible erasures as HESSO chooses them). During a cycle V is telescoped to zero while
