@@ -92,7 +92,9 @@ def reference_cric(params, grads_seq, layout, s: HessoCricSettings, lr):
                     points.append((m, loss_increase(fake_loss(trial, origin, weights), ref)))
                 slope = 0.0
                 for i in range(1, len(points)):  # ranks of segment i: points[i-1].m .. points[i].m - 1
-                    slope = max(slope, max(points[i][1] - points[i - 1][1], 0) / (points[i][0] - points[i - 1][0]))
+                    tail = i == len(points) - 1 and points[i][0] == len(groups) - 1  # ends at all but one:
+                    width = 1 if tail else points[i][0] - points[i - 1][0]          # its whole rise per group
+                    slope = max(slope, max(points[i][1] - points[i - 1][1], 0) / width)
                     last = len(groups) if i == len(points) - 1 else points[i][0]
                     for rank in range(points[i - 1][0], last):
                         penalty[ranked[rank]] += slope
@@ -326,6 +328,20 @@ def test_trial_removals_and_marginal_penalties():
     np.testing.assert_allclose(marginal_penalties(3, [1], [0.5]), [0.5, 0.5, 0.5])
 
 
+def test_the_steep_tail_is_charged_its_whole_rise_per_group():
+    """The segment from the deepest inner trial to the all-but-one trial is known only at its ends: each of
+    its groups is charged the whole rise, so a choice cannot run the family down to one group for the
+    price of a slope (the two-thread bottleneck MLP lost its 64-wide layer that way)."""
+    from onnxprune.optim.hesso_cric import marginal_penalties
+
+    # 8 groups, trials at 2, 4 and 7 (all but one): slopes 0.1, 0.1, then the tail 4 -> 7 rises 3.0
+    np.testing.assert_allclose(marginal_penalties(8, [2, 4, 7], [0.2, 0.4, 3.4]),
+                               [0.1, 0.1, 0.1, 0.1, 3.0, 3.0, 3.0, 3.0])
+    # a tail of one group is its slope already; a flat tail costs nothing
+    np.testing.assert_allclose(marginal_penalties(4, [1, 2, 3], [0.0, 1.0, 3.0]), [0.0, 1.0, 2.0, 2.0])
+    np.testing.assert_allclose(marginal_penalties(8, [4, 7], [0.0, 0.0]), np.zeros(8))
+
+
 def test_loss_increase_fails_closed():
     assert loss_increase(1.5, 1.0) == pytest.approx(0.5)
     assert loss_increase(0.5, 1.0) == 0.0
@@ -412,6 +428,29 @@ def test_cric_keeps_an_indispensable_bottleneck_that_hesso_collapses(tmp_path):
     assert plain_widths[bottleneck] == 1 and cric_widths[bottleneck] >= 3  # (one of the four is dead: ReLU)
     assert plain < 0.35 and cric > 0.75
     assert report["cric"]["rescued"].get(bottleneck)  # the report names what CRIC rescued
+
+
+@pytest.mark.slow
+def test_rescuing_the_bottleneck_does_not_collapse_the_layer_after_it(tmp_path):
+    """Seed 6 of the bottleneck MLP: once the bottleneck was rescued, the quota went to the 64-wide layer
+    after it, whose all-but-one trial segment was charged a flat slope, and the choice cut it to 4 channels
+    (54 % accuracy); charged its whole rise per group, the steep tail is left alone."""
+    from onnxprune.app.run import run_model
+
+    from .cric_models import bottleneck_mlp, digits_split
+
+    train, test = digits_split()
+    np.savez(tmp_path / "train.npz", **train)
+    np.savez(tmp_path / "test.npz", **test)
+    model = bottleneck_mlp(tmp_path / "b.onnx", seed=6)
+    config = TrainConfig(optimizer="hesso-cric", target_sparsity=0.8, steps=200, batch_size=32, lr=0.005, threads=1)
+    report = run_model(str(model), str(tmp_path / "c.onnx"), str(tmp_path / "train.npz"), config,
+                       eval_data=str(tmp_path / "test.npz"), progress=False, latency=False, log=lambda s: None)
+    widths = {w["family"]: w["after"] for w in report["widths"]}
+    bottleneck = next(name for name in widths if name.startswith("3."))
+    assert widths[bottleneck] >= 3
+    assert min(width for name, width in widths.items() if name != bottleneck) >= 8, widths
+    assert report["eval"]["compact"]["accuracy"] > 0.75
 
 
 def test_cli_run_with_hesso_cric_reports_its_cost_and_rescues(tmp_path, capsys):

@@ -17,11 +17,13 @@ The run, in steps of the training budget:
    deepest cut HESSO could make, where losses explode), evaluate the loss L, restore. The
    measured points (m, max(L/L0 - 1, 0)) with (0, 0) are the unit's loss curve; a group's penalty is
    the curve's slope at its saliency rank (the loss one more removed group adds there), made
-   non-decreasing, and past the last trial the last slope. So a family is charged little for its first,
-   least salient groups and more as the choice would cut deeper, which spreads the pruning over the
-   families as their measured losses say (a flat per-family charge instead took every group of the
-   cheapest families first: fashion_cnn at 90 % fell from 51 to 24 %). Narrow families run first, so a
-   tight budget skips wide ones (listed).
+   non-decreasing, and past the last trial the last slope; the *steep tail* (the segment that ends at the
+   all-but-one trial) is charged its whole rise per group, since the curve is known there only at its ends
+   (a slope let a rescue push the quota into one family's tail, down to its last channel). So a family
+   is charged little for its first, least salient groups and more as the choice would cut deeper, which
+   spreads the pruning over the families as their measured losses say (a flat per-family charge instead
+   took every group of the cheapest families first: fashion_cnn at 90 % fell from 51 to 24 %). Narrow
+   families run first, so a tight budget skips wide ones (listed).
 3. *Cycles* of `cycle_steps` ordinary training steps each. Cycle 1's violating set V is the K lowest
    groups by the combined score (saliency + loss_weight·penalty, see below; K = HESSO's target, kept
    counts and admissible erasures as HESSO chooses them). During a cycle V is telescoped to zero while
@@ -123,9 +125,17 @@ def trial_removals(size: int, levels: tuple[float, ...]) -> list[tuple[float, in
 def marginal_penalties(size: int, removed: list[int], rises: list[float]) -> np.ndarray:
     """Per saliency rank 0..size-1 of a family: the loss increase one more removed group adds there, read
     off the measured curve (0, 0), (removed[i], rises[i]) as its segment's slope, made non-decreasing
-    (removing more never costs less per group) and, past the last trial, the last slope."""
+    (removing more never costs less per group) and, past the last trial, the last slope. The *steep tail*,
+    a last segment that ends at the all-but-one trial (size - 1 removed) and spans several groups, is
+    charged its whole rise per group instead: the curve is known there only at the two ends, the jump may
+    lie at any of its groups, so each is charged the most it can cost (fail closed). Its slope would make
+    every tail group cost the same, and a choice that enters the tail would run the family down to its
+    last group, a new collapse: on the bottleneck MLP built with two torch threads, rescuing the
+    bottleneck cut the 64-wide layer after it to one channel (21 % accuracy)."""
     points_m, points_r = [0, *removed], [0.0, *rises]
-    slopes = np.maximum.accumulate([max(points_r[i + 1] - points_r[i], 0.0) / (points_m[i + 1] - points_m[i])
+    tail = len(removed) - 1 if removed[-1] == size - 1 and points_m[-1] - points_m[-2] > 1 else None
+    slopes = np.maximum.accumulate([max(points_r[i + 1] - points_r[i], 0.0) /
+                                    (1 if i == tail else points_m[i + 1] - points_m[i])
                                     for i in range(len(removed))])
     segment = np.searchsorted(np.asarray(removed), np.arange(size), side="right")
     return slopes[np.minimum(segment, len(slopes) - 1)]
