@@ -58,7 +58,8 @@ def inference_session(model: Graph | str | os.PathLike, *, optimize: bool = Fals
     file; the slices compact and verify make, computed here), so no stage writes a copy of the weights
     to disk or makes one serialised protobuf (which held the weights twice more, cannot exceed 2 GiB,
     and took minutes of disk I/O for a 13 GB model). Weights numpy cannot hand over as their type
-    (bfloat16, float8) are written as external data beside the file.
+    (bfloat16, float8) are written as external data beside the file, and so is every weight at level
+    "all", whose layout transforms read them from the file before handed-over arrays apply.
 
     `level` ("disable", "basic", "extended", "all") is the graph optimisation level; by default "basic":
     comparisons want numbers, and onnxruntime 1.19's NCHWc layout transform (all optimisations) rejects
@@ -98,8 +99,12 @@ def inference_session(model: Graph | str | os.PathLike, *, optimize: bool = Fals
     # large weights of a type numpy and onnxruntime share reach the session as arrays (views of the
     # memory-mapped source, or slices computed now), which onnxruntime uses in place; the file holds the
     # graph and the rest (bfloat16, float8: numpy has no such type for onnxruntime) as external data
+    # At "all", onnxruntime's layout transforms (NCHWc) read the weights from the file before the arrays
+    # handed over replace them ("cannot get file size" of the placeholder), so there the weights are
+    # written beside the file like any other: that level is for timing, where a copy on disk is the cost.
     given = {value.name: value.tensor for value in model.initializers
-             if value.tensor.data_type in RAW_NUMPY_DTYPES and value.tensor.nbytes >= GIVEN_MIN_BYTES}
+             if value.tensor.data_type in RAW_NUMPY_DTYPES and value.tensor.nbytes >= GIVEN_MIN_BYTES} \
+        if level != "all" else {}
     folder = tempfile.TemporaryDirectory(prefix="onnxprune-session-")
     path = Path(folder.name) / "model.onnx"
     try:  # our own file (and .data beside it): nothing outside the folder is read
