@@ -167,13 +167,21 @@ def block_influence(graph: Graph, space: PruningSpace, erasing: ErasingSpace, ar
     return np.where(np.isfinite(influence), influence, np.inf)  # unmeasurable regions go last
 
 
+#: ops whose output is the activation contracted with the weight along the group's axis (a Div's
+#: denominator, a PRelu slope or a norm's scale are consumers too, but they do not weigh what flows)
+CONTRACTING = frozenset({"MatMul", "Gemm", "Conv", "ConvTranspose"})
+
+
 def _consumer_pairs(graph: Graph, family: Family) -> list[tuple]:
     """(consumer weight member, activation member) pairs of `family`: a weight sliced along the group's
-    axis and the family's activation that the same op reads beside it (a down projection's input)."""
+    axis and the family's activation that the same contracting op reads beside it (a down projection's
+    input)."""
     activations = {m.value: m for m in family.members if m.role == ACTIVATION}
     pairs = []
     for weight in (m for m in family.members if m.role == CONSUMER):
         for op, _ in graph.uses(graph.value(weight.value)):
+            if op.op_type not in CONTRACTING or op.domain not in ("", "ai.onnx"):
+                continue
             beside = [activations[v.name] for v in graph.inputs_of(op) if v is not None and v.name in activations]
             if beside:
                 pairs.append((weight, beside[0]))
@@ -191,22 +199,24 @@ def activation_importance(graph: Graph, space: PruningSpace, arrays: dict[str, n
 
     pairs = {f.id: _consumer_pairs(graph, f) for f in space.prunable}
     pairs = {f: p for f, p in pairs.items() if p}
-    axis_of = {act.value: act.axis for p in pairs.values() for _, act in p}
-    names = sorted(axis_of)
+    keys = sorted({(act.value, act.axis) for p in pairs.values() for _, act in p})  # a value may carry two axes
+    names = sorted({name for name, _ in keys})
     if not names:
         return {}
-    squares = {name: 0.0 for name in names}
-    positions = dict.fromkeys(names, 0)
+    squares = dict.fromkeys(keys, 0.0)
+    positions = dict.fromkeys(keys, 0)
     for found in _run_with_outputs(graph, names, arrays, "calibration"):
-        for name, array in zip(names, found):
-            squares[name] = squares[name] + per_index(array, axis_of[name])
-            positions[name] += array.size // array.shape[axis_of[name]]
+        arrays_of = dict(zip(names, found))
+        for name, axis in keys:
+            array = arrays_of[name]
+            squares[(name, axis)] = squares[(name, axis)] + per_index(array, axis)
+            positions[(name, axis)] += array.size // max(array.shape[axis], 1)
     scores = {}
     for family_id, family_pairs in pairs.items():
         total = np.zeros(space.family(family_id).size)
         for weight, act in family_pairs:
             w_energy = per_index(constant_value(graph, graph.value(weight.value)), weight.axis)
-            x_energy = squares[act.value] / max(positions[act.value], 1)
+            x_energy = squares[(act.value, act.axis)] / max(positions[(act.value, act.axis)], 1)
             if weight.table.shape == act.table.shape:  # index k of the group on both axes is the same channel
                 valid = (weight.table >= 0) & (act.table >= 0)
                 total += np.where(valid, w_energy[np.where(valid, weight.table, 0)]

@@ -137,6 +137,8 @@ class AxisBudget:
 
     def take(self, family: Family, group: int) -> bool:
         """Reserve the group's indices if every axis keeps at least one; say whether it did."""
+        if not 0 <= group < family.size:  # the flat numbering would reach the next family's groups
+            raise IndexError(f"group {group} of family {family.id}, which has {family.size}")
         return self._budget.take(self._first[family.id] + group)
 
     def give_back(self, family: Family, group: int) -> None:

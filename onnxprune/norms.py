@@ -11,7 +11,7 @@ def per_index(array: np.ndarray, axis: int, criterion: str = "l2") -> np.ndarray
     # accumulate in float64 without a float64 copy of the tensor: for a VGG classifier (100M weights)
     # the copy took seconds and gigabytes; einsum and sum(dtype=) cast as they stream
     array = np.asarray(array)
-    flat = np.moveaxis(array, axis, 0).reshape(array.shape[axis], -1)
+    flat = np.moveaxis(array, axis, 0).reshape(array.shape[axis], array.size // max(array.shape[axis], 1))
     if criterion == "l1":
         return np.abs(flat).sum(axis=1, dtype=np.float64)
     return np.einsum("ij,ij->i", flat, flat, dtype=np.float64)

@@ -105,7 +105,7 @@ def select_groups(graph: Graph, space: PruningSpace, cost, options: SelectOption
     `blocks`, up to `blocks.limit` admissible regions join the order at their score (`finish` then
     drops pruned groups that reach into an erased region). `measured` holds importances computed on
     data (criterion activation) per family; a family without one is ranked by its weights' l2 norm
-    (normalised per family, as every score is, so the two stay comparable)."""
+    (comparable with the measured ones once normalised per family, as `normalize` does by default)."""
     rng = np.random.default_rng(options.seed)
     finish = finish or (lambda selection: selection)
     families = [f for f in space.prunable if f.size > 1]
@@ -319,8 +319,8 @@ def _fill(order: list[int], length: int, target: float, total: float,
 
 
 class Select(TransformPass):
-    """Pick the least important channel/head groups (and blocks, with erase) to prune (L1/L2/random, by
-    groups/params/FLOPs/latency).
+    """Pick the least important channel/head groups (and blocks, with erase) to prune (L1/L2/random, or
+    activation energy on calibration inputs; by groups/params/FLOPs/latency).
 
     The selection goes to a later `compact` in the same pipeline; the graph itself is not changed."""
 

@@ -608,9 +608,40 @@ def test_resume_with_the_same_architecture_and_other_weights_is_refused(tmp_path
     name = graph.initializers[0].name
     graph.set_initializer(name, graph.initializer(name) + 1)
     am = AnalysisManager(graph)
-    with pytest.raises(UserError, match=r"written with model='[0-9a-f]+', this run has model="):
+    with pytest.raises(UserError, match=r"written with weights='[0-9a-f]+', this run has weights="):
         sparse_train(graph, am.get("prune-space"), am.get("shapes"), open_data(str(digits_subset(tmp_path))), FAST,
                      checkpoint_dir=tmp_path / "o.ckpt", resume=True)
+
+
+def test_the_weights_fingerprint_takes_empty_and_string_tensors_and_is_stable(tmp_path):
+    """Empty 2-D initializers crashed the fingerprint (a memoryview cast) and string ones hashed object
+    pointers, so it differed between processes and every resume was refused."""
+    import subprocess
+    import sys
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+                              [numpy_helper.from_array(np.zeros((0, 3), np.float32), "empty"),
+                               helper.make_tensor("words", TensorProto.STRING, [2], [b"a", b"bc"]),
+                               numpy_helper.from_array(np.arange(6, dtype=np.float32).reshape(2, 3), "w")])
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
+    code = ("import sys, onnxprune; from onnxprune.train.checkpoint import weights_fingerprint; "
+            "print(weights_fingerprint(onnxprune.load(sys.argv[1])))")
+    runs = {subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True
+                           ).stdout.strip() for _ in range(2)}
+    assert len(runs) == 1 and len(runs.pop()) == 16
+
+
+def test_a_checkpoint_from_before_the_weights_were_recorded_still_resumes(tmp_path):
+    """Checkpoints written before `weights` was a setting lack it: they resume (checked where present)."""
+    _interrupted_digits_run(tmp_path)
+    progress = tmp_path / "o.ckpt" / "progress.json"
+    data = json.loads(progress.read_text())
+    del data["settings"]["weights"]
+    progress.write_text(json.dumps(data))
+    train_digits(tmp_path, checkpoint_dir=tmp_path / "o.ckpt", resume=True)
 
 
 @pytest.mark.parametrize("failure", ["ENOSPC", "torch enforce fail"])

@@ -133,7 +133,9 @@ def marginal_penalties(size: int, removed: list[int], rises: list[float]) -> np.
     last group, a new collapse: on the bottleneck MLP built with two torch threads, rescuing the
     bottleneck cut the 64-wide layer after it to one channel (21 % accuracy)."""
     points_m, points_r = [0, *removed], [0.0, *rises]
-    tail = len(removed) - 1 if removed[-1] == size - 1 and points_m[-1] - points_m[-2] > 1 else None
+    # (a curve measured only at all-but-one has no tail: from (0, 0) on it is its one segment)
+    tail = len(removed) - 1 if len(removed) > 1 and removed[-1] == size - 1 and points_m[-1] - points_m[-2] > 1 \
+        else None
     slopes = np.maximum.accumulate([max(points_r[i + 1] - points_r[i], 0.0) /
                                     (1 if i == tail else points_m[i + 1] - points_m[i])
                                     for i in range(len(removed))])

@@ -79,6 +79,8 @@ class Checkpoint:
         progress = self.progress()
         saved = progress.get("settings", {})
         for key, value in settings.items():
+            if key in OPTIONAL_SETTINGS and key not in saved:
+                continue  # a checkpoint written before the setting was recorded
             if saved.get(key) != value:
                 raise UserError(f"--resume: the checkpoint in {self.directory} was written with {key}={saved.get(key)!r}, "
                                 f"this run has {key}={value!r}; resume with the same settings, or start afresh after "
@@ -93,26 +95,37 @@ class Checkpoint:
         return progress
 
 
-def model_fingerprint(graph: Graph) -> str:
-    """A hash of the model's parameters: names, shapes and values (a model of the same architecture with
-    other weights is another model: resumed, it would train on from this run's weights silently)."""
+#: settings a checkpoint may lack (written before they were recorded): they are checked where present
+OPTIONAL_SETTINGS = frozenset({"weights"})
+
+
+def weights_fingerprint(graph: Graph) -> str:
+    """A hash of the parameters' stored bytes, name by name (a model of the same architecture with other
+    weights is another model: resumed, it would train on from this run's weights silently). Types with
+    no byte array (strings, packed 4-bit) hash their serialised tensor."""
     digest = hashlib.sha256()
     for value in graph.initializers:
-        digest.update(f"{value.name}:{'x'.join(map(str, value.tensor.shape))};".encode())
-        digest.update(memoryview(np.ascontiguousarray(graph.initializer(value.name))).cast("B"))
+        digest.update(f"{value.name};".encode())
+        storage = value.tensor.storage
+        if storage is not None:
+            digest.update(np.ascontiguousarray(storage).reshape(-1).view(np.uint8))
+        else:
+            digest.update(value.tensor.to_proto(value.name).SerializeToString())
     return digest.hexdigest()[:16]
 
 
 def run_settings(config: TrainConfig, graph: Graph, data) -> dict:
     """What a resumed run must share with the run that wrote the checkpoint: every setting that shapes
-    the trajectory, the model (its parameters: `model_fingerprint`) and the data (source and size)."""
+    the trajectory, the model (its parameters' names and shapes, and their values: `weights_fingerprint`)
+    and the data (source and size)."""
     kept = {k: v for k, v in asdict(config).items()
             if k not in ("checkpoint_every", "log_every", "threads", "device", "engine", "bf16", "compile")
             and (config.optimizer == "hesso-cric" or not k.startswith("cric_"))}  # older checkpoints still resume
+    layout = ";".join(f"{v.name}:{'x'.join(map(str, v.tensor.shape))}" for v in graph.initializers)
     size = len(data) if isinstance(data, ArrayData) else None
     source = str(getattr(data, "source", "data"))
     source = os.path.realpath(source) if os.path.exists(source) else source  # the same file by another path
-    return {**kept, "model": model_fingerprint(graph),
+    return {**kept, "model": hashlib.sha256(layout.encode()).hexdigest()[:16], "weights": weights_fingerprint(graph),
             "data": source + (f" ({size} samples)" if size is not None else "")}
 
 
