@@ -22,6 +22,10 @@ IN_MEMORY_LIMIT = 64 * 1024 * 1024
 #: Weights of at least this many bytes reach a session built from a Graph as arrays onnxruntime reads
 #: in place (`SessionOptions.add_initializer`), not through a file.
 GIVEN_MIN_BYTES = 1 << 20
+#: At level "all" those weights are written to the session's temporary folder instead (see
+#: `inference_session`), up to this many bytes; past it, a copy on disk per timed model costs more than
+#: the measurement is worth, and the caller's basic-level fallback (`_timed_session`) times the model.
+ALL_LEVEL_COPY_LIMIT = 1 << 30
 #: onnxruntime's graph optimisation levels by name.
 LEVELS = ("disable", "basic", "extended", "all")
 
@@ -59,7 +63,8 @@ def inference_session(model: Graph | str | os.PathLike, *, optimize: bool = Fals
     to disk or makes one serialised protobuf (which held the weights twice more, cannot exceed 2 GiB,
     and took minutes of disk I/O for a 13 GB model). Weights numpy cannot hand over as their type
     (bfloat16, float8) are written as external data beside the file, and so is every weight at level
-    "all", whose layout transforms read them from the file before handed-over arrays apply.
+    "all" (up to ALL_LEVEL_COPY_LIMIT), whose layout transforms read them from the file before
+    handed-over arrays apply.
 
     `level` ("disable", "basic", "extended", "all") is the graph optimisation level; by default "basic":
     comparisons want numbers, and onnxruntime 1.19's NCHWc layout transform (all optimisations) rejects
@@ -99,12 +104,13 @@ def inference_session(model: Graph | str | os.PathLike, *, optimize: bool = Fals
     # large weights of a type numpy and onnxruntime share reach the session as arrays (views of the
     # memory-mapped source, or slices computed now), which onnxruntime uses in place; the file holds the
     # graph and the rest (bfloat16, float8: numpy has no such type for onnxruntime) as external data
-    # At "all", onnxruntime's layout transforms (NCHWc) read the weights from the file before the arrays
-    # handed over replace them ("cannot get file size" of the placeholder), so there the weights are
-    # written beside the file like any other: that level is for timing, where a copy on disk is the cost.
     given = {value.name: value.tensor for value in model.initializers
-             if value.tensor.data_type in RAW_NUMPY_DTYPES and value.tensor.nbytes >= GIVEN_MIN_BYTES} \
-        if level != "all" else {}
+             if value.tensor.data_type in RAW_NUMPY_DTYPES and value.tensor.nbytes >= GIVEN_MIN_BYTES}
+    if level == "all" and sum(t.nbytes for t in given.values()) <= ALL_LEVEL_COPY_LIMIT:
+        # onnxruntime's layout transforms (NCHWc) read the weights from the file before the arrays handed
+        # over replace them ("cannot get file size" of the placeholder): at "all" (timing) they are
+        # written beside the file, a copy on disk bounded by ALL_LEVEL_COPY_LIMIT
+        given = {}
     folder = tempfile.TemporaryDirectory(prefix="onnxprune-session-")
     path = Path(folder.name) / "model.onnx"
     try:  # our own file (and .data beside it): nothing outside the folder is read

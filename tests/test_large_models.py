@@ -225,3 +225,18 @@ def test_a_session_with_every_optimisation_builds_from_a_graph_with_large_weight
     x = rng.standard_normal((1, 16, 8, 8)).astype(np.float32)
     outputs = {level: runtime.inference_session(model, level=level).run(None, {"x": x})[0] for level in ("basic", "all")}
     np.testing.assert_allclose(outputs["all"], outputs["basic"], rtol=1e-4, atol=1e-3)
+    assert runtime._timed_session(model, 1)[1] == "all"
+
+
+def test_timing_a_model_past_the_copy_limit_falls_back_to_the_basic_level(monkeypatch):
+    """Past ALL_LEVEL_COPY_LIMIT the weights are not copied to disk for a session at every optimisation:
+    the timing runs at the basic level (with the weights handed over) instead."""
+    rng = np.random.default_rng(0)
+    weight = rng.standard_normal((512, 64, 3, 3)).astype(np.float32)
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])], "conv",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 64, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 512, 8, 8])],
+                              [numpy_helper.from_array(weight, "w")])
+    model = onnxprune.load(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8))
+    monkeypatch.setattr(runtime, "ALL_LEVEL_COPY_LIMIT", weight.nbytes - 1)
+    assert runtime._timed_session(model, 1)[1] == "basic"

@@ -124,7 +124,9 @@ def prune_pipeline(args: argparse.Namespace, graph: Graph, select=None, selectio
         latency = report_latency(load_model(args.model, allow_custom_ops=args.allow_custom_ops), graph, shapes,
                                  args.latency_threads, say, warn)
         if latency is not None:
-            loads = latency["levels"]["compact"] == "all"  # the timing session already tried every optimisation
+            # a timing session at every optimisation shows the output loads so; a basic one (a model past
+            # runtime.ALL_LEVEL_COPY_LIMIT is timed there) proves nothing: the file is checked below
+            loads = True if latency["levels"]["compact"] == "all" else None
             from .widths_choice import latency_floor, short_of_flops
 
             flops_cut = 1 - after.flops / before.flops if before.flops else 0.0
