@@ -155,10 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="what --ratio measures (default groups); latency: the time of the model's "
                             "Conv/Gemm/MatMul ops as the measured width table estimates it, and the ranking "
                             "trades importance against the time each group saves")
-    prune.add_argument("--rank", choices=["auto", "importance", "latency"],
+    prune.add_argument("--rank", choices=["auto", "importance", "latency", "widths"],
                        help="order groups by importance, or by importance per millisecond each saves (the width "
-                            "table's estimate, HALP); auto (the default with --round-to auto) tries both and "
-                            "keeps the one that measures faster; --by latency always ranks by latency")
+                            "table's estimate, HALP); widths: search every family's width for the fastest estimate "
+                            "of the compact model, each family's least important groups out; auto (the default "
+                            "with --round-to auto) tries importance and latency, adds widths where neither cuts "
+                            "latency by 0.8 x the cut asked for, and keeps the one that measures faster; --by "
+                            "latency always ranks by latency")
     prune.add_argument("--scope", choices=["global", "local"], default="global",
                        help="rank all groups together or each family alone (default global)")
     prune.add_argument("--round-to", default="auto", metavar="N|auto",

@@ -87,27 +87,49 @@ class HeavyOp:
         def width(size: int, prunable: bool) -> int:
             return kept_width(size, keep, multiple, round_small) if prunable else size
 
-        x, w = list(self.x), list(self.w)
         if self.kind == "depthwise":  # one width: channels in = channels out = groups
-            c = width(w[0], self.out_prunable)
-            x[1], w[0] = c, c
-            return Probe(self.op_type, tuple(x), tuple(w), tuple((k, c if k == "group" else v) for k, v in self.attrs))
+            return self.at(None, width(self.w[0], self.out_prunable))
         if self.kind == "grouped":  # whole groups go (`couple_conv`): the count of groups shrinks
             groups = int(dict(self.attrs)["group"])
-            per_in, per_out = w[1], w[0] // groups
+            per_out = self.w[0] // groups
             kept = groups if not self.out_prunable else \
                 max(1, min(groups, kept_width(groups, keep, max(1, multiple // per_out), round_small)))
+            return self.at(None, kept * per_out)
+        c_in, c_out = self.channels
+        return self.at(width(c_in, self.in_prunable), width(c_out, self.out_prunable))
+
+    @property
+    def channels(self) -> tuple[int, int]:
+        """(input channels, output channels) at full width: the weight's two channel axes."""
+        if self.op_type == "Conv":
+            return self.x[1], self.w[0]
+        if self.op_type == "Gemm" and dict(self.attrs).get("transB"):  # w is [N, K]
+            return self.w[1], self.w[0]
+        return self.w[0], self.w[1]  # Gemm without transB, MatMul: w is [K, N]
+
+    def at(self, c_in: int | None, c_out: int | None) -> Probe:
+        """This op with `c_in` input and `c_out` output channels (None: as it is). A depthwise Conv has
+        one width (`c_out`); a grouped one keeps whole groups, as many as `c_out` holds."""
+        full_in, full_out = self.channels
+        c_in, c_out = c_in or full_in, c_out or full_out
+        x, w = list(self.x), list(self.w)
+        if self.kind == "depthwise":
+            x[1], w[0] = c_out, c_out
+            return Probe(self.op_type, tuple(x), tuple(w), tuple((k, c_out if k == "group" else v) for k, v in self.attrs))
+        if self.kind == "grouped":
+            groups = int(dict(self.attrs)["group"])
+            per_in, per_out = w[1], w[0] // groups
+            kept = max(1, min(groups, c_out // per_out))
             x[1], w[0] = kept * per_in, kept * per_out
             return Probe(self.op_type, tuple(x), tuple(w), tuple((k, kept if k == "group" else v) for k, v in self.attrs))
         if self.op_type == "Conv":
-            x[1] = width(x[1], self.in_prunable)
-            w[0], w[1] = width(w[0], self.out_prunable), (x[1] if self.kind != "grouped" else w[1])
-        elif self.op_type == "Gemm" and dict(self.attrs).get("transB"):  # w is [N, K]
-            x[-1] = w[1] = width(w[1], self.in_prunable)
-            w[0] = width(w[0], self.out_prunable)
-        else:  # Gemm without transB, MatMul: w is [K, N]
-            x[-1] = w[0] = width(w[0], self.in_prunable)
-            w[1] = width(w[1], self.out_prunable)
+            x[1], w[0], w[1] = c_in, c_out, c_in
+        elif self.op_type == "Gemm" and dict(self.attrs).get("transB"):
+            x[-1] = w[1] = c_in
+            w[0] = c_out
+        else:
+            x[-1] = w[0] = c_in
+            w[1] = c_out
         return Probe(self.op_type, tuple(x), tuple(w), self.attrs)
 
 

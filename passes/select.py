@@ -41,7 +41,8 @@ from onnxprune.ir import Graph
 from onnxprune.latency_model import LatencyModel, latency_model
 from onnxprune.passmanager import ALL, PassResult, TransformPass
 from onnxprune.space import ErasingSpace, Family, PruningSpace, Selection
-from onnxprune.widths import WidthTable, channels_per_group, group_step, keep_share
+from onnxprune.width_search import WidthEstimate, search_widths
+from onnxprune.widths import PRECISION, WidthTable, channels_per_group, group_step, keep_share
 
 from .calibrated import ActivationImportanceAnalysis, BlockInfluenceAnalysis
 from .cost import CostAnalysis, SelectionCost
@@ -84,15 +85,17 @@ class SelectOptions:
     # (`importance.on_one_scale`), so the target decides whether a block or channels go
     calibration: str = ""  # .npz/.npy inputs: rank regions by block influence on them, not by weight size
     threads: int = 1  # by latency: the onnxruntime thread count the width table is timed at
-    rank: Literal["importance", "latency"] = "importance"  # latency: importance per millisecond a group saves
-    # (HALP; the width table's estimate), whatever `by` measures; by latency always ranks so
+    rank: Literal["importance", "latency", "widths"] = "importance"  # latency: importance per millisecond a
+    # group saves (HALP; the width table's estimate), whatever `by` measures; by latency always ranks so;
+    # widths: every family's kept count searched for the fastest estimate (`width_search`), least important out
 
 
 def select_groups(graph: Graph, space: PruningSpace, cost, options: SelectOptions,
                   exact: SelectionCost | None = None,
                   finish: Callable[[Selection], Selection] | None = None,
                   timing: LatencyModel | None = None, blocks: RankedBlocks | None = None,
-                  measured: dict[int, np.ndarray] | None = None) -> tuple[Selection, Outcome]:
+                  measured: dict[int, np.ndarray] | None = None,
+                  widths: WidthEstimate | None = None) -> tuple[Selection, Outcome]:
     """Choose the groups to prune (see module docstring) and say what the choice removes.
 
     The global ranking fixes the order in which groups go (`choose.greedy_order`, the choice the
@@ -105,7 +108,10 @@ def select_groups(graph: Graph, space: PruningSpace, cost, options: SelectOption
     `blocks`, up to `blocks.limit` admissible regions join the order at their score (`finish` then
     drops pruned groups that reach into an erased region). `measured` holds importances computed on
     data (criterion activation) per family; a family without one is ranked by its weights' l2 norm
-    (comparable with the measured ones once normalised per family, as `normalize` does by default)."""
+    (comparable with the measured ones once normalised per family, as `normalize` does by default).
+    With `rank` widths, `widths` (a `width_search.WidthEstimate`) picks every family's kept count
+    (`search_widths`: the fastest estimate within `widths.PRECISION` of the target) and each family
+    loses its least important groups."""
     rng = np.random.default_rng(options.seed)
     finish = finish or (lambda selection: selection)
     families = [f for f in space.prunable if f.size > 1]
@@ -163,19 +169,36 @@ def select_groups(graph: Graph, space: PruningSpace, cost, options: SelectOption
                                or options.rank == "latency"):
         raise UserError("select: erase_mode=ranked needs by=params or by=flops, scope=global and rank=importance "
                         "(blocks are ranked by the parameters or FLOPs they save)")
+    def least_important(removals: dict[int, int]) -> Selection:
+        """Each family's `removals[family]` least important groups (those the axis budget allows)."""
+        budget = Budget(table)
+        chosen: dict[int, list[int]] = {f.id: [] for f in families}
+        for f in families:
+            mine = table.groups_of(f.id)
+            for g in mine[np.lexsort((mine, raw[mine]))][:removals.get(f.id, 0)]:
+                if budget.take(int(g)):
+                    chosen[f.id].append(int(g))
+        return make(chosen)
+
+    if options.rank == "widths":
+        if widths is None:
+            raise ValueError("select rank=widths needs the width table's estimate (a WidthEstimate)")
+        if options.scope == "local" or blocks is not None or options.by == "latency":
+            raise UserError("select: rank=widths chooses every family's width itself: it takes scope=global, "
+                            "by groups, params or flops, and no erase_mode=ranked")
+        kept = search_widths({f.id: f.size for f in families}, steps, caps,
+                             lambda k: removed_by(least_important({f: table.family_size[f] - n for f, n in k.items()})),
+                             widths.ms, target, PRECISION * total, seed=options.seed)
+        if kept is None:
+            raise UserError(f"select: rank=widths found no widths within {100 * PRECISION:g}% of the {options.by} "
+                            f"target at round_to={options.round_to}")
+        selection = least_important({f: table.family_size[f] - n for f, n in kept.items()})
+        return selection, Outcome(options.by, target, removed_by(selection), total)
     if options.scope == "local":
         def local(share: float) -> Selection:
             """The same share of every family's groups, each family's least important first."""
-            budget = Budget(table)
-            chosen: dict[int, list[int]] = {f.id: [] for f in families}
-            for f in families:
-                want = nearest_removal(f.size, min(caps[f.id], int(np.floor(share * f.size))), steps[f.id],
-                                       caps[f.id])
-                mine = table.groups_of(f.id)
-                for g in mine[np.lexsort((mine, raw[mine]))][:want]:
-                    if budget.take(int(g)):
-                        chosen[f.id].append(int(g))
-            return make(chosen)
+            return least_important({f.id: nearest_removal(f.size, min(caps[f.id], int(np.floor(share * f.size))),
+                                                          steps[f.id], caps[f.id]) for f in families})
 
         if options.by == "groups":
             selection = local(options.ratio)
@@ -354,8 +377,10 @@ class Select(TransformPass):
                                    max(self.options.round_to, 1), WidthTable(self.options.threads))
         exact = SelectionCost(graph, am.get(ShapesAnalysis), cost, space, erasing) \
             if self.options.by in ("params", "flops") else None
+        widths = WidthEstimate(graph, am.get(ShapesAnalysis), space, WidthTable(self.options.threads)) \
+            if self.options.rank == "widths" else None
         selection, outcome = select_groups(graph, space, cost, self.options, exact, finish, timing, blocks,
-                                           self._measured(am))
+                                           self._measured(am), widths)
         am.provide(selection)
         am.provide(outcome)
         return PassResult.unchanged()

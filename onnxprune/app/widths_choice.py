@@ -70,10 +70,10 @@ def select_measured(args: argparse.Namespace, graph: Graph, am, space, select, s
     per millisecond saved (the width table's estimate, HALP), compact both and keep the one that runs
     faster (onnxruntime, --latency-threads, interleaved, batch 1 and a larger batch: the geometric mean
     of the two ratios), said in one line. The estimate alone picked badly where the time is outside the
-    heavy ops (MobileNetV3's activations and squeeze-excitation), so it is measured."""
+    heavy ops (MobileNetV3's activations and squeeze-excitation), so it is measured. Where neither cuts
+    the latency by `LATENCY_BAR` x its FLOPs cut at some batch, the width search (`rank=widths`, at
+    the multiples `WIDTHS_MULTIPLES`) adds its candidates and the fastest of all is kept."""
     from functools import partial
-
-    from ..runtime import measure_latency
 
     if args.ratio <= 0:  # nothing will be removed: nothing to rank
         select_auto(args, graph, am, space, partial(select, rank="importance"), say)
@@ -84,32 +84,84 @@ def select_measured(args: argparse.Namespace, graph: Graph, am, space, select, s
         select_auto(args, graph, am, space, partial(select, rank=rank), lines[rank].append)
         found[rank] = (am.fact(Selection), am.fact(Outcome), am.fact(Rounding))
     (a, *_), (b, *_) = found["importance"], found["latency"]
-    if a.pruned == b.pruned and a.erased == b.erased:
-        chosen, said = "importance", "both rankings choose the same groups"
-    else:
-        models = {}
-        for rank, (selection, *_) in found.items():
-            trial = graph.copy()
-            trial_am = AnalysisManager(trial, input_shapes=shapes)
-            trial_am.provide(selection)
-            PassManager([REGISTRY.get("compact")(), REGISTRY.get("cleanup")()]).run(trial, trial_am)
-            models[rank] = trial
-        try:
-            timings = measure_latency(models, threads=args.latency_threads, input_shapes=tuple(shapes),
-                                      budget_s=0.3, min_runs=3).timings
-        except UserError:
-            timings = {}
-        ratios = [t["latency"].median_ms / t["importance"].median_ms for t in timings.values()]
-        score = math.exp(sum(math.log(r) for r in ratios) / len(ratios)) if ratios else 1.0
-        chosen = "latency" if score < 1.0 else "importance"
-        said = "measured: " + ("; ".join(f"batch {b}: importance {t['importance'].median_ms:.3g} ms, latency "
-                                         f"{t['latency'].median_ms:.3g} ms" for b, t in timings.items())
-                               or "not measured")
+    same = a.pruned == b.pruned and a.erased == b.erased
+    models = {"original": graph} | {rank: _compacted(graph, shapes, found[rank][0])
+                                    for rank in (("importance",) if same else found)}
+    timings = _timed(args, models, shapes)
+    chosen = _fastest(timings, list(models)[1:])
+    said = "both rankings choose the same groups" if same else _said(timings, list(models)[1:])
+    flops = _flops(graph, shapes)
+    if timings and _short(timings, chosen, 1 - _flops(models[chosen], shapes) / flops):
+        for multiple in WIDTHS_MULTIPLES:
+            rank = f"widths {multiple}"
+            try:
+                PassManager([select(multiple, True, rank="widths")]).run(graph, am)
+            except UserError:
+                continue  # no width vector at this multiple lands within a point of the target
+            found[rank] = (am.fact(Selection), am.fact(Outcome), Rounding(multiple))
+            table = next((line[line.index("(measured"):] for line in lines[chosen] if "(measured" in line), "")
+            lines[rank] = [f"round-to   {multiple}, narrow families finer, every family's width searched for the "
+                           f"fastest estimate of the compact model {table}".rstrip()]
+            models[rank] = _compacted(graph, shapes, found[rank][0])
+        if len(models) > 3 - same:
+            contenders = [chosen] + [rank for rank in models if rank.startswith("widths")]
+            timings = _timed(args, {"original": graph} | {rank: models[rank] for rank in contenders}, shapes)
+            chosen = _fastest(timings, contenders)
+            said += "; neither cut the latency by " + f"{LATENCY_BAR} x the FLOPs cut, so widths were searched: " + \
+                _said(timings, contenders)
     for fact in found[chosen]:
         am.provide(fact)
     for line in lines[chosen]:
         say(line)
     say(f"rank       {chosen} ({said})")
+
+
+#: The multiples the width search runs at when neither ranking meets the latency bar (narrow families finer).
+WIDTHS_MULTIPLES = (16, 8, 4)
+
+
+def _compacted(graph: Graph, shapes, selection: Selection) -> Graph:
+    """A compact copy of `graph` for `selection` (the original is left as it is)."""
+    trial = graph.copy()
+    trial_am = AnalysisManager(trial, input_shapes=shapes)
+    trial_am.provide(selection)
+    PassManager([REGISTRY.get("compact")(), REGISTRY.get("cleanup")()]).run(trial, trial_am)
+    return trial
+
+
+def _flops(graph: Graph, shapes) -> float:
+    return float(AnalysisManager(graph, input_shapes=shapes).get("cost").flops)
+
+
+def _timed(args: argparse.Namespace, models: dict[str, Graph], shapes) -> dict:
+    """`measure_latency` timings of `models` (interleaved, batch 1 and a larger one); {} where a model
+    could not be timed."""
+    from ..runtime import measure_latency
+
+    try:
+        return measure_latency(models, threads=args.latency_threads, input_shapes=tuple(shapes), budget_s=0.3,
+                               min_runs=3).timings
+    except UserError:
+        return {}
+
+
+def _fastest(timings: dict, names: list[str]) -> str:
+    """Of `names`, the one with the smallest geometric mean of its median times over the batch sizes
+    (the first where nothing was timed)."""
+    if not timings:
+        return names[0]
+    return min(names, key=lambda n: (sum(math.log(t[n].median_ms) for t in timings.values()), names.index(n)))
+
+
+def _short(timings: dict, name: str, flops_cut: float) -> bool:
+    """Whether `name`'s latency cut falls short of `LATENCY_BAR` x `flops_cut` at some batch size."""
+    return any(1 - t[name].median_ms / t["original"].median_ms < LATENCY_BAR * flops_cut for t in timings.values())
+
+
+def _said(timings: dict, names: list[str]) -> str:
+    """'measured: batch 1: importance 0.53 ms, latency 0.5 ms; batch 32: ...'."""
+    return "measured: " + ("; ".join(f"batch {b}: " + ", ".join(f"{n} {t[n].median_ms:.3g} ms" for n in names)
+                                     for b, t in timings.items()) or "not measured")
 
 
 def select_auto(args: argparse.Namespace, graph: Graph, am, space, select, say: Callable[[str], None] | None = print
