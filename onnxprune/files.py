@@ -17,16 +17,22 @@ from .errors import UserError
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """Open a temporary file beside `path` and rename it over `path` only if the block succeeds,
-    so readers never see a half-written output and a failed run leaves the old file untouched."""
-    target = Path(path)
+    so readers never see a half-written output and a failed run leaves the old file untouched.
+
+    A symbolic link is written through: its target gets the new contents and the link stays (a rename
+    onto the link itself would replace the link with a file). An error of the file system names
+    `path`, not the temporary file the user never asked for."""
+    target = Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, mode) as handle:
             yield handle
         os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as error:
+        with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(error, OSError) and error.filename is not None and os.fspath(error.filename) == os.fspath(tmp):
+            raise type(error)(error.errno, error.strerror, os.fspath(path)) from error
         raise
 
 

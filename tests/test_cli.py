@@ -398,3 +398,29 @@ def test_ctrl_c_exits_130_in_start_up_and_in_training_alike(capsys, tmp_path, mo
     assert code == 130 and len(err.strip().splitlines()) == 1, err
     assert "interrupted at step 2; resume with --resume" in err
     assert not (tmp_path / "o.onnx").exists() and (tmp_path / "o.ckpt" / "progress.json").exists()
+
+
+def test_an_output_through_a_symbolic_link_keeps_the_link(capsys, tmp_path):
+    """`-o link.onnx` where link.onnx points elsewhere: the target gets the model, the link stays a link."""
+    real = tmp_path / "real.onnx"
+    real.write_bytes(b"old")
+    link = tmp_path / "link.onnx"
+    link.symlink_to(real)
+    code, _, err = run_cli(capsys, "prune", ZOO / "mlp.onnx", "--ratio", "0.5", "-o", link, "--no-latency",
+                           "--no-report")
+    assert code == 0, err
+    assert link.is_symlink() and link.resolve() == real.resolve()
+    assert onnxprune.load(link).initializers and real.read_bytes() != b"old"
+
+
+def test_a_write_error_names_the_output_not_a_temporary_file(tmp_path):
+    import errno
+
+    from onnxprune.files import atomic_write
+
+    with pytest.raises(OSError) as raised:
+        with atomic_write(tmp_path / "out.json", "w") as handle:
+            handle.write("{}")
+            raise OSError(errno.ENOSPC, "No space left on device", handle.name)
+    assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(tmp_path / "out.json")
+    assert list(tmp_path.iterdir()) == []  # the temporary file is gone, nothing half-written stays
