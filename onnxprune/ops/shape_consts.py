@@ -415,3 +415,150 @@ def rewrite_scaled_element(graph: Graph, op: Op, slot: int, position: int, numer
     out = graph.fresh_name(f"{value.name}_pruned")
     graph.add_op("Concat", new_pieces, [out], name=graph_unique_op_name(graph, concat.name), attributes={"axis": 0})
     graph.set_input(op, slot, out)
+
+
+class Chunk(NamedTuple):
+    """A Slice whose run-time bounds cut chunks `first` to `last` (exclusive) of `parts` equal chunks of
+    its data's axis `axis`: each bound k x ceil(size / parts) (or k x size // parts), the size read by
+    Shape from the sliced tensor itself, as torch.chunk exports under TorchScript (Phi-3's fused
+    gate_up projection). The bounds follow the size, so they stay right when the axis loses the same
+    indices in every chunk."""
+
+    parts: int
+    first: int
+    last: int
+    axis: int
+
+
+_WRAPPERS = ("Unsqueeze", "Squeeze", "Cast", "Identity")
+
+
+def slice_chunk(graph: Graph, op: Op, rank: int) -> Chunk | None:
+    """The `Chunk` a Slice (opset >= 10) takes, or None where its bounds are not of that form."""
+    inputs = graph.inputs_of(op)
+    if graph.opset < 10 or len(inputs) < 4 or inputs[0] is None or inputs[3] is None:
+        return None
+    axes = fixed_value(graph, inputs[3])
+    if axes is None or np.size(axes) != 1:
+        return None
+    if len(inputs) > 4 and inputs[4] is not None:
+        steps = fixed_value(graph, inputs[4])
+        if steps is None or np.reshape(steps, -1).tolist() != [1]:
+            return None
+    axis = int(np.reshape(axes, -1)[0])
+    axis = axis + rank if axis < 0 else axis
+    read = (inputs[0].name, axis)
+    first, last = (_chunk_multiple(graph, inputs[slot], read, rank) for slot in (1, 2))
+    if first is None or last is None:
+        return None
+    parts = {p for _, p in (first, last) if p is not None}
+    if len(parts) != 1 or not 0 <= first[0] < last[0] <= next(iter(parts)):
+        return None
+    return Chunk(parts.pop(), first[0], last[0], axis)
+
+
+def _unwrapped(graph: Graph, value: Value | None) -> tuple[Value | None, Op | None]:
+    """`value` and its producer, past Unsqueeze/Squeeze/Cast/Identity (exporters wrap scalars in them)."""
+    producer = graph.producer(value) if value is not None else None
+    while producer is not None and producer.domain in ("", "ai.onnx") and producer.op_type in _WRAPPERS:
+        value = graph.inputs_of(producer)[0]
+        producer = graph.producer(value) if value is not None else None
+    return value, producer
+
+
+def _scalar(graph: Graph, value: Value | None) -> int | None:
+    found = fixed_value(graph, value)
+    if found is None or np.size(found) != 1 or not np.issubdtype(np.asarray(found).dtype, np.integer):
+        return None
+    return int(np.reshape(found, -1)[0])
+
+
+def _chunk_multiple(graph: Graph, value: Value | None, read: tuple[str, int], rank: int
+                    ) -> tuple[int, int | None] | None:
+    """(k, parts) where `value` is k x the chunk size of the dimension `read` in `parts` chunks; (0, None)
+    for a constant 0."""
+    if fixed_value(graph, value) is not None:
+        return (0, None) if _scalar(graph, value) == 0 else None
+    value, producer = _unwrapped(graph, value)
+    if producer is not None and producer.op_type == "Mul":
+        inputs = graph.inputs_of(producer)
+        for slot in (0, 1):
+            factor = _scalar(graph, inputs[slot])
+            parts = _chunk_size(graph, inputs[1 - slot], read, rank) if factor is not None else None
+            if parts is not None:
+                return factor, parts
+        return None
+    parts = _chunk_size(graph, value, read, rank)
+    return (1, parts) if parts is not None else None
+
+
+def _chunk_size(graph: Graph, value: Value | None, read: tuple[str, int], rank: int) -> int | None:
+    """`parts` where `value` is ceil(size / parts) or size // parts of the dimension `read`."""
+    _, divide = _unwrapped(graph, value)
+    if divide is None or divide.op_type != "Div":
+        return None
+    numerator, denominator = graph.inputs_of(divide)
+    parts = _scalar(graph, denominator)
+    if parts is None or parts < 1:
+        return None
+    numerator, add = _unwrapped(graph, numerator)
+    if add is not None and add.op_type == "Add":  # ceil: (size + parts - 1) // parts
+        inputs = graph.inputs_of(add)
+        offsets = [_scalar(graph, v) for v in inputs]
+        if parts - 1 not in offsets:
+            return None
+        numerator = inputs[1 - offsets.index(parts - 1)]
+    return parts if _reads_dimension(graph, numerator, read, rank) else None
+
+
+def _reads_dimension(graph: Graph, value: Value | None, read: tuple[str, int], rank: int) -> bool:
+    """Whether `value` is Gather(Shape(tensor), axis): the run-time size of the dimension `read`."""
+    _, gather = _unwrapped(graph, value)
+    if gather is None or gather.op_type != "Gather" or gather.attr("axis", 0) != 0:
+        return False
+    shape_vector, index = graph.inputs_of(gather)
+    shape = graph.producer(shape_vector) if shape_vector is not None else None
+    position = _scalar(graph, index)
+    if shape is None or shape.op_type != "Shape" or position is None or graph.inputs_of(shape)[0] is None \
+            or shape.attr("start", 0) or shape.attr("end") is not None:  # the whole shape, as TorchScript reads it
+        return False
+    axis = position + rank if position < 0 else position
+    return graph.inputs_of(shape)[0].name == read[0] and axis == read[1]
+
+
+def read_only_into_chunks(graph: Graph, value: Value, position: int, read: tuple[str, int], rank: int) -> bool:
+    """True if element `position` of the shape vector `value`, the dimension `read`, is used only to
+    compute the bounds of Slices that cut that same axis of that same tensor into equal chunks
+    (`slice_chunk`): Gather picks it, arithmetic with constants makes the bounds. Such a dimension may
+    shrink (by the same indices in every chunk, which the Slice's rule ties together)."""
+    if graph.is_output(value) or graph.captures_of_value(value):
+        return False
+    uses = graph.uses(value)
+    if not uses:
+        return False
+    frontier = []
+    for op, slot in uses:
+        index = _scalar(graph, graph.inputs_of(op)[1]) if op.op_type == "Gather" and slot == 0 else None
+        if index is None or op.attr("axis", 0) != 0 or index % rank != position:
+            return False
+        frontier.append(graph.outputs_of(op)[0])
+    seen = set()
+    while frontier:
+        current = frontier.pop()
+        if current is None or current.name in seen:
+            continue
+        seen.add(current.name)
+        if graph.is_output(current) or graph.captures_of_value(current):
+            return False
+        for op, slot in graph.uses(current):
+            if op.domain not in ("", "ai.onnx"):
+                return False
+            if op.op_type == "Slice":
+                chunk = slice_chunk(graph, op, rank) if slot in (1, 2) else None
+                if chunk is None or graph.inputs_of(op)[0].name != read[0] or chunk.axis != read[1]:
+                    return False
+            elif op.op_type in ("Add", "Div", "Mul", *_WRAPPERS):
+                frontier.extend(graph.outputs_of(op))
+            else:
+                return False
+    return True
