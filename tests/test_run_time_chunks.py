@@ -41,9 +41,9 @@ def chunked_mlp(parts: int, width: int = 6, ceil: bool = True, other_reader: boo
 
 def fused_family(graph):
     space = AnalysisManager(graph).get("prune-space")
-    return space, [f for f in space.families if any(m.value.startswith("w") and m.axis == 1 and
-                                                    graph.value(m.value).tensor.shape[0] == 4
-                                                    for m in f.members)][0]
+    return space, next(f for f in space.families if any(m.value.startswith("w") and m.axis == 1 and
+                                                        graph.value(m.value).tensor.shape[0] == 4
+                                                        for m in f.members))
 
 
 def test_the_chunk_pattern_is_recognised():
@@ -75,5 +75,5 @@ def test_floor_division_chunks_prune_too():
 
 
 def test_a_size_read_for_anything_else_still_freezes():
-    space, family = fused_family(chunked_mlp(2, other_reader=True))
+    _, family = fused_family(chunked_mlp(2, other_reader=True))
     assert not family.prunable and any("Shape reads this dimension" in r for r in family.reasons), family.reasons
