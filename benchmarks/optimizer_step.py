@@ -10,9 +10,13 @@ interleaved (SGD, HESSO, DHSPG, SGD, ...) so drift in machine load hits all thre
 the best and the median per step and the ratios to SGD of both. On CUDA every step is synchronised.
 
     python benchmarks/optimizer_step.py [--threads 1,2] [--device cpu,cuda] [--rounds 5]
-        [--layers 16] [--width 4096] [--optimizers sgd,hesso,dhspg] [--json FILE]
+        [--layers 16] [--width 4096] [--optimizers sgd,hesso,dhspg,dhspg-compiled] [--json FILE]
 
-Memory: parameters, gradients and three momentum buffers, 5 x 4 bytes per parameter (5.4 GB at 268 M).
+dhspg-compiled is DHSPG with its penalty steps fused and compiled (`Dhspg(compiled=True)`, run
+--compile; onnxprune/optim/fused.py): torch.compile needs a C++ compiler on CPU.
+
+Memory: parameters, gradients and a momentum buffer per optimizer, 5 x 4 bytes per parameter (5.4 GB at
+268 M) with three optimizers, one more buffer with dhspg-compiled.
 """
 
 from __future__ import annotations
@@ -61,13 +65,16 @@ def make_optimizers(names: list[str], params: dict, grads: dict, space: PruningS
             hesso = Hesso(params, grads, layout, base, HessoSettings(
                 target_group_sparsity=0.5, start_pruning_step=1, pruning_steps=10**6, pruning_periods=1))
             steps[name] = lambda hesso=hesso: hesso.step(lr)
-        elif name == "dhspg":
+        elif name in ("dhspg", "dhspg-compiled"):
             dhspg = Dhspg(params, grads, layout, base, DhspgSettings(
-                target_group_sparsity=0.5, partition_step=1, half_space_project_steps=0))
+                target_group_sparsity=0.5, partition_step=1, half_space_project_steps=0),
+                compiled=name == "dhspg-compiled")
             steps[name] = lambda dhspg=dhspg: dhspg.step(lr)
         else:
-            raise SystemExit(f"unknown optimizer {name!r} (sgd, hesso, dhspg)")
-        for _ in range(2):  # step 0, then the period start / the partition (host decisions, not timed)
+            raise SystemExit(f"unknown optimizer {name!r} (sgd, hesso, dhspg, dhspg-compiled)")
+        # step 0, then the period start / the partition (host decisions, not timed); compiled, a third
+        # step builds the kernels
+        for _ in range(3 if name.endswith("-compiled") else 2):
             steps[name]()
     return steps
 

@@ -24,11 +24,13 @@ The penalty is applied without a copy of x: x̂ = x·(1 - lr·λ_g/‖x_g‖) - 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
 
 from .base import BaseSettings
+from .fused import FusedSteps, fusable
 from .groups import GroupLayout
 from .scores import criterion, normalized
 from .sparse import GroupSparseOptimizer
@@ -57,13 +59,16 @@ class Dhspg(GroupSparseOptimizer):
     masks = ("penalized",)  # G_p
 
     def __init__(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], layout: GroupLayout,
-                 base: BaseSettings | None = None, settings: DhspgSettings | None = None):
+                 base: BaseSettings | None = None, settings: DhspgSettings | None = None, compiled: bool = False):
         settings = settings or DhspgSettings()
-        super().__init__(params, grads, layout, base or BaseSettings(), settings.target_group_sparsity,
-                         settings.target_erase)
+        base = base or BaseSettings()
+        super().__init__(params, grads, layout, base, settings.target_group_sparsity, settings.target_erase)
         self.settings = settings
         self.penalized = torch.zeros_like(self.zero)  # G_p
         self._any_penalized = False  # on the host: zero groups and the penalty exist only once G_p does
+        # the penalty steps' passes fused and compiled (`fused.py`), where the kernels cover this optimizer
+        self.fused = FusedSteps(self.segments, {k: tuple(v.shape) for k, v in params.items()}, base.momentum) \
+            if compiled and fusable(base) else None
 
     def partition(self) -> None:
         """Pick G_p from the current parameters and gradients."""
@@ -85,6 +90,10 @@ class Dhspg(GroupSparseOptimizer):
         if n == s.partition_step and (self.target or self.region_target):
             self.partition()
             self._any_penalized = bool(self.penalized.any())
+        fused = self.fused is not None and self._any_penalized and n >= s.partition_step and self.base.steps >= 1 \
+            and (s.finish_step is None or n < s.finish_step)
+        if fused and self._fused_step(lr):
+            return
         directions = self.base.compute(self.params, self.grads, lr)
         if not self._any_penalized or n < s.partition_step:
             self.segments.step_(self.params, directions, lr)
@@ -97,20 +106,50 @@ class Dhspg(GroupSparseOptimizer):
         else:
             xx, xd, dd = self.segments.sum_products([(self.params, self.params), (self.params, directions),
                                                     (directions, directions)])
-            norm = xx.sqrt()
-            lower = -xd / norm.clamp(min=1e-300)
-            upper = -dd * norm / torch.where(xd < 0, xd, -torch.ones_like(xd))
-            raised = (s.lmbda_amplify * lower).clamp(min=s.lmbda, max=s.hat_lmbda_coeff * s.lmbda)
-            raised = torch.where(raised >= upper, (upper + lower) / 2, raised)
-            lam = torch.where(xd < 0, raised, torch.full_like(xd, s.lmbda))
-            shrink = torch.where(norm > 0, lr * lam / norm.clamp(min=1e-300), torch.zeros_like(norm))
-            factor = torch.where(active, 1 - shrink, torch.ones_like(shrink))
-            if n >= s.partition_step + s.half_space_project_steps:
-                inner = xx * (1 - shrink) - lr * xd  # <x̂_g, x_g>
-                self.zero |= active & (inner < s.epsilon * xx)
+            factor = self._penalty(xx, xd, dd, active, lr, n)
         # (x·factor − lr·d)·keep: the base step moves zero groups too, keep puts them back
         self.segments.step_(self.params, directions, lr, before=factor, after=(~self.zero).double())
         self.steps += 1
+
+    def _fused_step(self, lr: float) -> bool:
+        """A penalty step in two compiled passes (`fused.FusedSteps`): the momentum direction with the
+        per-group sums, then the update; the same arithmetic as the eager step. False where the kernels
+        could not be built (no C++ compiler for torch.compile on CPU, say): said once, and this step and
+        every later one run eager."""
+        try:
+            xx, xd, dd = self.fused.direction_and_sums(self.params, self.grads, self.base.state)
+        except Exception as error:  # torch.compile's own exception types; nothing was changed yet
+            if self.fused.built:
+                raise
+            warnings.warn(f"DHSPG: the compiled step could not be built ({type(error).__name__}: "
+                          f"{str(error).strip().splitlines()[0] if str(error).strip() else 'no message'}); "
+                          "the eager step runs instead", stacklevel=2)
+            self.fused = None
+            return False
+        self.base.steps += 1  # what `base.compute` counts
+        active = self.penalized & ~self.zero
+        factor = self._penalty(xx, xd, dd, active, lr, self.steps)
+        self.fused.step_(self.params, self.base.state, lr, factor, (~self.zero).double())
+        self.steps += 1
+        return True
+
+    def _penalty(self, xx: torch.Tensor, xd: torch.Tensor, dd: torch.Tensor, active: torch.Tensor, lr: float,
+                 n: int) -> torch.Tensor:
+        """Each group's factor this step (1 - lr·λ_g/‖x_g‖ for the active ones), and the groups the
+        half-space projection zeroes (into `zero`), from the per-group sums."""
+        s = self.settings
+        norm = xx.sqrt()
+        lower = -xd / norm.clamp(min=1e-300)
+        upper = -dd * norm / torch.where(xd < 0, xd, -torch.ones_like(xd))
+        raised = (s.lmbda_amplify * lower).clamp(min=s.lmbda, max=s.hat_lmbda_coeff * s.lmbda)
+        raised = torch.where(raised >= upper, (upper + lower) / 2, raised)
+        lam = torch.where(xd < 0, raised, torch.full_like(xd, s.lmbda))
+        shrink = torch.where(norm > 0, lr * lam / norm.clamp(min=1e-300), torch.zeros_like(norm))
+        factor = torch.where(active, 1 - shrink, torch.ones_like(shrink))
+        if n >= s.partition_step + s.half_space_project_steps:
+            inner = xx * (1 - shrink) - lr * xd  # <x̂_g, x_g>
+            self.zero |= active & (inner < s.epsilon * xx)
+        return factor
 
     def load_state_dict(self, data: dict) -> None:
         """Restore what `state_dict` returned."""

@@ -32,7 +32,7 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     engine: Literal["auto", "ort", "torch"] = "auto"  # auto: torch where the device is CUDA, else onnxruntime
     bf16: bool = False  # torch engine on CUDA: forward and backward under bf16 autocast
-    compile: bool = False  # torch engine: torch.compile the forward
+    compile: bool = False  # torch engine: torch.compile the forward and DHSPG's penalty steps (optim/fused.py)
     seed: int = 0
     pruning_periods: int = 5
     group_divisible: int = 1  # kept groups per family: multiples of this (the same as prune's --round-to)

@@ -76,7 +76,7 @@ def make_optimizer(engine, layout, config: TrainConfig, total: int, device: str,
         settings = DhspgSettings(config.target_sparsity, lmbda=lmbda, partition_step=total // 10,
                                  half_space_project_steps=total // 10, group_divisible=config.group_divisible,
                                  target_erase=config.target_erase, finish_step=total // 2)
-        optimizer = Dhspg(params, grads, layout, base, settings)
+        optimizer = Dhspg(params, grads, layout, base, settings, compiled=config.compile)
     else:
         raise UserError(f"unknown optimizer {config.optimizer!r} (hesso, hesso-cric, dhspg)")
     if device == engine.device:
