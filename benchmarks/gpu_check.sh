@@ -25,6 +25,7 @@ fi
 echo "cuda tests: exit $? (log $OUT/cuda_tests.log)" >&2
 
 "$PYTHON" benchmarks/optimizer_step.py --device cpu,cuda --threads "$(nproc)" --rounds 5 \
+    --optimizers sgd,hesso,dhspg,dhspg-compiled \
     --json "$OUT/optimizer_step.json" >"$OUT/optimizer_step.log" 2>&1
 echo "optimizer_step: exit $? (log $OUT/optimizer_step.log)" >&2
 

@@ -76,6 +76,9 @@ def make_optimizers(names: list[str], params: dict, grads: dict, space: PruningS
         # step builds the kernels
         for _ in range(3 if name.endswith("-compiled") else 2):
             steps[name]()
+        if name == "dhspg-compiled" and dhspg.fused is None:  # it warned why; its steps would be eager ones
+            print("optimizer_step: dhspg-compiled left out: the compiled step could not be built", file=sys.stderr)
+            del steps[name]
     return steps
 
 
