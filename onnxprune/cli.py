@@ -260,7 +260,8 @@ def _run_parser(commands) -> None:
                           "ort on the CPU (says which)")
     run.add_argument("--bf16", action="store_true", help="torch engine on CUDA: bf16 autocast")
     run.add_argument("--compile", action="store_true",
-                     help="torch engine: torch.compile the forward, and DHSPG's penalty steps (SGD with momentum)")
+                     help="torch.compile the forward (torch engine) and DHSPG's penalty steps (SGD with momentum; "
+                          "with --engine ort, only those)")
     run.add_argument("--threads", type=int, default=0, help="the engine's threads (default: all cores)")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--checkpoint-every", type=int, default=0, metavar="STEPS")

@@ -212,7 +212,8 @@ def test_auto_engine_without_cuda_is_onnxruntime_and_says_so(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("options,message", [
-    (["--engine", "ort", "--compile"], "need the torch engine"),
+    (["--engine", "ort", "--compile"], "compiles DHSPG's step only, and this run uses hesso"),
+    (["--engine", "ort", "--bf16"], "--bf16 needs the torch engine"),
     (["--engine", "torch", "--bf16", "--device", "cpu"], "autocasts on CUDA only"),
 ])
 def test_torch_only_options_are_refused_in_one_line(tmp_path, capsys, options, message):
@@ -227,6 +228,8 @@ def test_resolve_engine():
     assert resolve_engine(TrainConfig(), "cuda")[0] == "torch"
     assert resolve_engine(TrainConfig(engine="torch"), "cpu") == ("torch", "")
     assert resolve_engine(TrainConfig(engine="ort"), "cuda") == ("ort", "")
+    # with onnxruntime running the forward, --compile compiles DHSPG's step (optim/fused.py)
+    assert resolve_engine(TrainConfig(engine="ort", optimizer="dhspg", compile=True), "cpu") == ("ort", "")
 
 
 @CUDA

@@ -32,7 +32,7 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     engine: Literal["auto", "ort", "torch"] = "auto"  # auto: torch where the device is CUDA, else onnxruntime
     bf16: bool = False  # torch engine on CUDA: forward and backward under bf16 autocast
-    compile: bool = False  # torch engine: torch.compile the forward and DHSPG's penalty steps (optim/fused.py)
+    compile: bool = False  # torch.compile the forward (torch engine) and DHSPG's penalty steps (optim/fused.py)
     seed: int = 0
     pruning_periods: int = 5
     group_divisible: int = 1  # kept groups per family: multiples of this (the same as prune's --round-to)
@@ -91,8 +91,12 @@ def resolve_engine(config: TrainConfig, device: str) -> tuple[str, str]:
         engine = "torch" if device == "cuda" else "ort"
         why = ("--engine auto: a CUDA device is present" if engine == "torch" else
                "--engine auto: no CUDA device; --engine torch trains with torch on the CPU")
-    if engine == "ort" and (config.bf16 or config.compile):
-        raise UserError("--bf16 and --compile need the torch engine (--engine torch)")
+    if engine == "ort" and config.bf16:
+        raise UserError("--bf16 needs the torch engine (--engine torch)")
+    if engine == "ort" and config.compile and config.optimizer != "dhspg":
+        # onnxruntime runs the forward; what --compile compiles besides it is DHSPG's penalty step
+        raise UserError(f"--compile with the onnxruntime engine compiles DHSPG's step only, and this run uses "
+                        f"{config.optimizer}: use --engine torch to compile the forward, or drop --compile")
     if config.bf16 and device != "cuda":
         raise UserError("--bf16 autocasts on CUDA only; this run's device is the CPU")
     return engine, why
