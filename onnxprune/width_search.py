@@ -28,35 +28,59 @@ from collections.abc import Callable
 import numpy as np
 
 from .choose import nearest_removal
+from .errors import UserError
 from .ir import Graph
-from .widths import HeavyOp, WidthTable, channels_per_group, heavy_ops, in_model_costs, prunable_axes
+from .widths import HeavyOp, WidthTable, heavy_ops, in_model_costs, prunable_axes
 
 
 class WidthEstimate:
     """The width table's time of a model's heavy ops at any per-family kept counts (see module
-    docstring). Ops whose shapes the table could not time are left out of every estimate alike."""
+    docstring). Ops whose shapes the table could not time are left out of every estimate alike.
+
+    An op's channel axis may hold the indices of several families (a Conv reading a Concat: DenseNet,
+    Inception) and a family may hold several indices of it per group (the chunks of a fused
+    projection): each family's share of the axis is counted from its member tables, and the axis keeps
+    its full width less what the removed groups hold there."""
 
     def __init__(self, graph: Graph, shapes: dict, space, table: WidthTable) -> None:
         prunable = [f for f in space.prunable if f.size > 1]
-        family_of = {(m.value, m.axis): f.id for f in prunable for m in f.members}
-        self.channels = {f.id: channels_per_group(f) for f in prunable}
+        # (weight, axis) -> [(family, indices per group there)]
+        holders: dict[tuple[str, int], list[tuple[int, float]]] = {}
+        for f in prunable:
+            for m in f.members:
+                per_group = float((m.table >= 0).sum()) / f.size
+                holders.setdefault((m.value, m.axis), []).append((f.id, per_group))
+        self.sizes = {f.id: f.size for f in prunable}
         self.table = table
-        self.ops: list[tuple[HeavyOp, int | None, int | None]] = []
+        self.ops: list[tuple[HeavyOp, tuple[int, list], tuple[int, list]]] = []
         for op in heavy_ops(graph, shapes, prunable_axes(space)):
             in_axis, out_axis = (0, 1) if op.op_type == "MatMul" or (
                 op.op_type == "Gemm" and not dict(op.attrs).get("transB")) else (1, 0)
-            self.ops.append((op, family_of.get((op.weight, in_axis)), family_of.get((op.weight, out_axis))))
+            c_in, c_out = op.channels
+            self.ops.append((op, (c_in, holders.get((op.weight, in_axis), [])),
+                             (c_out, holders.get((op.weight, out_axis), []))))
+
+    def probes(self, kept: dict[int, int]) -> list:
+        """Each heavy op at the widths that family f keeping kept[f] groups (absent: all) leaves it."""
+        def width(side: tuple[int, list]) -> int | None:
+            full, families = side
+            removed = sum((self.sizes[f] - kept[f]) * per_group for f, per_group in families if f in kept)
+            return max(1, int(round(full - removed))) if removed else None
+
+        return [op.at(width(inputs), width(outputs)) for op, inputs, outputs in self.ops]
 
     def ms(self, kept: dict[int, int]) -> float:
         """Estimated time (ms, batch 1) of the heavy ops when family f keeps kept[f] groups (absent:
         all of them)."""
-        def width(family: int | None) -> int | None:
-            return kept[family] * self.channels[family] if family is not None and family in kept else None
-
-        probes = [op.at(width(in_family), width(out_family)) for op, in_family, out_family in self.ops]
+        probes = self.probes(kept)
         times = self.table.times(probes)
         cost = in_model_costs(probes, times)
         return float(sum(cost[p.key] for p in probes if math.isfinite(cost[p.key])))
+
+
+class NoWidths(UserError):
+    """`select rank=widths` found no width vector within a point of its target at this multiple (prune
+    tries the next; alone, it is the user's one line)."""
 
 
 def search_widths(sizes: dict[int, int], steps: dict[int, int], caps: dict[int, int],

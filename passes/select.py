@@ -41,7 +41,7 @@ from onnxprune.ir import Graph
 from onnxprune.latency_model import LatencyModel, latency_model
 from onnxprune.passmanager import ALL, PassResult, TransformPass
 from onnxprune.space import ErasingSpace, Family, PruningSpace, Selection
-from onnxprune.width_search import WidthEstimate, search_widths
+from onnxprune.width_search import NoWidths, WidthEstimate, search_widths
 from onnxprune.widths import PRECISION, WidthTable, channels_per_group, group_step, keep_share
 
 from .calibrated import ActivationImportanceAnalysis, BlockInfluenceAnalysis
@@ -186,12 +186,15 @@ def select_groups(graph: Graph, space: PruningSpace, cost, options: SelectOption
         if options.scope == "local" or blocks is not None or options.by == "latency":
             raise UserError("select: rank=widths chooses every family's width itself: it takes scope=global, "
                             "by groups, params or flops, and no erase_mode=ranked")
+        if not families or target <= 0:  # nothing to search
+            selection = make({})
+            return selection, Outcome(options.by, target, removed_by(selection), total)
         kept = search_widths({f.id: f.size for f in families}, steps, caps,
                              lambda k: removed_by(least_important({f: table.family_size[f] - n for f, n in k.items()})),
                              widths.ms, target, PRECISION * total, seed=options.seed)
         if kept is None:
-            raise UserError(f"select: rank=widths found no widths within {100 * PRECISION:g}% of the {options.by} "
-                            f"target at round_to={options.round_to}")
+            raise NoWidths(f"select: rank=widths found no widths within {100 * PRECISION:g}% of the {options.by} "
+                           f"target at round_to={options.round_to}")
         selection = least_important({f: table.family_size[f] - n for f, n in kept.items()})
         return selection, Outcome(options.by, target, removed_by(selection), total)
     if options.scope == "local":

@@ -14,7 +14,6 @@ from onnxprune.optim.fused import fusable
 
 from .test_optim import drive, layout_of, random_grads, small_space
 
-
 COMPILER = shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
 
 
@@ -44,6 +43,15 @@ def test_the_compiled_step_follows_the_eager_one(dtype):
         torch.testing.assert_close(fused_buf[k], eager_buf[k], rtol=tolerance, atol=tolerance)
 
 
+def test_a_base_optimizer_the_kernels_do_not_cover_says_so():
+    _, space, params, stats = small_space()
+    layout = layout_of(space, params, stats)
+    grads = {k: torch.zeros_like(v) for k, v in params.items()}
+    with pytest.warns(UserWarning, match="this base optimizer's steps run eager"):
+        optimizer = Dhspg(params, grads, layout, BaseSettings("adam"), DhspgSettings(), compiled=True)
+    assert optimizer.fused is None
+
+
 @pytest.mark.parametrize("settings, covered", [(BaseSettings("sgd", momentum=0.9), True),
                                                (BaseSettings("sgd", momentum=0.0), False),
                                                (BaseSettings("sgd", momentum=0.9, nesterov=True), False),
@@ -68,7 +76,7 @@ def test_a_step_that_cannot_be_compiled_runs_eager(monkeypatch):
         if compiled:
             def broken(*args, **kwargs):
                 raise RuntimeError("no working C++ compiler found")
-            monkeypatch.setattr(optimizer.fused, "_direction", broken)
+            monkeypatch.setattr(optimizer.fused, "_update", broken)  # the last kernel built: the others ran
             with pytest.warns(UserWarning, match="the eager step runs instead"):
                 drive(optimizer, grads, grads_seq, 0.05)
             assert optimizer.fused is None

@@ -80,11 +80,31 @@ def test_the_estimate_times_each_op_at_its_exact_widths():
     assert full == pytest.approx(estimate.ms({f.id: f.size for f in space.prunable}))
     # the stem's family feeds and leaves several Convs: narrowing it narrows exactly those
     stem = next(f for f in space.prunable if f.name.startswith("stem"))
-    touching = [op for op, i, o in estimate.ops if stem.id in (i, o)]
+    touching = [op for op, (_, i), (_, o) in estimate.ops if stem.id in {f for f, _ in i + o}]
     assert len(touching) >= 3
     assert estimate.ms({stem.id: 8}) < full
     probe = touching[0].at(None, 8)
     assert probe.w[0] == 8 and touching[0].probe(1.0, 1) == touching[0].at(None, None)
+
+
+@pytest.mark.parametrize("name", ["densenet.onnx", "inceptionish.onnx", "resnet.onnx"])
+def test_an_axis_several_families_share_keeps_the_sum_of_their_widths(name):
+    """A Conv reading a Concat: its input channels are the kept channels of every family there (the
+    estimate at full width is the model's own; one family narrower narrows exactly its share)."""
+    graph = onnxprune.load(ZOO / name)
+    am = AnalysisManager(graph)
+    space = am.get("prune-space")
+    estimate = WidthEstimate(graph, am.get("shapes"), space, WidthTable(1))
+    full = {f.id: f.size for f in space.prunable if f.size > 1}
+    assert [op.at(*(None, None)) for op, _, _ in estimate.ops] == [op.probe(1.0, 1) for op, _, _ in estimate.ops]
+    assert estimate.ms(full) == pytest.approx(estimate.ms({}))
+    shared = [(index, op, inputs) for index, (op, inputs, _) in enumerate(estimate.ops) if len(inputs[1]) > 1]
+    assert bool(shared) == (name != "resnet.onnx")
+    for index, op, (width, families) in shared:
+        family, per_group = families[0]
+        assert width == op.channels[0] and per_group == 1.0
+        narrower = {**full, family: full[family] - 2}
+        assert estimate.probes(narrower)[index].x[1] == width - 2  # its share goes, the other families' stays
 
 
 def test_select_by_widths_is_within_a_point_of_the_target():
@@ -140,3 +160,15 @@ def test_default_prune_searches_widths_only_when_the_rankings_miss_the_bar(capsy
     status, text, err = run_cli(capsys, "prune", ZOO / "resnet.onnx", "-o", tmp_path / "b.onnx", "--ratio", "0.5",
                                 "--by", "flops", "--no-report")
     assert status == 0 and "widths were searched" not in text and "rank       importance" in text, text
+
+
+def test_rank_widths_with_auto_rounding_tries_the_finer_multiples(capsys, tmp_path):
+    """An MLP whose families are too coarse at 16 for 30 % of the FLOPs: --rank widths moves on to the
+    next multiple instead of failing there."""
+    status, text, err = run_cli(capsys, "prune", ZOO / "mlp.onnx", "-o", tmp_path / "m.onnx", "--ratio", "0.3",
+                                "--by", "flops", "--rank", "widths", "--no-report", "--no-latency")
+    assert status == 0, err
+    line = next(line for line in text.splitlines() if line.startswith("round-to"))
+    assert "finds no widths" in line, line
+    reached = float(text.split("target     30.0% of the flops, reached ")[1].split("%")[0])
+    assert abs(reached - 30.0) <= 1.0, text

@@ -70,9 +70,10 @@ def select_measured(args: argparse.Namespace, graph: Graph, am, space, select, s
     per millisecond saved (the width table's estimate, HALP), compact both and keep the one that runs
     faster (onnxruntime, --latency-threads, interleaved, batch 1 and a larger batch: the geometric mean
     of the two ratios), said in one line. The estimate alone picked badly where the time is outside the
-    heavy ops (MobileNetV3's activations and squeeze-excitation), so it is measured. Where neither cuts
-    the latency by `LATENCY_BAR` x its FLOPs cut at some batch, the width search (`rank=widths`, at
-    the multiples `WIDTHS_MULTIPLES`) adds its candidates and the fastest of all is kept."""
+    heavy ops (MobileNetV3's activations and squeeze-excitation), so it is measured. Where the faster
+    of the two does not cut the latency by `LATENCY_BAR` x its FLOPs cut at some batch, the width
+    search (`rank=widths`, at the multiples `WIDTHS_MULTIPLES`) adds its candidates and the fastest of
+    all is kept."""
     from functools import partial
 
     if args.ratio <= 0:  # nothing will be removed: nothing to rank
@@ -107,7 +108,7 @@ def select_measured(args: argparse.Namespace, graph: Graph, am, space, select, s
             contenders = [chosen] + [rank for rank in models if rank.startswith("widths")]
             timings = _timed(args, {"original": graph} | {rank: models[rank] for rank in contenders}, shapes)
             chosen = _fastest(timings, contenders)
-            said += "; neither cut the latency by " + f"{LATENCY_BAR} x the FLOPs cut, so widths were searched: " + \
+            said += "; the faster did not cut the latency by " + f"{LATENCY_BAR} x the FLOPs cut, so widths were searched: " + \
                 _said(timings, contenders)
     for fact in found[chosen]:
         am.provide(fact)
@@ -172,6 +173,7 @@ def select_auto(args: argparse.Namespace, graph: Graph, am, space, select, say: 
     coarse to come within a point of the target (families no wider than the multiple stay whole), it
     is tried with narrow families at a finer step, then the next fastest multiple, down to 1 (which
     always can)."""
+    from ..width_search import NoWidths
     from ..widths import PRECISION, choose_for_graph
 
     if args.ratio <= 0:  # nothing will be removed: no widths change, nothing to measure
@@ -182,8 +184,14 @@ def select_auto(args: argparse.Namespace, graph: Graph, am, space, select, say: 
     missed, best = [], None
     # each multiple as it is, then with narrow families at a finer step (`family_multiple`): a 24-wide
     # family rounded to 8 pads to the 16-channel block, so the finer step only where the target needs it
+    refused = None
     for multiple, small in ((m, small) for m in choice.order for small in ((False, True) if m > 1 else (False,))):
-        PassManager([select(multiple, small)]).run(graph, am)
+        try:
+            PassManager([select(multiple, small)]).run(graph, am)
+        except NoWidths as error:  # --rank widths: nothing within a point at this multiple; the next may
+            refused = error
+            missed.append(f"{multiple}{' (narrow families finer)' if small else ''} finds no widths")
+            continue
         outcome = am.fact(Outcome)
         off = abs(outcome.removed - outcome.target) / outcome.total if outcome.total else 0.0
         if best is None or off < best[0]:
@@ -191,6 +199,8 @@ def select_auto(args: argparse.Namespace, graph: Graph, am, space, select, say: 
         if off <= PRECISION:
             break
         missed.append(f"{multiple}{' (narrow families finer)' if small else ''} reaches {100 * outcome.share:.1f}%")
+    if best is None:
+        raise refused
     _, multiple, small, selection, outcome = best
     am.provide(selection)
     am.provide(outcome)

@@ -28,14 +28,12 @@ from .coupling import (
 )
 from .rule import OpView, constant_value
 from .shape_consts import (
-    Chunk,
     fixed_value,
     read_only_into_chunks,
     read_only_into_shapes,
     replace_input_constant,
     rewrite_scaled_element,
     rewrite_shape_elements,
-    slice_chunk,
     strip_stand_ins,
     trace_elements,
 )
@@ -133,9 +131,6 @@ def couple_slice(view: OpView) -> Coupling | None:
     if r is None or rank(view, OUT, 0) != r:
         return None
     params = _slice_params(view)
-    chunk = slice_chunk(view.graph, view.op, r) if params is None and view.graph is not None else None
-    if chunk is not None:
-        return _couple_chunk(view, r, chunk)
     if params is None:  # bounds computed at run time: only the sliced axes are unknown
         axes = view.constant(3) if view.has_input(3) else None
         if axes is None:
@@ -169,34 +164,11 @@ def couple_slice(view: OpView) -> Coupling | None:
     return coupling
 
 
-def _couple_chunk(view: OpView, r: int, chunk: Chunk) -> Coupling:
-    """A Slice that takes equal chunks of an axis by run-time bounds (`slice_chunk`): output index j is
-    input index first x c + j (c the chunk size), and index j of every chunk is one group, so the
-    chunks stay equal (and the bounds right) whatever is removed. An axis whose size is unknown or
-    not a multiple of the chunk count freezes."""
-    coupling = Coupling(zero=zero_first)
-    a = chunk.axis
-    coupling.same += [(ax_in(0, b), ax_out(0, b)) for b in range(r) if b != a]
-    size = dim(view, IN, 0, a)
-    if not isinstance(size, int) or size % chunk.parts:
-        reason = "Slice takes run-time chunks of an axis whose size is not a known multiple of their count"
-        coupling.frozen += [(ax_in(0, a), reason), (ax_out(0, a), reason)]
-        return coupling
-    c = size // chunk.parts
-    width = (chunk.last - chunk.first) * c
-    coupling.links.append((ax_out(0, a), np.arange(width), ax_in(0, a), chunk.first * c + np.arange(width)))
-    for k in range(1, chunk.parts):
-        coupling.links.append((ax_in(0, a), np.arange(c), ax_in(0, a), k * c + np.arange(c)))
-    return coupling
-
-
 @sees_analysis_types
 def rewrite_slice(graph, op, view: OpView, kept: dict[Axis, np.ndarray]) -> None:
     """Move the bounds of shrunk sliced axes to where the kept indices now sit."""
     r = rank(view, IN, 0)
     params = _slice_params(view)
-    if params is None and slice_chunk(graph, op, r) is not None:
-        return  # run-time chunk bounds follow the axis's size, which shrinks alike in every chunk
     if params is None:
         # bounds that no longer evaluate (compact is editing the graph they are computed from) need no
         # change where only axes the Slice passes through shrank; a shrunk sliced axis would need them

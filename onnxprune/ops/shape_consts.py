@@ -418,11 +418,13 @@ def rewrite_scaled_element(graph: Graph, op: Op, slot: int, position: int, numer
 
 
 class Chunk(NamedTuple):
-    """A Slice whose run-time bounds cut chunks `first` to `last` (exclusive) of `parts` equal chunks of
-    its data's axis `axis`: each bound k x ceil(size / parts) (or k x size // parts), the size read by
+    """A Slice whose bounds cut chunks `first` to `last` (exclusive) of `parts` equal chunks of its
+    data's axis `axis`: each bound k x ceil(size / parts) (or k x size // parts), the size read by
     Shape from the sliced tensor itself, as torch.chunk exports under TorchScript (Phi-3's fused
-    gate_up projection). The bounds follow the size, so they stay right when the axis loses the same
-    indices in every chunk."""
+    gate_up projection). Where the size is static the bounds evaluate to constants, the Slice's rule
+    maps its indices as for any constant Slice and compact writes the new bounds as constants, so the
+    Shape that reads the size need not freeze it (`read_only_into_chunks`); where it is not, the
+    Slice's rule freezes the axis."""
 
     parts: int
     first: int
@@ -530,7 +532,7 @@ def read_only_into_chunks(graph: Graph, value: Value, position: int, read: tuple
     """True if element `position` of the shape vector `value`, the dimension `read`, is used only to
     compute the bounds of Slices that cut that same axis of that same tensor into equal chunks
     (`slice_chunk`): Gather picks it, arithmetic with constants makes the bounds. Such a dimension may
-    shrink (by the same indices in every chunk, which the Slice's rule ties together)."""
+    shrink: the Slices' own rule governs their bounds (see `Chunk`)."""
     if graph.is_output(value) or graph.captures_of_value(value):
         return False
     uses = graph.uses(value)

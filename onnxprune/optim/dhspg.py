@@ -67,8 +67,15 @@ class Dhspg(GroupSparseOptimizer):
         self.penalized = torch.zeros_like(self.zero)  # G_p
         self._any_penalized = False  # on the host: zero groups and the penalty exist only once G_p does
         # the penalty steps' passes fused and compiled (`fused.py`), where the kernels cover this optimizer
-        self.fused = FusedSteps(self.segments, {k: tuple(v.shape) for k, v in params.items()}, base.momentum) \
-            if compiled and fusable(base) else None
+        self.fused = None
+        if compiled and not fusable(base):
+            warnings.warn("DHSPG: the compiled step covers SGD with momentum (no dampening, Nesterov or weight "
+                          "decay); this base optimizer's steps run eager", stacklevel=2)
+        elif compiled:
+            try:
+                self.fused = FusedSteps(self.segments, {k: tuple(v.shape) for k, v in params.items()}, base.momentum)
+            except Exception as error:  # noqa: BLE001 - a torch without torch.compile for this Python, say
+                warnings.warn(f"DHSPG: no compiled step ({_one_line(error)}); the eager step runs", stacklevel=2)
 
     def partition(self) -> None:
         """Pick G_p from the current parameters and gradients."""
@@ -116,16 +123,15 @@ class Dhspg(GroupSparseOptimizer):
         per-group sums, then the update; the same arithmetic as the eager step. False where the kernels
         could not be built (no C++ compiler for torch.compile on CPU, say): said once, and this step and
         every later one run eager."""
-        try:
-            xx, xd, dd = self.fused.direction_and_sums(self.params, self.grads, self.base.state)
-        except Exception as error:  # torch.compile's own exception types; nothing was changed yet
-            if self.fused.built:
-                raise
-            warnings.warn(f"DHSPG: the compiled step could not be built ({type(error).__name__}: "
-                          f"{str(error).strip().splitlines()[0] if str(error).strip() else 'no message'}); "
-                          "the eager step runs instead", stacklevel=2)
-            self.fused = None
-            return False
+        if not self.fused.built:
+            try:
+                self.fused.build(self.params)
+            except Exception as error:  # noqa: BLE001 - torch.compile's own exception types; nothing was changed
+                warnings.warn(f"DHSPG: the compiled step could not be built ({_one_line(error)}); the eager step "
+                              "runs instead", stacklevel=2)
+                self.fused = None
+                return False
+        xx, xd, dd = self.fused.direction_and_sums(self.params, self.grads, self.base.state)
         self.base.steps += 1  # what `base.compute` counts
         active = self.penalized & ~self.zero
         factor = self._penalty(xx, xd, dd, active, lr, self.steps)
@@ -155,3 +161,8 @@ class Dhspg(GroupSparseOptimizer):
         """Restore what `state_dict` returned."""
         super().load_state_dict(data)
         self._any_penalized = bool(self.penalized.any())
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0] if text else 'no message'}"

@@ -14,7 +14,9 @@ Covered: SGD with momentum (no dampening, Nesterov or weight decay: their direct
 own); other base optimizers, and the first step (where torch copies the gradient into the buffer),
 run eager. A tensor with two views (a Conv weight's output and input channels) forms its direction
 in the first view's kernel and reads it in the second's. Learning rate and momentum enter as 0-d
-tensors, so a schedule does not recompile.
+tensors, so a schedule does not recompile. `build` compiles every kernel on small stand-ins before the
+first fused step changes anything; where that fails (no C++ compiler for torch.compile on CPU, say)
+DHSPG says so once and runs eager.
 """
 
 from __future__ import annotations
@@ -61,13 +63,36 @@ class FusedSteps:
 
     def __init__(self, segments: GroupSegments, shapes: dict[str, tuple[int, ...]], momentum: float) -> None:
         self.segments = segments
-        self.built = False  # set once a step ran compiled: a later failure is not a missing compiler
+        self.built = False  # `build` compiled every kernel: a later failure is a bug, not a missing compiler
         self.momentum = torch.tensor(momentum, dtype=torch.float64, device=segments.device)
         self._direction = torch.compile(_direction_and_sums, dynamic=True)
         self._sums = torch.compile(_sums, dynamic=True)
         self._update = torch.compile(_update, dynamic=True)
         # per view: the shape its per-index factor takes to broadcast over the whole tensor
         self._broadcast = [_broadcast_shape(tuple(shapes[v.tensor]), v.shape3) for v in segments.views]
+
+    def build(self, params: dict[str, torch.Tensor]) -> None:
+        """Compile every kernel the step will call, on small stand-ins of each view and tensor (the
+        same dtype, device and rank, and 1 wherever the real size is 1: torch.compile specialises on
+        those), so that a build that fails does so before a step has changed anything."""
+        def stand_in(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+            return torch.zeros(tuple(1 if n == 1 else 2 for n in shape), dtype=dtype, device=self.segments.device)
+
+        segments = self.segments
+        position_of = {id(v): i for i, v in enumerate(segments.views)}
+        rate = torch.tensor(0.0, dtype=torch.float64, device=segments.device)
+        for name, views in segments._views_of.items():
+            dtype, shape = params[name].dtype, tuple(params[name].shape)
+            for index, view in enumerate(views):
+                x = stand_in(view.shape3, dtype)
+                if index == 0:
+                    self._direction(x, x.clone(), x.clone(), self.momentum.to(dtype))
+                else:
+                    self._sums(x, x.clone())
+            factors = [stand_in(self._broadcast[position_of[id(v)]], dtype) for v in views]
+            self._update(stand_in(shape, dtype), stand_in(shape, dtype), factors, [f.clone() for f in factors],
+                         rate.to(dtype))
+        self.built = True
 
     def direction_and_sums(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor],
                            buffers: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -85,10 +110,9 @@ class FusedSteps:
                                         buffers[name].view(shape), self.momentum.to(params[name].dtype))
                 formed.add(name)
             columns.append(torch.stack([s.double() for s in found], dim=1))
-        for name in params:  # after the compiled kernels: a build that fails has changed nothing yet
+        for name in params:
             if name not in segments._views_of:
                 torch.add(grads[name], buffers[name], alpha=float(self.momentum), out=buffers[name])
-        self.built = True
         if not columns:
             zeros = torch.zeros(segments.n_groups, dtype=torch.float64, device=segments.device)
             return zeros, zeros.clone(), zeros.clone()
