@@ -258,3 +258,24 @@ def test_compiled_forward_computes_what_the_eager_one_does(monkeypatch):
     assert compiled.step(feeds) == pytest.approx(eager.step(feeds), rel=1e-6)
     for name, grad in eager.grads.items():
         torch.testing.assert_close(compiled.grads[name], grad, rtol=1e-5, atol=1e-7)
+
+
+def test_a_forward_torch_compile_cannot_build_runs_eager(monkeypatch):
+    """torch.compile's own failures (an inductor bug, no C++ compiler) cost the speed, not the run: one
+    warning, then the eager program, with the same loss and gradients."""
+    def broken_compile(program, **options):
+        def call(inputs):
+            raise NameError("name 's56' is not defined")
+        return call
+
+    graph = onnxprune.load(ZOO / "fashion_cnn.onnx")
+    rng = np.random.default_rng(0)
+    feeds = [rng.standard_normal((8, 1, 28, 28)).astype(np.float32), rng.integers(0, 10, 8).astype(np.int64)]
+    eager = TorchEngine(graph, "cross-entropy")
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    compiled = TorchEngine(graph, "cross-entropy", compile=True)
+    with pytest.warns(UserWarning, match="torch.compile failed .NameError: name 's56' is not defined.; the forward runs eager"):
+        loss = compiled.step(feeds)
+    assert loss == pytest.approx(eager.step(feeds), rel=1e-6)
+    for name, grad in eager.grads.items():
+        torch.testing.assert_close(compiled.grads[name], grad)

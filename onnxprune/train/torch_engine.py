@@ -15,10 +15,13 @@ autograd in place), so an optimizer holding `grads` always sees the current step
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import UserError
 from ..ir import Graph
 from .artifacts import Loss, training_graph
 from .torch_program import TorchProgram
@@ -46,13 +49,32 @@ class TorchEngine:
         self._stats = [(out, self.program.tensors[name]) for out, name in exposed.items()]
         self.running = {name: self.program.tensors[name] for name in exposed.values()}  # BatchNorm statistics
         self.autocast = bf16 and torch.device(device).type == "cuda"
-        self._forward = torch.compile(self.program) if compile else self.program
+        # static shapes: a recompile per batch size, where dynamic shapes made inductor emit code naming an
+        # undefined size symbol on a torchvision MobileNetV3 (NameError 's56', torch 2.13)
+        self._forward = torch.compile(self.program, dynamic=False) if compile else self.program
+
+    def _run(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The forward: compiled (--compile) or as it is. Where torch.compile fails (its own bugs, no C++
+        compiler) the program runs eager from then on, said once: the forward is functional (running
+        statistics are outputs, written by the caller), so nothing was changed by the failed call."""
+        if self._forward is self.program:
+            return self.program(inputs)
+        try:
+            return self._forward(inputs)
+        except UserError:
+            raise
+        except Exception as error:  # noqa: BLE001 - torch.compile's own exception types
+            text = str(error).strip()
+            warnings.warn(f"--compile: torch.compile failed ({type(error).__name__}: "
+                          f"{text.splitlines()[0] if text else 'no message'}); the forward runs eager", stacklevel=2)
+            self._forward = self.program
+            return self.program(inputs)
 
     def _loss(self, feeds: list[np.ndarray]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         inputs = {name: self._tensor(array) for name, array in zip(self.data_inputs, feeds)}
         target = self._tensor(feeds[len(self.data_inputs)])
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
-            outputs = self._forward(inputs)
+            outputs = self._run(inputs)
         predicted = outputs[self.loss_output].float()
         if self.loss == "cross-entropy":
             value = F.cross_entropy(predicted, target.long())
