@@ -81,7 +81,7 @@ class FusedSteps:
         segments = self.segments
         position_of = {id(v): i for i, v in enumerate(segments.views)}
         rate = torch.tensor(0.0, dtype=torch.float64, device=segments.device)
-        for name, views in segments._views_of.items():
+        for name, views in segments.views_of.items():
             dtype, shape = params[name].dtype, tuple(params[name].shape)
             for index, view in enumerate(views):
                 x = stand_in(view.shape3, dtype)
@@ -111,12 +111,12 @@ class FusedSteps:
                 formed.add(name)
             columns.append(torch.stack([s.double() for s in found], dim=1))
         for name in params:
-            if name not in segments._views_of:
+            if name not in segments.views_of:
                 torch.add(grads[name], buffers[name], alpha=float(self.momentum), out=buffers[name])
         if not columns:
             zeros = torch.zeros(segments.n_groups, dtype=torch.float64, device=segments.device)
             return zeros, zeros.clone(), zeros.clone()
-        xx, xd, dd = segments._to_groups(torch.cat(columns)).T
+        xx, xd, dd = segments.to_groups(torch.cat(columns)).T
         return xx, xd, dd
 
     def step_(self, params: dict[str, torch.Tensor], directions: dict[str, torch.Tensor], lr: float,
@@ -124,17 +124,17 @@ class FusedSteps:
         """x ← (x·Π before − lr·d)·Π after over the groups of x's views, for every parameter (tensors
         without groups: x − lr·d)."""
         segments = self.segments
-        plain = [name for name in params if name not in segments._views_of]
+        plain = [name for name in params if name not in segments.views_of]
         if plain:
             torch._foreach_add_([params[n] for n in plain], [directions[n] for n in plain], alpha=-lr)
         rate = torch.tensor(lr, dtype=torch.float64, device=segments.device)
         factors: dict[torch.dtype, tuple[list, list]] = {}
         position_of = {id(v): i for i, v in enumerate(segments.views)}
-        for name, views in segments._views_of.items():
+        for name, views in segments.views_of.items():
             x = params[name]
             if x.dtype not in factors:
-                factors[x.dtype] = (segments._multipliers(before * after, x.dtype),
-                                    segments._multipliers(after, x.dtype))
+                factors[x.dtype] = (segments.multipliers(before * after, x.dtype),
+                                    segments.multipliers(after, x.dtype))
             both, keep = factors[x.dtype]
             positions = [position_of[id(v)] for v in views]
             self._update(x, directions[name], [both[i].reshape(self._broadcast[i]) for i in positions],

@@ -59,7 +59,7 @@ class GroupSegments:
         self.views = tuple(views)
         self.tensors = tuple(dict.fromkeys(v.tensor for v in views))  # tensors that carry groups
         # per tensor, its views (a tensor of an erasable region's group may carry channel groups as well)
-        self._views_of = {name: [v for v in views if v.tensor == name] for name in self.tensors}
+        self.views_of = {name: [v for v in views if v.tensor == name] for name in self.tensors}
         # every view's axis indices end to end: one gather spreads a per-group factor over all of them,
         # one index_add_ collects their sums into groups
         self._index = torch.cat([v.index for v in views]) if views else torch.zeros(0, dtype=torch.int64)
@@ -114,7 +114,7 @@ class GroupSegments:
                 columns[k].append(sums)
         if not self.views:
             return torch.zeros((len(pairs), self.n_groups), dtype=torch.float64, device=self.device)
-        return self._to_groups(torch.stack([torch.cat(c) for c in columns], dim=1)).T
+        return self.to_groups(torch.stack([torch.cat(c) for c in columns], dim=1)).T
 
     def _view_sums(self, position: int, operands: list[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
         """Per pair, the per-index sums of x*y over one view (float64)."""
@@ -148,15 +148,15 @@ class GroupSegments:
                  for v in self.views]
         if not parts:
             return torch.zeros(self.n_groups, dtype=torch.bool, device=self.device)
-        return self._to_groups(torch.cat(parts).unsqueeze(1))[:, 0] > 0
+        return self.to_groups(torch.cat(parts).unsqueeze(1))[:, 0] > 0
 
-    def _to_groups(self, per_index: torch.Tensor) -> torch.Tensor:
+    def to_groups(self, per_index: torch.Tensor) -> torch.Tensor:
         """(indices, k) per-index sums -> (n_groups, k) per-group sums."""
         out = torch.zeros((self.n_groups, per_index.shape[1]), dtype=torch.float64, device=self.device)
         return out.index_add_(0, self._owner, per_index.index_select(0, self._owned))
 
     # ------------------------------------------------------------------ updates
-    def _multipliers(self, factor: torch.Tensor, dtype: torch.dtype) -> list[torch.Tensor]:
+    def multipliers(self, factor: torch.Tensor, dtype: torch.dtype) -> list[torch.Tensor]:
         """Per view, factor[group of each index] (1 for indices of no group) shaped (1, axis, 1)."""
         extended = torch.cat([factor.to(dtype), torch.ones(1, dtype=dtype, device=factor.device)])
         spread = extended.index_select(0, self._index)
@@ -164,12 +164,12 @@ class GroupSegments:
 
     def scale_(self, tensors: dict[str, torch.Tensor], factor: torch.Tensor) -> None:
         """Multiply every slice of group g by factor[g], in place (indices of no group keep their value)."""
-        multipliers = {}
+        by_dtype = {}
         for position, view in enumerate(self.views):
             tensor = tensors[view.tensor]
-            if tensor.dtype not in multipliers:
-                multipliers[tensor.dtype] = self._multipliers(factor, tensor.dtype)
-            tensor.view(view.shape3).mul_(multipliers[tensor.dtype][position])
+            if tensor.dtype not in by_dtype:
+                by_dtype[tensor.dtype] = self.multipliers(factor, tensor.dtype)
+            tensor.view(view.shape3).mul_(by_dtype[tensor.dtype][position])
 
     def step_(self, params: dict[str, torch.Tensor], directions: dict[str, torch.Tensor], lr: float,
               before: torch.Tensor | None = None, after: torch.Tensor | None = None) -> None:
@@ -181,21 +181,21 @@ class GroupSegments:
         ·after (the arithmetic of x.sub_ then x.mul_); with `before`, x·(before·after) and then
         x − lr·d·after as one addcmul. A tensor with two views (an erasable region's group over a tensor
         that carries channel groups too) takes the steps one by one over the whole tensor."""
-        plain = [name for name in params if name not in self._views_of or (before is None and after is None)]
+        plain = [name for name in params if name not in self.views_of or (before is None and after is None)]
         if plain:
             torch._foreach_add_([params[n] for n in plain], [directions[n] for n in plain], alpha=-lr)
         if before is None and after is None:
             return
         cache: dict[tuple[str, torch.dtype], list[torch.Tensor]] = {}
 
-        def multipliers(which: str, dtype: torch.dtype) -> list[torch.Tensor]:
+        def spread(which: str, dtype: torch.dtype) -> list[torch.Tensor]:
             if (which, dtype) not in cache:
                 factor = {"before": before, "after": after}.get(which)
-                cache[(which, dtype)] = self._multipliers(before * after if which == "both" else factor, dtype)
+                cache[(which, dtype)] = self.multipliers(before * after if which == "both" else factor, dtype)
             return cache[(which, dtype)]
 
         position_of = {id(v): i for i, v in enumerate(self.views)}
-        for name, views in self._views_of.items():
+        for name, views in self.views_of.items():
             x, d = params[name], directions[name]
             i = position_of[id(views[0])]
             if len(views) == 1:
@@ -203,15 +203,15 @@ class GroupSegments:
                 for chunk in self._chunks(i, x.device):
                     xc, dc, rows = x3[chunk], d3[chunk], (slice(None), chunk[1])
                     if before is None:
-                        xc.sub_(dc, alpha=lr).mul_(multipliers("after", x.dtype)[i][rows])
+                        xc.sub_(dc, alpha=lr).mul_(spread("after", x.dtype)[i][rows])
                     elif after is None:
-                        xc.mul_(multipliers("before", x.dtype)[i][rows]).sub_(dc, alpha=lr)
+                        xc.mul_(spread("before", x.dtype)[i][rows]).sub_(dc, alpha=lr)
                     else:
-                        xc.mul_(multipliers("both", x.dtype)[i][rows])
-                        xc.addcmul_(dc, multipliers("after", x.dtype)[i][rows], value=-lr)
+                        xc.mul_(spread("both", x.dtype)[i][rows])
+                        xc.addcmul_(dc, spread("after", x.dtype)[i][rows], value=-lr)
                 continue
             for v in views if before is not None else ():
-                x.view(v.shape3).mul_(multipliers("before", x.dtype)[position_of[id(v)]])
+                x.view(v.shape3).mul_(spread("before", x.dtype)[position_of[id(v)]])
             x.sub_(d, alpha=lr)
             for v in views if after is not None else ():
-                x.view(v.shape3).mul_(multipliers("after", x.dtype)[position_of[id(v)]])
+                x.view(v.shape3).mul_(spread("after", x.dtype)[position_of[id(v)]])
