@@ -172,3 +172,15 @@ def test_rank_widths_with_auto_rounding_tries_the_finer_multiples(capsys, tmp_pa
     assert "finds no widths" in line, line
     reached = float(text.split("target     30.0% of the flops, reached ")[1].split("%")[0])
     assert abs(reached - 30.0) <= 1.0, text
+
+
+def test_no_width_search_on_a_model_too_slow_to_time_its_candidates(capsys, tmp_path, monkeypatch):
+    from onnxprune.app import widths_choice
+
+    times = {"original": 10.0, "compact": 9.5, "importance": 9.5, "latency": 9.6}
+    monkeypatch.setattr(runtime, "measure_latency", _fake_times(times))
+    monkeypatch.setattr(widths_choice, "WIDTHS_MAX_MS", 100.0)  # the original's batch 32 takes 320 ms here
+    status, text, err = run_cli(capsys, "prune", ZOO / "resnet.onnx", "-o", tmp_path / "a.onnx", "--ratio", "0.5",
+                                "--by", "flops", "--no-report")
+    assert status == 0, err
+    assert "too slow to time the width search's candidates (over 100 ms)" in text and "widths were searched" not in text

@@ -73,7 +73,7 @@ def select_measured(args: argparse.Namespace, graph: Graph, am, space, select, s
     heavy ops (MobileNetV3's activations and squeeze-excitation), so it is measured. Where the faster
     of the two does not cut the latency by `LATENCY_BAR` x its FLOPs cut at some batch, the width
     search (`rank=widths`, at the multiples `WIDTHS_MULTIPLES`) adds its candidates and the fastest of
-    all is kept."""
+    all is kept (not on a model whose run takes over `WIDTHS_MAX_MS`: it says so)."""
     from functools import partial
 
     if args.ratio <= 0:  # nothing will be removed: nothing to rank
@@ -92,7 +92,12 @@ def select_measured(args: argparse.Namespace, graph: Graph, am, space, select, s
     chosen = _fastest(timings, list(models)[1:])
     said = "both rankings choose the same groups" if same else _said(timings, list(models)[1:])
     flops = _flops(graph, shapes)
-    if timings and _short(timings, chosen, 1 - _flops(models[chosen], shapes) / flops):
+    slowest = max((t["original"].median_ms for t in timings.values()), default=0.0)
+    short = bool(timings) and _short(timings, chosen, 1 - _flops(models[chosen], shapes) / flops)
+    if short and slowest > WIDTHS_MAX_MS:
+        said += (f"; the faster did not cut the latency by {LATENCY_BAR} x the FLOPs cut, but at {slowest:.4g} ms a run "
+                 f"the model is too slow to time the width search's candidates (over {WIDTHS_MAX_MS:g} ms)")
+    elif short:
         for multiple in WIDTHS_MULTIPLES:
             rank = f"widths {multiple}"
             try:
@@ -119,6 +124,9 @@ def select_measured(args: argparse.Namespace, graph: Graph, am, space, select, s
 
 #: The multiples the width search runs at when neither ranking meets the latency bar (narrow families finer).
 WIDTHS_MULTIPLES = (16, 8, 4)
+#: No width search where the original takes longer than this (ms, its slowest measured batch): each of
+#: its candidates is compacted and timed, which on a model this slow costs more than `prune` should.
+WIDTHS_MAX_MS = 1000.0
 
 
 def _compacted(graph: Graph, shapes, selection: Selection) -> Graph:
