@@ -76,6 +76,8 @@ def select_measured(args: argparse.Namespace, graph: Graph, am, space, select, s
     all is kept (not on a model whose run takes over `WIDTHS_MAX_MS`: it says so)."""
     from functools import partial
 
+    from ..width_search import NoWidths
+
     if args.ratio <= 0:  # nothing will be removed: nothing to rank
         select_auto(args, graph, am, space, partial(select, rank="importance"), say)
         return
@@ -102,7 +104,7 @@ def select_measured(args: argparse.Namespace, graph: Graph, am, space, select, s
             rank = f"widths {multiple}"
             try:
                 PassManager([select(multiple, True, rank="widths")]).run(graph, am)
-            except UserError:
+            except NoWidths:
                 continue  # no width vector at this multiple lands within a point of the target
             found[rank] = (am.fact(Selection), am.fact(Outcome), Rounding(multiple))
             table = next((line[line.index("(measured"):] for line in lines[chosen] if "(measured" in line), "")
