@@ -3,9 +3,9 @@
 The width table (`widths.WidthTable`), summed over a compact model's own Conv/Gemm/MatMul ops at
 their exact widths, predicts that model's measured latency closely: over 24 selections of the zoo's
 resnet at a 50 % FLOPs cut, its estimate of the latency cut and the measured one differ by at most
-0.04 (correlation 0.98); over 24 random width vectors of its densenet, correlation 0.98 too. A per-family linear fit (`latency_model`) cannot: onnxruntime's blocked
-layout pads channels to its block, so a width's time is a step function, and one family's saving
-depends on the widths beside it. So the search here estimates whole width vectors:
+0.04 (correlation 0.98); over 24 random width vectors of its densenet, correlation 0.98 too. A
+per-family linear fit (`latency_model`) cannot: onnxruntime's blocked layout pads channels to its
+block, so a width's time is a step function, and one family's saving depends on the widths beside it. So the search here estimates whole width vectors:
 
 - `WidthEstimate.ms(kept)`: the heavy ops' time (ms, batch 1) when family f keeps kept[f] groups, each
   op timed at its exact widths (the table measures a shape once and caches it).
@@ -15,7 +15,7 @@ depends on the widths beside it. So the search here estimates whole width vector
   within the tolerance, then improved a step at a time. Which groups of a family go is the
   caller's (its least important).
 
-`prune` uses it where neither ranking meets the latency bar (`app/widths_choice.select_measured`),
+`prune` uses it where the faster ranking misses the latency bar (`app/widths_choice.select_measured`),
 and measures its result against theirs: the estimate proposes, the measurement decides.
 """
 
@@ -54,8 +54,7 @@ class WidthEstimate:
         self.table = table
         self.ops: list[tuple[HeavyOp, tuple[int, list], tuple[int, list]]] = []
         for op in heavy_ops(graph, shapes, prunable_axes(space)):
-            in_axis, out_axis = (0, 1) if op.op_type == "MatMul" or (
-                op.op_type == "Gemm" and not dict(op.attrs).get("transB")) else (1, 0)
+            in_axis, out_axis = op.weight_axes
             c_in, c_out = op.channels
             self.ops.append((op, (c_in, holders.get((op.weight, in_axis), [])),
                              (c_out, holders.get((op.weight, out_axis), []))))

@@ -99,13 +99,18 @@ class HeavyOp:
         return self.at(width(c_in, self.in_prunable), width(c_out, self.out_prunable))
 
     @property
+    def weight_axes(self) -> tuple[int, int]:
+        """(input axis, output axis) of the weight: a Conv's [out, in/group, ...] and a transposed
+        Gemm's [N, K] read their input on axis 1; MatMul's and a plain Gemm's [K, N] on axis 0."""
+        transposed = self.op_type == "Conv" or (self.op_type == "Gemm" and dict(self.attrs).get("transB"))
+        return (1, 0) if transposed else (0, 1)
+
+    @property
     def channels(self) -> tuple[int, int]:
-        """(input channels, output channels) at full width: the weight's two channel axes."""
-        if self.op_type == "Conv":
-            return self.x[1], self.w[0]
-        if self.op_type == "Gemm" and dict(self.attrs).get("transB"):  # w is [N, K]
-            return self.w[1], self.w[0]
-        return self.w[0], self.w[1]  # Gemm without transB, MatMul: w is [K, N]
+        """(input channels, output channels) at full width (a Conv's input channels are its input's,
+        the weight holding a group's share of them)."""
+        in_axis, out_axis = self.weight_axes
+        return (self.x[1] if self.op_type == "Conv" else self.w[in_axis]), self.w[out_axis]
 
     def at(self, c_in: int | None, c_out: int | None) -> Probe:
         """This op with `c_in` input and `c_out` output channels (None: as it is). A depthwise Conv has

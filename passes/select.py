@@ -110,8 +110,8 @@ def select_groups(graph: Graph, space: PruningSpace, cost, options: SelectOption
     data (criterion activation) per family; a family without one is ranked by its weights' l2 norm
     (comparable with the measured ones once normalised per family, as `normalize` does by default).
     With `rank` widths, `widths` (a `width_search.WidthEstimate`) picks every family's kept count
-    (`search_widths`: the fastest estimate within `widths.PRECISION` of the target) and each family
-    loses its least important groups."""
+    (`search_widths`: the fastest estimate within `PRECISION` of the target) and each family loses its
+    least important groups."""
     rng = np.random.default_rng(options.seed)
     finish = finish or (lambda selection: selection)
     families = [f for f in space.prunable if f.size > 1]
@@ -189,13 +189,15 @@ def select_groups(graph: Graph, space: PruningSpace, cost, options: SelectOption
         if not families or target <= 0:  # nothing to search
             selection = make({})
             return selection, Outcome(options.by, target, removed_by(selection), total)
-        kept = search_widths({f.id: f.size for f in families}, steps, caps,
-                             lambda k: removed_by(least_important({f: table.family_size[f] - n for f, n in k.items()})),
+        def keeping(kept: dict[int, int]) -> Selection:
+            return least_important({f: table.family_size[f] - n for f, n in kept.items()})
+
+        kept = search_widths({f.id: f.size for f in families}, steps, caps, lambda k: removed_by(keeping(k)),
                              widths.ms, target, PRECISION * total, seed=options.seed)
         if kept is None:
             raise NoWidths(f"select: rank=widths found no widths within {100 * PRECISION:g}% of the {options.by} "
                            f"target at round_to={options.round_to}")
-        selection = least_important({f: table.family_size[f] - n for f, n in kept.items()})
+        selection = keeping(kept)
         return selection, Outcome(options.by, target, removed_by(selection), total)
     if options.scope == "local":
         def local(share: float) -> Selection:

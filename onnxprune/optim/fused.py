@@ -70,6 +70,9 @@ class FusedSteps:
         self._update = torch.compile(_update, dynamic=True)
         # per view: the shape its per-index factor takes to broadcast over the whole tensor
         self._broadcast = [_broadcast_shape(tuple(shapes[v.tensor]), v.shape3) for v in segments.views]
+        # per tensor that carries groups: the positions of its views
+        self._positions = {name: [i for i, v in enumerate(segments.views) if v.tensor == name]
+                           for name in segments.views_of}
 
     def build(self, params: dict[str, torch.Tensor]) -> None:
         """Compile every kernel the step will call, on small stand-ins of each view and tensor (the
@@ -79,17 +82,16 @@ class FusedSteps:
             return torch.zeros(tuple(1 if n == 1 else 2 for n in shape), dtype=dtype, device=self.segments.device)
 
         segments = self.segments
-        position_of = {id(v): i for i, v in enumerate(segments.views)}
         rate = torch.tensor(0.0, dtype=torch.float64, device=segments.device)
-        for name, views in segments.views_of.items():
+        for name, positions in self._positions.items():
             dtype, shape = params[name].dtype, tuple(params[name].shape)
-            for index, view in enumerate(views):
-                x = stand_in(view.shape3, dtype)
+            for index, position in enumerate(positions):
+                x = stand_in(segments.views[position].shape3, dtype)
                 if index == 0:
                     self._direction(x, x.clone(), x.clone(), self.momentum.to(dtype))
                 else:
                     self._sums(x, x.clone())
-            factors = [stand_in(self._broadcast[position_of[id(v)]], dtype) for v in views]
+            factors = [stand_in(self._broadcast[i], dtype) for i in positions]
             self._update(stand_in(shape, dtype), stand_in(shape, dtype), factors, [f.clone() for f in factors],
                          rate.to(dtype))
         self.built = True
@@ -129,14 +131,12 @@ class FusedSteps:
             torch._foreach_add_([params[n] for n in plain], [directions[n] for n in plain], alpha=-lr)
         rate = torch.tensor(lr, dtype=torch.float64, device=segments.device)
         factors: dict[torch.dtype, tuple[list, list]] = {}
-        position_of = {id(v): i for i, v in enumerate(segments.views)}
-        for name, views in segments.views_of.items():
+        for name, positions in self._positions.items():
             x = params[name]
             if x.dtype not in factors:
                 factors[x.dtype] = (segments.multipliers(before * after, x.dtype),
                                     segments.multipliers(after, x.dtype))
             both, keep = factors[x.dtype]
-            positions = [position_of[id(v)] for v in views]
             self._update(x, directions[name], [both[i].reshape(self._broadcast[i]) for i in positions],
                          [keep[i].reshape(self._broadcast[i]) for i in positions], rate.to(x.dtype))
 
