@@ -10,7 +10,7 @@ Two parts:
   4-wide bottleneck has tiny weights; at 80 % plain HESSO narrows the bottleneck, CRIC keeps it.
 
     python benchmarks/hesso_cric.py [--epochs 3] [--sparsities 0.7,0.9] [--models fashion_cnn,fashion_resnet]
-                                    [--train-size N] [--seed 0] [--optimizers hesso,hesso-cric[,hesso-cric-progressive]]
+                                    [--train-size N] [--seeds 0,1,2] [--optimizers hesso,hesso-cric[,hesso-cric-fixed]]
                                     [--no-bottleneck] [--json OUT.json]
 
 `--train-size` trains on the first N training images (the whole test set is still the measure), for
@@ -20,6 +20,7 @@ machines too loaded for full epochs; the table says what ran.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import tempfile
@@ -42,15 +43,15 @@ MODELS = HERE.parent / "models"
 def one_run(model: Path, train: Path, test: Path, optimizer: str, sparsity: float, epochs: int, seed: int,
             work: Path, lr: float, batch_size: int, steps: int = 0) -> dict:
     """Train, compact and evaluate one setting; return accuracy, widths, CRIC's summary and wall time."""
-    name = optimizer.removesuffix("-progressive")  # hesso-cric-progressive: --cric-choice progressive
-    config = TrainConfig(optimizer=name, target_sparsity=sparsity, epochs=epochs, steps=steps, lr=lr,
-                         batch_size=batch_size, seed=seed, threads=1,
-                         cric_choice="progressive" if optimizer.endswith("-progressive") else "fixed")
+    fixed = optimizer.endswith("-fixed")  # hesso-cric-fixed: --cric-choice fixed --cric-cycles 3
+    config = TrainConfig(optimizer=optimizer.removesuffix("-fixed"), target_sparsity=sparsity, epochs=epochs,
+                         steps=steps, lr=lr, batch_size=batch_size, seed=seed, threads=1,
+                         **({"cric_choice": "fixed", "cric_cycles": 3} if fixed else {}))
     out = work / f"{model.stem}-{optimizer}-{sparsity}.onnx"
     started = time.perf_counter()
     report = run_model(str(model), str(out), str(train), config, eval_data=str(test), progress=False,
                        latency=False, log=lambda line: None)
-    return {"model": model.stem, "optimizer": optimizer, "sparsity": sparsity, "steps": report["steps"],
+    return {"model": model.stem, "optimizer": optimizer, "sparsity": sparsity, "seed": seed, "steps": report["steps"],
             "accuracy": report["eval"]["compact"]["accuracy"], "original": report["eval"]["original"]["accuracy"],
             "params": report["params"]["compact"], "widths": {w["family"]: w["after"] for w in report["widths"]},
             "seconds": time.perf_counter() - started, "cric": report.get("cric")}
@@ -75,22 +76,23 @@ def cost(row: dict) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    lines = [f"{'model':16} {'sparsity':>8} {'optimizer':22} {'steps':>6} {'test acc':>9} {'params':>9} "
+    lines = [f"{'model':16} {'sparsity':>8} {'seed':>4} {'optimizer':18} {'steps':>6} {'test acc':>9} {'params':>9} "
              f"{'time s':>7}  CRIC cost",
              "-" * 110]
     for row in rows:
-        lines.append(f"{row['model']:16} {row['sparsity']:8.2f} {row['optimizer']:22} {row['steps']:6d} "
+        lines.append(f"{row['model']:16} {row['sparsity']:8.2f} {row['seed']:4d} {row['optimizer']:18} {row['steps']:6d} "
                      f"{100 * row['accuracy']:8.2f}% {row['params']:9,d} {row['seconds']:7.1f}  {cost(row)}")
     by_setting: dict[tuple, dict] = {}
     for row in rows:
-        by_setting.setdefault((row["model"], row["sparsity"]), {})[row["optimizer"]] = row
+        by_setting.setdefault((row["model"], row["sparsity"], row["seed"]), {})[row["optimizer"]] = row
     lines.append("")
-    for (model, sparsity), pair in by_setting.items():
-        for other in ("hesso-cric", "hesso-cric-progressive"):
+    for (model, sparsity, seed), pair in by_setting.items():
+        for other in ("hesso-cric", "hesso-cric-fixed"):
             if {"hesso", other} <= pair.keys():
                 a, b = pair["hesso"], pair[other]
                 gain, ratio = 100 * (b["accuracy"] - a["accuracy"]), b["seconds"] / a["seconds"]
-                lines.append(f"{model} at {sparsity:.2f}: {other} - hesso = {gain:+.2f} points, time {ratio:.2f}x")
+                lines.append(f"{model} at {sparsity:.2f}, seed {seed}: {other} - hesso = {gain:+.2f} points, "
+                             f"time {ratio:.2f}x")
     return "\n".join(lines)
 
 
@@ -102,15 +104,17 @@ def main() -> None:
     parser.add_argument("--train-size", type=int, default=0)
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", default="0", help="comma list: every setting runs once per seed")
     parser.add_argument("--optimizers", default="hesso,hesso-cric",
-                        help="comma list of hesso, hesso-cric, hesso-cric-progressive (--cric-choice progressive)")
+                        help="comma list of hesso, hesso-cric (the defaults), hesso-cric-fixed (--cric-choice fixed "
+                             "--cric-cycles 3: the reference's cycles and one final set)")
     parser.add_argument("--no-bottleneck", action="store_true")
     parser.add_argument("--json", help="also write the rows here")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="hesso-cric-") as tmp:
         work = Path(tmp)
+        seeds = [int(s) for s in args.seeds.split(",")]
         if not args.no_bottleneck:
             from tests.cric_models import bottleneck_mlp, digits_split
 
@@ -118,21 +122,21 @@ def main() -> None:
             np.savez(work / "digits-train.npz", **train)
             np.savez(work / "digits-test.npz", **test)
             model = bottleneck_mlp(work / "bottleneck_mlp.onnx")
-            for optimizer in args.optimizers.split(","):
+            for seed, optimizer in itertools.product(seeds, args.optimizers.split(",")):
                 rows.append(one_run(model, work / "digits-train.npz", work / "digits-test.npz", optimizer, 0.8, 0,
-                                    args.seed, work, lr=0.005, batch_size=32, steps=200))
+                                    seed, work, lr=0.005, batch_size=32, steps=200))
                 print(table(rows[-1:]).splitlines()[2], flush=True)
         if args.models:
             train_file, test_file = prepare()
             train_file = subset(train_file, args.train_size, work)
-            for name in args.models.split(","):
-                for sparsity in (float(s) for s in args.sparsities.split(",")):
-                    for optimizer in args.optimizers.split(","):
-                        rows.append(one_run(MODELS / f"{name}.onnx", train_file, test_file, optimizer, sparsity,
-                                            args.epochs, args.seed, work, args.lr, args.batch_size))
-                        print(table(rows[-1:]).splitlines()[2], flush=True)
+            for seed, name, sparsity, optimizer in itertools.product(
+                    seeds, args.models.split(","), [float(s) for s in args.sparsities.split(",")],
+                    args.optimizers.split(",")):
+                rows.append(one_run(MODELS / f"{name}.onnx", train_file, test_file, optimizer, sparsity,
+                                    args.epochs, seed, work, args.lr, args.batch_size))
+                print(table(rows[-1:]).splitlines()[2], flush=True)
     print(f"\nepochs {args.epochs}, train images {args.train_size or 'all'}, batch {args.batch_size}, lr {args.lr}, "
-          f"seed {args.seed}, one onnxruntime thread; bottleneck: digits MLP, 200 steps, batch 32, lr 0.005\n")
+          f"seeds {args.seeds}, one onnxruntime thread; bottleneck: digits MLP, 200 steps, batch 32, lr 0.005\n")
     print(table(rows))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")

@@ -223,22 +223,26 @@ def _run_parser(commands) -> None:
     run.add_argument("--optimizer", choices=["hesso", "hesso-cric", "dhspg"], default="hesso",
                      help="hesso-cric: HESSO that checks its choice by measured loss first (README, HESSO-CRIC)")
     cric = run.add_argument_group("hesso-cric")
-    cric.add_argument("--cric-cycles", type=int, default=3, metavar="N", help="correction cycles at most (default 3)")
+    cric.add_argument("--cric-cycles", type=int, default=0, metavar="N",
+                      help="correction cycles at most, with --cric-choice fixed (default 0)")
     cric.add_argument("--cric-levels", type=int, default=3, metavar="N",
                       help="trial levels per family: 1/(N+1) .. N/(N+1) of its groups zeroed (default 3: 25/50/75 %%)")
     cric.add_argument("--cric-tolerance", type=float, default=0.05, metavar="F",
                       help="stop when a cycle would examine at most this share of K new groups (default 0.05)")
     cric.add_argument("--cric-loss-weight", type=float, default=1.0, metavar="W",
                       help="weight of the measured loss penalty against saliency (default 1)")
+    cric.add_argument("--cric-collapse", type=float, default=2.0, metavar="F",
+                      help="a family cut where its trial loss rises by more than F (relative: 2 = triples) is a "
+                           "collapse, and its groups there are charged that rise (default 2)")
     cric.add_argument("--cric-budget", type=int, default=0, metavar="N",
                       help="loss evaluations at most (default 0: 5%% of the training steps' batches)")
     cric.add_argument("--cric-batches", type=int, default=2, metavar="N",
                       help="held-in batches per loss evaluation (default 2)")
     cric.add_argument("--cric-cycle-steps", type=int, default=0, metavar="N",
                       help="training steps per cycle (default 0: 1/50 of the steps)")
-    cric.add_argument("--cric-choice", choices=["fixed", "progressive"], default="fixed",
-                      help="fixed: HESSO's periods zero CRIC's final set; progressive: each period chooses afresh by "
-                           "saliency + loss penalty")
+    cric.add_argument("--cric-choice", choices=["fixed", "progressive"], default="progressive",
+                      help="progressive (default): each of HESSO's periods chooses afresh by saliency + loss penalty; "
+                           "fixed: cycles, then HESSO's periods zero one final set")
     run.add_argument("--variant", choices=["sgd", "adam", "adamw"], default="sgd", help="base optimizer")
     run.add_argument("--loss", choices=["cross-entropy", "mse", "distill"], default="cross-entropy")
     run.add_argument("--epochs", type=int, default=3)

@@ -24,7 +24,7 @@ from .test_optim import layout_of, random_grads, reference_scores, set_group, sm
 # cosine similarity dominates so that, with random gradients, the lowest-ranked groups change while V
 # shrinks (candidates appear and there is more than one cycle); magnitude keeps V low
 CRIC = HessoCricSettings(target_group_sparsity=0.5, pruning_steps=6, pruning_periods=2, per_family=False,
-                         cric_start_step=2, cycle_steps=3, max_cycles=3, tolerance=0.0,
+                         cric_start_step=2, cycle_steps=3, max_cycles=3, tolerance=0.0, collapse=0.05, choice="fixed",
                          criteria={"cosine_similarity": 0.8, "magnitude": 0.2})
 
 
@@ -52,10 +52,16 @@ def reference_cric(params, grads_seq, layout, s: HessoCricSettings, lr):
     n_groups = layout.n_groups
     K = int(math.floor(s.target_group_sparsity * n_groups + 1e-9))
     family_of = layout.family_of_group
-    penalty, total, count = np.zeros(n_groups), np.zeros(n_groups), np.zeros(n_groups)
+    total, count = np.zeros(n_groups), np.zeros(n_groups)
+    penalty = {f: np.zeros((family_of == f).sum()) for f in set(family_of)}  # per family, by depth - 1
 
-    def combined(sal):
-        return sal + s.loss_weight * penalty
+    def combined(sal):  # a family's k-th lowest by (saliency, id) is charged its penalty at depth k
+        out = np.array(sal, dtype=np.float64)
+        for f in set(family_of):
+            order = sorted(np.flatnonzero(family_of == f), key=lambda g: (sal[g], g))
+            for depth, g in enumerate(order):
+                out[g] += s.loss_weight * penalty[f][depth]
+        return out
 
     phase, cycles, V, examined, candidates = "train", [], set(), set(), set()
     cache, ref, cycle_start, start, order, chosen, rescued = None, None, None, None, [], set(), set()
@@ -90,6 +96,10 @@ def reference_cric(params, grads_seq, layout, s: HessoCricSettings, lr):
                     for g in ranked[:m]:
                         set_group(trial, layout, g, 0.0)
                     points.append((m, loss_increase(fake_loss(trial, origin, weights), ref)))
+                rises = [max(r for _, r in points[1:i + 1]) for i in range(1, len(points))]  # never falls
+                # past the bound: the first trial at least rank + 1 deep (or the last) rose above it
+                collapses = [rises[next((i for i, (m, _) in enumerate(points[1:]) if m >= rank + 1), len(rises) - 1)]
+                             > s.collapse for rank in range(len(groups))]
                 slope = 0.0
                 for i in range(1, len(points)):  # ranks of segment i: points[i-1].m .. points[i].m - 1
                     tail = i == len(points) - 1 and points[i][0] == len(groups) - 1  # ends at all but one:
@@ -97,7 +107,7 @@ def reference_cric(params, grads_seq, layout, s: HessoCricSettings, lr):
                     slope = max(slope, max(points[i][1] - points[i - 1][1], 0) / width)
                     last = len(groups) if i == len(points) - 1 else points[i][0]
                     for rank in range(points[i - 1][0], last):
-                        penalty[ranked[rank]] += slope
+                        penalty[f][rank] = slope if collapses[rank] else 0.0
             V = lowest(combined(sal), K)
             examined, candidates, cycle_start, phase = set(V), set(), n, "cycle"
             cycles.append(sorted(V))
@@ -197,7 +207,8 @@ def test_the_loss_penalty_moves_the_choice_off_an_expensive_family(choice):
     grads_seq = [random_grads(params, rng) for _ in range(24)]
 
     def run(precious):
-        optimizer, ours, grads, layout = make_cric(params, replace(CRIC, choice=choice))
+        cycles = CRIC.max_cycles if choice == "fixed" else 0  # progressive periods choose without cycles
+        optimizer, ours, grads, layout = make_cric(params, replace(CRIC, choice=choice, max_cycles=cycles))
         origin = {k: v.clone() for k, v in params.items()}
         optimizer.probe = lambda: fake_loss(ours, origin, {k: 1000.0 if k in precious else 1.0 for k in ours})
         drive_recording(optimizer, grads, grads_seq)
@@ -243,18 +254,23 @@ def _clone_state(state):
     return {k: ({n: t.clone() for n, t in v.items()} if isinstance(v, dict) else v) for k, v in state.items()}
 
 
-def test_progressive_choice_with_a_flat_loss_is_hesso():
-    """Nothing measured, no cycle: progressive HESSO-CRIC makes HESSO's choices step for step (the trials'
-    zeroing is restored exactly), so CRIC only ever adds to HESSO."""
+@pytest.mark.parametrize("loss", ["flat", "below the collapse bound"])
+def test_progressive_choice_without_a_collapse_is_hesso(loss):
+    """No trial past the collapse bound (a flat loss, or one that rises, but by less than the bound): the
+    default HESSO-CRIC makes HESSO's choices step for step (the trials' zeroing is restored exactly), so
+    CRIC changes a run only where it measured a collapse."""
     from onnxprune.optim import Hesso, HessoSettings
 
     _, space, params, stats = small_space()
     rng = np.random.default_rng(9)
     grads_seq = [random_grads(params, rng) for _ in range(16)]
-    settings = replace(CRIC, choice="progressive", max_cycles=0, per_family=True)
+    settings = replace(CRIC, choice="progressive", max_cycles=0, per_family=True, collapse=1.0)
     optimizer, ours, grads, layout = make_cric(params, settings)
-    optimizer.probe = lambda: 1.0
+    if loss == "flat":
+        optimizer.probe = lambda: 1.0
     drive_recording(optimizer, grads, grads_seq)
+    if loss != "flat":
+        assert max(t["increase"] for t in optimizer.trials) > 0.01  # the trials did measure a rise
     hesso_params = {k: v.clone() for k, v in params.items()}
     hesso_grads = {k: torch.zeros_like(v) for k, v in params.items()}
     hesso = Hesso(hesso_params, hesso_grads, layout, BaseSettings("sgd", momentum=0.0),
@@ -316,12 +332,21 @@ def test_budget_bounds_the_evaluations_and_names_what_it_left_out():
     assert optimizer.zero_groups().sum() == 7
 
 
-def test_trial_removals_and_marginal_penalties():
-    from onnxprune.optim.hesso_cric import marginal_penalties, trial_removals
+def test_trial_removals():
+    from onnxprune.optim.hesso_cric import trial_removals
 
     assert trial_removals(8, (0.25, 0.5, 0.75, 0.9)) == [(0.25, 2), (0.5, 4), (0.75, 6), (0.9, 7)]
     assert trial_removals(2, (0.25, 0.5, 0.75)) == [(0.25, 1)]  # one count once; never the whole family
     assert trial_removals(10, (0.5, 1.0)) == [(0.5, 5), (1.0, 9)]  # level 1: all but one
+    # keeps: trials that leave exactly 4 and 2 groups (the steep end), none that repeat a count
+    assert trial_removals(32, (0.25, 0.5, 0.75, 1.0), (4, 2)) == [
+        (0.25, 8), (0.5, 16), (0.75, 24), (28 / 32, 28), (30 / 32, 30), (1.0, 31)]
+    assert trial_removals(4, (0.25, 0.5, 0.75, 1.0), (4, 2)) == [(0.25, 1), (0.5, 2), (0.75, 3)]
+
+
+def test_marginal_penalties():
+    from onnxprune.optim.hesso_cric import marginal_penalties
+
     # curve (0,0) (2,0.2) (4,0.2) (6,1.4): slopes 0.1, 0 -> 0.1 (never decreasing), 0.6; past 6: 0.6
     np.testing.assert_allclose(marginal_penalties(8, [2, 4, 6], [0.2, 0.2, 1.4]),
                                [0.1, 0.1, 0.1, 0.1, 0.6, 0.6, 0.6, 0.6])
@@ -342,6 +367,24 @@ def test_the_steep_tail_is_charged_its_whole_rise_per_group():
     np.testing.assert_allclose(marginal_penalties(8, [4, 7], [0.0, 0.0]), np.zeros(8))
 
 
+def test_collapse_penalties_charge_only_cuts_past_the_bound():
+    """Below the bound a family's loss curve is ordinary cost (penalty 0: HESSO's choice stands); a group
+    whose removal would cut its family past it (the deeper trial's increase where it lies between two:
+    the jump may be at any group in between) is charged its marginal penalty."""
+    from onnxprune.optim.hesso_cric import collapse_penalties
+
+    # fashion_resnet's stem at 10 % of the steps: the loss triples only past 28 of 32 channels removed
+    stem = collapse_penalties(32, [8, 16, 24, 28, 30, 31], [0.007, 0.066, 0.737, 1.914, 2.571, 3.437], 2.0)
+    np.testing.assert_allclose(stem, [0.0] * 28 + [0.3285, 0.3285, 0.866, 0.866])
+    # a curve that dips (noise) is made non-decreasing: past the bound from the segment ending at 3.0 on
+    np.testing.assert_allclose(collapse_penalties(8, [2, 4, 7], [0.2, 3.0, 2.5], 1.0), [0, 0] + [1.4] * 6)
+    # the bottleneck MLP: one dead channel, then 28100 % for the second
+    np.testing.assert_allclose(collapse_penalties(4, [1, 2, 3], [0.0, 281.2, 419.0], 2.0), [0] + [281.2] * 3)
+    # bound 0 charges every slope; a flat curve charges nothing
+    np.testing.assert_allclose(collapse_penalties(4, [2, 3], [0.5, 1.0], 0.0), [0.25, 0.25, 0.5, 0.5])
+    np.testing.assert_allclose(collapse_penalties(8, [4, 7], [0.0, 0.0], 0.0), np.zeros(8))
+
+
 def test_loss_increase_fails_closed():
     assert loss_increase(1.5, 1.0) == pytest.approx(0.5)
     assert loss_increase(0.5, 1.0) == 0.0
@@ -357,10 +400,14 @@ def test_settings_are_checked():
 
 # ---------------------------------------------------------------- through the training engine
 @pytest.mark.slow
-def test_sparse_train_resumes_mid_cycle_to_the_uninterrupted_result(tmp_path):
+@pytest.mark.parametrize("choice", ["fixed", "progressive"])
+def test_sparse_train_resumes_mid_cycle_to_the_uninterrupted_result(tmp_path, choice):
+    """Stopped at step 6 (fixed: inside the first cycle, cache and all; progressive, the default: in the
+    first pruning period, after the trials) and resumed, the run ends where the uninterrupted one does."""
     from .test_train import FAST, train_digits
 
-    config = replace(FAST, optimizer="hesso-cric", steps=40, cric_cycle_steps=4)  # cric at 4, cycles 4-7, 8-11, ..
+    cycles = 3 if choice == "fixed" else 0  # cric at 4; fixed: cycles 4-7, 8-11, ..
+    config = replace(FAST, optimizer="hesso-cric", steps=40, cric_cycle_steps=4, cric_cycles=cycles, cric_choice=choice)
     (tmp_path / "a").mkdir()
     full, _, full_result = train_digits(tmp_path / "a", config)
 
@@ -378,7 +425,8 @@ def test_sparse_train_resumes_mid_cycle_to_the_uninterrupted_result(tmp_path):
     resumed, _, result = train_digits(tmp_path / "b", config, checkpoint_dir=tmp_path / "b" / "ckpt", resume=True)
     for value in full.initializers:
         assert np.array_equal(resumed.initializer(value.name), full.initializer(value.name)), value.name
-    assert result.cric == full_result.cric and full_result.cric["cycles"]
+    assert result.cric == full_result.cric and full_result.cric["trials"]
+    assert bool(full_result.cric["cycles"]) == (choice == "fixed")
 
 
 def test_the_probe_leaves_gradients_and_statistics_as_they_were(tmp_path):
@@ -475,6 +523,11 @@ def test_cli_refuses_bad_cric_options_in_one_line(tmp_path, capsys):
 
     code, _, err = run_cli(capsys, "run", DIGITS, "--synthetic", "8", "-o", tmp_path / "o.onnx", "--cric-levels", "0")
     assert code == 2 and "--cric-levels must be >= 1" in err and "Traceback" not in err
+    for bad, said in ((["--cric-collapse", "-1"], "--cric-collapse must be >= 0"),
+                      (["--cric-cycles", "3"], "--cric-cycles needs --cric-choice fixed")):
+        code, _, err = run_cli(capsys, "run", DIGITS, "--synthetic", "8", "-o", tmp_path / "o.onnx", "--optimizer",
+                               "hesso-cric", "--steps", "4", "--batch-size", "2", *bad)
+        assert code == 2 and said in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_hesso_cric_erases_regions_through_the_pass():

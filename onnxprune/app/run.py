@@ -150,7 +150,8 @@ def config_from(args: argparse.Namespace) -> TrainConfig:
                        pruning_periods=args.pruning_periods, group_divisible=args.round_to, threads=args.threads,
                        checkpoint_every=args.checkpoint_every, cric_cycles=args.cric_cycles,
                        cric_levels=args.cric_levels, cric_tolerance=args.cric_tolerance,
-                       cric_loss_weight=args.cric_loss_weight, cric_budget=args.cric_budget,
+                       cric_loss_weight=args.cric_loss_weight, cric_collapse=args.cric_collapse,
+                       cric_budget=args.cric_budget,
                        cric_batches=args.cric_batches, cric_cycle_steps=args.cric_cycle_steps,
                        cric_choice=args.cric_choice)
 

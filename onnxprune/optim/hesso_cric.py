@@ -12,20 +12,24 @@ The run, in steps of the training budget:
 1. steps before `cric_start_step` train plainly (as HESSO before its first period).
 2. At `cric_start_step`: cache the parameters and the base optimizer's state, evaluate the reference
    loss L0, and make *trial projections*: for each unit (a prunable family; an erasable region is one
-   unit with a single trial of its whole group) and each level l in `levels`, zero the unit's
-   m = max(1, floor(l·n)) lowest-saliency groups (at most n - 1: level 1 keeps one group alive, the
-   deepest cut HESSO could make, where losses explode), evaluate the loss L, restore. The
-   measured points (m, max(L/L0 - 1, 0)) with (0, 0) are the unit's loss curve; a group's penalty is
-   the curve's slope at its saliency rank (the loss one more removed group adds there), made
-   non-decreasing, and past the last trial the last slope; the *steep tail* (the segment that ends at the
-   all-but-one trial) is charged its whole rise per group, since the curve is known there only at its ends
-   (a slope let a rescue push the quota into one family's tail, down to its last channel). So a family
-   is charged little for its first, least salient groups and more as the choice would cut deeper, which
-   spreads the pruning over the families as their measured losses say (a flat per-family charge instead
-   took every group of the cheapest families first: fashion_cnn at 90 % fell from 51 to 24 %). Narrow
-   families run first, so a tight budget skips wide ones (listed).
-3. *Cycles* of `cycle_steps` ordinary training steps each. Cycle 1's violating set V is the K lowest
-   groups by the combined score (saliency + loss_weight·penalty, see below; K = HESSO's target, kept
+   unit with a single trial of its whole group), each level l in `levels` and each count k in `keeps`,
+   zero the unit's m = max(1, floor(l·n)) (or n - k) lowest-saliency groups (at most n - 1: level 1
+   keeps one group alive, the deepest cut HESSO could make), evaluate the loss L, restore. The measured
+   points (m, max(L/L0 - 1, 0)) with (0, 0) are the unit's loss curve, and its penalty *by depth* the
+   cost of removing a d-th group: 0 unless that cuts the family past its *collapse bound*, where the
+   curve rises above `collapse` (default 2: the loss triples); there the curve's slope at d (the loss
+   one more removed group adds), made non-decreasing, past the last trial the last slope, and for the
+   *steep tail* (a segment of several groups that ends at the all-but-one trial) its whole rise per
+   group (see `collapse_penalties` and `marginal_penalties`). A group is charged the penalty of the
+   depth it would be removed at when a choice is made (`combined`). Narrow families run first, so a
+   tight budget skips wide ones (listed).
+3. choice="progressive" (the default): HESSO's own periods, from `cric_start_step` on, each choosing its
+   quota afresh by the current saliency + loss_weight·penalty. Where no trial crossed the bound the
+   penalties are all 0 and the run is HESSO's step for step; where one did, the groups that would
+   collapse a family rank above the others, and a group the saliency-only choice of some period would
+   have taken and that is still alive at the end is *rescued* (named in the report).
+4. choice="fixed" (the reference's shape): *cycles* of `cycle_steps` ordinary training steps each.
+   Cycle 1's violating set V is the K lowest groups by the combined score (K = HESSO's target, kept
    counts and admissible erasures as HESSO chooses them). During a cycle V is telescoped to zero while
    everything trains; each step's saliency is added to the running mean of every group outside V (a
    group's own trial does not drag its score down), and every group that ranks among the K lowest
@@ -35,25 +39,19 @@ The run, in steps of the training budget:
    next V is the candidates not examined yet (kept admissible). Cycles stop after `max_cycles`, when
    the next V holds at most `tolerance`·K groups, or when the budget has no evaluation left for one.
    A cycle's loss is reported, not scored: charged to V's groups alone it would steer the choice
-   toward groups nobody measured (on the digits CNN at 50 % it moved 24 of 40 choices there).
-4. The final redundant set: the K lowest by mean saliency + loss_weight·penalty. HESSO's
-   progressive zeroing then runs on it, from the step after the last cycle: `pruning_periods` periods of
-   pruning_steps // periods steps, each taking its quota of the set in ascending score order and
-   telescoping it to exact zero. Groups the saliency-only choice (same rule, penalty 0) would have
-   zeroed but the loss kept are the *rescued* ones (`rescued`, named in the report). With
-   choice="progressive" each period instead chooses its quota afresh, as HESSO does, by the current
-   saliency + loss_weight·penalty (HESSO's adaptivity, CRIC's measurements); a group the saliency-only
-   choice of some period would have taken and that is still alive at the end is rescued.
+   toward groups nobody measured (on the digits CNN at 50 % it moved 24 of 40 choices there). The
+   final redundant set is then the K lowest by mean saliency + loss_weight·penalty, zeroed by HESSO's
+   periods from the step after the last cycle, lowest score first; the groups the saliency-only choice
+   would have zeroed are the rescued ones. On Fashion-MNIST this schedule (the set fixed once, the
+   cycles' steps discarded, pruning delayed) cost 0.4-2.9 points against HESSO's by itself
+   (benchmarks/hesso_cric.md), so it is not the default.
 
 Saliency is HESSO's (the criteria mix, each group relative to its family's mean, so it averages 1 per
 family). The penalty is in its own units, the relative loss increase one removed group adds (0.1: the
-loss grows by a tenth), not rescaled: with loss_weight 1 a group whose removal costs 10 % of the loss
-ranks as if its saliency were 0.1 above its family's mean, so small, noisy increases (an early,
-untrained network, a robust wide layer) leave HESSO's choice as it was and only real damage (a
-bottleneck: hundreds of percent) overrides saliency. (Dividing it by its mean instead amplified noise
-to saliency's scale: fashion_cnn at 90 %, 100 steps, fell from 51 % to 35 %.) A unit the budget left
-unprobed gets the mean penalty of the probed units (neutral: it neither absorbs the pruning nor escapes
-it). Non-finite trial losses count as the largest increase (1000).
+loss grows by a tenth), not rescaled: with loss_weight 1 such a group ranks as if its saliency were
+0.1 above its family's mean. A unit the budget left unprobed gets the mean penalty of the probed units
+(neutral: it neither absorbs the pruning nor escapes it). Non-finite trial losses count as the largest
+increase (1000).
 """
 
 from __future__ import annotations
@@ -82,14 +80,16 @@ class HessoCricSettings(HessoSettings):
 
     cric_start_step: int = 0
     cycle_steps: int = 1
-    max_cycles: int = 3
+    max_cycles: int = 0
     levels: tuple[float, ...] = (0.25, 0.5, 0.75)
+    keeps: tuple[int, ...] = ()  # also trials that keep exactly these many groups of a family (its steep end)
     tolerance: float = 0.05  # stop when a new violating set holds at most this share of K groups
     loss_weight: float = 1.0
+    collapse: float = 2.0  # a family cut where its trial loss rises by more than this (2: triples) collapses
     budget: int = 0  # loss evaluations at most (0: no bound)
-    # "fixed": HESSO's periods zero CRIC's final set; "progressive": each period chooses its quota afresh
-    # by the current saliency + loss_weight·penalty, as HESSO chooses by saliency
-    choice: str = "fixed"
+    # "progressive": each period chooses its quota afresh by the current saliency + loss_weight·penalty, as
+    # HESSO chooses by saliency; "fixed": cycles, then HESSO's periods zero CRIC's final set
+    choice: str = "progressive"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -98,8 +98,10 @@ class HessoCricSettings(HessoSettings):
                              f"{self.max_cycles}, {self.budget})")
         if self.choice not in ("fixed", "progressive"):
             raise ValueError(f"CRIC's choice is fixed or progressive, not {self.choice!r}")
-        if not all(0 < level <= 1 for level in self.levels) or self.loss_weight < 0 or self.tolerance < 0:
-            raise ValueError("CRIC's trial levels must lie in (0, 1] and its loss weight and tolerance be >= 0")
+        if self.max_cycles and self.choice == "progressive":
+            raise ValueError("CRIC's cycles inform the fixed choice only (progressive periods would not use them)")
+        if not all(0 < level <= 1 for level in self.levels) or min(self.loss_weight, self.tolerance, self.collapse) < 0:
+            raise ValueError("CRIC's trial levels must lie in (0, 1] and its loss weight, tolerance and collapse bound be >= 0")
 
 
 def loss_increase(loss: float, reference: float) -> float:
@@ -110,16 +112,13 @@ def loss_increase(loss: float, reference: float) -> float:
     return float(min(max(rise, 0.0), _LARGEST_INCREASE))
 
 
-def trial_removals(size: int, levels: tuple[float, ...]) -> list[tuple[float, int]]:
-    """(level, groups zeroed) of a family of `size` groups: max(1, floor(level·size)), at most size - 1
-    (level 1: all but one), each level removing more than the one before (levels that would repeat a
-    count are skipped)."""
-    out: list[tuple[float, int]] = []
-    for level in sorted(levels):
-        removed = min(max(1, int(math.floor(level * size))), size - 1)
-        if removed > (out[-1][1] if out else 0):
-            out.append((level, removed))
-    return out
+def trial_removals(size: int, levels: tuple[float, ...], keeps: tuple[int, ...] = ()) -> list[tuple[float, int]]:
+    """(level, groups zeroed) of a family of `size` groups, fewest first: max(1, floor(level·size)) for each
+    level, at most size - 1 (level 1: all but one), and size - k for each k in `keeps` (trials that keep
+    exactly k groups, level (size - k)/size); counts that repeat or remove nothing are skipped."""
+    counts = {min(max(1, int(math.floor(level * size))), size - 1): level for level in sorted(levels, reverse=True)}
+    counts.update({size - k: (size - k) / size for k in keeps if 0 < size - k and size - k not in counts})
+    return [(counts[m], m) for m in sorted(counts) if m >= 1]
 
 
 def marginal_penalties(size: int, removed: list[int], rises: list[float]) -> np.ndarray:
@@ -143,6 +142,22 @@ def marginal_penalties(size: int, removed: list[int], rises: list[float]) -> np.
     return slopes[np.minimum(segment, len(slopes) - 1)]
 
 
+def collapse_penalties(size: int, removed: list[int], rises: list[float], collapse: float) -> np.ndarray:
+    """`marginal_penalties` where cutting the family that deep (rank + 1 groups removed) collapses it, 0
+    elsewhere. Its loss increase there is read off the measured curve made non-decreasing (removing more
+    never helps), between two trials the deeper trial's (fail closed: the jump may lie at any group in
+    between), past the last trial the last; a collapse is an increase above `collapse`. Below the bound a
+    family's loss curve is redundancy's ordinary cost and saliency alone decides, as in HESSO (the
+    penalties of a smooth curve moved fashion_cnn's choices off HESSO's and cost it 0.1-1.5 points);
+    past it, each group is charged what one more removed group adds there, so that where several
+    families are past their bounds the choice trades their measured slopes (charging the whole
+    increase per group instead ran the family with the lowest curve down to its last group)."""
+    depths = np.asarray(removed)
+    curve = np.maximum.accumulate(np.asarray(rises, dtype=np.float64))
+    at = curve[np.minimum(np.searchsorted(depths, np.arange(1, size + 1), side="left"), len(curve) - 1)]
+    return np.where(at > collapse, marginal_penalties(size, removed, rises), 0.0)
+
+
 class HessoCric(Hesso):
     """HESSO-CRIC over the groups of `layout` (see module docstring)."""
 
@@ -158,6 +173,9 @@ class HessoCric(Hesso):
         self.chosen, self.rescued = empty.clone(), empty.clone()
         floats = torch.zeros(layout.n_groups, dtype=torch.float64, device=self.device)
         self.penalty, self.saliency_sum, self.saliency_count = floats.clone(), floats.clone(), floats.clone()
+        # per unit, its groups by id; `penalty` holds a unit's penalty by depth in them: the i-th of them
+        # holds what removing an (i+1)-th group of the unit costs
+        self._unit_groups = [torch.as_tensor(g, device=self.device) for _, g in self.trial_units()]
         self.phase = "train"  # train -> cycle -> prune
         self.order = torch.zeros(0, dtype=torch.long, device=self.device)  # the chosen groups, lowest score first
         self.taken = 0  # groups of `order` activated so far
@@ -244,8 +262,21 @@ class HessoCric(Hesso):
         return self.relative_to_family(scores) if self.settings.per_family else scores
 
     def combined(self, saliency: torch.Tensor) -> torch.Tensor:
-        """saliency + loss_weight·penalty (lower: more redundant)."""
-        return saliency + self.settings.loss_weight * self.penalty
+        """saliency + loss_weight·penalty (lower: more redundant). A live group's penalty is its unit's at
+        the depth the group would be removed at: the unit's groups already zero, plus its rank among the
+        live ones by saliency. (The penalty follows the depth, not the group: which groups are least
+        salient changes as training goes on, and a group that ranked last at the trials would otherwise
+        carry the tail's charge wherever it ranks later.)"""
+        out = saliency.clone()
+        if not bool(self.penalty.any()):
+            return out
+        for groups in self._unit_groups:
+            live = groups[~self.zero[groups]]
+            if len(live):
+                order = live[torch.argsort(saliency[live], stable=True)]  # ties by group id, as `choose` ranks
+                depth = len(groups) - len(live)
+                out[order] += self.settings.loss_weight * self.penalty[groups[depth:depth + len(live)]]
+        return out
 
     def lowest(self, scores: torch.Tensor, among: torch.Tensor | None = None) -> torch.Tensor:
         """The K lowest-scored groups (and the target's regions) as HESSO chooses them: no family or axis
@@ -308,14 +339,15 @@ class HessoCric(Hesso):
         return units + [(int(family_of[g]), np.array([g])) for g in np.flatnonzero(family_of < 0)]
 
     def _trials(self, saliency: torch.Tensor) -> None:
-        """Zero each unit's lowest-saliency share at each level, evaluate, restore; each group's penalty is
-        the slope of its unit's loss curve at its saliency rank (see `marginal_penalties`)."""
+        """Zero each unit's lowest-saliency share at each level (and all but each of `keeps`), evaluate,
+        restore; the unit's penalty by depth is its loss slope there where that cut passes the collapse
+        bound, else 0 (see `collapse_penalties`)."""
         reserve = self.settings.max_cycles  # the cycles' evaluations come first
         values = saliency.detach().cpu().numpy()
         tensors_of = self._tensors_of_groups()
         probed, unprobed = [], []
         for unit, groups in self.trial_units():
-            removals = trial_removals(len(groups), self.settings.levels) if unit >= 0 else [(1.0, 1)]
+            removals = trial_removals(len(groups), self.settings.levels, self.settings.keeps) if unit >= 0 else [(1.0, 1)]
             if self.settings.budget and self.evaluations + len(removals) + reserve > self.settings.budget:
                 self.unprobed.append(unit)
                 unprobed.append(groups)
@@ -331,11 +363,11 @@ class HessoCric(Hesso):
                 rises.append(loss_increase(loss, self.reference_loss))
                 self.trials.append({"unit": unit, "level": level, "removed": removed, "loss": loss,
                                     "increase": rises[-1]})
-            slopes = marginal_penalties(len(groups), [m for _, m in removals], rises)
-            self.penalty[torch.as_tensor(ranked, device=self.device)] += torch.as_tensor(slopes, device=self.device)
+            slopes = collapse_penalties(len(groups), [m for _, m in removals], rises, self.settings.collapse)
+            self.penalty[torch.as_tensor(groups, device=self.device)] = torch.as_tensor(slopes, device=self.device)
             probed.append(float(np.mean(slopes)))
         for groups in unprobed:  # neutral: the probed units' mean
-            self.penalty[torch.as_tensor(groups, device=self.device)] += float(np.mean(probed)) if probed else 0.0
+            self.penalty[torch.as_tensor(groups, device=self.device)] = float(np.mean(probed)) if probed else 0.0
 
     def _tensors_of_groups(self) -> dict[int, set[str]]:
         """Per global group: the tensors that hold its slices."""

@@ -39,17 +39,19 @@ class TrainConfig:
     threads: int = 0  # intra-op threads of the engine (0: all cores)
     checkpoint_every: int = 0  # steps between checkpoints (0: only at the end and on Ctrl-C)
     log_every: int = 10
-    # HESSO-CRIC (optim/hesso_cric.py): cycles at most, trial levels per family (1/(n+1) .. n/(n+1)),
-    # stop when a cycle adds at most this share of K new groups, the loss penalty's weight against
-    # saliency, loss evaluations at most (0: auto), held-in batches per evaluation, steps per cycle (0: auto)
-    cric_cycles: int = 3
+    # HESSO-CRIC (optim/hesso_cric.py): cycles at most (with choice "fixed"), trial levels per family
+    # (1/(n+1) .. n/(n+1)), stop when a cycle adds at most this share of K new groups, the loss penalty's
+    # weight against saliency, the relative loss increase past which a family's cut is a collapse, loss
+    # evaluations at most (0: auto), held-in batches per evaluation, steps per cycle (0: auto)
+    cric_cycles: int = 0
     cric_levels: int = 3
     cric_tolerance: float = 0.05
     cric_loss_weight: float = 1.0
+    cric_collapse: float = 2.0
     cric_budget: int = 0
     cric_batches: int = 2
     cric_cycle_steps: int = 0
-    cric_choice: Literal["fixed", "progressive"] = "fixed"  # zero CRIC's final set, or choose per period
+    cric_choice: Literal["fixed", "progressive"] = "progressive"  # choose per period, or zero one final set
 
 
 @dataclass

@@ -27,16 +27,22 @@ def cric_settings(config: TrainConfig, total: int, units: int) -> dict:
     family, the target sparsity when it lies beyond them, and all groups but one. The evaluation budget
     defaults to 5 % of the steps' batches, but never below the reference, the cycles and every level of
     16 units."""
+    if config.cric_cycles and config.cric_choice == "progressive":
+        raise UserError("--cric-cycles needs --cric-choice fixed: each progressive period chooses afresh from the "
+                        "current saliency and the trials' penalties, so a cycle's measurements would go unused")
     start, pruning_steps, periods = hesso_schedule(config, total)
     cycle_steps = config.cric_cycle_steps or max(1, total // 50)
     levels = tuple(i / (config.cric_levels + 1) for i in range(1, config.cric_levels + 1))
     if levels[-1] < config.target_sparsity < 1:  # measure how deep the target itself would cut
         levels += (config.target_sparsity,)
     levels += (1.0,)  # and all but one group: the steep end of every family's loss curve
+    keeps = (4, 2)  # and all but four and two: where on that end the loss turns steep
     budget = config.cric_budget or max(total // (20 * max(config.cric_batches, 1)),
-                                       1 + config.cric_cycles + len(levels) * min(units, 16))
+                                       1 + config.cric_cycles + (len(levels) + len(keeps)) * min(units, 16))
     return {"cric_start_step": start, "cycle_steps": cycle_steps, "max_cycles": config.cric_cycles, "levels": levels,
-            "tolerance": config.cric_tolerance, "loss_weight": config.cric_loss_weight, "budget": budget,
+            "keeps": keeps,
+            "tolerance": config.cric_tolerance, "loss_weight": config.cric_loss_weight, "collapse": config.cric_collapse,
+            "budget": budget,
             "pruning_steps": pruning_steps, "pruning_periods": periods,
             "choice": config.cric_choice}
 
