@@ -233,7 +233,7 @@ def _run_parser(commands) -> None:
                       help="weight of the measured loss penalty against saliency (default 1)")
     cric.add_argument("--cric-collapse", type=float, default=2.0, metavar="F",
                       help="a family cut where its trial loss rises by more than F (relative: 2 = triples) is a "
-                           "collapse, and its groups there are charged that rise (default 2)")
+                           "collapse; groups removed that deep are charged the loss each adds there (default 2)")
     cric.add_argument("--cric-budget", type=int, default=0, metavar="N",
                       help="loss evaluations at most (default 0: 5%% of the training steps' batches)")
     cric.add_argument("--cric-batches", type=int, default=2, metavar="N",

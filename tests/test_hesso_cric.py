@@ -332,6 +332,20 @@ def test_budget_bounds_the_evaluations_and_names_what_it_left_out():
     assert optimizer.zero_groups().sum() == 7
 
 
+def test_a_unit_the_budget_left_out_is_charged_nothing():
+    """Room for one family's trials: it is charged what it measured, the family left out nothing (HESSO's
+    choice stands there; the probed one's mean would protect it from its first group on)."""
+    _, _, params, _ = small_space()
+    rng = np.random.default_rng(3)
+    grads_seq = [random_grads(params, rng) for _ in range(24)]
+    optimizer, _, grads, _ = make_cric(params, replace(CRIC, budget=1 + 3 + 3, collapse=0.0))
+    drive_recording(optimizer, grads, grads_seq)
+    family_of, penalty = optimizer.layout.family_of_group, optimizer.penalty.numpy()
+    left_out = np.isin(family_of, optimizer.unprobed)
+    assert left_out.any() and not penalty[left_out].any()
+    assert penalty[~left_out].any()
+
+
 def test_trial_removals():
     from onnxprune.optim.hesso_cric import trial_removals
 
@@ -391,9 +405,34 @@ def test_loss_increase_fails_closed():
     assert loss_increase(float("nan"), 1.0) == loss_increase(float("inf"), 1.0) == 1000.0
 
 
+def test_combined_charges_each_live_group_the_penalty_of_its_depth():
+    """A unit's penalty is by depth: with some of its groups zero, the k-th lowest live group by saliency
+    (ties by id) is charged what removing the (zeroed + k)-th group costs, whatever group it is."""
+    _, _, params, _ = small_space()
+    optimizer, _, _, layout = make_cric(params, replace(CRIC, loss_weight=2.0))
+    rng = np.random.default_rng(5)
+    optimizer.penalty = torch.as_tensor(rng.uniform(0, 1, layout.n_groups), dtype=torch.float64)
+    saliency = torch.as_tensor(rng.integers(0, 3, layout.n_groups), dtype=torch.float64)  # with ties
+    optimizer.zero = torch.as_tensor(rng.uniform(size=layout.n_groups) < 0.3)
+    got = optimizer.combined(saliency).numpy()
+    expected = saliency.numpy().copy()
+    for _, groups in optimizer.trial_units():  # groups by id; slot i holds the (i+1)-th removal's cost
+        live = [g for g in groups if not optimizer.zero[g]]
+        for k, g in enumerate(sorted(live, key=lambda g: (saliency[g].item(), g))):
+            expected[g] += 2.0 * optimizer.penalty[groups[len(groups) - len(live) + k]].item()
+    np.testing.assert_allclose(got, expected)
+    assert optimizer.zero.any() and (got != saliency.numpy()).any()
+
+
 def test_settings_are_checked():
     with pytest.raises(ValueError, match="trial levels"):
         HessoCricSettings(levels=(0.5, 1.5))
+    with pytest.raises(ValueError, match="collapse bound"):
+        HessoCricSettings(collapse=-1.0)
+    with pytest.raises(ValueError, match="keeps must be >= 1"):
+        HessoCricSettings(keeps=(2, 0))
+    with pytest.raises(ValueError, match="fixed choice only"):
+        HessoCricSettings(choice="progressive", max_cycles=3)
     with pytest.raises(ValueError, match="cycle_steps"):
         HessoCricSettings(cycle_steps=0)
 

@@ -259,9 +259,10 @@ def _cric_section(report: dict) -> str:
         return ""
     cycles = cric.get("cycles", [])
     head = (f"<h2>CRIC: groups rescued by measured loss</h2>\n<p>{cric.get('evaluations', 0)} loss evaluations "
-            f"({cric.get('forward_batches', 0)} held-in batches, budget {cric.get('budget', 0)}), {len(cycles)} cycles "
-            f"({cric.get('cycle_steps', 0)} training steps, their training discarded); reference loss "
-            f"{cric.get('reference_loss', float('nan')):.4g}.</p>")
+            f"({cric.get('forward_batches', 0)} held-in batches, budget {cric.get('budget', 0)})"
+            + (f", {len(cycles)} cycles ({cric.get('cycle_steps', 0)} training steps, their training discarded)"
+               if cycles else "")
+            + f"; reference loss {cric.get('reference_loss', float('nan')):.4g}.</p>")
     if cric.get("unprobed"):
         head += f"<p class=\"note\">Left unprobed by the budget: {_e(', '.join(cric['unprobed']))}.</p>"
     rescued = cric.get("rescued", {})

@@ -166,9 +166,9 @@ def run_summary(report: dict) -> list[str]:
     lines += [f"  {line}" for line in removed_lines(report)]
     cric = report.get("cric")
     if cric is not None:
-        lines.append(f"hesso-cric {cric['evaluations']} loss evaluations ({cric['forward_batches']} batches), "
-                     f"{len(cric['cycles'])} cycles ({cric['cycle_steps']} steps); rescued {cric['rescued_count']} "
-                     "groups")
+        cycles = f", {len(cric['cycles'])} cycles ({cric['cycle_steps']} steps)" if cric["cycles"] else ""
+        lines.append(f"hesso-cric {cric['evaluations']} loss evaluations ({cric['forward_batches']} batches)"
+                     f"{cycles}; rescued {cric['rescued_count']} groups")
     lines += cost_lines(*((report[key]["dense"], report[key]["compact"]) for key in ("params", "flops")))
     lat = report.get("latency_ms")
     if lat is not None:

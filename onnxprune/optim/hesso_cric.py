@@ -49,9 +49,10 @@ The run, in steps of the training budget:
 Saliency is HESSO's (the criteria mix, each group relative to its family's mean, so it averages 1 per
 family). The penalty is in its own units, the relative loss increase one removed group adds (0.1: the
 loss grows by a tenth), not rescaled: with loss_weight 1 such a group ranks as if its saliency were
-0.1 above its family's mean. A unit the budget left unprobed gets the mean penalty of the probed units
-(neutral: it neither absorbs the pruning nor escapes it). Non-finite trial losses count as the largest
-increase (1000).
+0.1 above its family's mean. A unit the budget left unprobed is charged nothing (HESSO's choice stands
+there, as where no collapse was measured) and is listed; a mean of the probed units' penalties, which are
+0 below their bounds, would protect it from its first group on. Non-finite trial losses count as the
+largest increase (1000).
 """
 
 from __future__ import annotations
@@ -98,6 +99,8 @@ class HessoCricSettings(HessoSettings):
                              f"{self.max_cycles}, {self.budget})")
         if self.choice not in ("fixed", "progressive"):
             raise ValueError(f"CRIC's choice is fixed or progressive, not {self.choice!r}")
+        if any(k < 1 for k in self.keeps):
+            raise ValueError(f"CRIC's keeps must be >= 1 (a trial never zeroes a whole family), got {self.keeps}")
         if self.max_cycles and self.choice == "progressive":
             raise ValueError("CRIC's cycles inform the fixed choice only (progressive periods would not use them)")
         if not all(0 < level <= 1 for level in self.levels) or min(self.loss_weight, self.tolerance, self.collapse) < 0:
@@ -345,12 +348,10 @@ class HessoCric(Hesso):
         reserve = self.settings.max_cycles  # the cycles' evaluations come first
         values = saliency.detach().cpu().numpy()
         tensors_of = self._tensors_of_groups()
-        probed, unprobed = [], []
         for unit, groups in self.trial_units():
             removals = trial_removals(len(groups), self.settings.levels, self.settings.keeps) if unit >= 0 else [(1.0, 1)]
             if self.settings.budget and self.evaluations + len(removals) + reserve > self.settings.budget:
-                self.unprobed.append(unit)
-                unprobed.append(groups)
+                self.unprobed.append(unit)  # charged nothing: HESSO's choice stands there
                 continue
             ranked = groups[np.lexsort((groups, values[groups]))]
             rises = []
@@ -365,9 +366,6 @@ class HessoCric(Hesso):
                                     "increase": rises[-1]})
             slopes = collapse_penalties(len(groups), [m for _, m in removals], rises, self.settings.collapse)
             self.penalty[torch.as_tensor(groups, device=self.device)] = torch.as_tensor(slopes, device=self.device)
-            probed.append(float(np.mean(slopes)))
-        for groups in unprobed:  # neutral: the probed units' mean
-            self.penalty[torch.as_tensor(groups, device=self.device)] = float(np.mean(probed)) if probed else 0.0
 
     def _tensors_of_groups(self) -> dict[int, set[str]]:
         """Per global group: the tensors that hold its slices."""
