@@ -17,7 +17,7 @@ The run, in steps of the training budget:
    keeps one group alive, the deepest cut HESSO could make), evaluate the loss L, restore. The measured
    points (m, max(L/L0 - 1, 0)) with (0, 0) are the unit's loss curve, and its penalty *by depth* the
    cost of removing a d-th group: 0 unless that cuts the family past its *collapse bound*, where the
-   curve rises above `collapse` (default 2: the loss triples); there the curve's slope at d (the loss
+   curve rises above `collapse` (default 10: the loss x11); there the curve's slope at d (the loss
    one more removed group adds), made non-decreasing, past the last trial the last slope, and for the
    *steep tail* (a segment of several groups that ends at the all-but-one trial) its whole rise per
    group (see `collapse_penalties` and `marginal_penalties`). A group is charged the penalty of the
@@ -86,7 +86,7 @@ class HessoCricSettings(HessoSettings):
     keeps: tuple[int, ...] = ()  # also trials that keep exactly these many groups of a family (its steep end)
     tolerance: float = 0.05  # stop when a new violating set holds at most this share of K groups
     loss_weight: float = 1.0
-    collapse: float = 2.0  # a family cut where its trial loss rises by more than this (2: triples) collapses
+    collapse: float = 10.0  # a family cut where its trial loss rises by more than this (x11) collapses there
     budget: int = 0  # loss evaluations at most (0: no bound)
     # "progressive": each period chooses its quota afresh by the current saliency + loss_weight·penalty, as
     # HESSO chooses by saliency; "fixed": cycles, then HESSO's periods zero CRIC's final set

@@ -47,7 +47,7 @@ class TrainConfig:
     cric_levels: int = 3
     cric_tolerance: float = 0.05
     cric_loss_weight: float = 1.0
-    cric_collapse: float = 2.0
+    cric_collapse: float = 10.0
     cric_budget: int = 0
     cric_batches: int = 2
     cric_cycle_steps: int = 0
