@@ -121,7 +121,7 @@ def trial_removals(size: int, levels: tuple[float, ...], keeps: tuple[int, ...] 
     exactly k groups, level (size - k)/size); counts that repeat or remove nothing are skipped."""
     counts = {min(max(1, int(math.floor(level * size))), size - 1): level for level in sorted(levels, reverse=True)}
     counts.update({size - k: (size - k) / size for k in keeps if 0 < size - k and size - k not in counts})
-    return [(counts[m], m) for m in sorted(counts) if m >= 1]
+    return [(counts[m], m) for m in sorted(counts)]
 
 
 def marginal_penalties(size: int, removed: list[int], rises: list[float]) -> np.ndarray:

@@ -22,11 +22,11 @@ def hesso_schedule(config: TrainConfig, total: int) -> tuple[int, int, int]:
 
 def cric_settings(config: TrainConfig, total: int, units: int) -> dict:
     """HESSO-CRIC's schedule for a run of `total` steps over `units` trial units (families of two or more
-    groups, and regions): CRIC starts where HESSO would start pruning (1/10 of the steps), cycles of
-    total/50 steps, then a pruning span as long as HESSO's. Trial levels are 1/(n+1) .. n/(n+1) of a
-    family, the target sparsity when it lies beyond them, and all groups but one. The evaluation budget
-    defaults to 5 % of the steps' batches, but never below the reference, the cycles and every level of
-    16 units."""
+    groups, and regions): CRIC's trials run where HESSO would start pruning (1/10 of the steps), then
+    HESSO's pruning span (with --cric-choice fixed, after cycles of total/50 steps). Trial levels are
+    1/(n+1) .. n/(n+1) of a family, the target sparsity when it lies beyond them, and all groups but
+    four, two and one. The evaluation budget defaults to 5 % of the steps' batches, but never below the
+    reference, the cycles and every trial of 16 units. Cycles with the progressive choice are refused."""
     if config.cric_cycles and config.cric_choice == "progressive":
         raise UserError("--cric-cycles needs --cric-choice fixed: each progressive period chooses afresh from the "
                         "current saliency and the trials' penalties, so a cycle's measurements would go unused")
