@@ -556,6 +556,21 @@ def test_cli_run_with_hesso_cric_reports_its_cost_and_rescues(tmp_path, capsys):
     assert "CRIC" in (tmp_path / "o.report.html").read_text()
 
 
+def test_the_summary_says_when_most_trials_read_as_collapses():
+    """A reference loss near 0 (a model fit to its data; one distilled into itself starts as its teacher,
+    loss and gradients 0) makes every relative rise huge; the run says so instead of silently protecting
+    most cuts."""
+    from onnxprune.app.run import cric_lines
+
+    cric = {"evaluations": 5, "forward_batches": 10, "cycles": [], "cycle_steps": 0, "rescued_count": 7,
+            "collapse": 10.0, "reference_loss": 7e-32, "trials": [{"increase": r} for r in (1000, 1000, 0.1)],
+            "trials_past_bound": 2}
+    lines = cric_lines(cric)
+    assert lines[0] == "hesso-cric 5 loss evaluations (10 batches); rescued 7 groups"
+    assert len(lines) == 2 and "2 of 3 trials rose past the collapse bound (10; reference loss 7e-32)" in lines[1]
+    assert len(cric_lines({**cric, "trials_past_bound": 1})) == 1  # a minority: collapses CRIC is for
+
+
 def test_cli_refuses_bad_cric_options_in_one_line(tmp_path, capsys):
     from .test_cli import run_cli
     from .test_train import DIGITS

@@ -156,6 +156,20 @@ def config_from(args: argparse.Namespace) -> TrainConfig:
                        cric_choice=args.cric_choice)
 
 
+def cric_lines(cric: dict) -> list[str]:
+    """What HESSO-CRIC cost and rescued; and, where most trials read as collapses, why that may be."""
+    cycles = f", {len(cric['cycles'])} cycles ({cric['cycle_steps']} steps)" if cric["cycles"] else ""
+    lines = [f"hesso-cric {cric['evaluations']} loss evaluations ({cric['forward_batches']} batches){cycles}; "
+             f"rescued {cric['rescued_count']} groups"]
+    past, trials = cric.get("trials_past_bound", 0), len(cric["trials"])
+    if past * 2 > trials:  # the symptom of a reference loss near 0, whatever its cause
+        lines.append(f"hesso-cric {past} of {trials} trials rose past the collapse bound ({cric['collapse']:g}; "
+                     f"reference loss {cric['reference_loss']:.3g}), so CRIC protected most deep cuts; a reference "
+                     "loss near 0 (a model already fit to its data, or distilled into itself with --synthetic) makes "
+                     "every relative rise huge: use --optimizer hesso or a larger --cric-collapse there")
+    return lines
+
+
 def run_summary(report: dict) -> list[str]:
     """The lines `run` says about its report: steps, sparsity, what was removed, params and FLOPs,
     latency, held-out evaluation, the teacher's warning, verify."""
@@ -164,11 +178,8 @@ def run_summary(report: dict) -> list[str]:
              + (f"; erased {len(report['regions_erased'])} blocks ({report['nodes']['dense']} -> "
                 f"{report['nodes']['compact']} nodes)" if report["regions_erased"] else "")]
     lines += [f"  {line}" for line in removed_lines(report)]
-    cric = report.get("cric")
-    if cric is not None:
-        cycles = f", {len(cric['cycles'])} cycles ({cric['cycle_steps']} steps)" if cric["cycles"] else ""
-        lines.append(f"hesso-cric {cric['evaluations']} loss evaluations ({cric['forward_batches']} batches)"
-                     f"{cycles}; rescued {cric['rescued_count']} groups")
+    if report.get("cric") is not None:
+        lines += cric_lines(report["cric"])
     lines += cost_lines(*((report[key]["dense"], report[key]["compact"]) for key in ("params", "flops")))
     lat = report.get("latency_ms")
     if lat is not None:

@@ -165,6 +165,8 @@ def cric_summary(optimizer, space: PruningSpace, config: TrainConfig) -> dict:
     found["unprobed"] = [unit_name(u) for u in found["unprobed"]]
     found["forward_batches"] = found["evaluations"] * max(config.cric_batches, 1)
     found["budget"] = optimizer.settings.budget
+    found["collapse"] = optimizer.settings.collapse
+    found["trials_past_bound"] = sum(t["increase"] > optimizer.settings.collapse for t in found["trials"])
     return found
 
 
