@@ -70,14 +70,19 @@ def prepared_flops(path: Path) -> float:
 def narrowest_model(path: Path, round_to: int):
     """The model `widths.narrowest` leaves (every prunable family cut as far as select may, at
     --max-family-ratio 0.9, kept counts multiples of `round_to`), compacted."""
-    from onnxprune.passmanager import REGISTRY, PassManager
-    from onnxprune.prepare import prepare
     from onnxprune.widths import narrowest
 
     graph = onnxprune.load(path)
     prepare(graph)
+    return compacted(graph, narrowest(AnalysisManager(graph).get("prune-space"), 0.9, round_to))
+
+
+def compacted(graph, selection):
+    """`graph` compacted to `selection` (compact, cleanup), in place; returned."""
+    from onnxprune.passmanager import REGISTRY, PassManager
+
     am = AnalysisManager(graph)
-    am.provide(narrowest(am.get("prune-space"), 0.9, round_to))
+    am.provide(selection)
     PassManager([REGISTRY.get("compact")(), REGISTRY.get("cleanup")()]).run(graph, am)
     return graph
 

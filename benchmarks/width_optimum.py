@@ -20,22 +20,18 @@ import random
 import tempfile
 from pathlib import Path
 
-from default_widths import prune  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from default_widths import compacted, prune  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 import onnxprune
-from onnxprune.passmanager import REGISTRY, AnalysisManager, PassManager
+from onnxprune.passmanager import AnalysisManager
 from onnxprune.prepare import prepare
 from onnxprune.runtime import measure_latency
 from onnxprune.space import Selection
 
 
 def widths_at(graph, kept: dict[int, tuple[int, int]]):
-    """`graph` (prepared) compacted to family -> (kept, size) channels (the last ones of each removed)."""
-    out = graph.copy()
-    am = AnalysisManager(out)
-    am.provide(Selection({f: tuple(range(k, size)) for f, (k, size) in kept.items() if k < size}))
-    PassManager([REGISTRY.get("compact")(), REGISTRY.get("cleanup")()]).run(out, am)
-    return out
+    """A copy of `graph` (prepared) compacted to family -> (kept, size) channels (the last ones removed)."""
+    return compacted(graph.copy(), Selection({f: tuple(range(k, size)) for f, (k, size) in kept.items() if k < size}))
 
 
 def main() -> None:
