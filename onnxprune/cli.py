@@ -231,9 +231,9 @@ def _run_parser(commands) -> None:
                       help="stop when a cycle would examine at most this share of K new groups (default 0.05)")
     cric.add_argument("--cric-loss-weight", type=float, default=1.0, metavar="W",
                       help="weight of the measured loss penalty against saliency (default 1)")
-    cric.add_argument("--cric-collapse", type=float, default=10.0, metavar="F",
-                      help="a family cut where its trial loss rises by more than F (relative: 10 = the loss x11) is a "
-                           "collapse; groups removed that deep are charged the loss each adds there (default 10)")
+    cric.add_argument("--cric-collapse", type=float, default=2.0, metavar="F",
+                      help="a family cut whose trial loss rises by more than F times what zeroing every prunable group "
+                           "adds is a collapse; groups removed that deep are charged the loss each adds there (default 2)")
     cric.add_argument("--cric-budget", type=int, default=0, metavar="N",
                       help="loss evaluations at most (default 0: 5%% of the training steps' batches)")
     cric.add_argument("--cric-batches", type=int, default=2, metavar="N",

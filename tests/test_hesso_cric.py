@@ -84,6 +84,10 @@ def reference_cric(params, grads_seq, layout, s: HessoCricSettings, lr):
             total += sal
             count += 1
             ref = fake_loss(x, origin, weights)
+            dead = {k: v.clone() for k, v in x.items()}
+            for g in range(n_groups):
+                set_group(dead, layout, g, 0.0)
+            dead = fake_loss(dead, origin, weights)
             for f in sorted(set(family_of), key=lambda f: ((family_of == f).sum(), f)):
                 groups = np.flatnonzero(family_of == f)
                 ranked = sorted(groups, key=lambda g: (sal[g], g))
@@ -95,7 +99,7 @@ def reference_cric(params, grads_seq, layout, s: HessoCricSettings, lr):
                     trial = {k: v.clone() for k, v in x.items()}
                     for g in ranked[:m]:
                         set_group(trial, layout, g, 0.0)
-                    points.append((m, loss_increase(fake_loss(trial, origin, weights), ref)))
+                    points.append((m, loss_increase(fake_loss(trial, origin, weights), ref, dead)))
                 rises = [max(r for _, r in points[1:i + 1]) for i in range(1, len(points))]  # never falls
                 # past the bound: the first trial at least rank + 1 deep (or the last) rose above it
                 collapses = [rises[next((i for i, (m, _) in enumerate(points[1:]) if m >= rank + 1), len(rises) - 1)]
@@ -195,7 +199,7 @@ def test_cycle_bookkeeping_matches_the_slow_reference(seed):
         np.testing.assert_allclose(ours[k].numpy(), expected[k].numpy(), rtol=1e-12, atol=1e-15)
     zero = optimizer.zero_groups()
     assert set(np.flatnonzero(zero)) == chosen and zero.sum() == 7  # exactly K, exactly the final choice
-    assert optimizer.evaluations == 1 + 2 * 3 + len(cycles)  # reference, 2 families x 3 levels, one per cycle
+    assert optimizer.evaluations == 2 + 2 * 3 + len(cycles)  # reference, dead trial, 2 families x 3 levels, cycles
 
 
 @pytest.mark.parametrize("choice", ["fixed", "progressive"])
@@ -254,11 +258,12 @@ def _clone_state(state):
     return {k: ({n: t.clone() for n, t in v.items()} if isinstance(v, dict) else v) for k, v in state.items()}
 
 
-@pytest.mark.parametrize("loss", ["flat", "below the collapse bound"])
+@pytest.mark.parametrize("loss", ["flat", "below the collapse bound", "a reference near 0"])
 def test_progressive_choice_without_a_collapse_is_hesso(loss):
     """No trial past the collapse bound (a flat loss, or one that rises, but by less than the bound): the
     default HESSO-CRIC makes HESSO's choices step for step (the trials' zeroing is restored exactly), so
-    CRIC changes a run only where it measured a collapse."""
+    CRIC changes a run only where it measured a collapse. A reference loss near 0 (a model fit to its
+    data) is no collapse either: rises are in units of the dead trial, not of the reference."""
     from onnxprune.optim import Hesso, HessoSettings
 
     _, space, params, stats = small_space()
@@ -268,7 +273,17 @@ def test_progressive_choice_without_a_collapse_is_hesso(loss):
     optimizer, ours, grads, layout = make_cric(params, settings)
     if loss == "flat":
         optimizer.probe = lambda: 1.0
+    if loss == "a reference near 0":  # the same losses, shifted so that the reference (the first) is 1e-12
+        measured, first = optimizer.probe, []
+
+        def near_zero():
+            value = measured()
+            first.append(first[0] if first else value)
+            return value - first[0] + 1e-12
+        optimizer.probe = near_zero
     drive_recording(optimizer, grads, grads_seq)
+    if loss == "a reference near 0":
+        assert optimizer.reference_loss == 1e-12 and max(t["loss"] for t in optimizer.trials) > 1.0
     if loss != "flat":
         assert max(t["increase"] for t in optimizer.trials) > 0.01  # the trials did measure a rise
     hesso_params = {k: v.clone() for k, v in params.items()}
@@ -328,7 +343,7 @@ def test_budget_bounds_the_evaluations_and_names_what_it_left_out():
     optimizer, _, grads, _ = make_cric(params, replace(CRIC, budget=6))
     drive_recording(optimizer, grads, grads_seq)
     assert optimizer.evaluations <= 6
-    assert optimizer.unprobed  # 1 reference + 3 reserved for cycles leaves room for no family's 3 levels
+    assert optimizer.unprobed  # reference, dead trial and 3 reserved for cycles leave no family its 3 levels
     assert optimizer.zero_groups().sum() == 7
 
 
@@ -338,7 +353,7 @@ def test_a_unit_the_budget_left_out_is_charged_nothing():
     _, _, params, _ = small_space()
     rng = np.random.default_rng(3)
     grads_seq = [random_grads(params, rng) for _ in range(24)]
-    optimizer, _, grads, _ = make_cric(params, replace(CRIC, budget=1 + 3 + 3, collapse=0.0))
+    optimizer, _, grads, _ = make_cric(params, replace(CRIC, budget=2 + 3 + 3, collapse=0.0))
     drive_recording(optimizer, grads, grads_seq)
     family_of, penalty = optimizer.layout.family_of_group, optimizer.penalty.numpy()
     left_out = np.isin(family_of, optimizer.unprobed)
@@ -399,10 +414,17 @@ def test_collapse_penalties_charge_only_cuts_past_the_bound():
     np.testing.assert_allclose(collapse_penalties(8, [4, 7], [0.0, 0.0], 0.0), np.zeros(8))
 
 
-def test_loss_increase_fails_closed():
-    assert loss_increase(1.5, 1.0) == pytest.approx(0.5)
-    assert loss_increase(0.5, 1.0) == 0.0
-    assert loss_increase(float("nan"), 1.0) == loss_increase(float("inf"), 1.0) == 1000.0
+def test_loss_increase_is_in_units_of_the_dead_trial_and_fails_closed():
+    assert loss_increase(1.5, 1.0, 3.0) == pytest.approx(0.25)  # a quarter of what zeroing everything adds
+    assert loss_increase(0.5, 1.0, 3.0) == 0.0
+    assert loss_increase(float("nan"), 1.0, 3.0) == loss_increase(float("inf"), 1.0, 3.0) == 1000.0
+    # a reference near 0 (a model fit to its data) no longer makes every rise huge
+    assert loss_increase(0.02, 1e-30, 2.3) == pytest.approx(0.02 / 2.3)
+    # no scale (the dead model is no worse, or its loss is not finite): no cut reads as a collapse,
+    # except one that broke the model
+    for dead in (1.0, 0.5, float("inf"), float("nan")):
+        assert loss_increase(50.0, 1.0, dead) == 0.0
+        assert loss_increase(float("nan"), 1.0, dead) == 1000.0
 
 
 def test_combined_charges_each_live_group_the_penalty_of_its_depth():
@@ -556,19 +578,19 @@ def test_cli_run_with_hesso_cric_reports_its_cost_and_rescues(tmp_path, capsys):
     assert "CRIC" in (tmp_path / "o.report.html").read_text()
 
 
-def test_the_summary_says_when_most_trials_read_as_collapses():
-    """A reference loss near 0 (a model fit to its data; one distilled into itself starts as its teacher,
-    loss and gradients 0) makes every relative rise huge; the run says so instead of silently protecting
-    most cuts."""
+def test_the_summary_says_when_the_trials_had_no_scale():
+    """The dead trial (every prunable group zeroed) is the unit of a rise; where it is no worse than the
+    reference the run says that CRIC could measure no collapse, in one line."""
     from onnxprune.app.run import cric_lines
 
-    cric = {"evaluations": 5, "forward_batches": 10, "cycles": [], "cycle_steps": 0, "rescued_count": 7,
-            "collapse": 10.0, "reference_loss": 7e-32, "trials": [{"increase": r} for r in (1000, 1000, 0.1)],
-            "trials_past_bound": 2}
+    cric = {"evaluations": 5, "forward_batches": 10, "cycles": [], "cycle_steps": 0, "rescued_count": 0,
+            "collapse": 2.0, "reference_loss": 2.3, "dead_loss": 2.25, "trials": [{"increase": 0.0}] * 3}
     lines = cric_lines(cric)
-    assert lines[0] == "hesso-cric 5 loss evaluations (10 batches); rescued 7 groups"
-    assert len(lines) == 2 and "2 of 3 trials rose past the collapse bound (10; reference loss 7e-32)" in lines[1]
-    assert len(cric_lines({**cric, "trials_past_bound": 1})) == 1  # a minority: collapses CRIC is for
+    assert lines[0] == "hesso-cric 5 loss evaluations (10 batches); rescued 0 groups"
+    assert len(lines) == 2 and "every prunable group zeroed (2.25) is no higher than the reference (2.3)" in lines[1]
+    assert len(cric_lines({**cric, "dead_loss": float("nan")})) == 2
+    assert len(cric_lines({**cric, "dead_loss": 4.6})) == 1  # a scale: nothing more to say
+    assert len(cric_lines({**cric, "trials": []})) == 1  # nothing was tried (no budget, or no target)
 
 
 def test_cli_refuses_bad_cric_options_in_one_line(tmp_path, capsys):

@@ -262,7 +262,9 @@ def _cric_section(report: dict) -> str:
             f"({cric.get('forward_batches', 0)} held-in batches, budget {cric.get('budget', 0)})"
             + (f", {len(cycles)} cycles ({cric.get('cycle_steps', 0)} training steps, their training discarded)"
                if cycles else "")
-            + f"; reference loss {cric.get('reference_loss', float('nan')):.4g}.</p>")
+            + f"; reference loss {cric.get('reference_loss', float('nan')):.4g}, with every prunable group zeroed "
+              f"{cric.get('dead_loss', float('nan')):.4g} (the unit of a trial's rise; a collapse rises more than "
+              f"{cric.get('collapse', float('nan')):g} of them).</p>")
     if cric.get("unprobed"):
         head += f"<p class=\"note\">Left unprobed by the budget: {_e(', '.join(cric['unprobed']))}.</p>"
     rescued = cric.get("rescued", {})

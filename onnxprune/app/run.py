@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import time
 from collections.abc import Callable
@@ -157,16 +158,15 @@ def config_from(args: argparse.Namespace) -> TrainConfig:
 
 
 def cric_lines(cric: dict) -> list[str]:
-    """What HESSO-CRIC cost and rescued; and, where most trials read as collapses, why that may be."""
+    """What HESSO-CRIC cost and rescued; and, where its trials had no scale to measure a collapse by, why."""
     cycles = f", {len(cric['cycles'])} cycles ({cric['cycle_steps']} steps)" if cric["cycles"] else ""
     lines = [f"hesso-cric {cric['evaluations']} loss evaluations ({cric['forward_batches']} batches){cycles}; "
              f"rescued {cric['rescued_count']} groups"]
-    past, trials = cric.get("trials_past_bound", 0), len(cric["trials"])
-    if past * 2 > trials:  # the symptom of a reference loss near 0, whatever its cause
-        lines.append(f"hesso-cric {past} of {trials} trials rose past the collapse bound ({cric['collapse']:g}; "
-                     f"reference loss {cric['reference_loss']:.3g}), so CRIC protected most deep cuts; a reference "
-                     "loss near 0 (a model already fit to its data, or distilled into itself with --synthetic) makes "
-                     "every relative rise huge: use --optimizer hesso or a larger --cric-collapse there")
+    reference, dead = cric.get("reference_loss", math.nan), cric.get("dead_loss", math.nan)
+    if cric["trials"] and not dead - reference > 0:  # (a loss that is not a number, too)
+        lines.append(f"hesso-cric the loss with every prunable group zeroed ({dead:.3g}) is no higher than the reference "
+                     f"({reference:.3g}): the model did no better than one without its prunable groups, so no cut "
+                     "could read as a collapse, CRIC charged nothing and the run is HESSO's")
     return lines
 
 

@@ -11,16 +11,19 @@ The run, in steps of the training budget:
 
 1. steps before `cric_start_step` train plainly (as HESSO before its first period).
 2. At `cric_start_step`: cache the parameters and the base optimizer's state, evaluate the reference
-   loss L0, and make *trial projections*: for each unit (a prunable family; an erasable region is one
-   unit with a single trial of its whole group), each level l in `levels` and each count k in `keeps`,
-   zero the unit's m = max(1, floor(l·n)) (or n - k) lowest-saliency groups (at most n - 1: level 1
-   keeps one group alive, the deepest cut HESSO could make), evaluate the loss L, restore. The measured
-   points (m, max(L/L0 - 1, 0)) with (0, 0) are the unit's loss curve, and its penalty *by depth* the
-   cost of removing a d-th group: 0 unless that cuts the family past its *collapse bound*, where the
-   curve rises above `collapse` (default 10: the loss x11); there the curve's slope at d (the loss
-   one more removed group adds), made non-decreasing, past the last trial the last slope, and for the
-   *steep tail* (a segment of several groups that ends at the all-but-one trial) its whole rise per
-   group (see `collapse_penalties` and `marginal_penalties`). A group is charged the penalty of the
+   loss L0 and the *dead trial*'s loss Ld (every group zeroed: what the network loses if all that CRIC
+   could remove were gone), and make *trial projections*: for each unit (a prunable family; an erasable
+   region is one unit with a single trial of its whole group), each level l in `levels` and each count
+   k in `keeps`, zero the unit's m = max(1, floor(l·n)) (or n - k) lowest-saliency groups (at most
+   n - 1: level 1 keeps one group alive, the deepest cut HESSO could make), evaluate the loss L,
+   restore. The measured points (m, max((L - L0)/(Ld - L0), 0)) with (0, 0) are the unit's loss curve
+   (a rise of 1: the cut lost as much as the dead trial), and its penalty *by depth* the cost of
+   removing a d-th group: 0 unless that cuts the family past its *collapse bound*, where the curve
+   rises above `collapse` (default 2: the cut loses twice what the dead trial does, a model that now
+   predicts confidently wrong); there the curve's slope at d (the rise one more removed group adds),
+   made non-decreasing, past the last trial the last slope, and for the *steep tail* (a segment of
+   several groups that ends at the all-but-one trial) its whole rise per group (see
+   `collapse_penalties` and `marginal_penalties`). A group is charged the penalty of the
    depth it would be removed at when a choice is made (`combined`). Narrow families run first, so a
    tight budget skips wide ones (listed).
 3. choice="progressive" (the default): HESSO's own periods, from `cric_start_step` on, each choosing its
@@ -47,12 +50,13 @@ The run, in steps of the training budget:
    (benchmarks/hesso_cric.md), so it is not the default.
 
 Saliency is HESSO's (the criteria mix, each group relative to its family's mean, so it averages 1 per
-family). The penalty is in its own units, the relative loss increase one removed group adds (0.1: the
-loss grows by a tenth), not rescaled: with loss_weight 1 such a group ranks as if its saliency were
-0.1 above its family's mean. A unit the budget left unprobed is charged nothing (HESSO's choice stands
-there, as where no collapse was measured) and is listed; a mean of the probed units' penalties, which are
-0 below their bounds, would protect it from its first group on. Non-finite trial losses count as the
-largest increase (1000).
+family). The penalty is in its own units, the rise one removed group adds (0.1: a tenth of the dead
+trial's), not rescaled: with loss_weight 1 such a group ranks as if its saliency were 0.1 above its
+family's mean. (Rises were first relative to L0 itself, L/L0 - 1: a reference near 0, a model fit to
+its data or distilled into itself, then made nearly every cut read as a collapse.) A unit the budget
+left unprobed is charged nothing (HESSO's choice stands there, as where no collapse was measured) and
+is listed; a mean of the probed units' penalties, which are 0 below their bounds, would protect it
+from its first group on. Non-finite trial losses count as the largest increase (1000).
 """
 
 from __future__ import annotations
@@ -86,7 +90,7 @@ class HessoCricSettings(HessoSettings):
     keeps: tuple[int, ...] = ()  # also trials that keep exactly these many groups of a family (its steep end)
     tolerance: float = 0.05  # stop when a new violating set holds at most this share of K groups
     loss_weight: float = 1.0
-    collapse: float = 10.0  # a family cut where its trial loss rises by more than this (x11) collapses there
+    collapse: float = 2.0  # a family cut whose loss rises more than this (in dead-trial units) collapses there
     budget: int = 0  # loss evaluations at most (0: no bound)
     # "progressive": each period chooses its quota afresh by the current saliency + loss_weight·penalty, as
     # HESSO chooses by saliency; "fixed": cycles, then HESSO's periods zero CRIC's final set
@@ -107,12 +111,19 @@ class HessoCricSettings(HessoSettings):
             raise ValueError("CRIC's trial levels must lie in (0, 1] and its loss weight, tolerance and collapse bound be >= 0")
 
 
-def loss_increase(loss: float, reference: float) -> float:
-    """max(loss/reference - 1, 0), capped; a non-finite loss is the cap (fail closed: it broke the model)."""
+def loss_increase(loss: float, reference: float, dead: float) -> float:
+    """How far `loss` rose from `reference` in units of `dead` - `reference` (the rise of the *dead trial*,
+    every prunable group zeroed: the loss all that CRIC could remove carries), at least 0, capped. A
+    non-finite loss is the cap (fail closed: it broke the model). Without a scale (a dead loss that is
+    not finite, or no higher than the reference: the model is no better than one with nothing prunable
+    left, so no cut can collapse it) every finite rise is 0. (A rise relative to the reference itself made
+    every cut a collapse where the reference is near 0: a model fit to its data, or distilled into itself.)"""
     if not math.isfinite(loss):
         return _LARGEST_INCREASE
-    rise = loss / reference - 1 if reference > 0 else loss - reference
-    return float(min(max(rise, 0.0), _LARGEST_INCREASE))
+    span = dead - reference
+    if not (math.isfinite(span) and span > 0):
+        return 0.0
+    return float(min(max((loss - reference) / span, 0.0), _LARGEST_INCREASE))
 
 
 def trial_removals(size: int, levels: tuple[float, ...], keeps: tuple[int, ...] = ()) -> list[tuple[float, int]]:
@@ -176,15 +187,22 @@ class HessoCric(Hesso):
         self.chosen, self.rescued = empty.clone(), empty.clone()
         floats = torch.zeros(layout.n_groups, dtype=torch.float64, device=self.device)
         self.penalty, self.saliency_sum, self.saliency_count = floats.clone(), floats.clone(), floats.clone()
-        # per unit, its groups by id; `penalty` holds a unit's penalty by depth in them: the i-th of them
-        # holds what removing an (i+1)-th group of the unit costs
-        self._unit_groups = [torch.as_tensor(g, device=self.device) for _, g in self.trial_units()]
+        # the units' groups by id, unit after unit; `penalty` holds a unit's penalty by depth in them: its
+        # i-th group holds what removing an (i+1)-th group of the unit costs
+        units = [g for _, g in self.trial_units()]
+        sizes = [len(g) for g in units]
+        self._members = torch.as_tensor(np.concatenate(units) if units else np.zeros(0, np.int64), device=self.device)
+        self._unit_size = torch.as_tensor(sizes, dtype=torch.long, device=self.device)
+        self._unit_start = torch.cumsum(self._unit_size, 0) - self._unit_size
+        self._unit_of = torch.full((layout.n_groups,), -1, dtype=torch.long, device=self.device)  # -1: no unit
+        self._unit_of[self._members] = torch.repeat_interleave(torch.arange(len(units), device=self.device),
+                                                               self._unit_size)
         self.phase = "train"  # train -> cycle -> prune
         self.order = torch.zeros(0, dtype=torch.long, device=self.device)  # the chosen groups, lowest score first
         self.taken = 0  # groups of `order` activated so far
         self.cache: dict[str, torch.Tensor] | None = None
         self.cache_base: dict | None = None
-        self.reference_loss = math.nan
+        self.reference_loss = self.dead_loss = math.nan
         self.cycle, self.cycle_start, self.pruning_start = 0, -1, -1
         self.evaluations = 0
         self.trials: list[dict] = []  # {"unit", "level", "removed", "loss", "increase"}
@@ -273,12 +291,14 @@ class HessoCric(Hesso):
         out = saliency.clone()
         if not bool(self.penalty.any()):
             return out
-        for groups in self._unit_groups:
-            live = groups[~self.zero[groups]]
-            if len(live):
-                order = live[torch.argsort(saliency[live], stable=True)]  # ties by group id, as `choose` ranks
-                depth = len(groups) - len(live)
-                out[order] += self.settings.loss_weight * self.penalty[groups[depth:depth + len(live)]]
+        live = torch.nonzero((self._unit_of >= 0) & ~self.zero).flatten()  # by id
+        by_saliency = live[torch.argsort(saliency[live], stable=True)]  # ties by group id, as `choose` ranks
+        ranked = by_saliency[torch.argsort(self._unit_of[by_saliency], stable=True)]  # unit by unit, in that order
+        unit = self._unit_of[ranked]
+        live_count = torch.bincount(unit, minlength=len(self._unit_size))
+        rank = torch.arange(len(ranked), device=self.device) - (torch.cumsum(live_count, 0) - live_count)[unit]
+        depth = (self._unit_size - live_count)[unit] + rank  # the unit's zeroed groups, then its live ones
+        out[ranked] += self.settings.loss_weight * self.penalty[self._members[self._unit_start[unit] + depth]]
         return out
 
     def lowest(self, scores: torch.Tensor, among: torch.Tensor | None = None) -> torch.Tensor:
@@ -323,15 +343,23 @@ class HessoCric(Hesso):
         saliency = self._saliency()
         self.saliency_sum += saliency
         self.saliency_count += 1
-        if not (self.target or self.region_target) or not self._can_evaluate(1):
+        if not (self.target or self.region_target) or not self._can_evaluate(2):
             self._finish(self.steps)
             return
         self.reference_loss = self._evaluate()
+        self.dead_loss = self._dead_trial()
         self._trials(saliency)
         if self.settings.max_cycles and self._can_evaluate(1):
             self._begin_cycle(self.lowest(self.combined(saliency)), self.steps)
         else:
             self._finish(self.steps)
+
+    def _dead_trial(self) -> float:
+        """The loss with every group zeroed (the scale of `loss_increase`), parameters restored."""
+        self.segments.scale_(self.params, torch.zeros(self.layout.n_groups, dtype=torch.float64, device=self.device))
+        loss = self._evaluate()
+        self._restore()
+        return loss
 
     def trial_units(self) -> list[tuple[int, np.ndarray]]:
         """(unit, its global groups): families with at least two groups, narrowest first, then regions
@@ -361,7 +389,7 @@ class HessoCric(Hesso):
                 self.segments.scale_(self.params, factor)
                 loss = self._evaluate()
                 self._restore(sorted({t for g in ranked[:removed] for t in tensors_of[int(g)]}))
-                rises.append(loss_increase(loss, self.reference_loss))
+                rises.append(loss_increase(loss, self.reference_loss, self.dead_loss))
                 self.trials.append({"unit": unit, "level": level, "removed": removed, "loss": loss,
                                     "increase": rises[-1]})
             slopes = collapse_penalties(len(groups), [m for _, m in removals], rises, self.settings.collapse)
@@ -394,7 +422,7 @@ class HessoCric(Hesso):
         """V is at zero: measure, charge V, restore the cache, and start the next cycle or finish."""
         loss = self._evaluate()
         size = int(self.violating.sum())
-        rise = loss_increase(loss, self.reference_loss)
+        rise = loss_increase(loss, self.reference_loss, self.dead_loss)
         self.cycles.append({"violating": size, "loss": loss, "increase": rise,
                             "candidates": int((self.candidates & ~self.examined).sum())})
         self._restore()
@@ -427,13 +455,13 @@ class HessoCric(Hesso):
         """What CRIC did, as plain data: evaluations, trials, cycles, steps spent in cycles (their training
         is discarded), the groups it rescued (family -> local group indices; regions by id)."""
         rescued = self.layout.selection((self.rescued & ~self.zero).cpu().numpy())  # kept to the end
-        return {"evaluations": self.evaluations, "reference_loss": self.reference_loss,
+        return {"evaluations": self.evaluations, "reference_loss": self.reference_loss, "dead_loss": self.dead_loss,
                 "trials": list(self.trials), "cycles": list(self.cycles), "unprobed": list(self.unprobed),
                 "cycle_steps": self.settings.cycle_steps * len(self.cycles), "pruning_start": self.pruning_start,
                 "rescued": {int(f): list(g) for f, g in rescued.pruned.items()},
                 "rescued_regions": list(rescued.erased)}
 
-    _SCALARS = ("phase", "taken", "reference_loss", "cycle", "cycle_start", "pruning_start", "evaluations",
+    _SCALARS = ("phase", "taken", "reference_loss", "dead_loss", "cycle", "cycle_start", "pruning_start", "evaluations",
                 "trials", "cycles", "unprobed")
 
     def state_dict(self) -> dict:

@@ -41,13 +41,14 @@ class TrainConfig:
     log_every: int = 10
     # HESSO-CRIC (optim/hesso_cric.py): cycles at most (with choice "fixed"), trial levels per family
     # (1/(n+1) .. n/(n+1)), stop when a cycle adds at most this share of K new groups, the loss penalty's
-    # weight against saliency, the relative loss increase past which a family's cut is a collapse, loss
-    # evaluations at most (0: auto), held-in batches per evaluation, steps per cycle (0: auto)
+    # weight against saliency, the loss rise (in units of the dead trial's: every prunable group zeroed)
+    # past which a family's cut is a collapse, loss evaluations at most (0: auto), held-in batches per
+    # evaluation, steps per cycle (0: auto)
     cric_cycles: int = 0
     cric_levels: int = 3
     cric_tolerance: float = 0.05
     cric_loss_weight: float = 1.0
-    cric_collapse: float = 10.0
+    cric_collapse: float = 2.0
     cric_budget: int = 0
     cric_batches: int = 2
     cric_cycle_steps: int = 0

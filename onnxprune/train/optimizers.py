@@ -38,7 +38,7 @@ def cric_settings(config: TrainConfig, total: int, units: int) -> dict:
     levels += (1.0,)  # and all but one group: the steep end of every family's loss curve
     keeps = (4, 2)  # and all but four and two: where on that end the loss turns steep
     budget = config.cric_budget or max(total // (20 * max(config.cric_batches, 1)),
-                                       1 + config.cric_cycles + (len(levels) + len(keeps)) * min(units, 16))
+                                       2 + config.cric_cycles + (len(levels) + len(keeps)) * min(units, 16))
     return {"cric_start_step": start, "cycle_steps": cycle_steps, "max_cycles": config.cric_cycles, "levels": levels,
             "keeps": keeps,
             "tolerance": config.cric_tolerance, "loss_weight": config.cric_loss_weight, "collapse": config.cric_collapse,

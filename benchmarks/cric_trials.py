@@ -1,0 +1,136 @@
+"""What HESSO-CRIC's trials measure on a model: the reference loss L0, the dead trial's loss Ld (every
+prunable group zeroed) and each family's rises (L - L0)/(Ld - L0) at its trial cuts, the figures that
+`--cric-collapse` is a bound on. Use it to see where a model's cuts would read as collapses before
+choosing that bound for it.
+
+Each seed trains as `run --optimizer hesso-cric` would up to CRIC's trials (10 % of the steps) and stops
+there: what training does after the trials cannot change them, so a full run is not needed.
+
+    python benchmarks/cric_trials.py MODEL (--data D | --synthetic N) [--eval-data E] [--sparsity 0.9]
+                                     [--epochs 3 | --steps N] [--train-size N] [--seeds 0,1,2] [--lr 0.05]
+                                     [--batch-size 64] [--curves]
+
+`--eval-data` is held out instead of a tenth of D, as benchmarks/hesso_cric.py holds out the test set
+(the same steps, so the same trials as its runs).
+
+Per seed: L0, Ld, the largest rise among cuts that keep three or more groups of a family, two, and one
+(with the family), and how many trials rose past the default bound. `--curves` adds every family's
+points (groups removed, rise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from onnxprune.app.run import run_model
+from onnxprune.optim.hesso_cric import HessoCric, HessoCricSettings, loss_increase
+from onnxprune.train.config import TrainConfig
+
+
+class TrialsMeasured(Exception):
+    """Ends a run once CRIC's trials are measured (raised by the wrapped trial step of `measure`)."""
+
+
+def family_names(optimizer: HessoCric) -> dict[int, str]:
+    """Unit -> the first tensor whose axis holds its groups (a family's name starts with it)."""
+    names: dict[int, str] = {}
+    family_of = optimizer.layout.family_of_group
+    for entry in optimizer.layout.axes:
+        for group in np.unique(entry.group_of_index[entry.group_of_index >= 0]):
+            names.setdefault(int(family_of[group]), entry.tensor)
+    return names
+
+
+def measure(model: str, data: str | None, eval_data: str | None, config: TrainConfig, synthetic: int) -> dict:
+    """Train up to CRIC's trials and return what they measured (losses, trials, unit sizes and names)."""
+    measured: dict = {}
+    original = HessoCric._trials
+
+    def trials_then_stop(self: HessoCric, saliency) -> None:
+        original(self, saliency)
+        names = family_names(self)
+        measured.update(reference=self.reference_loss, dead=self.dead_loss, step=self.steps,
+                        sizes={unit: len(groups) for unit, groups in self.trial_units()},
+                        names={unit: names.get(unit, f"region {-1 - unit}") for unit, _ in self.trial_units()},
+                        trials=[(t["unit"], t["removed"], t["loss"]) for t in self.trials])
+        raise TrialsMeasured
+
+    HessoCric._trials = trials_then_stop
+    try:
+        with tempfile.TemporaryDirectory(prefix="cric-trials-") as tmp:
+            run_model(model, str(Path(tmp) / "out.onnx"), data, config, eval_data=eval_data, synthetic=synthetic,
+                      progress=False, latency=False, log=lambda line: None)
+    except TrialsMeasured:
+        return measured
+    finally:
+        HessoCric._trials = original
+    raise SystemExit("the run ended without CRIC trials (no target, or no budget for them)")
+
+
+def summary(found: dict, bound: float) -> str:
+    """One line: L0, Ld, the largest rise by groups kept (with its family), trials past `bound`."""
+    largest: dict[str, tuple[float, str]] = {}
+    past = 0
+    for unit, removed, loss in found["trials"]:
+        rise = loss_increase(loss, found["reference"], found["dead"])
+        past += rise > bound
+        kept = found["sizes"][unit] - removed
+        key = "keeps 1" if kept == 1 else "keeps 2" if kept == 2 else "keeps >= 3"
+        if rise > largest.get(key, (-1.0, ""))[0]:
+            largest[key] = (rise, f"{found['names'][unit]} at {kept}")
+    cells = ", ".join(f"{key} {largest[key][0]:.2f} ({largest[key][1]})" for key in ("keeps >= 3", "keeps 2", "keeps 1")
+                      if key in largest)
+    return (f"step {found['step']}: L0 {found['reference']:.4g}, Ld {found['dead']:.4g}; largest rise {cells}; "
+            f"{past} of {len(found['trials'])} trials past {bound:g}")
+
+
+def curves(found: dict) -> list[str]:
+    """Each family's (groups removed, rise) points."""
+    points: dict[int, list[str]] = {}
+    for unit, removed, loss in found["trials"]:
+        points.setdefault(unit, []).append(f"{removed}: {loss_increase(loss, found['reference'], found['dead']):.2f}")
+    return [f"  {found['names'][u]} ({found['sizes'][u]} groups): " + ", ".join(p) for u, p in points.items()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model")
+    parser.add_argument("--data")
+    parser.add_argument("--synthetic", type=int, default=0)
+    parser.add_argument("--eval-data")
+    parser.add_argument("--sparsity", type=float, default=0.9)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=0)
+    parser.add_argument("--train-size", type=int, default=0, help="train on the first N rows of --data")
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--curves", action="store_true")
+    args = parser.parse_args()
+    if bool(args.data) == bool(args.synthetic):
+        parser.error("give --data or --synthetic")
+    bound = HessoCricSettings().collapse
+    with tempfile.TemporaryDirectory(prefix="cric-trials-data-") as tmp:
+        data = args.data
+        if data and args.train_size:
+            data = str(Path(tmp) / "train.npz")
+            with np.load(args.data) as archive:
+                np.savez(data, **{k: archive[k][:args.train_size] for k in archive.files})
+        for seed in (int(s) for s in args.seeds.split(",")):
+            config = TrainConfig(optimizer="hesso-cric", target_sparsity=args.sparsity, epochs=args.epochs,
+                                 steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=seed, threads=1)
+            found = measure(args.model, data, args.eval_data, config, args.synthetic)
+            print(f"{Path(args.model).stem} seed {seed}, {summary(found, bound)}", flush=True)
+            if args.curves:
+                print("\n".join(curves(found)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
