@@ -14,8 +14,9 @@ there: what training does after the trials cannot change them, so a full run is 
 (the same steps, so the same trials as its runs).
 
 Per seed: L0, Ld, the largest rise among cuts that keep three or more groups of a family, two, and one
-(with the family), and how many trials rose past the default bound. `--curves` adds every family's
-points (groups removed, rise).
+(with the family), how many trials rose past the default bound, and the families the evaluation budget
+left unprobed. `--curves` adds every family's points (groups removed, rise). Channel families and heads
+only: the script does not erase, so no region is tried.
 """
 
 from __future__ import annotations
@@ -58,8 +59,9 @@ def measure(model: str, data: str | None, eval_data: str | None, config: TrainCo
         names = family_names(self)
         measured.update(reference=self.reference_loss, dead=self.dead_loss, step=self.steps,
                         sizes={unit: len(groups) for unit, groups in self.trial_units()},
-                        names={unit: names.get(unit, f"region {-1 - unit}") for unit, _ in self.trial_units()},
-                        trials=[(t["unit"], t["removed"], t["loss"]) for t in self.trials])
+                        names={unit: names.get(unit, f"unit {unit}") for unit, _ in self.trial_units()},
+                        trials=[(t["unit"], t["removed"], t["loss"]) for t in self.trials],
+                        unprobed=[names.get(unit, f"unit {unit}") for unit in self.unprobed])
         raise TrialsMeasured
 
     HessoCric._trials = trials_then_stop
@@ -87,8 +89,9 @@ def summary(found: dict, bound: float) -> str:
             largest[key] = (rise, f"{found['names'][unit]} at {kept}")
     cells = ", ".join(f"{key} {largest[key][0]:.2f} ({largest[key][1]})" for key in ("keeps >= 3", "keeps 2", "keeps 1")
                       if key in largest)
+    unprobed = f"; unprobed (budget): {', '.join(found['unprobed'])}" if found["unprobed"] else ""
     return (f"step {found['step']}: L0 {found['reference']:.4g}, Ld {found['dead']:.4g}; largest rise {cells}; "
-            f"{past} of {len(found['trials'])} trials past {bound:g}")
+            f"{past} of {len(found['trials'])} trials past {bound:g}{unprobed}")
 
 
 def curves(found: dict) -> list[str]:
@@ -116,6 +119,8 @@ def main() -> None:
     args = parser.parse_args()
     if bool(args.data) == bool(args.synthetic):
         parser.error("give --data or --synthetic")
+    if args.synthetic and args.train_size:
+        parser.error("--train-size takes the first rows of --data; with --synthetic give the sample count there")
     bound = HessoCricSettings().collapse
     with tempfile.TemporaryDirectory(prefix="cric-trials-data-") as tmp:
         data = args.data

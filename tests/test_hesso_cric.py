@@ -347,6 +347,15 @@ def test_budget_bounds_the_evaluations_and_names_what_it_left_out():
     assert optimizer.zero_groups().sum() == 7
 
 
+def test_a_budget_below_the_reference_and_the_dead_trial_lists_every_unit_unprobed():
+    _, _, params, _ = small_space()
+    optimizer, _, grads, _ = make_cric(params, replace(CRIC, budget=1))
+    drive_recording(optimizer, grads, [random_grads(params, np.random.default_rng(3)) for _ in range(24)])
+    assert optimizer.evaluations == 0 and not optimizer.trials
+    assert sorted(optimizer.unprobed) == sorted(unit for unit, _ in optimizer.trial_units())
+    assert optimizer.zero_groups().sum() == 7  # HESSO's choice, by saliency alone
+
+
 def test_a_unit_the_budget_left_out_is_charged_nothing():
     """Room for one family's trials: it is charged what it measured, the family left out nothing (HESSO's
     choice stands there; the probed one's mean would protect it from its first group on)."""
@@ -578,19 +587,27 @@ def test_cli_run_with_hesso_cric_reports_its_cost_and_rescues(tmp_path, capsys):
     assert "CRIC" in (tmp_path / "o.report.html").read_text()
 
 
-def test_the_summary_says_when_the_trials_had_no_scale():
-    """The dead trial (every prunable group zeroed) is the unit of a rise; where it is no worse than the
-    reference the run says that CRIC could measure no collapse, in one line."""
+def test_the_summary_says_when_the_trials_had_no_scale_or_read_most_cuts_as_collapses():
+    """The dead trial (every prunable group zeroed) is the unit of a rise. Where it gives no scale (no
+    worse than the reference, or a loss that is not a number) or most trials rose past the bound (a
+    reference close to it: a model that had learned little by the trials), the run says so in one line."""
     from onnxprune.app.run import cric_lines
+    from onnxprune.train.optimizers import cric_caveat
 
     cric = {"evaluations": 5, "forward_batches": 10, "cycles": [], "cycle_steps": 0, "rescued_count": 0,
-            "collapse": 2.0, "reference_loss": 2.3, "dead_loss": 2.25, "trials": [{"increase": 0.0}] * 3}
-    lines = cric_lines(cric)
-    assert lines[0] == "hesso-cric 5 loss evaluations (10 batches); rescued 0 groups"
-    assert len(lines) == 2 and "every prunable group zeroed (2.25) is no higher than the reference (2.3)" in lines[1]
-    assert len(cric_lines({**cric, "dead_loss": float("nan")})) == 2
-    assert len(cric_lines({**cric, "dead_loss": 4.6})) == 1  # a scale: nothing more to say
-    assert len(cric_lines({**cric, "trials": []})) == 1  # nothing was tried (no budget, or no target)
+            "collapse": 2.0, "reference_loss": 0.5, "dead_loss": 2.3, "trials": [{"increase": 0.0}] * 3,
+            "trials_past_bound": 1}
+    assert cric_caveat(cric) == ""  # a scale, and most trials below the bound: nothing more to say
+    assert cric_lines(cric) == ["hesso-cric 5 loss evaluations (10 batches); rescued 0 groups"]
+    no_higher = cric_caveat({**cric, "reference_loss": 2.3, "dead_loss": 2.25})
+    assert "every prunable group zeroed (2.25) is no higher than the reference (2.3)" in no_higher
+    for dead in (float("nan"), float("inf")):
+        assert "not a finite number" in cric_caveat({**cric, "dead_loss": dead})
+    most = cric_caveat({**cric, "reference_loss": 2.28, "trials_past_bound": 2})
+    assert most.startswith("2 of 3 trials rose past the collapse bound (2)") and "learned little" in most
+    assert cric_caveat({**cric, "trials": [], "dead_loss": float("nan")}) == ""  # nothing was tried
+    lines = cric_lines({**cric, "caveat": no_higher})
+    assert len(lines) == 2 and lines[1] == f"hesso-cric {no_higher}"
 
 
 def test_cli_refuses_bad_cric_options_in_one_line(tmp_path, capsys):

@@ -270,6 +270,8 @@ def _cric_section(report: dict) -> str:
     rescued = cric.get("rescued", {})
     rows = [[family, f"{len(groups):,}", ", ".join(map(str, groups))] for family, groups in rescued.items()]
     rows += [[f"region {r}", "1", "whole block"] for r in cric.get("rescued_regions", [])]
+    if cric.get("caveat"):
+        head += f"<p class=\"note\">{_e(cric['caveat'][0].upper() + cric['caveat'][1:])}.</p>"
     if not rows:
         return head + "<p>No group was rescued: the measured loss agreed with saliency.</p>"
     return head + _table(f"Rescued ({sum(int(r[1].replace(',', '')) for r in rows)})", ["family", "groups", "indices"],

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shutil
 import time
 from collections.abc import Callable
@@ -158,16 +157,12 @@ def config_from(args: argparse.Namespace) -> TrainConfig:
 
 
 def cric_lines(cric: dict) -> list[str]:
-    """What HESSO-CRIC cost and rescued; and, where its trials had no scale to measure a collapse by, why."""
+    """What HESSO-CRIC cost and rescued; and where its trials could not measure a collapse, or read most
+    cuts as one, why (the summary's caveat: train/optimizers.py `cric_caveat`)."""
     cycles = f", {len(cric['cycles'])} cycles ({cric['cycle_steps']} steps)" if cric["cycles"] else ""
     lines = [f"hesso-cric {cric['evaluations']} loss evaluations ({cric['forward_batches']} batches){cycles}; "
              f"rescued {cric['rescued_count']} groups"]
-    reference, dead = cric.get("reference_loss", math.nan), cric.get("dead_loss", math.nan)
-    if cric["trials"] and not dead - reference > 0:  # (a loss that is not a number, too)
-        lines.append(f"hesso-cric the loss with every prunable group zeroed ({dead:.3g}) is no higher than the reference "
-                     f"({reference:.3g}): the model did no better than one without its prunable groups, so no cut "
-                     "could read as a collapse, CRIC charged nothing and the run is HESSO's")
-    return lines
+    return lines + ([f"hesso-cric {cric['caveat']}"] if cric.get("caveat") else [])
 
 
 def run_summary(report: dict) -> list[str]:

@@ -114,10 +114,12 @@ class HessoCricSettings(HessoSettings):
 def loss_increase(loss: float, reference: float, dead: float) -> float:
     """How far `loss` rose from `reference` in units of `dead` - `reference` (the rise of the *dead trial*,
     every prunable group zeroed: the loss all that CRIC could remove carries), at least 0, capped. A
-    non-finite loss is the cap (fail closed: it broke the model). Without a scale (a dead loss that is
-    not finite, or no higher than the reference: the model is no better than one with nothing prunable
-    left, so no cut can collapse it) every finite rise is 0. (A rise relative to the reference itself made
-    every cut a collapse where the reference is near 0: a model fit to its data, or distilled into itself.)"""
+    non-finite loss is the cap (fail closed: it broke the model). Without a scale every finite rise is
+    0: a dead loss no higher than the reference (the model does no better than one with nothing
+    prunable left, so no cut can collapse it), or one that is not a finite number (zeroing everything
+    broke the model, e.g. a division by a norm that became 0; the run says CRIC had no scale). (A rise
+    relative to the reference itself made every cut a collapse where the reference is near 0: a model
+    fit to its data, or distilled into itself.)"""
     if not math.isfinite(loss):
         return _LARGEST_INCREASE
     span = dead - reference
@@ -344,6 +346,8 @@ class HessoCric(Hesso):
         self.saliency_sum += saliency
         self.saliency_count += 1
         if not (self.target or self.region_target) or not self._can_evaluate(2):
+            if self.target or self.region_target:  # a budget below the reference and the dead trial
+                self.unprobed = [unit for unit, _ in self.trial_units()]
             self._finish(self.steps)
             return
         self.reference_loss = self._evaluate()

@@ -4,6 +4,8 @@ schedule) or DHSPG over the run's group layout, on the engine's device or on CUD
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..errors import UserError
@@ -26,7 +28,7 @@ def cric_settings(config: TrainConfig, total: int, units: int) -> dict:
     HESSO's pruning span (with --cric-choice fixed, after cycles of total/50 steps). Trial levels are
     1/(n+1) .. n/(n+1) of a family, the target sparsity when it lies beyond them, and all groups but
     four, two and one. The evaluation budget defaults to 5 % of the steps' batches, but never below the
-    reference, the cycles and every trial of 16 units. Cycles with the progressive choice are refused."""
+    reference, the dead trial, the cycles and every trial of 16 units. Cycles with the progressive choice are refused."""
     if config.cric_cycles and config.cric_choice == "progressive":
         raise UserError("--cric-cycles needs --cric-choice fixed: each progressive period chooses afresh from the "
                         "current saliency and the trials' penalties, so a cycle's measurements would go unused")
@@ -167,6 +169,31 @@ def cric_summary(optimizer, space: PruningSpace, config: TrainConfig) -> dict:
     found["budget"] = optimizer.settings.budget
     found["collapse"] = optimizer.settings.collapse
     found["trials_past_bound"] = sum(t["increase"] > optimizer.settings.collapse for t in found["trials"])
+    found["caveat"] = cric_caveat(found)
     return found
+
+
+def cric_caveat(cric: dict) -> str:
+    """Why CRIC's trials said little, or "": the dead trial gave no scale (its loss not a finite number,
+    or no higher than the reference), or most trials rose past the bound (a reference close to the dead
+    trial's loss: a model that had learned little by then, where every rise is large in its units)."""
+    if not cric["trials"]:
+        return ""
+    reference, dead = cric.get("reference_loss", math.nan), cric.get("dead_loss", math.nan)
+    if not (math.isfinite(reference) and math.isfinite(dead)):
+        return (f"the reference loss ({reference:.3g}) or the loss with every prunable group zeroed ({dead:.3g}) is not "
+                "a finite number: CRIC had no scale to measure a collapse by and charged only trials whose loss was "
+                "not finite")
+    if dead <= reference:
+        return (f"the loss with every prunable group zeroed ({dead:.3g}) is no higher than the reference ({reference:.3g}): "
+                "the model did no better than one without its prunable groups, so no finite trial could read as a "
+                "collapse")
+    past, trials = cric.get("trials_past_bound", 0), len(cric["trials"])
+    if past * 2 > trials:
+        return (f"{past} of {trials} trials rose past the collapse bound ({cric['collapse']:g}); the reference loss "
+                f"({reference:.3g}) is close to the loss with every prunable group zeroed ({dead:.3g}), so the model had "
+                "learned little by the trials and every cut's rise is large in their units: CRIC protected most deep "
+                "cuts; use --optimizer hesso there, or a larger --cric-collapse")
+    return ""
 
 
