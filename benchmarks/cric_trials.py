@@ -8,7 +8,7 @@ there: what training does after the trials cannot change them, so a full run is 
 
     python benchmarks/cric_trials.py MODEL (--data D | --synthetic N) [--eval-data E] [--sparsity 0.9]
                                      [--epochs 3 | --steps N] [--train-size N] [--seeds 0,1,2] [--lr 0.05]
-                                     [--batch-size 64] [--curves]
+                                     [--batch-size 64] [--curves] [--recover R]
 
 `--eval-data` is held out instead of a tenth of D, as benchmarks/hesso_cric.py holds out the test set
 (the same steps, so the same trials as its runs).
@@ -17,6 +17,12 @@ Per seed: L0, Ld, the largest rise among cuts that keep three or more groups of 
 (with the family), how many trials rose past the default bound, and the families the evaluation budget
 left unprobed. `--curves` adds every family's points (groups removed, rise). Channel families and heads
 only: the script does not erase, so no region is tried.
+
+`--recover R` also asks whether the deep cuts (those that keep four groups or fewer, and any past the
+bound) recover: it zeroes the cut, trains R plain-SGD steps at the run's learning rate on two other
+held-in batches with the cut held at zero, and measures again. Its rise is against the uncut model
+trained the same R steps, in the same units (Ld - L0), so ordinary progress in those steps does not
+count as recovery. An experiment, not what CRIC does: a trial there is measured right after the cut.
 """
 
 from __future__ import annotations
@@ -27,11 +33,13 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from onnxprune.app.run import run_model
 from onnxprune.optim.hesso_cric import HessoCric, HessoCricSettings, loss_increase
+from onnxprune.train import probe as probes
 from onnxprune.train.config import TrainConfig
 
 
@@ -49,10 +57,45 @@ def family_names(optimizer: HessoCric) -> dict[int, str]:
     return names
 
 
-def measure(model: str, data: str | None, eval_data: str | None, config: TrainConfig, synthetic: int) -> dict:
-    """Train up to CRIC's trials and return what they measured (losses, trials, unit sizes and names)."""
+def recovered_rises(optimizer: HessoCric, engine, fit: list, steps: int, lr: float, bound: float) -> dict:
+    """(unit, groups removed) -> the rise of that trial's cut after `steps` plain-SGD steps on `fit` with
+    the cut held at zero, against the uncut model trained alike, for the trials that keep at most four
+    groups or rose past `bound`. Parameters are restored after each (from CRIC's cache)."""
+    sizes = {unit: len(groups) for unit, groups in optimizer.trial_units()}
+    # the trials' own ranking: at that point saliency_sum holds exactly the saliency they ranked by
+    ranked = {unit: groups[np.lexsort((groups, optimizer.saliency_sum.numpy()[groups]))]
+              for unit, groups in optimizer.trial_units()}
+
+    def trained(removed: np.ndarray) -> float:
+        factor = torch.ones(optimizer.layout.n_groups, dtype=torch.float64)
+        factor[torch.as_tensor(removed, dtype=torch.long)] = 0.0
+        optimizer.segments.scale_(optimizer.params, factor)
+        for step in range(steps):
+            engine.step(list(fit[step % len(fit)]))
+            for name, value in optimizer.params.items():
+                value.sub_(optimizer.grads[name], alpha=lr)
+            optimizer.segments.scale_(optimizer.params, factor)
+        loss = optimizer.probe()
+        optimizer._restore()
+        return loss
+
+    control = trained(np.zeros(0, dtype=np.int64))  # the uncut model, trained the same steps
+    span = optimizer.dead_loss - optimizer.reference_loss
+    return {(t["unit"], t["removed"]): (trained(ranked[t["unit"]][:t["removed"]]) - control) / span
+            for t in optimizer.trials if sizes[t["unit"]] - t["removed"] <= 4 or t["increase"] > bound}
+
+
+def measure(model: str, data: str | None, eval_data: str | None, config: TrainConfig, synthetic: int,
+            recover: int = 0) -> dict:
+    """Train up to CRIC's trials and return what they measured (losses, trials, unit sizes and names; with
+    `recover`, the deep cuts' rises after that many steps of retraining)."""
     measured: dict = {}
-    original = HessoCric._trials
+    original, original_probe = HessoCric._trials, probes.loss_probe
+    held_in: dict = {}
+
+    def probe_of_two(engine, batches):  # CRIC measures on the first two held-in batches, as by default;
+        held_in.update(engine=engine, fit=list(batches[2:]))  # --recover trains on the next two
+        return original_probe(engine, batches[:2])
 
     def trials_then_stop(self: HessoCric, saliency) -> None:
         original(self, saliency)
@@ -62,9 +105,14 @@ def measure(model: str, data: str | None, eval_data: str | None, config: TrainCo
                         names={unit: names.get(unit, f"unit {unit}") for unit, _ in self.trial_units()},
                         trials=[(t["unit"], t["removed"], t["loss"]) for t in self.trials],
                         unprobed=[names.get(unit, f"unit {unit}") for unit in self.unprobed])
+        if recover:
+            measured["recovered"] = recovered_rises(self, held_in["engine"], held_in["fit"], recover, config.lr,
+                                                    self.settings.collapse)
         raise TrialsMeasured
 
     HessoCric._trials = trials_then_stop
+    if recover:
+        probes.loss_probe = probe_of_two
     try:
         with tempfile.TemporaryDirectory(prefix="cric-trials-") as tmp:
             run_model(model, str(Path(tmp) / "out.onnx"), data, config, eval_data=eval_data, synthetic=synthetic,
@@ -72,7 +120,7 @@ def measure(model: str, data: str | None, eval_data: str | None, config: TrainCo
     except TrialsMeasured:
         return measured
     finally:
-        HessoCric._trials = original
+        HessoCric._trials, probes.loss_probe = original, original_probe
     raise SystemExit("the run ended without CRIC trials (no target, or no budget for them)")
 
 
@@ -95,10 +143,13 @@ def summary(found: dict, bound: float) -> str:
 
 
 def curves(found: dict) -> list[str]:
-    """Each family's (groups removed, rise) points."""
+    """Each family's (groups removed, rise) points; after "->", the rise after retraining (--recover)."""
     points: dict[int, list[str]] = {}
+    recovered = found.get("recovered", {})
     for unit, removed, loss in found["trials"]:
-        points.setdefault(unit, []).append(f"{removed}: {loss_increase(loss, found['reference'], found['dead']):.2f}")
+        after = f" -> {recovered[unit, removed]:.2f}" if (unit, removed) in recovered else ""
+        points.setdefault(unit, []).append(
+            f"{removed}: {loss_increase(loss, found['reference'], found['dead']):.2f}{after}")
     return [f"  {found['names'][u]} ({found['sizes'][u]} groups): " + ", ".join(p) for u, p in points.items()]
 
 
@@ -116,6 +167,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--curves", action="store_true")
+    parser.add_argument("--recover", type=int, default=0, metavar="R",
+                        help="also retrain the deep cuts R steps and measure again (with --curves: after ->)")
     args = parser.parse_args()
     if bool(args.data) == bool(args.synthetic):
         parser.error("give --data or --synthetic")
@@ -130,8 +183,9 @@ def main() -> None:
                 np.savez(data, **{k: archive[k][:args.train_size] for k in archive.files})
         for seed in (int(s) for s in args.seeds.split(",")):
             config = TrainConfig(optimizer="hesso-cric", target_sparsity=args.sparsity, epochs=args.epochs,
-                                 steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=seed, threads=1)
-            found = measure(args.model, data, args.eval_data, config, args.synthetic)
+                                 steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=seed, threads=1,
+                                 cric_batches=4 if args.recover else 2)
+            found = measure(args.model, data, args.eval_data, config, args.synthetic, args.recover)
             print(f"{Path(args.model).stem} seed {seed}, {summary(found, bound)}", flush=True)
             if args.curves:
                 print("\n".join(curves(found)), flush=True)
