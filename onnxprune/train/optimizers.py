@@ -28,7 +28,8 @@ def cric_settings(config: TrainConfig, total: int, units: int) -> dict:
     HESSO's pruning span (with --cric-choice fixed, after cycles of total/50 steps). Trial levels are
     1/(n+1) .. n/(n+1) of a family, the target sparsity when it lies beyond them, and all groups but
     four, two and one. The evaluation budget defaults to 5 % of the steps' batches, but never below the
-    reference, the dead trial, the cycles and every trial of 16 units. Cycles with the progressive choice are refused."""
+    reference, the dead trial, the cycles and every trial of 16 units. Cycles with the progressive choice
+    are refused."""
     if config.cric_cycles and config.cric_choice == "progressive":
         raise UserError("--cric-cycles needs --cric-choice fixed: each progressive period chooses afresh from the "
                         "current saliency and the trials' penalties, so a cycle's measurements would go unused")
@@ -190,10 +191,8 @@ def cric_caveat(cric: dict) -> str:
                 "collapse")
     past, trials = cric.get("trials_past_bound", 0), len(cric["trials"])
     if past * 2 > trials:
-        return (f"{past} of {trials} trials rose past the collapse bound ({cric['collapse']:g}); the reference loss "
-                f"({reference:.3g}) is close to the loss with every prunable group zeroed ({dead:.3g}), so the model had "
-                "learned little by the trials and every cut's rise is large in their units: CRIC protected most deep "
-                "cuts; use --optimizer hesso there, or a larger --cric-collapse")
+        return (f"{past} of {trials} trials rose past the collapse bound ({cric['collapse']:g}), so CRIC protected most "
+                f"deep cuts; where the reference loss ({reference:.3g}) is close to the loss with every prunable group "
+                f"zeroed ({dead:.3g}), the model had learned little by the trials and every cut's rise is large in "
+                "their units: use --optimizer hesso there, or a larger --cric-collapse")
     return ""
-
-
