@@ -38,7 +38,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from onnxprune.app.run import run_model
-from onnxprune.optim.hesso_cric import HessoCric, HessoCricSettings, loss_increase
+from onnxprune.optim.hesso_cric import HessoCric, HessoCricSettings
 from onnxprune.train import probe as probes
 from onnxprune.train.config import TrainConfig
 
@@ -103,7 +103,7 @@ def measure(model: str, data: str | None, eval_data: str | None, config: TrainCo
         measured.update(reference=self.reference_loss, dead=self.dead_loss, step=self.steps,
                         sizes={unit: len(groups) for unit, groups in self.trial_units()},
                         names={unit: names.get(unit, f"unit {unit}") for unit, _ in self.trial_units()},
-                        trials=[(t["unit"], t["removed"], t["loss"]) for t in self.trials],
+                        trials=[(t["unit"], t["removed"], t["increase"]) for t in self.trials],
                         unprobed=[names.get(unit, f"unit {unit}") for unit in self.unprobed])
         if recover:
             measured["recovered"] = recovered_rises(self, held_in["engine"], held_in["fit"], recover, config.lr,
@@ -128,8 +128,7 @@ def summary(found: dict, bound: float) -> str:
     """One line: L0, Ld, the largest rise by groups kept (with its family), trials past `bound`."""
     largest: dict[str, tuple[float, str]] = {}
     past = 0
-    for unit, removed, loss in found["trials"]:
-        rise = loss_increase(loss, found["reference"], found["dead"])
+    for unit, removed, rise in found["trials"]:
         past += rise > bound
         kept = found["sizes"][unit] - removed
         key = "keeps 1" if kept == 1 else "keeps 2" if kept == 2 else "keeps >= 3"
@@ -146,10 +145,9 @@ def curves(found: dict) -> list[str]:
     """Each family's (groups removed, rise) points; after "->", the rise after retraining (--recover)."""
     points: dict[int, list[str]] = {}
     recovered = found.get("recovered", {})
-    for unit, removed, loss in found["trials"]:
+    for unit, removed, rise in found["trials"]:
         after = f" -> {recovered[unit, removed]:.2f}" if (unit, removed) in recovered else ""
-        points.setdefault(unit, []).append(
-            f"{removed}: {loss_increase(loss, found['reference'], found['dead']):.2f}{after}")
+        points.setdefault(unit, []).append(f"{removed}: {rise:.2f}{after}")
     return [f"  {found['names'][u]} ({found['sizes'][u]} groups): " + ", ".join(p) for u, p in points.items()]
 
 

@@ -572,6 +572,8 @@ def test_rescuing_the_bottleneck_does_not_collapse_the_layer_after_it(tmp_path):
 
 
 def test_cli_run_with_hesso_cric_reports_its_cost_and_rescues(tmp_path, capsys):
+    from onnxprune.train.optimizers import cric_caveat
+
     from .test_cli import run_cli
     from .test_train import DIGITS, digits_subset
 
@@ -584,6 +586,8 @@ def test_cli_run_with_hesso_cric_reports_its_cost_and_rescues(tmp_path, capsys):
     assert report["cric"]["evaluations"] <= 12 and report["cric"]["budget"] == 12
     assert report["cric"]["forward_batches"] == 2 * report["cric"]["evaluations"]
     assert "rescued" in report["cric"] and report["verify"]["ok"]
+    assert report["cric"]["dead_loss"] > report["cric"]["reference_loss"]  # the dead trial ran: a scale
+    assert report["cric"]["caveat"] == cric_caveat(report["cric"])  # the summary carries its caveat
     assert "CRIC" in (tmp_path / "o.report.html").read_text()
 
 
